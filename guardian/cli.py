@@ -1,0 +1,547 @@
+"""The ``guardian`` command line.
+
+Every command that reports takes ``--json`` (those shapes are an API, tested); errors are one
+line on stderr with an exit code from :class:`guardian.exitcodes.ExitCode`. Imports of heavy
+modules happen inside the commands, so ``guardian --version`` and hooks start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from guardian import __version__
+from guardian.errors import GuardianError, NotFoundError, UsageError
+from guardian.exitcodes import ExitCode
+from guardian.locations import STORE_ENV
+
+EPILOG = """\
+Every version of every file under the watched roots is kept in a store outside the tree
+(default: one per set of roots under $XDG_STATE_HOME/guardian/stores; --store or
+$GUARDIAN_STORE to choose). Exit codes: 0 ok, 1 the command found a problem, 2 usage or input
+error.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(ExitCode.USAGE)
+
+
+def _store_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", metavar="DIR",
+                   help=f"the store directory (default: ${STORE_ENV}, else the store whose roots "
+                        "contain the path or the current directory)")
+
+
+def _json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="guardian", description=__doc__.splitlines()[0] if __doc__ else None,
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.description = ("Guardian keeps every version of every watched file, so no write "
+                          "(an agent's, a script's, an editor's, git's) can lose data.")
+    parser.add_argument("--version", action="version", version=f"guardian {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("watch", help="watch roots and record every version (the daemon)",
+                       description="Record a baseline of every file under ROOTs, then every "
+                       "change, until SIGINT/SIGTERM. Logs one JSON object per line on stderr.")
+    p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to watch (default: .)")
+    p.add_argument("--headless", action="store_true",
+                   help="no TUI; JSON lines on stderr (the only mode until the TUI lands)")
+    p.add_argument("--reconcile-interval", type=float, default=600.0, metavar="SECONDS",
+                   help="full rescan period, a safety net for lost events (default: 600)")
+    p.add_argument("--poll-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="rescan period when the inotify watch limit is reached (default: 30)")
+    _store_arg(p)
+    p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("snapshot", help="record the current state of files or trees now",
+                       description="Record the current state of PATHs (default: every root) and "
+                       "exit. Goes through the daemon when one runs.")
+    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument("--session", help="label the versions with an agent session id")
+    _json_arg(p)
+    _store_arg(p)
+    p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("log", help="list versions of a file, a directory or the whole store",
+                       description="Newest first. With no PATH: the latest versions across the "
+                       "store.")
+    p.add_argument("path", nargs="?", metavar="PATH")
+    p.add_argument("-n", "--limit", type=int, default=None,
+                   help="at most N versions (default: all for a file, 50 otherwise; 0 = all)")
+    _json_arg(p)
+    _store_arg(p)
+    p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser("show", help="print the bytes of a version",
+                       description="Write the content of a version of PATH to stdout (default: "
+                       "the newest version with content).")
+    p.add_argument("path", metavar="PATH")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--version", dest="version_id", type=int, metavar="ID")
+    g.add_argument("--at", metavar="TIME", help="ISO 8601, @EPOCH, or an age like 15m, 2h, 3d")
+    _store_arg(p)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("diff", help="unified diff between versions, or a version and the disk",
+                       description="Default: the newest stored version against the file on disk.")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--from", dest="from_", metavar="ID|TIME", help="old side (default: newest)")
+    p.add_argument("--to", metavar="ID|TIME", help="new side (default: the file on disk)")
+    p.add_argument("--exit-code", action="store_true", help="exit 1 when there are differences")
+    _store_arg(p)
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("restore", help="restore a file, or a directory as it was at a time",
+                       description="The current contents are stored first. A directory restored "
+                       "--at TIME gets back files deleted since and loses files created since "
+                       "(their bytes stay in the store). Writes are atomic per file and never "
+                       "leave the root.")
+    p.add_argument("path", metavar="PATH")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--version", dest="version_id", type=int, metavar="ID")
+    g.add_argument("--at", metavar="TIME", help="ISO 8601, @EPOCH, or an age like 15m, 2h, 3d")
+    p.add_argument("--dry-run", action="store_true", help="list what would change, change nothing")
+    p.add_argument("--session", help="label the versions with an agent session id")
+    _json_arg(p)
+    _store_arg(p)
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("status", help="is a daemon running, and what the store holds")
+    _json_arg(p)
+    _store_arg(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("verify", help="re-hash every stored object; exit 1 if any is damaged")
+    _json_arg(p)
+    _store_arg(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("gc", help="apply retention (keep_versions, keep_days)",
+                       description="Drop versions beyond the retention of rules/default.toml; the "
+                       "newest version of a file that exists is never dropped.")
+    p.add_argument("--dry-run", action="store_true", help="count what would go, drop nothing")
+    _json_arg(p)
+    _store_arg(p)
+    p.set_defaults(func=cmd_gc)
+    return parser
+
+
+# ----------------------------------------------------------------------------- helpers
+def _explicit_store(args: argparse.Namespace) -> Path | None:
+    value = getattr(args, "store", None) or os.environ.get(STORE_ENV)
+    return Path(os.path.abspath(value)) if value else None
+
+
+def _find_store(args: argparse.Namespace, path: str | None) -> Path:
+    from guardian.locations import find_store_for
+    from guardian.paths import absolute
+
+    explicit = _explicit_store(args)
+    if explicit is not None:
+        return explicit
+    target = absolute(path) if path else Path.cwd()
+    found = find_store_for(target)
+    if found is None:
+        raise NotFoundError(f"no Guardian store covers {target}; run `guardian watch` there "
+                            "first, or pass --store")
+    return found
+
+
+def _open_reader(args: argparse.Namespace, path: str | None) -> Any:
+    from guardian.store import Store
+
+    return Store.open(_find_store(args, path), write=False)
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def _human_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "K", "M", "G", "T"):
+        if size < 1024 or unit == "T":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return str(n)
+
+
+def _session(args: argparse.Namespace) -> str | None:
+    return getattr(args, "session", None) or os.environ.get("GUARDIAN_SESSION") or None
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_watch(args: argparse.Namespace) -> int:
+    import anyio
+
+    from guardian.daemon import Daemon, emit_json_line
+    from guardian.locations import store_dir_for_roots
+    from guardian.paths import check_root
+    from guardian.settings import load_defaults
+    from guardian.store import Store
+
+    roots = list(dict.fromkeys(check_root(r) for r in (args.roots or ["."])))
+    for a in roots:
+        for b in roots:
+            if a != b and a in b.parents:
+                raise UsageError(f"{b} is inside {a}: watch {a} alone")
+    if args.reconcile_interval <= 0 or args.poll_interval <= 0:
+        raise UsageError("intervals must be positive")
+    settings = load_defaults()
+    store_path = _explicit_store(args) or store_dir_for_roots(roots)
+    _install_json_logging(emit_json_line)
+    store = Store.open(store_path, write=True)
+    daemon = None
+    try:
+        root_objs = store.add_roots(roots)
+        daemon = Daemon(store, root_objs, settings, emit=emit_json_line,
+                        reconcile_interval=args.reconcile_interval,
+                        poll_interval=args.poll_interval)
+        anyio.run(daemon.run)
+    finally:
+        if daemon is not None:
+            daemon.recorder.close()
+        store.close()
+    return ExitCode.OK
+
+
+def _install_json_logging(emit: Callable[[Any], None]) -> None:
+    """Library log records and Python warnings become JSON warning lines, like ours."""
+    import logging
+
+    from guardian.events import Warning as WarningEvent
+
+    class JsonHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            emit(WarningEvent(message=record.getMessage(), source=record.name))
+
+    root = logging.getLogger()
+    root.handlers[:] = [JsonHandler(level=logging.WARNING)]
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from guardian.client import as_writer
+    from guardian.locations import find_store_for, read_store_roots, store_dir_for_roots
+    from guardian.paths import Root, absolute, locate
+    from guardian.service import Service
+    from guardian.settings import load_defaults
+    from guardian.store import Store
+
+    cwd = Path.cwd()
+    first = absolute(args.paths[0]) if args.paths else cwd
+    store_path = _explicit_store(args) or find_store_for(first)
+    new_roots: list[Path] = []
+    if store_path is None:
+        store_path = store_dir_for_roots([cwd])
+    roots = read_store_roots(store_path)
+    if not roots:
+        new_roots = [cwd]
+        roots = new_roots
+    fake = [Root(i, r) for i, r in enumerate(roots)]
+    paths = []
+    for p in args.paths:
+        locate(p, fake)  # a one-line error for a path outside the roots, before any work
+        paths.append(os.fsdecode(absolute(p)))
+    settings = load_defaults()
+    from guardian.progress import Progress
+
+    progress = Progress("snapshot")
+
+    def direct(store: Store) -> Any:
+        from guardian.capture import Recorder
+
+        root_objs = store.add_roots(new_roots) if new_roots else []
+        root_objs = root_objs or store.roots()
+        rec = Recorder(store, root_objs, settings)
+        try:
+            return Service(rec, settings).snapshot(paths, session=_session(args),
+                                                   progress=progress)
+        finally:
+            rec.close()
+            progress.close()
+
+    out = as_writer(store_path, "snapshot", {"paths": paths, "session": _session(args)}, direct)
+    if args.json:
+        _print_json(out)
+    else:
+        for v in out["versions"]:
+            print(f"{v['kind']:<9} {v['path']}")
+        for w in out["warnings"]:
+            print(f"warning: {w['path']}: {w['message']}", file=sys.stderr)
+        print(f"{out['recorded']} recorded, {out['unchanged']} unchanged")
+    return ExitCode.OK
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    from guardian.history import version_json
+    from guardian.paths import locate, show
+    from guardian.timespec import short
+
+    with _open_reader(args, args.path) as store:
+        roots = store.roots()
+        by_id = {r.id: r for r in roots}
+        limit = args.limit
+        if args.path:
+            root, rel = locate(args.path, roots)
+            fid = store.file_id(root.id, rel, create=False) if rel else None
+            if fid is not None:
+                versions = store.versions_of(fid, limit=limit or None)
+            else:
+                versions = store.versions_under(root.id, rel, limit=50 if limit is None
+                                                else (limit or None))
+            if not versions:
+                raise NotFoundError(f"{show(root.join(rel))}: no recorded versions")
+        else:
+            versions = store.versions_under(None, limit=50 if limit is None else (limit or None))
+        if args.json:
+            _print_json({"versions": [version_json(v, by_id) for v in versions]})
+            return ExitCode.OK
+        cwd = os.fsencode(os.getcwd()) + b"/"
+        for v in versions:
+            r = by_id.get(v.root_id)
+            full = r.join(v.relpath) if r else v.relpath
+            shown = show(full[len(cwd):] if full.startswith(cwd) else full)
+            digest = (v.sha256 or "-")[:12]
+            note = f"  ({v.note})" if v.note else ""
+            print(f"{v.id:>7}  {short(v.time_ns)}  {v.kind:<9} {v.origin:<8} "
+                  f"{_human_size(v.size):>7}  {digest:<12}  {shown}{note}")
+    return ExitCode.OK
+
+
+def _resolve_at(args: argparse.Namespace) -> int | None:
+    from guardian.timespec import parse_time
+
+    return parse_time(args.at) if getattr(args, "at", None) else None
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from guardian.history import content, resolve
+    from guardian.paths import locate, show
+
+    at_ns = _resolve_at(args)
+    with _open_reader(args, args.path) as store:
+        root, rel = locate(args.path, store.roots())
+        v = resolve(store, root, rel, version=args.version_id, at_ns=at_ns,
+                    want_content=args.version_id is None and at_ns is None)
+        data = content(store, v, show(root.join(rel)))
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    return ExitCode.OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    import stat
+
+    from guardian.history import content, parse_version_spec, resolve, unified_diff
+    from guardian.paths import locate, show
+    from guardian.timespec import short
+
+    with _open_reader(args, args.path) as store:
+        root, rel = locate(args.path, store.roots())
+        shown = show(root.join(rel))
+
+        def side(spec: str | None) -> tuple[bytes | None, str]:
+            vid, at = parse_version_spec(spec) if spec else (None, None)
+            v = resolve(store, root, rel, version=vid, at_ns=at, want_content=spec is None)
+            data = content(store, v, shown) if v.present else None
+            return data, f"{shown}\t(version {v.id}, {short(v.time_ns)})"
+
+        old, old_label = side(args.from_)
+        if args.to:
+            new, new_label = side(args.to)
+        else:
+            path = root.join(rel)
+            new_label = f"{shown}\t(on disk)"
+            try:
+                st = os.lstat(path)
+                new = os.readlink(path) if stat.S_ISLNK(st.st_mode) else Path(
+                    os.fsdecode(path)).read_bytes()
+            except FileNotFoundError:
+                new = None
+            except OSError as e:
+                raise GuardianError(f"{shown}: cannot read: {e.strerror or e}") from None
+    text = unified_diff(old, new, old_label, new_label)
+    sys.stdout.write(text)
+    return ExitCode.FAILURE if (args.exit_code and text) else ExitCode.OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from guardian.capture import Recorder
+    from guardian.client import as_writer
+    from guardian.paths import absolute
+    from guardian.service import Service
+    from guardian.settings import load_defaults
+    from guardian.store import Store
+
+    at_ns = _resolve_at(args)
+    store_path = _find_store(args, args.path)
+    path = os.fsdecode(absolute(args.path))
+    settings = load_defaults()
+    params = {"path": path, "version": args.version_id, "at_ns": at_ns,
+              "dry_run": args.dry_run, "session": _session(args)}
+
+    def direct(store: Store) -> Any:
+        rec = Recorder(store, store.roots(), settings)
+        try:
+            return Service(rec, settings).restore(path, version=args.version_id, at_ns=at_ns,
+                                                  dry_run=args.dry_run, session=_session(args))
+        finally:
+            rec.close()
+
+    out = as_writer(store_path, "restore", params, direct)
+    if args.json:
+        _print_json(out)
+        return ExitCode.OK
+    verb = "would" if out["dry_run"] else ""
+    for c in out["changes"]:
+        src = f" (from version {c['from_version']})" if c["from_version"] else ""
+        print(f"{verb + ' ' if verb else ''}{c['action']:<6} {c['path']}{src}")
+    for s in out["skipped"]:
+        print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
+    n = len(out["changes"])
+    print(f"{n} file{'s' if n != 1 else ''} {'to change' if verb else 'restored'}, "
+          f"{out['unchanged']} already as wanted")
+    return ExitCode.OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from guardian.client import daemon
+    from guardian.locations import find_store_for
+    from guardian.store import Store
+
+    store_path = _explicit_store(args) or find_store_for(Path.cwd())
+    info: dict[str, Any]
+    if store_path is None:
+        info = {"running": False, "store": None, "roots": []}
+    else:
+        conn = daemon(store_path, timeout=10)
+        if conn is not None:
+            with conn:
+                info = conn.call("status")
+        elif not (store_path / "guardian.db").exists():
+            info = {"running": False, "store": str(store_path), "roots": []}
+        else:
+            from guardian.daemon import store_size
+            from guardian.timespec import iso
+
+            with Store.open(store_path, write=False) as store:
+                c = store.counts()
+                info = {
+                    "running": False, "pid": None, "store": str(store_path),
+                    "roots": [str(r.path) for r in store.roots()],
+                    "files": c["files"], "versions": c["versions"], "objects": c["objects"],
+                    "store_bytes": store_size(store_path),
+                    "last_event": iso(c["last_version_ns"]) if c["last_version_ns"] else None,
+                    "reconcile_count": int(store.meta_get("reconcile_count") or 0),
+                }
+    if args.json:
+        _print_json(info)
+        return ExitCode.OK
+    state = f"running (pid {info.get('pid')})" if info["running"] else "not running"
+    print(f"daemon:     {state}")
+    print(f"store:      {info.get('store') or '(none covers ' + os.getcwd() + ')'}")
+    for r in info.get("roots", []):
+        print(f"root:       {r}")
+    if "files" in info:
+        print(f"files:      {info['files']}")
+        print(f"versions:   {info['versions']}")
+        print(f"store size: {_human_size(info['store_bytes'])}")
+        print(f"last event: {info.get('last_event') or '-'}")
+        print(f"reconciles: {info.get('reconcile_count', 0)}")
+    return ExitCode.OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from guardian.progress import Progress
+    from guardian.verify import verify
+
+    with _open_reader(args, None) as store:
+        progress = Progress("verify")
+        try:
+            result = verify(store, progress)
+        finally:
+            progress.close()
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        if not result.database_ok:
+            print(f"database: {result.database_message}")
+        for d in result.damaged:
+            print(f"corrupt object {d.sha256}: {d.reason}")
+            for v in d.versions:
+                print(f"  used by version {v['id']} of {v['path']} ({v['time']})")
+        status = "ok" if result.ok else f"{len(result.damaged)} damaged"
+        print(f"{result.objects} objects, {_human_size(result.bytes)} checked: {status}")
+    return ExitCode.OK if result.ok else ExitCode.FAILURE
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from guardian.client import as_writer
+    from guardian.settings import load_defaults
+    from guardian.store import Store
+
+    store_path = _find_store(args, None)
+    settings = load_defaults()
+
+    def direct(store: Store) -> Any:
+        from guardian.retention import gc
+
+        return gc(store, keep_versions=settings.keep_versions, keep_days=settings.keep_days,
+                  dry_run=args.dry_run).to_json()
+
+    out = as_writer(store_path, "gc", {"dry_run": args.dry_run}, direct)
+    if args.json:
+        _print_json(out)
+    else:
+        verb = "would drop" if out["dry_run"] else "dropped"
+        print(f"{verb} {out['versions_dropped']} versions of {out['files_affected']} files, "
+              f"{out['objects_dropped']} objects ({_human_size(out['bytes_freed'])})")
+    return ExitCode.OK
+
+
+# ----------------------------------------------------------------------------- entry point
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return int(func(args))
+    except GuardianError as e:
+        sys.stderr.write(f"guardian {args.command}: error: {e}\n")
+        return int(e.exit_code)
+    except KeyboardInterrupt:
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # `guardian log | head`: the reader left; that is not an error.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return int(ExitCode.OK)
+    except Exception as e:
+        if os.environ.get("GUARDIAN_DEBUG"):
+            raise
+        sys.stderr.write(f"guardian {args.command}: internal error: {type(e).__name__}: {e} "
+                         "(set GUARDIAN_DEBUG=1 for a traceback)\n")
+        return int(ExitCode.INTERNAL)
+

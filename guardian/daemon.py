@@ -1,0 +1,486 @@
+"""``guardian watch``: the daemon that keeps every version of every watched file.
+
+Start-up: take the store's writer lock (done by the caller), open the control socket, put the
+watches in place, then reconcile each root against the stat cache (the baseline on a new store;
+on a restart, what changed while Guardian was down), then report ``ready``.
+
+Running: watchdog events cross the bridge, settle per path, and are captured in group commits by
+one store thread. Lost events (queue overflow, watch limit, a full bridge) and a slow timer
+trigger reconciles. Nothing here lets one bad file, request or disk error stop the daemon: the
+affected paths are retried with a back-off and the error is reported.
+
+Stop (SIGINT/SIGTERM): stop watching, capture everything still pending, commit, exit 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+from anyio.abc import SocketStream, TaskStatus
+from anyio.streams.buffered import BufferedByteReceiveStream
+from anyio.streams.memory import MemoryObjectSendStream
+
+from guardian import control
+from guardian.capture import CaptureResult, Recorder
+from guardian.errors import GuardianError
+from guardian.events import (
+    Error,
+    Event,
+    Ready,
+    Reconciled,
+    Stopped,
+    Stopping,
+    VersionRecorded,
+    Warning,
+)
+from guardian.exitcodes import ExitCode
+from guardian.locations import ensure_private_dir, socket_path
+from guardian.paths import Root
+from guardian.service import Service, check_inside, version_event
+from guardian.settings import Settings
+from guardian.settle import Settler
+from guardian.store import Store
+from guardian.timespec import iso
+from guardian.watcher import Bridge, FsEvent, Watcher
+
+T = TypeVar("T")
+Key = tuple[str, int, bytes]  # (action, root id, relpath): p = path, t = tree, m = confirm missing
+
+DELETE_GRACE_S = 0.25
+MAX_BACKOFF_S = 60.0
+
+
+class Daemon:
+    def __init__(self, store: Store, roots: list[Root], settings: Settings, *,
+                 emit: Callable[[Event], None], reconcile_interval: float = 600.0,
+                 poll_interval: float = 30.0) -> None:
+        self.store = store
+        self.roots = {r.id: r for r in roots}
+        self.settings = settings
+        self.recorder = Recorder(store, roots, settings)
+        self.service = Service(self.recorder, settings)
+        self.bridge = Bridge()
+        skip = {r.id: _skip_matcher(self.recorder, r) for r in roots}
+        self.watcher = Watcher([r.bpath for r in roots], self.bridge,
+                               lambda p: any(f(p) for f in skip.values()))
+        self.settler: Settler[Key] = Settler(settings.settle_ms / 1000,
+                                             settings.settle_cap_ms / 1000)
+        self.reconcile_interval = reconcile_interval
+        self.poll_interval = poll_interval
+        self.degraded = False
+        self.started = time.time()
+        self.last_event_ns = 0
+        self._emit_sink = emit
+        self._subscribers: list[MemoryObjectSendStream[dict[str, Any]]] = []
+        self._reasons: dict[tuple[int, bytes], str] = {}
+        self._wake = anyio.Event()
+        self._stop = anyio.Event()
+        self._stop_reason = ""
+        self._cancel_baseline = threading.Event()
+        self._backoff = 0.0
+        self._limiter: anyio.CapacityLimiter | None = None
+        self.socket = socket_path(store.path)
+
+    # ----------------------------------------------------------------- plumbing
+    def emit(self, event: Event) -> None:
+        self._emit_sink(event)
+        if self._subscribers:
+            d = event.to_dict()
+            for s in list(self._subscribers):
+                try:
+                    s.send_nowait(d)
+                except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    self._subscribers.remove(s)
+                    s.close()
+
+    async def _in_store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        assert self._limiter is not None
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs),
+                                              limiter=self._limiter)
+
+    def request_stop(self, reason: str) -> None:
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            self._cancel_baseline.set()
+            self._stop.set()
+
+    # ----------------------------------------------------------------- main
+    async def run(self) -> None:
+        self._limiter = anyio.CapacityLimiter(1)
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._signals, signals)
+                await tg.start(self._serve_control)
+                await self._start_watching()
+                tg.start_soon(self._pump)
+                if not self._stop.is_set():
+                    await self._baseline()
+                tg.start_soon(self._process_loop)
+                tg.start_soon(self._periodic)
+                await self._stop.wait()
+                await self._shutdown()
+                tg.cancel_scope.cancel()
+
+    async def _signals(self, signals: Any) -> None:
+        async for signum in signals:
+            self.request_stop(signal.Signals(signum).name)
+
+    async def _start_watching(self) -> None:
+        await anyio.to_thread.run_sync(self.watcher.start)
+        for err in self.watcher.errors:
+            self.emit(Warning(message=err))
+
+    async def _baseline(self) -> None:
+        t0 = time.monotonic()
+        recorded = 0
+        first = self.store.meta_get("baseline_done") is None
+        complete = True
+        for root in self.roots.values():
+            res = await self._in_store(self.recorder.reconcile, root.id, b"", origin="scan",
+                                       confirm_missing=True, baseline=first,
+                                       cancel=self._cancel_baseline)
+            recorded += len(res.recorded)
+            complete = complete and res.complete
+            self._report(res, quiet_kinds={"baseline"})
+        if not complete:
+            return  # stopping: the next start carries on from the stat cache
+        await self._in_store(self._mark_baseline)
+        counts = await self._in_store(self.store.counts)
+        self.emit(Ready(store=str(self.store.path),
+                        roots=[str(r.path) for r in self.roots.values()],
+                        pid=os.getpid(), files=counts["files"], versions=counts["versions"],
+                        recorded=recorded, elapsed_ms=int((time.monotonic() - t0) * 1000),
+                        socket=str(self.socket)))
+
+    def _mark_baseline(self) -> None:
+        with self.store.transaction():
+            self.store.meta_set("baseline_done", str(time.time_ns()))
+
+    async def _shutdown(self) -> None:
+        self.emit(Stopping(reason=self._stop_reason, pending=len(self.settler)))
+        await anyio.to_thread.run_sync(self.watcher.stop)
+        self.bridge.close()
+        # Whatever the bridge still holds, then everything pending, processed now.
+        items, lost = self.bridge.get_batch()
+        self._route_all(items, lost, time.monotonic())
+        pending = self.settler.pop_all()
+        if pending:
+            with contextlib.suppress(Exception):
+                await self._process(pending, final=True)
+        counts = await self._in_store(self.store.counts)
+        self.emit(Stopped(versions=counts["versions"]))
+
+    # ----------------------------------------------------------------- events in
+    async def _pump(self) -> None:
+        while not self.bridge.closed:
+            items, lost = await anyio.to_thread.run_sync(self.bridge.get_batch,
+                                                         abandon_on_cancel=True)
+            if self._stop.is_set():
+                # Shutdown drains the bridge itself; do not race it.
+                self._route_all(items, lost, time.monotonic())
+                return
+            self._route_all(items, lost, time.monotonic())
+            self._wake.set()
+
+    def _route_all(self, items: list[FsEvent], lost: set[str], now: float) -> None:
+        for ev in items:
+            self._route(ev, now)
+        for reason in sorted(lost):
+            if reason == "watch-limit" and not self.degraded:
+                self.degraded = True
+                self.emit(Warning(message=(
+                    "inotify watch limit reached: some directories are not watched; rescanning "
+                    f"every {self.poll_interval:g}s instead. Raise the limit with "
+                    "`sysctl fs.inotify.max_user_watches=524288`"), source="watcher"))
+            elif reason == "overflow":
+                self.emit(Warning(message="inotify queue overflowed: events were lost; reconciling",
+                                  source="watcher"))
+            elif reason == "bridge-full":
+                self.emit(Warning(message="event backlog full: events dropped; reconciling",
+                                  source="watcher"))
+            self.request_reconcile(reason, now)
+
+    def _route(self, ev: FsEvent, now: float) -> None:
+        rec = self.recorder
+        ends = [ev.src] if ev.dest is None else [ev.src, ev.dest]
+        for path in ends:
+            key = rec.locate_key(path)
+            if key is None:
+                continue
+            rid, rel = key
+            if ev.is_dir or not rel:
+                self._reasons.setdefault((rid, rel), "directory")
+                self.settler.touch(("t", rid, rel), now)
+            else:
+                self.settler.touch(("p", rid, rel), now, done=ev.kind == "closed")
+
+    def request_reconcile(self, reason: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        for rid in self.roots:
+            self._reasons[(rid, b"")] = reason
+            self.settler.touch(("t", rid, b""), now)
+        self._wake.set()
+
+    # ----------------------------------------------------------------- processing
+    async def _process_loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            due = self.settler.pop_due(now)
+            if not due:
+                nxt = self.settler.next_due()
+                if self._wake.is_set():
+                    self._wake = anyio.Event()
+                with anyio.move_on_after(None if nxt is None else max(0.0, nxt - now)):
+                    await self._wake.wait()
+                continue
+            await self._process(due)
+
+    async def _process(self, due: list[Key], *, final: bool = False) -> None:
+        try:
+            result, trees = await self._in_store(self._capture_batch, due, final)
+        except (sqlite3.Error, OSError, GuardianError) as e:
+            self._retry_later(due, f"cannot record: {e}")
+            return
+        except Exception as e:  # a bug must not kill the daemon; report it and retry later
+            self._retry_later(due, f"internal error while recording: {type(e).__name__}: {e}")
+            return
+        self._backoff = 0.0
+        now = time.monotonic()
+        for rid, rel in result.missing:
+            self.settler.defer(("m", rid, rel), now + DELETE_GRACE_S)
+        for rid, rel in result.retry:
+            self.settler.touch(("p", rid, rel), now)
+        for rid, rel in result.subtrees:
+            self.settler.touch(("t", rid, rel), now)
+        self._report(result)
+        for (rid, rel), reason, res, ms in trees:
+            if reason != "directory":
+                self.emit(Reconciled(reason=reason, path=self.roots[rid].display(rel),
+                                     scanned=res.scanned, recorded=len(res.recorded),
+                                     unchanged=res.unchanged, elapsed_ms=ms))
+
+    def _capture_batch(self, due: list[Key], final: bool) -> tuple[
+            CaptureResult, list[tuple[tuple[int, bytes], str, CaptureResult, int]]]:
+        rec = self.recorder
+        paths = [(r, p) for a, r, p in due if a == "p"]
+        confirm = [(r, p) for a, r, p in due if a == "m"]
+        trees = [(r, p) for a, r, p in due if a == "t"]
+        result = CaptureResult()
+        if paths:
+            result.merge(rec.capture(paths, origin="watcher", confirm_missing=final))
+        # Trees that exist first: a moved directory's new side claims its files as moves.
+        trees.sort(key=lambda k: not os.path.isdir(self.roots[k[0]].join(k[1])))
+        done = []
+        for key in trees:
+            reason = self._reasons.pop(key, "directory")
+            t0 = time.monotonic()
+            origin = "watcher" if reason == "directory" else "scan"
+            res = rec.reconcile(key[0], key[1], origin=origin, confirm_missing=final)
+            if not key[1]:
+                with self.store.transaction():
+                    self.store.meta_incr("reconcile_count")
+            done.append((key, reason, res, int((time.monotonic() - t0) * 1000)))
+            result.merge(res)
+        if confirm:
+            result.merge(rec.capture(confirm, origin="watcher", confirm_missing=True))
+        return result, done
+
+    def _retry_later(self, due: list[Key], message: str) -> None:
+        self._backoff = min(MAX_BACKOFF_S, max(1.0, self._backoff * 2))
+        self.emit(Error(message=f"{message}; retrying in {self._backoff:g}s"))
+        until = time.monotonic() + self._backoff
+        for key in due:
+            self.settler.defer(key, until)
+
+    def _report(self, res: CaptureResult,
+                quiet_kinds: frozenset[str] | set[str] = frozenset()) -> None:
+        for r in res.recorded:
+            self.last_event_ns = time.time_ns()
+            if r.kind not in quiet_kinds:
+                self.emit(version_event(r, self.roots))
+        for w in res.warnings:
+            self.emit(Warning(message=w.message, path=self.roots[w.root_id].display(w.relpath)))
+
+    async def _periodic(self) -> None:
+        while True:
+            await anyio.sleep(self.poll_interval if self.degraded else self.reconcile_interval)
+            self.request_reconcile("periodic-poll" if self.degraded else "periodic")
+
+    # ----------------------------------------------------------------- control socket
+    async def _serve_control(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                             ) -> None:
+        path = self.socket
+        try:
+            ensure_private_dir(path.parent)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # we hold the writer lock: any socket here is a stale one
+            listener = await anyio.create_unix_listener(path, mode=0o600)
+        except (OSError, GuardianError) as e:
+            self.emit(Warning(message=f"no control socket ({path}): {e}"))
+            task_status.started()
+            return
+        task_status.started()
+        try:
+            async with listener:
+                await listener.serve(self._client)
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    async def _client(self, stream: SocketStream) -> None:
+        async with stream:
+            reader = BufferedByteReceiveStream(stream)
+            while True:
+                try:
+                    line = await reader.receive_until(b"\n", control.MAX_LINE)
+                except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
+                        anyio.ClosedResourceError, anyio.DelimiterNotFound, OSError):
+                    return
+                try:
+                    req = json.loads(line)
+                    if not isinstance(req, dict) or not isinstance(req.get("method"), str):
+                        raise ValueError("expected an object with a method")
+                    params = req.get("params") or {}
+                    if not isinstance(params, dict):
+                        raise ValueError("params must be an object")
+                except ValueError as e:
+                    await _send(stream, control.error_response(None, f"malformed request: {e}"))
+                    continue
+                rid, method = req.get("id"), req["method"]
+                if method == "subscribe":
+                    await _send(stream, control.ok_response(rid, {"subscribed": True}))
+                    await self._subscribe(stream)
+                    return
+                try:
+                    result = await self._dispatch(method, params)
+                    reply = control.ok_response(rid, result)
+                except GuardianError as e:
+                    reply = control.error_response(rid, str(e), e.exit_code)
+                except Exception as e:
+                    self.emit(Error(message=f"request {method!r} failed: {type(e).__name__}: {e}"))
+                    reply = control.error_response(rid, f"internal error: {e}", ExitCode.INTERNAL)
+                if not await _send(stream, reply):
+                    return
+
+    async def _subscribe(self, stream: SocketStream) -> None:
+        send, receive = anyio.create_memory_object_stream[dict[str, Any]](10_000)
+        self._subscribers.append(send)
+        try:
+            async with receive:
+                async for event in receive:
+                    if not await _send(stream, event):
+                        return
+        finally:
+            if send in self._subscribers:
+                self._subscribers.remove(send)
+
+    async def _dispatch(self, method: str, params: dict[str, Any]) -> Any:
+        roots = list(self.roots.values())
+        if method == "ping":
+            return {"pong": True, "pid": os.getpid()}
+        if method == "status":
+            return await self._in_store(self.status)
+        if method == "snapshot":
+            paths = check_inside([str(p) for p in params.get("paths", [])], roots)
+            out = await self._in_store(self.service.snapshot, paths,
+                                       session=params.get("session"))
+            for v in out["versions"]:
+                self._emit_dict(v)
+            return out
+        if method == "restore":
+            path = check_inside([str(params.get("path", ""))], roots)[0]
+            out = await self._in_store(self.service.restore, path,
+                                       version=params.get("version"), at_ns=params.get("at_ns"),
+                                       dry_run=bool(params.get("dry_run")),
+                                       session=params.get("session"))
+            for c in out["changes"]:
+                if c.get("version"):
+                    v = await self._in_store(self.store.version, c["version"])
+                    if v is not None:
+                        self.emit(VersionRecorded(id=v.id, path=c["path"], kind=v.kind,
+                                                  origin=v.origin, sha256=v.sha256, size=v.size,
+                                                  note=v.note))
+            return out
+        if method == "gc":
+            return await self._in_store(self.service.gc, dry_run=bool(params.get("dry_run")))
+        if method == "reconcile":
+            self.request_reconcile(str(params.get("reason", "requested")))
+            return {"requested": True}
+        raise GuardianError(f"unknown method {method!r}")
+
+    def _emit_dict(self, d: dict[str, Any]) -> None:
+        self.emit(VersionRecorded(id=d["id"], path=d["path"], kind=d["kind"], origin=d["origin"],
+                                  sha256=d["sha256"], size=d["size"], note=d.get("note")))
+
+    def status(self) -> dict[str, Any]:
+        counts = self.store.counts()
+        return {
+            "running": True,
+            "pid": os.getpid(),
+            "store": str(self.store.path),
+            "socket": str(self.socket),
+            "roots": [str(r.path) for r in self.roots.values()],
+            "files": counts["files"],
+            "versions": counts["versions"],
+            "objects": counts["objects"],
+            "store_bytes": store_size(self.store.path),
+            "last_event": iso(counts["last_version_ns"]) if counts["last_version_ns"] else None,
+            "reconcile_count": int(self.store.meta_get("reconcile_count") or 0),
+            "pending": len(self.settler),
+            "degraded": self.degraded,
+            "uptime_s": round(time.time() - self.started, 3),
+        }
+
+
+async def _send(stream: SocketStream, obj: dict[str, Any]) -> bool:
+    try:
+        await stream.send(control.encode(obj))
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        return False
+    return True
+
+
+def _skip_matcher(recorder: Recorder, root: Root) -> Callable[[bytes], bool]:
+    """For the watcher: is this directory ignored (so not worth an inotify watch)?"""
+    from guardian.ignore import IgnoreMatcher
+
+    base = recorder.ignore[root.id]
+    own = IgnoreMatcher(root.bpath, extra_ignored=base.extra)
+    prefix = root.bpath + b"/"
+
+    def skip(path: bytes) -> bool:
+        if not path.startswith(prefix):
+            return False
+        return own.dir_ignored(path[len(prefix):])
+
+    return skip
+
+
+def store_size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+    return total
+
+
+def emit_json_line(event: Event) -> None:
+    """The headless log: one JSON object per line on stderr."""
+    try:
+        sys.stderr.write(json.dumps(event.to_dict()) + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,88 @@
+"""Domain events: what the daemon reports to the headless log, the control socket and the TUI.
+
+Each event serialises to one JSON object with ``event`` (its name) and ``time`` first; those
+objects are an API (``guardian watch --headless`` prints one per line on stderr).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from guardian.timespec import iso
+
+
+@dataclass(frozen=True)
+class Event:
+    name: ClassVar[str] = "event"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.name, "time": iso(time.time_ns()), **asdict(self)}
+
+
+@dataclass(frozen=True)
+class Ready(Event):
+    """The baseline is stored: from now on every change is captured."""
+
+    name: ClassVar[str] = "ready"
+    store: str
+    roots: list[str]
+    pid: int
+    files: int
+    versions: int
+    recorded: int
+    elapsed_ms: int
+    socket: str | None
+
+
+@dataclass(frozen=True)
+class VersionRecorded(Event):
+    name: ClassVar[str] = "version"
+    id: int
+    path: str
+    kind: str
+    origin: str
+    sha256: str | None
+    size: int | None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Reconciled(Event):
+    name: ClassVar[str] = "reconcile"
+    reason: str
+    path: str
+    scanned: int
+    recorded: int
+    unchanged: int
+    elapsed_ms: int
+
+
+@dataclass(frozen=True)
+class Warning(Event):
+    name: ClassVar[str] = "warning"
+    message: str
+    path: str | None = None
+    source: str = "guardian"
+
+
+@dataclass(frozen=True)
+class Error(Event):
+    name: ClassVar[str] = "error"
+    message: str
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Stopping(Event):
+    name: ClassVar[str] = "stopping"
+    reason: str
+    pending: int = 0
+
+
+@dataclass(frozen=True)
+class Stopped(Event):
+    name: ClassVar[str] = "stopped"
+    versions: int
+    extra: dict[str, Any] = field(default_factory=dict)

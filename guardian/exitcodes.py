@@ -1,0 +1,14 @@
+"""Exit codes of every `guardian` command, in one place (they are part of the API)."""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    #: The command ran and found something wrong: corrupt objects, differences, a rejected batch.
+    FAILURE = 1
+    #: Bad usage or bad input: unknown flag, missing path, a store already in use.
+    USAGE = 2
+    #: A bug in Guardian; the message says how to get a traceback.
+    INTERNAL = 70
+    INTERRUPTED = 130

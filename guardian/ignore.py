@@ -1,0 +1,117 @@
+"""What Guardian does not record: ``.git/``, the store, its own temp files, ``.gitignore``d paths.
+
+``.gitignore`` files are read per directory, like git: deeper files win, a ``!pattern`` re-includes,
+and nothing inside an ignored directory can be re-included. ``.git/info/exclude`` applies at
+the root. Matchers are cached per directory and dropped when a ``.gitignore`` changes.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from guardian.paths import SEP
+
+#: Prefix of the temp files Guardian writes beside a target before renaming them over it.
+TEMP_PREFIX = b".~guardian."
+GITIGNORE = b".gitignore"
+
+
+def is_own_temp(name: bytes) -> bool:
+    return name.startswith(TEMP_PREFIX)
+
+
+class IgnoreMatcher:
+    """Answers "is this path ignored?" for one root."""
+
+    def __init__(self, root: bytes, *, extra_ignored: list[bytes] | None = None) -> None:
+        self.root = root
+        #: Relative paths (dirs) ignored wholesale, e.g. a store placed inside the root.
+        self.extra = [p for p in (extra_ignored or []) if p]
+        self._specs: dict[bytes, Any] = {}
+        self._dirs: dict[bytes, bool] = {}
+
+    def __repr__(self) -> str:
+        return f"IgnoreMatcher(root={self.root!r}, extra={self.extra!r})"
+
+    def invalidate(self) -> None:
+        """Forget cached matchers (a .gitignore changed)."""
+        self._specs.clear()
+        self._dirs.clear()
+
+    def ignored(self, relpath: bytes, *, is_dir: bool = False) -> bool:
+        if not relpath:
+            return False
+        head, _, name = relpath.rpartition(SEP)
+        if self._name_ignored(name, relpath):
+            return True
+        if head and self.dir_ignored(head):
+            return True
+        return self._gitignored(relpath, head, is_dir=is_dir)
+
+    def dir_ignored(self, dirrel: bytes) -> bool:
+        """Whether directory ``dirrel`` or any of its parents is ignored (cached)."""
+        cached = self._dirs.get(dirrel)
+        if cached is not None:
+            return cached
+        head, _, name = dirrel.rpartition(SEP)
+        result = (
+            self._name_ignored(name, dirrel)
+            or (bool(head) and self.dir_ignored(head))
+            or self._gitignored(dirrel, head, is_dir=True)
+        )
+        self._dirs[dirrel] = result
+        return result
+
+    def child_ignored(self, dirrel: bytes, name: bytes, *, is_dir: bool) -> bool:
+        """Fast path for a walk that already knows ``dirrel`` is not ignored."""
+        relpath = dirrel + SEP + name if dirrel else name
+        if self._name_ignored(name, relpath):
+            return True
+        return self._gitignored(relpath, dirrel, is_dir=is_dir)
+
+    # ----------------------------------------------------------------- internals
+    def _name_ignored(self, name: bytes, relpath: bytes) -> bool:
+        if name == b".git" or name.startswith(TEMP_PREFIX):
+            return True
+        return any(relpath == p or relpath.startswith(p + SEP) for p in self.extra)
+
+    def _gitignored(self, relpath: bytes, parent: bytes, *, is_dir: bool) -> bool:
+        # Walk from the deepest directory up; the first definitive answer wins.
+        d = parent
+        while True:
+            spec = self._spec(d)
+            if spec is not None:
+                sub = relpath[len(d) + 1:] if d else relpath
+                text = os.fsdecode(sub) + ("/" if is_dir else "")
+                res = spec.check_file(text)
+                if res.include is not None:
+                    return bool(res.include)
+            if not d:
+                return False
+            d = d.rpartition(SEP)[0]
+
+    def _spec(self, dirrel: bytes) -> Any:
+        if dirrel in self._specs:
+            return self._specs[dirrel]
+        lines: list[str] = []
+        base = self.root + SEP + dirrel if dirrel else self.root
+        sources = [base + SEP + GITIGNORE]
+        if not dirrel:
+            sources.insert(0, base + b"/.git/info/exclude")
+        for src in sources:
+            try:
+                with open(src, "rb") as f:
+                    lines.extend(f.read().decode("utf-8", "surrogateescape").splitlines())
+            except OSError:
+                continue
+        spec = None
+        if any(line.strip() and not line.startswith("#") for line in lines):
+            import pathspec
+
+            try:
+                spec = pathspec.GitIgnoreSpec.from_lines(lines)
+            except Exception:  # a malformed pattern must not stop capture; ignore that file
+                spec = None
+        self._specs[dirrel] = spec
+        return spec

@@ -1,0 +1,110 @@
+"""Retention (``guardian gc``): which versions to drop, and the objects nobody needs after.
+
+A version is kept while it is one of the newest ``keep_versions`` of its file OR younger than
+``keep_days``. The newest version of a file that exists is never dropped, whatever the settings.
+Objects are dropped only when no kept version names them; loose files go after the commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from guardian.errors import UsageError
+from guardian.objects import Objects
+from guardian.store import Store
+
+
+@dataclass
+class GcResult:
+    dry_run: bool
+    versions_dropped: int = 0
+    objects_dropped: int = 0
+    bytes_freed: int = 0
+    files_affected: int = 0
+    orphans_removed: int = 0
+    version_ids: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "versions_dropped": self.versions_dropped,
+            "objects_dropped": self.objects_dropped,
+            "bytes_freed": self.bytes_freed,
+            "files_affected": self.files_affected,
+            "orphans_removed": self.orphans_removed,
+        }
+
+
+def gc(store: Store, *, keep_versions: int, keep_days: float, dry_run: bool = False,
+       now_ns: int | None = None) -> GcResult:
+    if keep_versions < 1:
+        raise UsageError("keep_versions must be at least 1 (the newest version is always kept)")
+    now = time.time_ns() if now_ns is None else now_ns
+    horizon = now - int(keep_days * 86400 * 1e9)
+    result = GcResult(dry_run)
+    db = store.db
+    drop: list[int] = []
+    rows = db.execute(
+        "SELECT id, file_id, time_ns FROM ("
+        " SELECT id, file_id, time_ns,"
+        "  ROW_NUMBER() OVER (PARTITION BY file_id ORDER BY id DESC) AS rank FROM versions)"
+        " WHERE rank > ? AND time_ns < ?", (keep_versions, horizon)
+    ).fetchall()
+    files = set()
+    for vid, fid, _t in rows:
+        drop.append(vid)
+        files.add(fid)
+    result.version_ids = drop
+    result.versions_dropped = len(drop)
+    result.files_affected = len(files)
+    objects = Objects(store)
+    loose_to_remove: list[bytes] = []
+    with store.transaction():
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS gc_drop(id INTEGER PRIMARY KEY)")
+        db.execute("DELETE FROM gc_drop")
+        db.executemany("INSERT INTO gc_drop VALUES(?)", ((v,) for v in drop))
+        dead = db.execute(
+            "SELECT o.id, o.hash, o.stored_size, o.loose FROM objects o WHERE NOT EXISTS"
+            " (SELECT 1 FROM versions v WHERE v.object_id = o.id"
+            "  AND v.id NOT IN (SELECT id FROM gc_drop))"
+        ).fetchall()
+        result.objects_dropped = len(dead)
+        result.bytes_freed = sum(r[2] for r in dead)
+        if not dry_run:
+            db.execute("DELETE FROM versions WHERE id IN (SELECT id FROM gc_drop)")
+            db.executemany("DELETE FROM objects WHERE id=?", ((r[0],) for r in dead))
+            loose_to_remove = [bytes(r[1]) for r in dead if r[3]]
+        db.execute("DELETE FROM gc_drop")
+    if dry_run:
+        return result
+    for h in loose_to_remove:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(objects.loose_path(h))
+    result.orphans_removed = _remove_orphans(store, objects)
+    with contextlib.suppress(Exception):
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return result
+
+
+def _remove_orphans(store: Store, objects: Objects) -> int:
+    """Loose files no row names (left by a crash between write and commit), and stray temps."""
+    known = {bytes(r[0]).hex() for r in store.db.execute("SELECT hash FROM objects WHERE loose=1")}
+    removed = 0
+    try:
+        subdirs = list(objects.dir.iterdir())
+    except OSError:
+        return 0
+    for sub in subdirs:
+        if not sub.is_dir():
+            continue
+        for f in sub.iterdir():
+            if sub.name + f.name in known:
+                continue
+            with contextlib.suppress(OSError):
+                f.unlink()
+                removed += 1
+    return removed

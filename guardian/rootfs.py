@@ -1,0 +1,147 @@
+"""Writes confined to a root: the only way Guardian changes files in a watched tree.
+
+Every parent directory is opened from the root's file descriptor with ``O_NOFOLLOW |
+O_DIRECTORY``, one component at a time, so no write can leave the root through a symlink, even
+one swapped in while we work. Files are replaced atomically: temp file beside the target, write,
+fsync, mode, ``rename``, fsync the directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+
+from guardian.errors import OutsideRootError
+from guardian.ignore import TEMP_PREFIX
+from guardian.paths import SEP
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class RootFS:
+    def __init__(self, root: bytes) -> None:
+        self.root = root
+
+    def _check(self, relpath: bytes) -> list[bytes]:
+        parts = relpath.split(SEP)
+        if not relpath or any(p in (b"", b".", b"..") for p in parts):
+            raise OutsideRootError(f"{relpath!r}: not a plain path inside the root")
+        return parts
+
+    @contextlib.contextmanager
+    def parent(self, relpath: bytes, *, create: bool) -> Iterator[tuple[int, bytes]]:
+        """Yield (fd of the parent directory, final name); refuse symlinked components."""
+        parts = self._check(relpath)
+        fd = os.open(self.root, _DIR_FLAGS)
+        try:
+            for i, part in enumerate(parts[:-1]):
+                try:
+                    nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o777, dir_fd=fd)
+                    nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except OSError as e:
+                    if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                        shown = SEP.join(parts[: i + 1]).decode("utf-8", "backslashreplace")
+                        raise OutsideRootError(
+                            f"{shown}: is a symlink or not a directory; "
+                            "refusing to write through it"
+                        ) from None
+                    raise
+                os.close(fd)
+                fd = nfd
+            yield fd, parts[-1]
+        finally:
+            os.close(fd)
+
+    def lstat(self, relpath: bytes) -> os.stat_result | None:
+        try:
+            with self.parent(relpath, create=False) as (dfd, name):
+                return os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except (FileNotFoundError, OutsideRootError):
+            return None
+
+    def write(self, relpath: bytes, data: bytes, mode: int) -> os.stat_result:
+        """Atomically replace ``relpath`` with ``data``; returns the new file's stat."""
+        with self.parent(relpath, create=True) as (dfd, name):
+            _refuse_dir(dfd, name, relpath)
+            tmp = _temp_name(name)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=dfd)
+            try:
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fchmod(fd, stat.S_IMODE(mode) if mode else 0o644)
+                    os.fsync(fd)
+                    st = os.fstat(fd)
+                finally:
+                    os.close(fd)
+                os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=dfd)
+                raise
+            os.fsync(dfd)
+            return st
+
+    def symlink(self, relpath: bytes, target: bytes) -> os.stat_result:
+        """Atomically make ``relpath`` a symlink to ``target`` (the link is not followed)."""
+        with self.parent(relpath, create=True) as (dfd, name):
+            _refuse_dir(dfd, name, relpath)
+            tmp = _temp_name(name)
+            os.symlink(target, tmp, dir_fd=dfd)
+            try:
+                st = os.stat(tmp, dir_fd=dfd, follow_symlinks=False)
+                os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=dfd)
+                raise
+            os.fsync(dfd)
+            return st
+
+    def remove(self, relpath: bytes) -> bool:
+        """Unlink a file or symlink (never a directory); False if it was already gone."""
+        try:
+            with self.parent(relpath, create=False) as (dfd, name):
+                _refuse_dir(dfd, name, relpath)
+                os.unlink(name, dir_fd=dfd)
+                os.fsync(dfd)
+                return True
+        except FileNotFoundError:
+            return False
+
+    def prune_empty_dirs(self, relpath: bytes, stop: bytes) -> None:
+        """Remove now-empty parent directories of ``relpath``, up to (not including) ``stop``."""
+        d = relpath.rpartition(SEP)[0]
+        while d and d != stop and (not stop or d.startswith(stop + SEP)):
+            try:
+                with self.parent(d, create=False) as (dfd, name):
+                    os.rmdir(name, dir_fd=dfd)
+            except OSError:
+                return
+            d = d.rpartition(SEP)[0]
+
+
+def _temp_name(name: bytes) -> bytes:
+    return TEMP_PREFIX + name[:150] + b"." + secrets.token_hex(4).encode()
+
+
+def _refuse_dir(dfd: int, name: bytes, relpath: bytes) -> None:
+    try:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(
+            errno.EISDIR, f"{relpath.decode('utf-8', 'backslashreplace')} is a directory"
+        )

@@ -1,0 +1,542 @@
+"""The store: SQLite (WAL, synchronous=FULL) holding files, versions, objects and the scan cache.
+
+One writer per store (a filelock on ``lock``), many readers: WAL lets ``log``/``show``/``diff``
+read while the daemon writes. Content lives in ``guardian.objects``; this module owns the schema
+and every query, so the rest of the code never writes SQL.
+
+A version with ``present = 0`` is a tombstone (the file did not exist from then on). A present
+version with ``object_id`` NULL kept only metadata (the file was over the size cap).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from guardian.errors import NotFoundError, StoreBusyError, StoreError
+from guardian.locations import ROOTS_FILE, ensure_private_dir
+from guardian.paths import Root, prefix_range
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE roots(id INTEGER PRIMARY KEY, path BLOB NOT NULL UNIQUE, added_ns INTEGER NOT NULL);
+CREATE TABLE objects(
+    id INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,          -- SHA-256 of the raw bytes
+    size INTEGER NOT NULL,              -- raw size
+    stored_size INTEGER NOT NULL,       -- size after compression
+    codec TEXT NOT NULL,                -- 'zstd' | 'raw'
+    loose INTEGER NOT NULL DEFAULT 0,   -- 1: bytes live in objects/ab/cdef..., data is NULL
+    data BLOB
+);
+CREATE TABLE files(
+    id INTEGER PRIMARY KEY,
+    root_id INTEGER NOT NULL,
+    relpath BLOB NOT NULL,
+    head_id INTEGER,                    -- newest version
+    UNIQUE(root_id, relpath)
+);
+CREATE TABLE versions(
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL,
+    object_id INTEGER,
+    present INTEGER NOT NULL,           -- 0: tombstone
+    kind TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    time_ns INTEGER NOT NULL,
+    mode INTEGER,
+    size INTEGER,
+    valid INTEGER,                      -- NULL: not validated; 1 valid; 0 invalid
+    session TEXT,
+    note TEXT,
+    peer_id INTEGER                     -- the other path of a move
+);
+CREATE INDEX versions_by_file ON versions(file_id, id);
+CREATE INDEX versions_by_object ON versions(object_id);
+CREATE TABLE scan_cache(
+    file_id INTEGER PRIMARY KEY,
+    size INTEGER NOT NULL,              -- -1: racy entry, re-read on the next scan
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,          -- content changes always move ctime; utime cannot set it
+    ino INTEGER NOT NULL,
+    dev INTEGER NOT NULL,
+    mode INTEGER NOT NULL
+);
+CREATE INDEX scan_cache_by_ino ON scan_cache(ino);
+CREATE TABLE operations(
+    id INTEGER PRIMARY KEY,
+    time_ns INTEGER NOT NULL,
+    op TEXT NOT NULL,
+    path BLOB,
+    duration_ns INTEGER NOT NULL,
+    outcome TEXT NOT NULL,              -- ok | error | rejected
+    error_category TEXT,
+    optimisation TEXT,
+    batch_id INTEGER,
+    detail TEXT
+);
+CREATE INDEX operations_by_time ON operations(time_ns);
+"""
+
+# Columns of a version row joined with its file and object, in this order.
+_VERSION_COLS = (
+    "v.id, v.file_id, f.root_id, f.relpath, v.object_id, o.hash, v.present, v.kind, v.origin, "
+    "v.time_ns, v.mode, v.size, v.valid, v.session, v.note, v.peer_id"
+)
+_VERSION_FROM = (
+    "versions v JOIN files f ON f.id = v.file_id LEFT JOIN objects o ON o.id = v.object_id"
+)
+
+
+@dataclass(frozen=True)
+class Version:
+    id: int
+    file_id: int
+    root_id: int
+    relpath: bytes
+    object_id: int | None
+    hash: bytes | None
+    present: bool
+    kind: str
+    origin: str
+    time_ns: int
+    mode: int | None
+    size: int | None
+    valid: bool | None
+    session: str | None
+    note: str | None
+    peer_id: int | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Version:
+        (vid, fid, rid, rel, oid, h, present, kind, origin, t, mode, size, valid, sess, note,
+         peer) = row
+        return cls(vid, fid, rid, bytes(rel), oid, bytes(h) if h is not None else None,
+                   bool(present), kind, origin, t, mode, size,
+                   None if valid is None else bool(valid), sess, note, peer)
+
+    @property
+    def sha256(self) -> str | None:
+        return self.hash.hex() if self.hash is not None else None
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """What the last scan saw of a file: if it still looks the same, it was not re-read."""
+
+    file_id: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    ino: int
+    dev: int
+    mode: int
+
+    def matches(self, st: os.stat_result) -> bool:
+        return (
+            self.size == st.st_size
+            and self.mtime_ns == st.st_mtime_ns
+            and self.ctime_ns == st.st_ctime_ns
+            and self.ino == st.st_ino
+            and self.dev == st.st_dev
+            and self.mode == st.st_mode
+        )
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """A version about to be written (the store assigns id and time)."""
+
+    file_id: int
+    object_id: int | None
+    present: bool
+    kind: str
+    origin: str
+    mode: int | None
+    size: int | None
+    note: str | None = None
+    peer_id: int | None = None
+    valid: bool | None = None
+    session: str | None = None
+
+
+# A racy stat: mtime within this of the moment we looked. Timestamps are coarse (jiffies), so a
+# second write in the same tick with the same size would look unchanged; re-read such files.
+RACY_NS = 50_000_000
+
+
+class Store:
+    """A Guardian store directory. Use :meth:`open`."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection, lock: Any | None) -> None:
+        self.path = path
+        self.db = db
+        self._lock = lock
+        self._in_tx = False
+
+    # ----------------------------------------------------------------- lifecycle
+    @classmethod
+    def open(cls, path: Path, *, write: bool, lock_timeout: float = 0.0) -> Store:
+        """Open ``path``; ``write`` takes the writer lock and creates the store if needed."""
+        path = Path(os.path.abspath(path))
+        db_path = path / "guardian.db"
+        lock = None
+        if write:
+            try:
+                ensure_private_dir(path)
+                (path / "objects").mkdir(mode=0o700, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"store {path}: cannot create: {e.strerror or e}") from None
+            lock = _acquire_writer_lock(path, lock_timeout)
+            try:
+                db = sqlite3.connect(
+                    db_path, isolation_level=None, check_same_thread=False, timeout=30
+                )
+                _configure(db)
+                _ensure_schema(db)
+                os.chmod(db_path, 0o600)
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("INSERT OR REPLACE INTO meta VALUES('last_open_ns', ?)",
+                           (str(time.time_ns()),))
+                db.execute("COMMIT")
+            except sqlite3.Error as e:
+                lock.release()
+                raise StoreError(f"store {path}: cannot write: {e}") from None
+            except OSError as e:
+                lock.release()
+                raise StoreError(f"store {path}: cannot write: {e.strerror or e}") from None
+            _write_pid(path)
+        else:
+            if not db_path.exists():
+                raise NotFoundError(f"no Guardian store at {path}")
+            try:
+                db = sqlite3.connect(
+                    f"file:{db_path}?mode=ro", uri=True, isolation_level=None,
+                    check_same_thread=False, timeout=30,
+                )
+                db.execute("PRAGMA busy_timeout=30000")
+                db.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+            except sqlite3.Error as e:
+                raise StoreError(f"store {path}: cannot read: {e}") from None
+        return cls(path, db, lock)
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if self._lock is not None:
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.db.close()
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                (self.path / "writer.pid").unlink()
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def writable(self) -> bool:
+        return self._lock is not None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One durable commit (synchronous=FULL) for everything inside: a group commit."""
+        if self._in_tx:
+            yield
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        self._in_tx = True
+        try:
+            yield
+        except BaseException:
+            self._in_tx = False
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise
+        self._in_tx = False
+        self.db.execute("COMMIT")
+
+    # ----------------------------------------------------------------- meta
+    def meta_get(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def meta_set(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES(?, ?)", (key, value))
+
+    def meta_incr(self, key: str) -> int:
+        n = int(self.meta_get(key) or 0) + 1
+        self.meta_set(key, str(n))
+        return n
+
+    # ----------------------------------------------------------------- roots
+    def roots(self) -> list[Root]:
+        rows = self.db.execute("SELECT id, path FROM roots ORDER BY id").fetchall()
+        return [Root(rid, Path(os.fsdecode(bytes(p)))) for rid, p in rows]
+
+    def add_roots(self, paths: Iterable[Path]) -> list[Root]:
+        """Register roots (idempotent) and record them beside the DB for store discovery."""
+        wanted = list(paths)
+        with self.transaction():
+            for p in wanted:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO roots(path, added_ns) VALUES(?, ?)",
+                    (os.fsencode(p), time.time_ns()),
+                )
+        roots = self.roots()
+        _write_roots_file(self.path, [r.path for r in roots])
+        by_path = {r.path: r for r in roots}
+        return [by_path[p] for p in wanted]
+
+    # ----------------------------------------------------------------- files
+    def file_id(self, root_id: int, relpath: bytes, *, create: bool = True) -> int | None:
+        row = self.db.execute(
+            "SELECT id FROM files WHERE root_id=? AND relpath=?", (root_id, relpath)
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            return None
+        cur = self.db.execute(
+            "INSERT INTO files(root_id, relpath) VALUES(?, ?)", (root_id, relpath)
+        )
+        return int(cur.lastrowid or 0)
+
+    def file_path(self, file_id: int) -> tuple[int, bytes]:
+        row = self.db.execute(
+            "SELECT root_id, relpath FROM files WHERE id=?", (file_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no file with id {file_id}")
+        return int(row[0]), bytes(row[1])
+
+    def head(self, file_id: int) -> Version | None:
+        row = self.db.execute(
+            f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM} WHERE v.id = "
+            "(SELECT head_id FROM files WHERE id=?)", (file_id,)
+        ).fetchone()
+        return Version.from_row(row) if row else None
+
+    def live_files(self, root_id: int, prefix: bytes = b"") -> dict[bytes, Version]:
+        """Files whose newest version is present, under ``prefix`` (b"": the whole root)."""
+        sql = (f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM}"
+               " WHERE v.id = f.head_id AND v.present=1 AND f.root_id=?")
+        args: tuple[Any, ...] = (root_id,)
+        if prefix:
+            lo, hi = prefix_range(prefix)
+            sql += " AND (f.relpath = ? OR (f.relpath >= ? AND f.relpath < ?))"
+            args += (prefix, lo, hi)
+        return {v.relpath: v for v in map(Version.from_row, self.db.execute(sql, args))}
+
+    # ----------------------------------------------------------------- versions
+    def add_version(self, nv: NewVersion, time_ns: int | None = None) -> int:
+        t = time.time_ns() if time_ns is None else time_ns
+        cur = self.db.execute(
+            "INSERT INTO versions(file_id, object_id, present, kind, origin, time_ns, mode, size,"
+            " valid, session, note, peer_id) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+            (nv.file_id, nv.object_id, int(nv.present), nv.kind, nv.origin, t, nv.mode, nv.size,
+             None if nv.valid is None else int(nv.valid), nv.session, nv.note, nv.peer_id),
+        )
+        vid = int(cur.lastrowid or 0)
+        self.db.execute("UPDATE files SET head_id=? WHERE id=?", (vid, nv.file_id))
+        return vid
+
+    def version(self, version_id: int) -> Version | None:
+        row = self.db.execute(
+            f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM} WHERE v.id=?", (version_id,)
+        ).fetchone()
+        return Version.from_row(row) if row else None
+
+    def versions_of(self, file_id: int, *, limit: int | None = None) -> list[Version]:
+        sql = f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM} WHERE v.file_id=? ORDER BY v.id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [Version.from_row(r) for r in self.db.execute(sql, (file_id,))]
+
+    def versions_under(
+        self, root_id: int | None, prefix: bytes = b"", *, limit: int | None = None
+    ) -> list[Version]:
+        """Newest first: every version of files under ``prefix`` (or across the store)."""
+        sql = f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM}"
+        args: tuple[Any, ...] = ()
+        if root_id is not None:
+            sql += " WHERE f.root_id=?"
+            args = (root_id,)
+            if prefix:
+                lo, hi = prefix_range(prefix)
+                sql += " AND (f.relpath = ? OR (f.relpath >= ? AND f.relpath < ?))"
+                args += (prefix, lo, hi)
+        sql += " ORDER BY v.id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [Version.from_row(r) for r in self.db.execute(sql, args)]
+
+    def version_at(self, file_id: int, time_ns: int) -> Version | None:
+        row = self.db.execute(
+            f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM} WHERE v.file_id=? AND v.time_ns<=? "
+            "ORDER BY v.id DESC LIMIT 1", (file_id, time_ns)
+        ).fetchone()
+        return Version.from_row(row) if row else None
+
+    def states_at(self, root_id: int, prefix: bytes, time_ns: int) -> dict[bytes, Version]:
+        """For each file under ``prefix``: its newest version at or before ``time_ns``."""
+        where = "f2.root_id=?"
+        args: tuple[Any, ...] = (root_id,)
+        if prefix:
+            lo, hi = prefix_range(prefix)
+            where += " AND (f2.relpath = ? OR (f2.relpath >= ? AND f2.relpath < ?))"
+            args += (prefix, lo, hi)
+        rows = self.db.execute(
+            f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM} WHERE v.id IN ("
+            " SELECT MAX(v2.id) FROM versions v2 JOIN files f2 ON f2.id = v2.file_id"
+            f" WHERE {where} AND v2.time_ns <= ? GROUP BY v2.file_id)",
+            (*args, time_ns),
+        )
+        return {v.relpath: v for v in map(Version.from_row, rows)}
+
+    # ----------------------------------------------------------------- scan cache
+    def cache_get(self, file_id: int) -> CacheEntry | None:
+        row = self.db.execute(
+            "SELECT file_id, size, mtime_ns, ctime_ns, ino, dev, mode FROM scan_cache"
+            " WHERE file_id=?",
+            (file_id,),
+        ).fetchone()
+        return CacheEntry(*row) if row else None
+
+    def cache_put(self, file_id: int, st: os.stat_result, *, seen_ns: int | None = None) -> None:
+        """Remember what we saw; a stat taken within RACY_NS of its mtime is marked racy."""
+        seen = time.time_ns() if seen_ns is None else seen_ns
+        racy = seen - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS
+        self.db.execute(
+            "INSERT OR REPLACE INTO scan_cache VALUES(?,?,?,?,?,?,?)",
+            (file_id, -1 if racy else st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+             st.st_dev, st.st_mode),
+        )
+
+    def cache_drop(self, file_id: int) -> None:
+        self.db.execute("DELETE FROM scan_cache WHERE file_id=?", (file_id,))
+
+    def cache_under(self, root_id: int, prefix: bytes = b"") -> dict[bytes, CacheEntry]:
+        sql = ("SELECT f.relpath, c.file_id, c.size, c.mtime_ns, c.ctime_ns, c.ino, c.dev, c.mode "
+               "FROM scan_cache c JOIN files f ON f.id = c.file_id WHERE f.root_id=?")
+        args: tuple[Any, ...] = (root_id,)
+        if prefix:
+            lo, hi = prefix_range(prefix)
+            sql += " AND (f.relpath = ? OR (f.relpath >= ? AND f.relpath < ?))"
+            args += (prefix, lo, hi)
+        return {bytes(r[0]): CacheEntry(*r[1:]) for r in self.db.execute(sql, args)}
+
+    def cache_by_inode(self, dev: int, ino: int) -> list[tuple[int, int, bytes, CacheEntry]]:
+        """(file_id, root_id, relpath, entry) for files last seen with this inode."""
+        rows = self.db.execute(
+            "SELECT f.id, f.root_id, f.relpath, c.file_id, c.size, c.mtime_ns, c.ctime_ns, c.ino,"
+            " c.dev, c.mode"
+            " FROM scan_cache c JOIN files f ON f.id = c.file_id WHERE c.ino=? AND c.dev=?",
+            (ino, dev),
+        ).fetchall()
+        return [(int(r[0]), int(r[1]), bytes(r[2]), CacheEntry(*r[3:])) for r in rows]
+
+    # ----------------------------------------------------------------- operations
+    def record_operation(
+        self, op: str, *, duration_ns: int, outcome: str, path: bytes | None = None,
+        error_category: str | None = None, optimisation: str | None = None,
+        batch_id: int | None = None, detail: dict[str, Any] | None = None,
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO operations(time_ns, op, path, duration_ns, outcome, error_category,"
+            " optimisation, batch_id, detail) VALUES(?,?,?,?,?,?,?,?,?)",
+            (time.time_ns(), op, path, duration_ns, outcome, error_category, optimisation,
+             batch_id, json.dumps(detail) if detail else None),
+        )
+
+    # ----------------------------------------------------------------- stats
+    def counts(self) -> dict[str, int]:
+        q = self.db.execute
+        files = q(
+            "SELECT COUNT(*) FROM files f JOIN versions v ON v.id = f.head_id WHERE v.present=1"
+        ).fetchone()[0]
+        versions = q("SELECT COUNT(*) FROM versions").fetchone()[0]
+        objects, stored = q("SELECT COUNT(*), COALESCE(SUM(stored_size),0) FROM objects").fetchone()
+        last = q("SELECT MAX(time_ns) FROM versions").fetchone()[0]
+        return {"files": files, "versions": versions, "objects": objects,
+                "stored_bytes": stored, "last_version_ns": last or 0}
+
+
+def _configure(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA busy_timeout=30000")
+    mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise StoreError(f"cannot switch the store to WAL mode (got {mode})")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA cache_size=-16000")
+    db.execute("PRAGMA temp_store=MEMORY")
+
+
+def _ensure_schema(db: sqlite3.Connection) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version != 0:
+        raise StoreError(
+            f"store schema version {version} is not supported by this Guardian "
+            f"(expects {SCHEMA_VERSION}); upgrade Guardian"
+        )
+    # One script, one transaction: a crash mid-way leaves an empty database, not half a schema.
+    db.executescript(
+        f"BEGIN IMMEDIATE;{_SCHEMA};"
+        f"INSERT INTO meta VALUES('created_ns', '{time.time_ns()}');"
+        f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
+    )
+
+
+def _acquire_writer_lock(path: Path, timeout: float) -> Any:
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(path / "lock", timeout=timeout, mode=0o600)
+    try:
+        lock.acquire()
+    except Timeout:
+        pid = _read_pid(path)
+        who = f" (pid {pid})" if pid else ""
+        raise StoreBusyError(
+            f"store {path} is in use by another guardian process{who}; "
+            "only one writer per store"
+        ) from None
+    except OSError as e:
+        raise StoreError(f"store {path}: cannot lock: {e.strerror or e}") from None
+    return lock
+
+
+def _write_pid(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        tmp = path / f"writer.pid.{os.getpid()}"
+        tmp.write_text(str(os.getpid()), encoding="ascii")
+        os.replace(tmp, path / "writer.pid")
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int((path / "writer.pid").read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_roots_file(store: Path, roots: list[Path]) -> None:
+    data = json.dumps({"roots": [os.fsdecode(r) for r in roots]}, indent=1)
+    tmp = store / f"{ROOTS_FILE}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, store / ROOTS_FILE)
