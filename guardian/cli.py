@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Drop versions beyond the retention of rules/default.toml; the "
                        "newest version of a file that exists is never dropped.")
     p.add_argument("--dry-run", action="store_true", help="count what would go, drop nothing")
+    p.add_argument("--keep-versions", type=int, metavar="N",
+                   help="override keep_versions (at least 1)")
+    p.add_argument("--keep-days", type=float, metavar="D", help="override keep_days")
     _json_arg(p)
     _store_arg(p)
     p.set_defaults(func=cmd_gc)
@@ -502,14 +505,19 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     store_path = _find_store(args, None)
     settings = load_defaults()
+    keep_versions = settings.keep_versions if args.keep_versions is None else args.keep_versions
+    keep_days = settings.keep_days if args.keep_days is None else args.keep_days
+    if keep_versions < 1 or keep_days < 0:
+        raise UsageError("--keep-versions must be at least 1 and --keep-days at least 0")
 
     def direct(store: Store) -> Any:
         from guardian.retention import gc
 
-        return gc(store, keep_versions=settings.keep_versions, keep_days=settings.keep_days,
+        return gc(store, keep_versions=keep_versions, keep_days=keep_days,
                   dry_run=args.dry_run).to_json()
 
-    out = as_writer(store_path, "gc", {"dry_run": args.dry_run}, direct)
+    out = as_writer(store_path, "gc", {"dry_run": args.dry_run, "keep_versions": keep_versions,
+                                       "keep_days": keep_days}, direct)
     if args.json:
         _print_json(out)
     else:

@@ -414,7 +414,9 @@ class Daemon:
                                                   note=v.note))
             return out
         if method == "gc":
-            return await self._in_store(self.service.gc, dry_run=bool(params.get("dry_run")))
+            return await self._in_store(self.service.gc, dry_run=bool(params.get("dry_run")),
+                                        keep_versions=params.get("keep_versions"),
+                                        keep_days=params.get("keep_days"))
         if method == "reconcile":
             self.request_reconcile(str(params.get("reason", "requested")))
             return {"requested": True}

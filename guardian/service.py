@@ -77,10 +77,13 @@ class Service:
                       session=session)
         return res.to_json()
 
-    def gc(self, *, dry_run: bool) -> dict[str, Any]:
+    def gc(self, *, dry_run: bool, keep_versions: int | None = None,
+           keep_days: float | None = None) -> dict[str, Any]:
         s = self.settings
-        return retention.gc(self.recorder.store, keep_versions=s.keep_versions,
-                            keep_days=s.keep_days, dry_run=dry_run).to_json()
+        return retention.gc(
+            self.recorder.store,
+            keep_versions=s.keep_versions if keep_versions is None else keep_versions,
+            keep_days=s.keep_days if keep_days is None else keep_days, dry_run=dry_run).to_json()
 
 
 def check_inside(paths: list[str], roots: list[Root]) -> list[str]:
