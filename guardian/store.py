@@ -219,14 +219,16 @@ class Store:
             if not db_path.exists():
                 raise NotFoundError(f"no Guardian store at {path}")
             try:
-                db = sqlite3.connect(
-                    f"file:{db_path}?mode=ro", uri=True, isolation_level=None,
-                    check_same_thread=False, timeout=30,
-                )
-                db.execute("PRAGMA busy_timeout=30000")
-                db.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+                db = _open_reader(db_path, "mode=ro")
             except sqlite3.Error as e:
-                raise StoreError(f"store {path}: cannot read: {e}") from None
+                if os.access(path, os.W_OK):
+                    raise StoreError(f"store {path}: cannot read: {e}") from None
+                # A WAL database on read-only media has no -shm to share: nobody can be
+                # writing it, so reading it as immutable is safe.
+                try:
+                    db = _open_reader(db_path, "immutable=1")
+                except sqlite3.Error as e2:
+                    raise StoreError(f"store {path}: cannot read: {e2}") from None
         return cls(path, db, lock)
 
     def close(self) -> None:
@@ -471,6 +473,18 @@ class Store:
         last = q("SELECT MAX(time_ns) FROM versions").fetchone()[0]
         return {"files": files, "versions": versions, "objects": objects,
                 "stored_bytes": stored, "last_version_ns": last or 0}
+
+
+def _open_reader(db_path: Path, flags: str) -> sqlite3.Connection:
+    db = sqlite3.connect(f"file:{db_path}?{flags}", uri=True, isolation_level=None,
+                         check_same_thread=False, timeout=30)
+    try:
+        db.execute("PRAGMA busy_timeout=30000")
+        db.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
 
 
 def _configure(db: sqlite3.Connection) -> None:
