@@ -196,11 +196,9 @@ def test_disk_full_store_warns_and_catches_up(root: Path, small_fs: Path, env) -
     try:
         w.ready()
         filler = small_fs / "filler"
-        with open(filler, "wb") as f:
-            with contextlib.suppress(OSError):
-                while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
+        with open(filler, "wb", buffering=0) as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 65536)
         data = os.urandom(512 * 1024)  # incompressible, loose object: needs space
         (root / "big.bin").write_bytes(data)
         err = w.wait(lambda e: e["event"] == "error", timeout=30, what="a store error")

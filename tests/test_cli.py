@@ -346,7 +346,8 @@ def test_non_utf8_names_round_trip(cli: Cli, root: Path) -> None:
         assert f.read() == b"latin-1 name"
 
 
-@pytest.mark.parametrize("spec", ["15m", "2h ago", "2026-01-02T03:04:05", "2026-01-02", "@1700000000"])
+@pytest.mark.parametrize("spec", ["15m", "2h ago", "2026-01-02T03:04:05", "2026-01-02",
+                                  "@1700000000"])
 def test_time_specs_accepted(cli: Cli, root: Path, spec: str) -> None:
     (root / "f").write_text("x")
     snap(cli)
