@@ -54,7 +54,8 @@ class Settler(Generic[K]):
         """Process ``key`` no earlier than ``until`` (unless touched again after)."""
         p = self._pending.get(key)
         if p is None:
-            p = self._pending[key] = _Pending(until, until, until)
+            # Nothing to wait out but the deferral itself.
+            p = self._pending[key] = _Pending(until, until - self.window, until)
         else:
             p.not_before = max(p.not_before, until)
         self._push(key, self._due(p))

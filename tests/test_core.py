@@ -1,0 +1,187 @@
+"""Core tier: the store, capture and settling, driven through their Python API on real files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from guardian import capture
+from guardian.capture import Recorder
+from guardian.errors import StoreBusyError
+from guardian.ignore import IgnoreMatcher
+from guardian.objects import LOOSE_THRESHOLD, Objects
+from guardian.settings import Settings, load_defaults, parse_size
+from guardian.settle import Settler
+from guardian.store import Store
+
+
+@pytest.fixture
+def rec(tmp_path: Path):
+    root = tmp_path / "root"
+    root.mkdir()
+    store = Store.open(tmp_path / "store", write=True)
+    roots = store.add_roots([root.resolve()])
+    r = Recorder(store, roots, Settings(max_file_size=1024 * 1024))
+    yield r
+    r.close()
+    store.close()
+
+
+def _root(rec: Recorder) -> Path:
+    return next(iter(rec.roots.values())).path
+
+
+def test_reconcile_does_not_reread_unchanged_files(rec: Recorder, monkeypatch) -> None:
+    root = _root(rec)
+    for i in range(30):
+        (root / f"f{i}.txt").write_text(str(i))
+    first = rec.reconcile(1, origin="scan", confirm_missing=True, baseline=True)
+    assert len(first.recorded) == 30
+    reads: list[bytes] = []
+    real = capture._read_regular
+
+    def spy(root_id: int, rel: bytes, path: bytes) -> capture.Seen:
+        reads.append(rel)
+        return real(root_id, rel, path)
+
+    monkeypatch.setattr(capture, "_read_regular", spy)
+    # Entries written within the racy window are re-read once; after that, never.
+    rec.store.db.execute("UPDATE scan_cache SET size = (SELECT size FROM versions v "
+                         "JOIN files f ON f.head_id = v.id WHERE f.id = scan_cache.file_id)")
+    second = rec.reconcile(1, origin="scan", confirm_missing=True)
+    assert second.recorded == [] and reads == []
+    (root / "f3.txt").write_text("changed")
+    third = rec.reconcile(1, origin="scan", confirm_missing=True)
+    assert reads == [b"f3.txt"] and [r.kind for r in third.recorded] == ["modified"]
+
+
+def test_racy_stat_is_reread(rec: Recorder) -> None:
+    root = _root(rec)
+    f = root / "racy.txt"
+    f.write_text("aaaa")
+    rec.reconcile(1, origin="scan", confirm_missing=True)
+    st = f.stat()
+    # Same size, same mtime (as after a second write in the same clock tick).
+    f.write_text("bbbb")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    res = rec.reconcile(1, origin="scan", confirm_missing=True)
+    assert [r.kind for r in res.recorded] == ["modified"]
+
+
+def test_objects_are_deduplicated_and_big_ones_are_loose(rec: Recorder) -> None:
+    root = _root(rec)
+    big = os.urandom(LOOSE_THRESHOLD + 10)
+    (root / "a.bin").write_bytes(big)
+    (root / "b.bin").write_bytes(big)
+    (root / "c.txt").write_text("same")
+    (root / "d.txt").write_text("same")
+    rec.reconcile(1, origin="scan", confirm_missing=True)
+    objs = list(Objects(rec.store).all())
+    assert len(objs) == 2
+    loose = [o for o in objs if o.loose]
+    assert len(loose) == 1 and Objects(rec.store).loose_path(loose[0].hash).exists()
+    assert Objects(rec.store).get(loose[0].id) == big
+
+
+def test_oversize_files_are_metadata_only_with_a_warning(rec: Recorder) -> None:
+    root = _root(rec)
+    (root / "huge.bin").write_bytes(b"x" * (1024 * 1024 + 1))
+    res = rec.reconcile(1, origin="scan", confirm_missing=True)
+    [v] = res.recorded
+    assert v.present and v.sha256 is None and "size cap" in (v.note or "")
+    assert res.warnings and "size cap" in res.warnings[0].message
+    assert rec.reconcile(1, origin="scan", confirm_missing=True).recorded == []
+
+
+def test_missing_is_deferred_unless_confirmed(rec: Recorder) -> None:
+    root = _root(rec)
+    (root / "f").write_text("x")
+    rec.reconcile(1, origin="scan", confirm_missing=True)
+    (root / "f").unlink()
+    res = rec.capture([(1, b"f")], origin="watcher", confirm_missing=False)
+    assert res.recorded == [] and res.missing == [(1, b"f")]
+    res = rec.capture([(1, b"f")], origin="watcher", confirm_missing=True)
+    assert [r.kind for r in res.recorded] == ["deleted"]
+
+
+def test_file_replaced_by_directory_and_back(rec: Recorder) -> None:
+    root = _root(rec)
+    (root / "x").write_text("file")
+    rec.reconcile(1, origin="scan", confirm_missing=True)
+    (root / "x").unlink()
+    (root / "x").mkdir()
+    (root / "x" / "inner").write_text("in dir")
+    res = rec.capture([(1, b"x")], origin="watcher", confirm_missing=True)
+    assert [(r.relpath, r.kind) for r in res.recorded] == [(b"x", "deleted")]
+    assert res.subtrees == [(1, b"x")]
+    res = rec.reconcile(1, b"x", origin="watcher", confirm_missing=True)
+    assert [(r.relpath, r.kind) for r in res.recorded] == [(b"x/inner", "created")]
+
+
+def test_writer_lock_is_exclusive_and_readers_work(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "s", write=True)
+    try:
+        with pytest.raises(StoreBusyError):
+            Store.open(tmp_path / "s", write=True)
+        r = Store.open(tmp_path / "s", write=False)
+        assert r.counts()["versions"] == 0
+        r.close()
+    finally:
+        s.close()
+    Store.open(tmp_path / "s", write=True).close()  # released on close
+
+
+def test_ignore_matcher_follows_gitignore_semantics(tmp_path: Path) -> None:
+    (tmp_path / ".gitignore").write_text("*.log\n!keep.log\nbuild/\n/top-only.txt\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".gitignore").write_text("!deep.log\nlocal.txt\n")
+    m = IgnoreMatcher(os.fsencode(tmp_path))
+    assert m.ignored(b"a.log") and not m.ignored(b"keep.log")
+    assert m.ignored(b"build", is_dir=True) and m.ignored(b"build/x.c")
+    assert m.ignored(b"top-only.txt") and not m.ignored(b"sub/top-only.txt")
+    assert not m.ignored(b"sub/deep.log") and m.ignored(b"sub/other.log")
+    assert m.ignored(b"sub/local.txt") and not m.ignored(b"local.txt")
+    assert m.ignored(b".git/config") and m.ignored(b"x/.git", is_dir=True)
+    assert m.ignored(b".~guardian.f.txt.1234")
+    assert "IgnoreMatcher" in repr(m)
+
+
+def test_settler_windows_cap_and_defer() -> None:
+    s: Settler[str] = Settler(window=0.1, cap=1.0)
+    s.touch("a", 0.0)
+    assert s.pop_due(0.05) == [] and s.next_due() == pytest.approx(0.1)
+    s.touch("a", 0.08)  # still being written: the window restarts
+    assert s.pop_due(0.15) == [] and s.pop_due(0.2) == ["a"]
+    for t in range(0, 200):  # written without pause: processed at the cap anyway
+        s.touch("b", t * 0.01)
+    assert s.pop_due(1.0) == ["b"]
+    s.touch("c", 0.0, done=True)  # closed after writing: a short window suffices
+    assert s.pop_due(0.01) == ["c"]
+    s.defer("d", 5.0)
+    assert s.pop_due(4.9) == [] and s.pop_due(5.0) == ["d"]
+    s.touch("e", 0.0)
+    assert s.pop_all() == ["e"] and len(s) == 0 and s.next_due() is None
+
+
+def test_settings_presets_and_sizes() -> None:
+    d = load_defaults()
+    assert d.max_file_size == 50 * 1024 * 1024 and d.keep_versions >= 1
+    assert parse_size("2MiB", "x") == 2 * 1024 * 1024 and parse_size(10, "x") == 10
+    with pytest.raises(Exception, match="expected a size"):
+        parse_size("lots", "rules/default.toml: rule[0].max_file_size")
+
+
+def test_core_import_is_cheap_and_never_touches_the_ui() -> None:
+    code = ("import sys, guardian.cli, guardian.daemon, guardian.service, guardian.history;"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'tui')];"
+            "print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True)
+    assert out.stdout.strip() == "[]"
+    code = ("import sys, guardian.cli;"
+            "print([m for m in ('watchdog', 'anyio', 'sqlite3', 'zstandard') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True)
+    assert out.stdout.strip() == "[]"
