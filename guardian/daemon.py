@@ -91,6 +91,9 @@ class Daemon:
         self._cancel_baseline = threading.Event()
         self._backoff = 0.0
         self._limiter: anyio.CapacityLimiter | None = None
+        self._read_limiter: anyio.CapacityLimiter | None = None
+        self._reader: Store | None = None
+        self.ready = False
         self.socket = socket_path(store.path)
 
     # ----------------------------------------------------------------- plumbing
@@ -119,6 +122,16 @@ class Daemon:
     # ----------------------------------------------------------------- main
     async def run(self) -> None:
         self._limiter = anyio.CapacityLimiter(1)
+        self._read_limiter = anyio.CapacityLimiter(1)
+        # Status and other reads use their own connection: WAL readers never wait for the
+        # writer, so `guardian status` answers even during a long baseline.
+        self._reader = Store.open(self.store.path, write=False)
+        try:
+            await self._run()
+        finally:
+            self._reader.close()
+
+    async def _run(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._signals, signals)
@@ -157,6 +170,7 @@ class Daemon:
         if not complete:
             return  # stopping: the next start carries on from the stat cache
         await self._in_store(self._mark_baseline)
+        self.ready = True
         counts = await self._in_store(self.store.counts)
         self.emit(Ready(store=str(self.store.path),
                         roots=[str(r.path) for r in self.roots.values()],
@@ -391,7 +405,7 @@ class Daemon:
         if method == "ping":
             return {"pong": True, "pid": os.getpid()}
         if method == "status":
-            return await self._in_store(self.status)
+            return await anyio.to_thread.run_sync(self.status, limiter=self._read_limiter)
         if method == "snapshot":
             paths = check_inside([str(p) for p in params.get("paths", [])], roots)
             out = await self._in_store(self.service.snapshot, paths,
@@ -427,9 +441,11 @@ class Daemon:
                                   sha256=d["sha256"], size=d["size"], note=d.get("note")))
 
     def status(self) -> dict[str, Any]:
-        counts = self.store.counts()
+        reader = self._reader or self.store
+        counts = reader.counts()
         return {
             "running": True,
+            "ready": self.ready,
             "pid": os.getpid(),
             "store": str(self.store.path),
             "socket": str(self.socket),
@@ -439,7 +455,7 @@ class Daemon:
             "objects": counts["objects"],
             "store_bytes": store_size(self.store.path),
             "last_event": iso(counts["last_version_ns"]) if counts["last_version_ns"] else None,
-            "reconcile_count": int(self.store.meta_get("reconcile_count") or 0),
+            "reconcile_count": int(reader.meta_get("reconcile_count") or 0),
             "pending": len(self.settler),
             "degraded": self.degraded,
             "uptime_s": round(time.time() - self.started, 3),

@@ -7,6 +7,7 @@ bloat the WAL. A loose file is durable before the row naming it commits.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -132,14 +133,19 @@ class Objects:
         tmp = path.parent / f".tmp-{path.name}-{os.getpid()}-{threading.get_ident()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o400)
         try:
-            view = memoryview(stored)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+            try:
+                view = memoryview(stored)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         self._dirs_to_sync.add(path.parent)
         self._dirs_to_sync.add(self.dir)
 
