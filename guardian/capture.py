@@ -30,6 +30,7 @@ from guardian.settings import Settings
 from guardian.store import NewVersion, Store, Version
 
 PathKey = tuple[int, bytes]  # (root id, relpath)
+_ABSENT: tuple[int, ...] = ()
 
 # Observed states of a path.
 FILE, LINK, DIR, MISSING, SPECIAL, UNREADABLE, UNSTABLE, OVERSIZE, IGNORED = (
@@ -153,23 +154,24 @@ class Recorder:
         result = CaptureResult()
         if prefix and ignore.ignored(prefix, is_dir=True):
             return result
-        cache = self.store.cache_under(root_id, prefix)
-        live = self.store.live_files(root_id, prefix)
+        state = self.store.scan_state(root_id, prefix)
         report = WalkReport()
-        on_disk: set[bytes] = set()
         todo: list[tuple[bytes, int]] = []
+        absent = _ABSENT
         for rel, st in walk(root.bpath, prefix, ignore, report):
-            on_disk.add(rel)
-            ce = cache.get(rel)
-            if ce is not None and ce.size >= 0 and rel in live and ce.matches(st):
+            result.scanned += 1
+            sig = state.pop(rel, absent)
+            if sig is not None and sig is not absent and sig == (
+                    st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev,
+                    st.st_mode):
                 result.unchanged += 1
                 continue
             todo.append((rel, st.st_size))
         for d, why in report.unreadable_dirs:
             self._warn(result, (root_id, d), f"cannot read: {why}; its files are left as recorded")
         blind = [d for d, _ in report.unreadable_dirs]
-        gone = [rel for rel in live if rel not in on_disk and not is_blind(rel, blind)]
-        result.scanned = len(on_disk)
+        # Live in the store, not seen by the walk: gone (unless we could not look).
+        gone = [rel for rel in state if not is_blind(rel, blind)]
         total = len(todo) + len(gone)
         done = 0
         if progress:

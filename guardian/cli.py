@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Record the current state of PATHs (default: every root) and "
                        "exit. Goes through the daemon when one runs.")
     p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument("--full", action="store_true",
+                   help="stat every file even when a running daemon has watched them all along")
     p.add_argument("--session", help="label the versions with an agent session id")
     _json_arg(p)
     _store_arg(p)
@@ -246,9 +248,6 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from guardian.client import as_writer
     from guardian.locations import find_store_for, read_store_roots, store_dir_for_roots
     from guardian.paths import Root, absolute, locate
-    from guardian.service import Service
-    from guardian.settings import load_defaults
-    from guardian.store import Store
 
     cwd = Path.cwd()
     first = absolute(args.paths[0]) if args.paths else cwd
@@ -265,14 +264,15 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     for p in args.paths:
         locate(p, fake)  # a one-line error for a path outside the roots, before any work
         paths.append(os.fsdecode(absolute(p)))
-    settings = load_defaults()
-    from guardian.progress import Progress
 
-    progress = Progress("snapshot")
-
-    def direct(store: Store) -> Any:
+    def direct(store: Any) -> Any:
         from guardian.capture import Recorder
+        from guardian.progress import Progress
+        from guardian.service import Service
+        from guardian.settings import load_defaults
 
+        settings = load_defaults()
+        progress = Progress("snapshot")
         root_objs = store.add_roots(new_roots) if new_roots else []
         root_objs = root_objs or store.roots()
         rec = Recorder(store, root_objs, settings)
@@ -283,12 +283,16 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             rec.close()
             progress.close()
 
-    out = as_writer(store_path, "snapshot", {"paths": paths, "session": _session(args)}, direct)
+    out = as_writer(store_path, "snapshot",
+                    {"paths": paths, "session": _session(args), "full": args.full}, direct)
     if args.json:
         _print_json(out)
     else:
-        for v in out["versions"]:
+        shown = 20
+        for v in out["versions"][:shown]:
             print(f"{v['kind']:<9} {v['path']}")
+        if len(out["versions"]) > shown:
+            print(f"… and {len(out['versions']) - shown} more (guardian log lists them)")
         for w in out["warnings"]:
             print(f"warning: {w['path']}: {w['message']}", file=sys.stderr)
         print(f"{out['recorded']} recorded, {out['unchanged']} unchanged")

@@ -10,12 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from guardian.control import Connection
 from guardian.errors import StoreBusyError
 from guardian.locations import socket_path
-from guardian.store import Store
+
+if TYPE_CHECKING:
+    from guardian.store import Store
 
 T = TypeVar("T")
 
@@ -33,6 +35,8 @@ def as_writer(store_path: Path, method: str, params: dict[str, Any],
               direct: Callable[[Store], T], *, wait: float = 30.0,
               timeout: float | None = None) -> T | Any:
     """Run ``method`` on the daemon if one runs; else ``direct(store)`` holding the writer lock."""
+    from guardian.store import Store  # only when no daemon answers
+
     deadline = time.monotonic() + wait
     while True:
         conn = daemon(store_path, timeout=timeout)

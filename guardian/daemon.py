@@ -46,9 +46,10 @@ from guardian.events import (
     Warning,
 )
 from guardian.exitcodes import ExitCode
+from guardian.ignore import TEMP_PREFIX
 from guardian.locations import ensure_private_dir, socket_path
 from guardian.paths import Root
-from guardian.service import Service, check_inside, version_event
+from guardian.service import Service, check_inside, summary, version_event
 from guardian.settings import Settings
 from guardian.settle import Settler
 from guardian.store import Store
@@ -89,6 +90,8 @@ class Daemon:
         self._stop = anyio.Event()
         self._stop_reason = ""
         self._cancel_baseline = threading.Event()
+        self._cookies: dict[bytes, anyio.Event] = {}
+        self._cookie_seq = 0
         self._backoff = 0.0
         self._limiter: anyio.CapacityLimiter | None = None
         self._read_limiter: anyio.CapacityLimiter | None = None
@@ -184,6 +187,10 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         self.emit(Stopping(reason=self._stop_reason, pending=len(self.settler)))
+        # Events still in the kernel or in watchdog's threads are work in flight: let them
+        # through before the watches go. If the barrier fails, reconcile instead.
+        if self.ready and not await self.sync():
+            self.request_reconcile("shutdown")
         await anyio.to_thread.run_sync(self.watcher.stop)
         self.bridge.close()
         # Whatever the bridge still holds, then everything pending, processed now.
@@ -201,10 +208,6 @@ class Daemon:
         while not self.bridge.closed:
             items, lost = await anyio.to_thread.run_sync(self.bridge.get_batch,
                                                          abandon_on_cancel=True)
-            if self._stop.is_set():
-                # Shutdown drains the bridge itself; do not race it.
-                self._route_all(items, lost, time.monotonic())
-                return
             self._route_all(items, lost, time.monotonic())
             self._wake.set()
 
@@ -230,6 +233,11 @@ class Daemon:
         rec = self.recorder
         ends = [ev.src] if ev.dest is None else [ev.src, ev.dest]
         for path in ends:
+            if path.rpartition(b"/")[2].startswith(TEMP_PREFIX):
+                cookie = self._cookies.get(path)
+                if cookie is not None:
+                    cookie.set()
+                continue  # Guardian's own temp files and cookies are never content
             key = rec.locate_key(path)
             if key is None:
                 continue
@@ -239,6 +247,46 @@ class Daemon:
                 self.settler.touch(("t", rid, rel), now)
             else:
                 self.settler.touch(("p", rid, rel), now, done=ev.kind == "closed")
+
+    async def sync(self, timeout: float = 5.0) -> bool:
+        """A barrier: every event that happened before this call has been routed.
+
+        Like watchman's sync cookies: create a file in each root and wait for its event;
+        inotify delivers a watch's events in order, so everything before it has arrived.
+        False if a cookie could not be written or did not come back in time.
+        """
+        self._cookie_seq += 1
+        made: list[bytes] = []
+        waits: list[anyio.Event] = []
+        ok = True
+        for root in self.roots.values():
+            path = root.join(TEMP_PREFIX + f"cookie.{os.getpid()}.{self._cookie_seq}".encode())
+            ev = anyio.Event()
+            self._cookies[path] = ev
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                 | os.O_CLOEXEC, 0o600))
+            except OSError:
+                ok = False
+                self._cookies.pop(path, None)
+                continue
+            made.append(path)
+            waits.append(ev)
+        try:
+            with anyio.move_on_after(timeout) as scope:
+                for ev in waits:
+                    await ev.wait()
+            ok = ok and not scope.cancelled_caught
+        finally:
+            for path in made:
+                self._cookies.pop(path, None)
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        return ok
+
+    async def flush(self) -> CaptureResult:
+        """Everything observed so far, recorded now (no settling)."""
+        return await self._process(self.settler.pop_all(), final=True)
 
     def request_reconcile(self, reason: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -259,17 +307,18 @@ class Daemon:
                 with anyio.move_on_after(None if nxt is None else max(0.0, nxt - now)):
                     await self._wake.wait()
                 continue
-            await self._process(due)
+            with contextlib.suppress(Exception):  # reported and rescheduled by _process
+                await self._process(due)
 
-    async def _process(self, due: list[Key], *, final: bool = False) -> None:
+    async def _process(self, due: list[Key], *, final: bool = False) -> CaptureResult:
         try:
             result, trees = await self._in_store(self._capture_batch, due, final)
         except (sqlite3.Error, OSError, GuardianError) as e:
             self._retry_later(due, f"cannot record: {e}")
-            return
+            raise
         except Exception as e:  # a bug must not kill the daemon; report it and retry later
             self._retry_later(due, f"internal error while recording: {type(e).__name__}: {e}")
-            return
+            raise
         self._backoff = 0.0
         now = time.monotonic()
         for rid, rel in result.missing:
@@ -284,6 +333,7 @@ class Daemon:
                 self.emit(Reconciled(reason=reason, path=self.roots[rid].display(rel),
                                      scanned=res.scanned, recorded=len(res.recorded),
                                      unchanged=res.unchanged, elapsed_ms=ms))
+        return result
 
     def _capture_batch(self, due: list[Key], final: bool) -> tuple[
             CaptureResult, list[tuple[tuple[int, bytes], str, CaptureResult, int]]]:
@@ -408,6 +458,23 @@ class Daemon:
             return await anyio.to_thread.run_sync(self.status, limiter=self._read_limiter)
         if method == "snapshot":
             paths = check_inside([str(p) for p in params.get("paths", [])], roots)
+            trees = not paths or any(os.path.isdir(p) and not os.path.islink(p) for p in paths)
+            if trees and not params.get("full") and self.ready and not self.degraded \
+                    and await self.sync():
+                # The watcher has seen every change up to now: record what is pending. Files
+                # named explicitly are still read, so a hook's "before" copy is always fresh.
+                res = await self.flush()
+                out = summary(res, self.roots)
+                files = [p for p in paths if not os.path.isdir(p) or os.path.islink(p)]
+                if files:
+                    more = await self._in_store(self.service.snapshot, files,
+                                                session=params.get("session"))
+                    for k in ("recorded", "unchanged", "scanned"):
+                        out[k] += more[k]
+                    out["versions"] += more["versions"]
+                    out["warnings"] += more["warnings"]
+                out["method"] = "events"
+                return out
             out = await self._in_store(self.service.snapshot, paths,
                                        session=params.get("session"))
             for v in out["versions"]:

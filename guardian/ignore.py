@@ -30,6 +30,7 @@ class IgnoreMatcher:
         self.extra = [p for p in (extra_ignored or []) if p]
         self._specs: dict[bytes, Any] = {}
         self._dirs: dict[bytes, bool] = {}
+        self._has_specs: dict[bytes, bool] = {}
 
     def __repr__(self) -> str:
         return f"IgnoreMatcher(root={self.root!r}, extra={self.extra!r})"
@@ -38,6 +39,7 @@ class IgnoreMatcher:
         """Forget cached matchers (a .gitignore changed)."""
         self._specs.clear()
         self._dirs.clear()
+        self._has_specs.clear()
 
     def ignored(self, relpath: bytes, *, is_dir: bool = False) -> bool:
         if not relpath:
@@ -65,10 +67,23 @@ class IgnoreMatcher:
 
     def child_ignored(self, dirrel: bytes, name: bytes, *, is_dir: bool) -> bool:
         """Fast path for a walk that already knows ``dirrel`` is not ignored."""
+        if name == b".git" or name.startswith(TEMP_PREFIX):
+            return True
+        if not self.extra and not self.specs_apply(dirrel):
+            return False
         relpath = dirrel + SEP + name if dirrel else name
         if self._name_ignored(name, relpath):
             return True
         return self._gitignored(relpath, dirrel, is_dir=is_dir)
+
+    def specs_apply(self, dirrel: bytes) -> bool:
+        """Whether any ignore file applies inside ``dirrel`` (cached; most trees have few)."""
+        cached = self._has_specs.get(dirrel)
+        if cached is None:
+            cached = self._spec(dirrel) is not None or (
+                bool(dirrel) and self.specs_apply(dirrel.rpartition(SEP)[0]))
+            self._has_specs[dirrel] = cached
+        return cached
 
     # ----------------------------------------------------------------- internals
     def _name_ignored(self, name: bytes, relpath: bytes) -> bool:

@@ -25,8 +25,9 @@ def version_event(r: Recorded, roots: dict[int, Root]) -> VersionRecorded:
                            origin=r.origin, sha256=r.sha256, size=r.size, note=r.note)
 
 
-def summary(res: CaptureResult, roots: dict[int, Root]) -> dict[str, Any]:
+def summary(res: CaptureResult, roots: dict[int, Root], method: str = "scan") -> dict[str, Any]:
     return {
+        "method": method,
         "recorded": len(res.recorded),
         "unchanged": res.unchanged,
         "scanned": res.scanned,

@@ -11,6 +11,7 @@ version with ``object_id`` NULL kept only metadata (the file was over the size c
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import sqlite3
@@ -43,8 +44,14 @@ CREATE TABLE files(
     root_id INTEGER NOT NULL,
     relpath BLOB NOT NULL,
     head_id INTEGER,                    -- newest version
+    live INTEGER NOT NULL DEFAULT 0,    -- the newest version is present (not a tombstone)
+    -- The scan cache: the stat of the file when its head was last confirmed. NULL: unknown.
+    -- size -1 marks a racy entry (re-read on the next scan). ctime is there because content
+    -- changes always move it, and utime cannot set it back.
+    size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER, dev INTEGER, mode INTEGER,
     UNIQUE(root_id, relpath)
 );
+CREATE INDEX files_by_ino ON files(ino) WHERE ino IS NOT NULL;
 CREATE TABLE versions(
     id INTEGER PRIMARY KEY,
     file_id INTEGER NOT NULL,
@@ -62,16 +69,6 @@ CREATE TABLE versions(
 );
 CREATE INDEX versions_by_file ON versions(file_id, id);
 CREATE INDEX versions_by_object ON versions(object_id);
-CREATE TABLE scan_cache(
-    file_id INTEGER PRIMARY KEY,
-    size INTEGER NOT NULL,              -- -1: racy entry, re-read on the next scan
-    mtime_ns INTEGER NOT NULL,
-    ctime_ns INTEGER NOT NULL,          -- content changes always move ctime; utime cannot set it
-    ino INTEGER NOT NULL,
-    dev INTEGER NOT NULL,
-    mode INTEGER NOT NULL
-);
-CREATE INDEX scan_cache_by_ino ON scan_cache(ino);
 CREATE TABLE operations(
     id INTEGER PRIMARY KEY,
     time_ns INTEGER NOT NULL,
@@ -177,7 +174,7 @@ RACY_NS = 50_000_000
 class Store:
     """A Guardian store directory. Use :meth:`open`."""
 
-    def __init__(self, path: Path, db: sqlite3.Connection, lock: Any | None) -> None:
+    def __init__(self, path: Path, db: sqlite3.Connection, lock: _WriterLock | None) -> None:
         self.path = path
         self.db = db
         self._lock = lock
@@ -204,10 +201,9 @@ class Store:
                 _configure(db)
                 _ensure_schema(db)
                 os.chmod(db_path, 0o600)
+                # Fail now, with a clear message, if the store cannot take a write lock.
                 db.execute("BEGIN IMMEDIATE")
-                db.execute("INSERT OR REPLACE INTO meta VALUES('last_open_ns', ?)",
-                           (str(time.time_ns()),))
-                db.execute("COMMIT")
+                db.execute("ROLLBACK")
             except sqlite3.Error as e:
                 lock.release()
                 raise StoreError(f"store {path}: cannot write: {e}") from None
@@ -333,7 +329,7 @@ class Store:
     def live_files(self, root_id: int, prefix: bytes = b"") -> dict[bytes, Version]:
         """Files whose newest version is present, under ``prefix`` (b"": the whole root)."""
         sql = (f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM}"
-               " WHERE v.id = f.head_id AND v.present=1 AND f.root_id=?")
+               " WHERE v.id = f.head_id AND f.live=1 AND f.root_id=?")
         args: tuple[Any, ...] = (root_id,)
         if prefix:
             lo, hi = prefix_range(prefix)
@@ -351,7 +347,8 @@ class Store:
              None if nv.valid is None else int(nv.valid), nv.session, nv.note, nv.peer_id),
         )
         vid = int(cur.lastrowid or 0)
-        self.db.execute("UPDATE files SET head_id=? WHERE id=?", (vid, nv.file_id))
+        self.db.execute("UPDATE files SET head_id=?, live=? WHERE id=?",
+                        (vid, int(nv.present), nv.file_id))
         return vid
 
     def version(self, version_id: int) -> Version | None:
@@ -410,42 +407,46 @@ class Store:
     # ----------------------------------------------------------------- scan cache
     def cache_get(self, file_id: int) -> CacheEntry | None:
         row = self.db.execute(
-            "SELECT file_id, size, mtime_ns, ctime_ns, ino, dev, mode FROM scan_cache"
-            " WHERE file_id=?",
-            (file_id,),
+            "SELECT id, size, mtime_ns, ctime_ns, ino, dev, mode FROM files"
+            " WHERE id=? AND size IS NOT NULL", (file_id,),
         ).fetchone()
         return CacheEntry(*row) if row else None
 
     def cache_put(self, file_id: int, st: os.stat_result, *, seen_ns: int | None = None) -> None:
-        """Remember what we saw; a stat taken within RACY_NS of its mtime is marked racy."""
+        """Remember what we saw; a stat taken within RACY_NS of its change is marked racy."""
         seen = time.time_ns() if seen_ns is None else seen_ns
         racy = seen - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS
         self.db.execute(
-            "INSERT OR REPLACE INTO scan_cache VALUES(?,?,?,?,?,?,?)",
-            (file_id, -1 if racy else st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
-             st.st_dev, st.st_mode),
+            "UPDATE files SET size=?, mtime_ns=?, ctime_ns=?, ino=?, dev=?, mode=? WHERE id=?",
+            (-1 if racy else st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev,
+             st.st_mode, file_id),
         )
 
     def cache_drop(self, file_id: int) -> None:
-        self.db.execute("DELETE FROM scan_cache WHERE file_id=?", (file_id,))
+        self.db.execute(
+            "UPDATE files SET size=NULL, mtime_ns=NULL, ctime_ns=NULL, ino=NULL, dev=NULL,"
+            " mode=NULL WHERE id=?", (file_id,))
 
-    def cache_under(self, root_id: int, prefix: bytes = b"") -> dict[bytes, CacheEntry]:
-        sql = ("SELECT f.relpath, c.file_id, c.size, c.mtime_ns, c.ctime_ns, c.ino, c.dev, c.mode "
-               "FROM scan_cache c JOIN files f ON f.id = c.file_id WHERE f.root_id=?")
+    def scan_state(self, root_id: int, prefix: bytes = b"") -> dict[bytes, tuple[int, ...] | None]:
+        """Live files under ``prefix`` -> their stat signature when last seen (None: unknown).
+
+        One table, plain tuples: this is the hot path of every re-scan.
+        """
+        sql = ("SELECT relpath, size, mtime_ns, ctime_ns, ino, dev, mode FROM files"
+               " WHERE live = 1 AND root_id=?")
         args: tuple[Any, ...] = (root_id,)
         if prefix:
             lo, hi = prefix_range(prefix)
-            sql += " AND (f.relpath = ? OR (f.relpath >= ? AND f.relpath < ?))"
+            sql += " AND (relpath = ? OR (relpath >= ? AND relpath < ?))"
             args += (prefix, lo, hi)
-        return {bytes(r[0]): CacheEntry(*r[1:]) for r in self.db.execute(sql, args)}
+        return {bytes(r[0]): (r[1:] if r[1] is not None else None)
+                for r in self.db.execute(sql, args)}
 
     def cache_by_inode(self, dev: int, ino: int) -> list[tuple[int, int, bytes, CacheEntry]]:
         """(file_id, root_id, relpath, entry) for files last seen with this inode."""
         rows = self.db.execute(
-            "SELECT f.id, f.root_id, f.relpath, c.file_id, c.size, c.mtime_ns, c.ctime_ns, c.ino,"
-            " c.dev, c.mode"
-            " FROM scan_cache c JOIN files f ON f.id = c.file_id WHERE c.ino=? AND c.dev=?",
-            (ino, dev),
+            "SELECT id, root_id, relpath, id, size, mtime_ns, ctime_ns, ino, dev, mode FROM files"
+            " WHERE ino=? AND dev=?", (ino, dev),
         ).fetchall()
         return [(int(r[0]), int(r[1]), bytes(r[2]), CacheEntry(*r[3:])) for r in rows]
 
@@ -465,9 +466,7 @@ class Store:
     # ----------------------------------------------------------------- stats
     def counts(self) -> dict[str, int]:
         q = self.db.execute
-        files = q(
-            "SELECT COUNT(*) FROM files f JOIN versions v ON v.id = f.head_id WHERE v.present=1"
-        ).fetchone()[0]
+        files = q("SELECT COUNT(*) FROM files WHERE live=1").fetchone()[0]
         versions = q("SELECT COUNT(*) FROM versions").fetchone()[0]
         objects, stored = q("SELECT COUNT(*), COALESCE(SUM(stored_size),0) FROM objects").fetchone()
         last = q("SELECT MAX(time_ns) FROM versions").fetchone()[0]
@@ -514,22 +513,47 @@ def _ensure_schema(db: sqlite3.Connection) -> None:
     )
 
 
-def _acquire_writer_lock(path: Path, timeout: float) -> Any:
-    from filelock import FileLock, Timeout
+class _WriterLock:
+    """An exclusive ``flock`` on the store's ``lock`` file, held while the store is open.
 
-    lock = FileLock(path / "lock", timeout=timeout, mode=0o600)
+    The same kernel lock filelock's UnixFileLock takes, without its import cost (~50 ms on a
+    cold start, paid by every hook invocation).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _acquire_writer_lock(path: Path, timeout: float) -> _WriterLock:
     try:
-        lock.acquire()
-    except Timeout:
-        pid = _read_pid(path)
-        who = f" (pid {pid})" if pid else ""
-        raise StoreBusyError(
-            f"store {path} is in use by another guardian process{who}; "
-            "only one writer per store"
-        ) from None
+        fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as e:
         raise StoreError(f"store {path}: cannot lock: {e.strerror or e}") from None
-    return lock
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return _WriterLock(fd)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                pid = _read_pid(path)
+                who = f" (pid {pid})" if pid else ""
+                raise StoreBusyError(
+                    f"store {path} is in use by another guardian process{who}; "
+                    "only one writer per store"
+                ) from None
+            time.sleep(0.05)
+        except OSError as e:
+            os.close(fd)
+            raise StoreError(f"store {path}: cannot lock: {e.strerror or e}") from None
 
 
 def _write_pid(path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ from guardian.ignore import IgnoreMatcher
 from guardian.objects import LOOSE_THRESHOLD, Objects
 from guardian.settings import Settings, load_defaults, parse_size
 from guardian.settle import Settler
-from guardian.store import Store
+from guardian.store import RACY_NS, Store
+
+from .conftest import wait_until
 
 
 @pytest.fixture
@@ -48,12 +51,13 @@ def test_reconcile_does_not_reread_unchanged_files(rec: Recorder, monkeypatch) -
         reads.append(rel)
         return real(root_id, rel, path)
 
+    # Files seen within the racy window of their last change are re-read once; then never.
+    newest = max(p.stat().st_ctime_ns for p in root.iterdir())
+    wait_until(lambda: time.time_ns() - newest > RACY_NS, what="the racy window to pass")
+    assert rec.reconcile(1, origin="scan", confirm_missing=True).recorded == []
     monkeypatch.setattr(capture, "_read_regular", spy)
-    # Entries written within the racy window are re-read once; after that, never.
-    rec.store.db.execute("UPDATE scan_cache SET size = (SELECT size FROM versions v "
-                         "JOIN files f ON f.head_id = v.id WHERE f.id = scan_cache.file_id)")
     second = rec.reconcile(1, origin="scan", confirm_missing=True)
-    assert second.recorded == [] and reads == []
+    assert second.recorded == [] and reads == [] and second.unchanged == 30
     (root / "f3.txt").write_text("changed")
     third = rec.reconcile(1, origin="scan", confirm_missing=True)
     assert reads == [b"f3.txt"] and [r.kind for r in third.recorded] == ["modified"]
@@ -156,7 +160,7 @@ def test_settler_windows_cap_and_defer() -> None:
     assert s.pop_due(0.05) == [] and s.next_due() == pytest.approx(0.1)
     s.touch("a", 0.08)  # still being written: the window restarts
     assert s.pop_due(0.15) == [] and s.pop_due(0.2) == ["a"]
-    for t in range(0, 200):  # written without pause: processed at the cap anyway
+    for t in range(200):  # written without pause: processed at the cap anyway
         s.touch("b", t * 0.01)
     assert s.pop_due(1.0) == ["b"]
     s.touch("c", 0.0, done=True)  # closed after writing: a short window suffices

@@ -310,6 +310,23 @@ def test_two_daemons_on_one_store(root: Path, cli: Cli, watch, env, store: Path)
     assert "Traceback" not in err
 
 
+def test_tree_snapshot_through_the_daemon_sees_every_write_before_it(root: Path, cli: Cli,
+                                                                       watch) -> None:
+    w = watch(root, extra=["--reconcile-interval", "3600"])
+    for round_ in range(3):
+        for i in range(30):
+            (root / f"x{i}.txt").write_text(f"{round_}-{i}")
+        out = cli.json("snapshot")  # no sleep: the sync barrier must catch every write
+        assert out["method"] == "events"
+        latest: dict[str, str] = {}
+        for v in reversed(cli.log(root)):
+            latest[v["relpath"]] = v["sha256"]
+        assert latest == {f"x{i}.txt": sha256(f"{round_}-{i}".encode()) for i in range(30)}
+    full = cli.json("snapshot", "--full")
+    assert full["method"] == "scan" and full["scanned"] == 30 and full["recorded"] == 0
+    assert w.proc.poll() is None
+
+
 def test_snapshot_goes_through_a_running_daemon(root: Path, cli: Cli, watch) -> None:
     w = watch(root)
     (root / "a.txt").write_text("x")
