@@ -354,3 +354,37 @@ def test_time_specs_accepted(cli: Cli, root: Path, spec: str) -> None:
     p = cli.run("show", str(root / "f"), "--at", spec)
     assert p.returncode in (0, 2)
     assert b"not a time" not in p.stderr
+
+
+def test_verify_shows_progress_on_a_terminal_only(cli: Cli, root: Path, store: Path) -> None:
+    import pty
+    import subprocess
+
+    for i in range(30):
+        (root / f"f{i}").write_text(f"content {i}" * 20)
+    snap(cli)
+    plain = cli.run("verify", check=True)
+    assert b"[" not in plain.stderr  # not a terminal: no progress bar
+    controller, terminal = pty.openpty()
+    try:
+        p = subprocess.run([sys.executable, "-m", "guardian", "verify", "--store", str(store)],
+                           stdout=terminal, stderr=terminal, env=cli.env, timeout=60,
+                           check=False)
+        os.close(terminal)
+        terminal = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        out = b"".join(chunks)
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+    assert p.returncode == 0
+    assert b"verify [" in out and b"30/30" in out and b"objects" in out

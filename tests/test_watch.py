@@ -235,6 +235,17 @@ def test_symlinks_are_recorded_as_links_not_followed(root: Path, cli: Cli, watch
     assert cli.log(root / "loop")[0]["type"] == "symlink"
 
 
+def test_names_that_are_not_utf8(root: Path, cli: Cli, watch) -> None:
+    w = watch(root)
+    m = w.mark()
+    name = os.path.join(os.fsencode(root), b"r\xe9sum\xe9.txt")
+    with open(name, "wb") as f:
+        f.write(b"cv")
+    v = w.version(os.fsdecode(name), "created", start=m)
+    assert os.fsencode(v["path"]) == name
+    assert cli.log(os.fsdecode(name))[0]["sha256"] == sha256(b"cv")
+
+
 def test_chmod_records_new_mode(root: Path, cli: Cli, watch) -> None:
     script = root / "run.sh"
     script.write_text("#!/bin/sh\n")
