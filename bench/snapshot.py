@@ -1,0 +1,108 @@
+"""Group "snapshot": `guardian snapshot` of real trees against git doing the same job."""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.common import (
+    Config,
+    Goal,
+    Row,
+    Table,
+    Workspace,
+    copy_tree,
+    guardian_argv,
+    guardian_status,
+    median,
+    progress,
+    run,
+    timed,
+)
+
+
+def _snapshot(ws: Workspace, cfg: Config, label: str, src: Path,
+              exclude_top: frozenset[str]) -> Table:
+    subset = "" if cfg.snapshot_limit is None else f", first {cfg.snapshot_limit:,} files"
+    table = Table(
+        f"snapshot.{label}",
+        f"`guardian snapshot` of a fresh copy of {src}"
+        + (f" without {', '.join(sorted(exclude_top))}" if exclude_top else "") + subset,
+        "git on another fresh copy of the same tree: `git init -q` + `git add -A` for the "
+        "first snapshot, `git status --porcelain` for a re-snapshot")
+    env = ws.env()
+    g_tree = ws.dir("snapshot", label, "guardian", "tree")
+    git_tree = ws.dir("snapshot", label, "git", "tree")
+    store = ws.root / "snapshot" / label / "guardian" / "store"
+    progress(f"snapshot.{label}: copying {src} twice")
+    n_files = copy_tree(src, g_tree, exclude_top=exclude_top, limit=cfg.snapshot_limit)
+    copy_tree(src, git_tree, exclude_top=exclude_top, limit=cfg.snapshot_limit)
+    os.sync()  # no writeback of the copies during the timings
+    guardian = guardian_argv()
+    # Warm each tool's executable and imports (not the trees: both copies are equally hot).
+    run([*guardian, "--version"], env=env)
+    run(["git", "--version"], env=env)
+
+    progress(f"snapshot.{label}: first snapshot of {n_files:,} files (guardian, then git)")
+    g_first = timed([*guardian, "snapshot", "--store", str(store)], env=env, cwd=g_tree)
+    git_first = (timed(["git", "init", "-q"], env=env, cwd=git_tree)
+                 + timed(["git", "add", "-A"], env=env, cwd=git_tree))
+    before = guardian_status(store, env)
+    git_files = run(["git", "ls-files", "-z"], env=env, cwd=git_tree,
+                    capture=True).stdout.count("\0")
+
+    progress(f"snapshot.{label}: re-snapshot of the unchanged tree, {cfg.repeats}x each")
+    g_again: list[float] = []
+    git_again: list[float] = []
+    g_start: list[float] = []
+    for _ in range(cfg.repeats):  # interleaved, so both see the same machine
+        g_again.append(timed([*guardian, "snapshot", "--store", str(store)], env=env,
+                             cwd=g_tree))
+        git_again.append(timed(["git", "status", "--porcelain"], env=env, cwd=git_tree))
+        g_start.append(timed([*guardian, "--version"], env=env))
+    after = guardian_status(store, env)
+
+    table.rows += [
+        Row("first snapshot (new store)", g_first, "s", git_first, Goal("<=", 1.0, "ratio")),
+        Row(f"re-snapshot, unchanged (median of {cfg.repeats})", median(g_again), "s",
+            median(git_again), Goal("<=", 1.5, "ratio")),
+        Row("files recorded / indexed", before["files"], "", git_files),
+    ]
+    table.notes += [
+        f"re-snapshot spread: guardian {min(g_again):.3f}-{max(g_again):.3f} s, "
+        f"git {min(git_again):.3f}-{max(git_again):.3f} s; for reference, `guardian --version` "
+        f"(interpreter + CLI start, no work) takes median {median(g_start):.3f} s",
+        "wall time of the whole subprocess(es), interpreter start included; trees freshly "
+        "copied (in page cache, synced first); each tool warmed once with --version; "
+        "`guardian snapshot` stdout to /dev/null",
+        f"{n_files:,} files copied; store {before['store_bytes'] / 1e6:.1f} MB; .git "
+        f"{_du(git_tree / '.git') / 1e6:.1f} MB",
+    ]
+    if after["versions"] != before["versions"]:
+        table.notes.append(f"ANOMALY: re-snapshots of the unchanged tree added "
+                           f"{after['versions'] - before['versions']} versions")
+    if before["files"] != n_files:
+        table.notes.append(f"guardian recorded {before['files']:,} files of the {n_files:,} "
+                           f"copied (git indexed {git_files:,})")
+    return table
+
+
+def _du(path: Path) -> int:
+    return sum(os.lstat(os.path.join(top, f)).st_size
+               for top, _, files in os.walk(path) for f in files)
+
+
+def stdlib(ws: Workspace, cfg: Config) -> Table:
+    return _snapshot(ws, cfg, "stdlib", Path(sysconfig.get_paths()["stdlib"]),
+                     frozenset({"site-packages"}))
+
+
+def site_packages(ws: Workspace, cfg: Config) -> Table:
+    return _snapshot(ws, cfg, "site-packages", Path(sysconfig.get_paths()["purelib"]),
+                     frozenset())
+
+
+BENCHMARKS: dict[str, Callable[[Workspace, Config], Table]] = {
+    "snapshot.stdlib": stdlib, "snapshot.site-packages": site_packages}
