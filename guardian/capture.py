@@ -52,6 +52,8 @@ class Seen:
     data: bytes | None = None
     hash: bytes | None = None
     error: str | None = None
+    #: (codec, stored bytes), compressed in the worker that read the file.
+    packed: tuple[str, bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,8 @@ class Recorder:
             r.id: IgnoreMatcher(r.bpath, extra_ignored=[p for p in [store_rel[r.id]] if p])
             for r in roots
         }
-        n = workers or min(8, (os.cpu_count() or 2) * 2)
+        n = workers or min(4, os.cpu_count() or 2)
+        self._workers = n
         self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="guardian-io")
         self._warned: dict[PathKey, str] = {}
         #: Hook for tests of the store-full path: raise from inside the transaction.
@@ -176,13 +179,17 @@ class Recorder:
         done = 0
         if progress:
             progress(0, total)
+        fresh = not self.store.has_files()
+        # Observing and recording take turns, on purpose: sqlite3 releases the GIL on every
+        # step, and Python threads busy at the same time make each step wait for it (a
+        # pipelined version of this loop ran several times slower).
         for chunk in _chunks(todo):
             if cancel is not None and cancel.is_set():
                 result.complete = False
                 return result
             seen = self._observe_all([(root_id, rel) for rel in chunk], check_parents=False)
             result.merge(self._record(seen, origin=origin, confirm_missing=confirm_missing,
-                                      baseline=baseline, session=session))
+                                      baseline=baseline, session=session, fresh=fresh))
             done += len(chunk)
             if progress:
                 progress(done, total)
@@ -214,14 +221,31 @@ class Recorder:
 
     # ----------------------------------------------------------------- observe
     def _observe_all(self, keys: list[PathKey], *, check_parents: bool) -> list[Seen]:
+        return self._observe_start(keys, check_parents=check_parents)()
+
+    def _observe_start(self, keys: list[PathKey], *,
+                       check_parents: bool = False) -> Callable[[], list[Seen]]:
+        """Start observing in parallel, in slices (a task per file costs more than a small
+        read); the returned function waits for the results."""
         parents: dict[tuple[int, bytes], bool] = {}
 
-        def one(key: PathKey) -> Seen:
-            return self._observe(key, parents if check_parents else None)
+        def some(part: list[PathKey]) -> list[Seen]:
+            out = []
+            for key in part:
+                s = self._observe(key, parents if check_parents else None)
+                if s.data is not None:
+                    # Most content that changed is new to the store: compress it here, in
+                    # parallel, rather than later in the single recording thread.
+                    s.packed = obj.compress(s.data)
+                out.append(s)
+            return out
 
         if len(keys) <= 2:
-            return [one(k) for k in keys]
-        return list(self._pool.map(one, keys))
+            done = some(keys)
+            return lambda: done
+        step = max(1, min(64, len(keys) // (self._workers * 2) or 1))
+        futures = [self._pool.submit(some, keys[i:i + step]) for i in range(0, len(keys), step)]
+        return lambda: [s for f in futures for s in f.result()]
 
     def _observe(self, key: PathKey, parents: dict[tuple[int, bytes], bool] | None) -> Seen:
         root_id, rel = key
@@ -256,36 +280,58 @@ class Recorder:
 
     # ----------------------------------------------------------------- record
     def _record(self, seen: list[Seen], *, origin: str, confirm_missing: bool, baseline: bool,
-                session: str | None = None, note: str | None = None) -> CaptureResult:
+                session: str | None = None, note: str | None = None,
+                fresh: bool = False) -> CaptureResult:
+        """Record observations in one transaction. ``fresh``: these paths are new to a store
+        that had no files when the scan began (no lookups, no move detection)."""
         result = CaptureResult()
         store, objects = self.store, self.objects
         # Present paths first, so a move's destination claims its source before the source is
         # taken for a deletion.
         seen.sort(key=lambda s: s.state == MISSING)
-        fresh = {s.hash: s.data for s in seen
-                 if s.hash is not None and s.data is not None and objects.lookup(s.hash) is None}
-        packed: dict[bytes, tuple[str, bytes]] = {}
-        if fresh:
-            hashes = list(fresh)
-            datas = [fresh[h] or b"" for h in hashes]
-            if len(datas) > 2:
-                packed = dict(zip(hashes, self._pool.map(obj.compress, datas), strict=True))
-            else:
-                packed = {h: obj.compress(d) for h, d in zip(hashes, datas, strict=True)}
         now = time.time_ns()
         with store.transaction():
+            if fresh:
+                seen = self._record_fresh(seen, result, origin=origin, baseline=baseline,
+                                          now=now, session=session, note=note)
             for s in seen:
                 self._record_one(s, result, origin=origin, confirm_missing=confirm_missing,
-                                 baseline=baseline, packed=packed, now=now, session=session,
-                                 note=note)
+                                 baseline=baseline, now=now, session=session, note=note,
+                                 fresh=fresh)
             objects.sync()
             if self.before_commit is not None:
                 self.before_commit()
         return result
 
+    def _record_fresh(self, seen: list[Seen], result: CaptureResult, *, origin: str,
+                      baseline: bool, now: int, session: str | None,
+                      note: str | None) -> list[Seen]:
+        """Bulk-record files new to a store that was empty when the scan began; return the
+        observations that need the general path."""
+        bulk = [s for s in seen if s.state in (FILE, LINK)]
+        rest = [s for s in seen if s.state not in (FILE, LINK)]
+        if not bulk:
+            return rest
+        ids = self.objects.put_many([(s.hash, s.data, s.packed) for s in bulk
+                                     if s.hash is not None and s.data is not None])
+        kind = "baseline" if baseline else "created"
+        rows = []
+        for s in bulk:
+            assert s.st is not None and s.hash is not None and s.data is not None
+            rows.append((s.root_id, s.relpath, NewVersion(
+                0, ids[s.hash], True, kind, origin, s.st.st_mode, len(s.data), note=note,
+                session=session), s.st))
+        vids = self.store.add_new_files(rows, now)
+        for s, vid in zip(bulk, vids, strict=True):
+            assert s.hash is not None and s.data is not None and s.st is not None
+            result.recorded.append(Recorded(vid, s.root_id, s.relpath, kind, origin, True,
+                                            s.hash.hex(), len(s.data), s.st.st_mode, note))
+            self._after_change(s)
+        return rest
+
     def _record_one(self, s: Seen, result: CaptureResult, *, origin: str, confirm_missing: bool,
-                    baseline: bool, packed: dict[bytes, tuple[str, bytes]], now: int,
-                    session: str | None, note: str | None) -> None:
+                    baseline: bool, now: int, session: str | None, note: str | None,
+                    fresh: bool) -> None:
         store = self.store
         key = (s.root_id, s.relpath)
         if s.state == IGNORED:
@@ -296,8 +342,7 @@ class Recorder:
         if s.state == UNREADABLE:
             self._warn(result, key, f"cannot read: {s.error}; keeping its last recorded version")
             return
-        fid = store.file_id(s.root_id, s.relpath, create=False)
-        head = store.head(fid) if fid is not None else None
+        fid, head = (None, None) if fresh else store.file_and_head(s.root_id, s.relpath)
         live = head is not None and head.present
         if s.state in (MISSING, SPECIAL, DIR):
             if s.state == DIR:
@@ -313,7 +358,6 @@ class Recorder:
                    DIR: "replaced by a directory"}[s.state]
             self._add(result, NewVersion(fid, None, False, "deleted", origin, None, None,
                                          note=why or note, session=session), s, now)
-            store.cache_drop(fid)
             self._after_change(s)
             return
         assert s.st is not None
@@ -322,18 +366,16 @@ class Recorder:
             if live and head is not None and head.object_id is None and head.size == st.st_size \
                     and head.mode == st.st_mode:
                 result.unchanged += 1
+                assert fid is not None
+                store.cache_put(fid, st, seen_ns=now)
             else:
-                if fid is None:
-                    fid = store.file_id(s.root_id, s.relpath)
-                    assert fid is not None
+                fid = fid or store.new_file(s.root_id, s.relpath)
                 kind = self._kind(head, baseline)
                 msg = (f"{st.st_size} bytes is over the size cap "
                        f"({self.settings.max_file_size}); recorded metadata only")
                 self._add(result, NewVersion(fid, None, True, kind, origin, st.st_mode,
-                                             st.st_size, note=msg, session=session), s, now)
+                                             st.st_size, note=msg, session=session), s, now, st)
                 self._warn(result, key, msg)
-            assert fid is not None
-            store.cache_put(fid, st, seen_ns=now)
             return
         # A regular file or a symlink, with its content in hand.
         assert s.hash is not None and s.data is not None
@@ -343,12 +385,11 @@ class Recorder:
             store.cache_put(fid, st, seen_ns=now)
             self._warned.pop(key, None)
             return
-        if fid is None:
-            fid = store.file_id(s.root_id, s.relpath)
-            assert fid is not None
+        fid = fid or store.new_file(s.root_id, s.relpath)
         kind = self._kind(head, baseline)
         vnote, peer = note, None
-        source = self._move_source(st, fid, s.hash)
+        # A store that was empty when this scan began has nothing to have moved from.
+        source = None if fresh else self._move_source(st, fid, s.hash)
         if source is not None:
             src_fid, src_root, src_rel = source
             src_show = self._rel_show(src_root, src_rel, s.root_id)
@@ -358,19 +399,18 @@ class Recorder:
                 src_fid, None, False, "moved", origin, None, None,
                 note=f"to {self._rel_show(s.root_id, s.relpath, src_root)}", peer_id=fid,
                 session=session), now)
-            store.cache_drop(src_fid)
             src_v = store.head(src_fid)
             assert src_v is not None
             result.recorded.append(_recorded(src_v))
-        object_id = self.objects.put(s.data, s.hash, packed.get(s.hash))
+        object_id = self.objects.put(s.data, s.hash, s.packed)
         self._add(result, NewVersion(fid, object_id, True, kind, origin, st.st_mode, len(s.data),
-                                     note=vnote, peer_id=peer, session=session), s, now)
-        store.cache_put(fid, st, seen_ns=now)
+                                     note=vnote, peer_id=peer, session=session), s, now, st)
         self._warned.pop(key, None)
         self._after_change(s)
 
-    def _add(self, result: CaptureResult, nv: NewVersion, s: Seen, now: int) -> None:
-        vid = self.store.add_version(nv, now)
+    def _add(self, result: CaptureResult, nv: NewVersion, s: Seen, now: int,
+             st: os.stat_result | None = None) -> None:
+        vid = self.store.add_version(nv, now, st)
         result.recorded.append(Recorded(
             vid, s.root_id, s.relpath, nv.kind, nv.origin, nv.present,
             s.hash.hex() if (nv.present and nv.object_id is not None and s.hash) else None,

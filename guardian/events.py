@@ -7,7 +7,7 @@ objects are an API (``guardian watch --headless`` prints one per line on stderr)
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from guardian.timespec import iso
@@ -18,7 +18,9 @@ class Event:
     name: ClassVar[str] = "event"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"event": self.name, "time": iso(time.time_ns()), **asdict(self)}
+        # Shallow on purpose: fields hold plain values; asdict() deep-copies (slow in bursts).
+        return {"event": self.name, "time": iso(time.time_ns()),
+                **{f.name: getattr(self, f.name) for f in fields(self)}}
 
 
 @dataclass(frozen=True)

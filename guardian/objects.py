@@ -115,6 +115,35 @@ class Objects:
         )
         return int(cur.lastrowid or 0)
 
+    def put_many(self, items: list[tuple[bytes, bytes, tuple[str, bytes] | None]]
+                 ) -> dict[bytes, int]:
+        """Store many (hash, data, packed) at once; return hash -> object id for all of them."""
+        db = self.store.db
+        ids: dict[bytes, int] = {}
+        hashes = list(dict.fromkeys(h for h, _, _ in items))
+        for i in range(0, len(hashes), 500):
+            part = hashes[i:i + 500]
+            marks = ",".join("?" * len(part))
+            for oid, h in db.execute(f"SELECT id, hash FROM objects WHERE hash IN ({marks})",  # noqa: S608
+                                     part):
+                ids[bytes(h)] = int(oid)
+        next_id = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM objects").fetchone()[0]) + 1
+        rows = []
+        for h, data, packed in items:
+            if h in ids:
+                continue
+            codec, stored = packed if packed is not None else compress(data)
+            loose = len(data) >= LOOSE_THRESHOLD
+            if loose:
+                self._write_loose(h, stored)
+            ids[h] = next_id
+            rows.append((next_id, h, len(data), len(stored), codec, int(loose),
+                         None if loose else stored))
+            next_id += 1
+        db.executemany("INSERT INTO objects(id, hash, size, stored_size, codec, loose, data)"
+                       " VALUES(?,?,?,?,?,?,?)", rows)
+        return ids
+
     def sync(self) -> None:
         """Make new loose objects' directory entries durable (before the commit that names them)."""
         for d in self._dirs_to_sync:

@@ -116,8 +116,7 @@ def restore(recorder: Recorder, root: Root, relpath: bytes, *, version: int | No
                 assert file_id is not None
                 c.new_version = store.add_version(NewVersion(
                     file_id, c.source.object_id, True, "restored", "restore", st.st_mode, len(data),
-                    note=label or f"from version {c.source.id}", session=session))
-                store.cache_put(file_id, st)
+                    note=label or f"from version {c.source.id}", session=session), st=st)
         else:
             fs.remove(c.relpath)
             fs.prune_empty_dirs(c.relpath, relpath if not is_file else b"")
@@ -127,7 +126,6 @@ def restore(recorder: Recorder, root: Root, relpath: bytes, *, version: int | No
                 c.new_version = store.add_version(NewVersion(
                     file_id, None, False, "deleted", "restore", None, None,
                     note=label or "removed by restore", session=session))
-                store.cache_drop(file_id)
     return result
 
 

@@ -319,6 +319,19 @@ class Store:
             raise NotFoundError(f"no file with id {file_id}")
         return int(row[0]), bytes(row[1])
 
+    def has_files(self) -> bool:
+        return self.db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is not None
+
+    def file_and_head(self, root_id: int, relpath: bytes) -> tuple[int | None, Version | None]:
+        """The file's id and newest version, in one query (the hot path of capture)."""
+        row = self.db.execute(
+            f"SELECT f.id, {_VERSION_COLS} FROM files f LEFT JOIN versions v ON v.id = f.head_id"
+            " LEFT JOIN objects o ON o.id = v.object_id WHERE f.root_id=? AND f.relpath=?",
+            (root_id, relpath)).fetchone()
+        if row is None:
+            return None, None
+        return int(row[0]), (Version.from_row(row[1:]) if row[1] is not None else None)
+
     def head(self, file_id: int) -> Version | None:
         row = self.db.execute(
             f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM} WHERE v.id = "
@@ -338,7 +351,15 @@ class Store:
         return {v.relpath: v for v in map(Version.from_row, self.db.execute(sql, args))}
 
     # ----------------------------------------------------------------- versions
-    def add_version(self, nv: NewVersion, time_ns: int | None = None) -> int:
+    def new_file(self, root_id: int, relpath: bytes) -> int:
+        cur = self.db.execute("INSERT INTO files(root_id, relpath) VALUES(?, ?)",
+                              (root_id, relpath))
+        return int(cur.lastrowid or 0)
+
+    def add_version(self, nv: NewVersion, time_ns: int | None = None,
+                    st: os.stat_result | None = None) -> int:
+        """Append a version and make it the file's head; ``st`` also refreshes the scan cache
+        (a tombstone, or a version without ``st``, clears it)."""
         t = time.time_ns() if time_ns is None else time_ns
         cur = self.db.execute(
             "INSERT INTO versions(file_id, object_id, present, kind, origin, time_ns, mode, size,"
@@ -347,9 +368,34 @@ class Store:
              None if nv.valid is None else int(nv.valid), nv.session, nv.note, nv.peer_id),
         )
         vid = int(cur.lastrowid or 0)
-        self.db.execute("UPDATE files SET head_id=?, live=? WHERE id=?",
-                        (vid, int(nv.present), nv.file_id))
+        sig = _signature(st, t) if st is not None and nv.present else (None,) * 6
+        self.db.execute(
+            "UPDATE files SET head_id=?, live=?, size=?, mtime_ns=?, ctime_ns=?, ino=?, dev=?,"
+            " mode=? WHERE id=?", (vid, int(nv.present), *sig, nv.file_id))
         return vid
+
+    def add_new_files(self, rows: list[tuple[int, bytes, NewVersion, os.stat_result]],
+                      time_ns: int) -> list[int]:
+        """Bulk path of a first scan: (root id, relpath, version, stat) for paths that have no
+        file row yet; one version each. Ids are assigned here (we hold the writer lock)."""
+        db = self.db
+        fid = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0]) + 1
+        vid = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM versions").fetchone()[0]) + 1
+        files, versions, vids = [], [], []
+        for root_id, relpath, nv, st in rows:
+            files.append((fid, root_id, relpath, vid, 1, *_signature(st, time_ns)))
+            versions.append((vid, fid, nv.object_id, 1, nv.kind, nv.origin, time_ns, nv.mode,
+                             nv.size, None if nv.valid is None else int(nv.valid), nv.session,
+                             nv.note))
+            vids.append(vid)
+            fid += 1
+            vid += 1
+        db.executemany("INSERT INTO versions(id, file_id, object_id, present, kind, origin,"
+                       " time_ns, mode, size, valid, session, note)"
+                       " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", versions)
+        db.executemany("INSERT INTO files(id, root_id, relpath, head_id, live, size, mtime_ns,"
+                       " ctime_ns, ino, dev, mode) VALUES(?,?,?,?,?,?,?,?,?,?,?)", files)
+        return vids
 
     def version(self, version_id: int) -> Version | None:
         row = self.db.execute(
@@ -415,12 +461,9 @@ class Store:
     def cache_put(self, file_id: int, st: os.stat_result, *, seen_ns: int | None = None) -> None:
         """Remember what we saw; a stat taken within RACY_NS of its change is marked racy."""
         seen = time.time_ns() if seen_ns is None else seen_ns
-        racy = seen - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS
         self.db.execute(
             "UPDATE files SET size=?, mtime_ns=?, ctime_ns=?, ino=?, dev=?, mode=? WHERE id=?",
-            (-1 if racy else st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev,
-             st.st_mode, file_id),
-        )
+            (*_signature(st, seen), file_id))
 
     def cache_drop(self, file_id: int) -> None:
         self.db.execute(
@@ -472,6 +515,13 @@ class Store:
         last = q("SELECT MAX(time_ns) FROM versions").fetchone()[0]
         return {"files": files, "versions": versions, "objects": objects,
                 "stored_bytes": stored, "last_version_ns": last or 0}
+
+
+def _signature(st: os.stat_result, seen_ns: int) -> tuple[int, int, int, int, int, int]:
+    """What the scan cache keeps of a stat; size -1 when taken within RACY_NS of a change."""
+    racy = seen_ns - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS
+    return (-1 if racy else st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev,
+            st.st_mode)
 
 
 def _open_reader(db_path: Path, flags: str) -> sqlite3.Connection:
