@@ -12,14 +12,17 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
 
 from guardian import __version__
 from guardian.errors import GuardianError, NotFoundError, UsageError
 from guardian.exitcodes import ExitCode
 from guardian.locations import STORE_ENV
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms per call
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, NoReturn
 
 EPILOG = """\
 Every version of every file under the watched roots is kept in a store outside the tree

@@ -8,18 +8,20 @@ writer lock itself (waiting while a daemon is starting up and not yet answering)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from guardian.control import Connection
 from guardian.errors import StoreBusyError
 from guardian.locations import socket_path
 
+TYPE_CHECKING = False  # keeps `typing` off the CLI's start-up path
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
     from guardian.store import Store
 
-T = TypeVar("T")
+    T = TypeVar("T")
 
 
 def daemon(store_path: Path, timeout: float | None = 30.0) -> Connection | None:

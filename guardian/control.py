@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any
 
 from guardian.errors import GuardianError
 from guardian.exitcodes import ExitCode
+
+TYPE_CHECKING = False  # keeps `typing` off the CLI's start-up path
+if TYPE_CHECKING:
+    from typing import Any
 
 PROTOCOL_VERSION = 1
 MAX_LINE = 16 * 1024 * 1024

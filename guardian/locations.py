@@ -12,11 +12,9 @@ the history with it. Every directory Guardian creates here is private to the use
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from guardian.errors import StoreError
@@ -41,6 +39,8 @@ def stores_dir() -> Path:
 
 def store_dir_for_roots(roots: list[Path]) -> Path:
     """One store per set of roots: the name says which, the hash makes it unique."""
+    import hashlib
+
     key = b"\0".join(sorted(os.fsencode(r) for r in roots))
     digest = hashlib.sha256(key).hexdigest()[:12]
     first = sorted(roots)[0].name or "root"
@@ -91,10 +91,14 @@ def runtime_dir() -> Path:
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isdir(xdg):
         return Path(xdg) / "guardian"
+    import tempfile
+
     return Path(tempfile.gettempdir()) / f"guardian-{os.getuid()}"
 
 
 def socket_path(store: Path) -> Path:
     """The control socket of the daemon writing ``store`` (short: sun_path holds 108 bytes)."""
+    import hashlib
+
     digest = hashlib.sha256(os.fsencode(store.resolve())).hexdigest()[:16]
     return runtime_dir() / f"{digest}.sock"
