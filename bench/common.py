@@ -231,8 +231,9 @@ class Workspace:
         env.update(XDG_RUNTIME_DIR=str(self.runtime), XDG_STATE_HOME=str(self.state),
                    XDG_CONFIG_HOME=str(self.home / ".config"),
                    XDG_DATA_HOME=str(self.home / ".local" / "share"),
-                   GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1",
-                   PYTHONDONTWRITEBYTECODE="1")
+                   GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1")
+        # A real install has compiled bytecode; measure that, not a recompile on every call.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         return env
 
     def clear(self) -> None:

@@ -32,6 +32,9 @@ error.
 """
 
 
+COMMANDS = ("watch", "snapshot", "log", "show", "diff", "restore", "status", "verify", "gc")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with usage errors as one line and exit code 2."""
 
@@ -50,7 +53,8 @@ def _json_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, only that command's options are built (start-up time)."""
     parser = _Parser(prog="guardian", description=__doc__.splitlines()[0] if __doc__ else None,
                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.description = ("Guardian keeps every version of every watched file, so no write "
@@ -62,91 +66,101 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("watch", help="watch roots and record every version (the daemon)",
                        description="Record a baseline of every file under ROOTs, then every "
                        "change, until SIGINT/SIGTERM. Logs one JSON object per line on stderr.")
-    p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to watch (default: .)")
-    p.add_argument("--headless", action="store_true",
-                   help="no TUI; JSON lines on stderr (the only mode until the TUI lands)")
-    p.add_argument("--reconcile-interval", type=float, default=600.0, metavar="SECONDS",
-                   help="full rescan period, a safety net for lost events (default: 600)")
-    p.add_argument("--poll-interval", type=float, default=30.0, metavar="SECONDS",
-                   help="rescan period when the inotify watch limit is reached (default: 30)")
-    _store_arg(p)
-    p.set_defaults(func=cmd_watch)
+    if only in (None, "watch"):
+        p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to watch (default: .)")
+        p.add_argument("--headless", action="store_true",
+                       help="no TUI; JSON lines on stderr (the only mode until the TUI lands)")
+        p.add_argument("--reconcile-interval", type=float, default=600.0, metavar="SECONDS",
+                       help="full rescan period, a safety net for lost events (default: 600)")
+        p.add_argument("--poll-interval", type=float, default=30.0, metavar="SECONDS",
+                       help="rescan period when the inotify watch limit is reached (default: 30)")
+        _store_arg(p)
+        p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("snapshot", help="record the current state of files or trees now",
                        description="Record the current state of PATHs (default: every root) and "
                        "exit. Goes through the daemon when one runs.")
-    p.add_argument("paths", nargs="*", metavar="PATH")
-    p.add_argument("--full", action="store_true",
-                   help="stat every file even when a running daemon has watched them all along")
-    p.add_argument("--session", help="label the versions with an agent session id")
-    _json_arg(p)
-    _store_arg(p)
-    p.set_defaults(func=cmd_snapshot)
+    if only in (None, "snapshot"):
+        p.add_argument("paths", nargs="*", metavar="PATH")
+        p.add_argument("--full", action="store_true",
+                       help="stat every file even when a running daemon has watched them all along")
+        p.add_argument("--session", help="label the versions with an agent session id")
+        _json_arg(p)
+        _store_arg(p)
+        p.set_defaults(func=cmd_snapshot)
 
     p = sub.add_parser("log", help="list versions of a file, a directory or the whole store",
                        description="Newest first. With no PATH: the latest versions across the "
                        "store.")
-    p.add_argument("path", nargs="?", metavar="PATH")
-    p.add_argument("-n", "--limit", type=int, default=None,
-                   help="at most N versions (default: all for a file, 50 otherwise; 0 = all)")
-    _json_arg(p)
-    _store_arg(p)
-    p.set_defaults(func=cmd_log)
+    if only in (None, "log"):
+        p.add_argument("path", nargs="?", metavar="PATH")
+        p.add_argument("-n", "--limit", type=int, default=None,
+                       help="at most N versions (default: all for a file, 50 otherwise; 0 = all)")
+        _json_arg(p)
+        _store_arg(p)
+        p.set_defaults(func=cmd_log)
 
     p = sub.add_parser("show", help="print the bytes of a version",
                        description="Write the content of a version of PATH to stdout (default: "
                        "the newest version with content).")
-    p.add_argument("path", metavar="PATH")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--version", dest="version_id", type=int, metavar="ID")
-    g.add_argument("--at", metavar="TIME", help="ISO 8601, @EPOCH, or an age like 15m, 2h, 3d")
-    _store_arg(p)
-    p.set_defaults(func=cmd_show)
+    if only in (None, "show"):
+        p.add_argument("path", metavar="PATH")
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--version", dest="version_id", type=int, metavar="ID")
+        g.add_argument("--at", metavar="TIME", help="ISO 8601, @EPOCH, or an age like 15m, 2h, 3d")
+        _store_arg(p)
+        p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("diff", help="unified diff between versions, or a version and the disk",
                        description="Default: the newest stored version against the file on disk.")
-    p.add_argument("path", metavar="PATH")
-    p.add_argument("--from", dest="from_", metavar="ID|TIME", help="old side (default: newest)")
-    p.add_argument("--to", metavar="ID|TIME", help="new side (default: the file on disk)")
-    p.add_argument("--exit-code", action="store_true", help="exit 1 when there are differences")
-    _store_arg(p)
-    p.set_defaults(func=cmd_diff)
+    if only in (None, "diff"):
+        p.add_argument("path", metavar="PATH")
+        p.add_argument("--from", dest="from_", metavar="ID|TIME", help="old side (default: newest)")
+        p.add_argument("--to", metavar="ID|TIME", help="new side (default: the file on disk)")
+        p.add_argument("--exit-code", action="store_true", help="exit 1 when there are differences")
+        _store_arg(p)
+        p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("restore", help="restore a file, or a directory as it was at a time",
                        description="The current contents are stored first. A directory restored "
                        "--at TIME gets back files deleted since and loses files created since "
                        "(their bytes stay in the store). Writes are atomic per file and never "
                        "leave the root.")
-    p.add_argument("path", metavar="PATH")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--version", dest="version_id", type=int, metavar="ID")
-    g.add_argument("--at", metavar="TIME", help="ISO 8601, @EPOCH, or an age like 15m, 2h, 3d")
-    p.add_argument("--dry-run", action="store_true", help="list what would change, change nothing")
-    p.add_argument("--session", help="label the versions with an agent session id")
-    _json_arg(p)
-    _store_arg(p)
-    p.set_defaults(func=cmd_restore)
+    if only in (None, "restore"):
+        p.add_argument("path", metavar="PATH")
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--version", dest="version_id", type=int, metavar="ID")
+        g.add_argument("--at", metavar="TIME", help="ISO 8601, @EPOCH, or an age like 15m, 2h, 3d")
+        p.add_argument("--dry-run", action="store_true",
+                       help="list what would change, change nothing")
+        p.add_argument("--session", help="label the versions with an agent session id")
+        _json_arg(p)
+        _store_arg(p)
+        p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("status", help="is a daemon running, and what the store holds")
-    _json_arg(p)
-    _store_arg(p)
-    p.set_defaults(func=cmd_status)
+    if only in (None, "status"):
+        _json_arg(p)
+        _store_arg(p)
+        p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("verify", help="re-hash every stored object; exit 1 if any is damaged")
-    _json_arg(p)
-    _store_arg(p)
-    p.set_defaults(func=cmd_verify)
+    if only in (None, "verify"):
+        _json_arg(p)
+        _store_arg(p)
+        p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("gc", help="apply retention (keep_versions, keep_days)",
                        description="Drop versions beyond the retention of rules/default.toml; the "
                        "newest version of a file that exists is never dropped.")
-    p.add_argument("--dry-run", action="store_true", help="count what would go, drop nothing")
-    p.add_argument("--keep-versions", type=int, metavar="N",
-                   help="override keep_versions (at least 1)")
-    p.add_argument("--keep-days", type=float, metavar="D", help="override keep_days")
-    _json_arg(p)
-    _store_arg(p)
-    p.set_defaults(func=cmd_gc)
+    if only in (None, "gc"):
+        p.add_argument("--dry-run", action="store_true", help="count what would go, drop nothing")
+        p.add_argument("--keep-versions", type=int, metavar="N",
+                       help="override keep_versions (at least 1)")
+        p.add_argument("--keep-days", type=float, metavar="D", help="override keep_days")
+        _json_arg(p)
+        _store_arg(p)
+        p.set_defaults(func=cmd_gc)
     return parser
 
 
@@ -536,8 +550,10 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- entry point
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((w for w in words if not w.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(words)
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")
     func: Callable[[argparse.Namespace], int] = args.func

@@ -37,14 +37,14 @@ def as_writer(store_path: Path, method: str, params: dict[str, Any],
               direct: Callable[[Store], T], *, wait: float = 30.0,
               timeout: float | None = None) -> T | Any:
     """Run ``method`` on the daemon if one runs; else ``direct(store)`` holding the writer lock."""
-    from guardian.store import Store  # only when no daemon answers
-
     deadline = time.monotonic() + wait
     while True:
         conn = daemon(store_path, timeout=timeout)
         if conn is not None:
             with conn:
                 return conn.call(method, params)
+        from guardian.store import Store  # only when no daemon answers
+
         try:
             store = Store.open(store_path, write=True)
         except StoreBusyError:
