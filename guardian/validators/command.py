@@ -1,0 +1,152 @@
+"""Command: any external checker (ruff, mypy, shellcheck, a project script) as a validator.
+
+The command is an argv list, run without a shell; "{path}" in any argument is replaced by the
+file's path. Exit status 0 means valid. Otherwise each output line of the common
+``file:line[:col]: message`` form that names this file becomes a problem at that line and
+column (at most :data:`MAX_PROBLEMS`), and so does the rustc style of ruff's default output
+(the message, then ``--> file:line:col``). If no line has either form, the first lines of the
+output make one problem. This validator does not decide whether a command may run (rules
+decide which rule files are trusted); it runs what it is given, against ``path`` on disk.
+
+Output goes to a temporary file, not a pipe: a command that fills a pipe, or leaves a child
+holding it open, cannot block the validator. On timeout the command's whole process group is
+killed."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from guardian.validators.base import (
+    BaseValidator,
+    OptionError,
+    Problem,
+    one_line,
+    opt_seconds,
+)
+
+MAX_PROBLEMS = 50
+MAX_OUTPUT_LINES = 20
+MAX_OUTPUT_BYTES = 1024 * 1024
+DEFAULT_TIMEOUT = 10.0
+
+_LOCATED = re.compile(r"^(?P<file>[^:\n]+?):(?P<line>\d+):(?:(?P<col>\d+):)?\s*(?P<msg>.*)$")
+#: rustc-style diagnostics (ruff's default "full" output): the message, then "--> file:l:c".
+_ARROW = re.compile(r"^\s*-->\s*(?P<file>[^:\n]+?):(?P<line>\d+)(?::(?P<col>\d+))?\s*$")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class CommandValidator(BaseValidator):
+    """Options: ``command`` (argv list, or a string split like a shell would, without one),
+    ``timeout`` (seconds, default 10), ``cwd`` (default: the file's directory)."""
+
+    name = "command"
+
+    def check(self, data: bytes, path: str, options: Mapping[str, Any]) -> Iterable[Problem]:
+        argv = [arg.replace("{path}", path) for arg in _command(options)]
+        timeout = opt_seconds(options, "timeout", DEFAULT_TIMEOUT)
+        cwd = options.get("cwd")
+        if cwd is not None and not isinstance(cwd, str):
+            raise OptionError(f"cwd must be a directory path, not {cwd!r}")
+        if cwd is None:
+            parent = os.path.dirname(os.path.abspath(path))
+            cwd = parent if os.path.isdir(parent) else None
+        elif not os.path.isdir(cwd):
+            return [Problem(f"command directory does not exist: {cwd}")]
+        with tempfile.TemporaryFile() as out:
+            try:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=subprocess.STDOUT, cwd=cwd,
+                                        start_new_session=True)
+            except FileNotFoundError:
+                return [Problem(f"command not found: {argv[0]}")]
+            except PermissionError:
+                return [Problem(f"command is not executable: {argv[0]}")]
+            except OSError as e:
+                return [Problem(one_line(f"cannot run {argv[0]}: {e.strerror or e}"))]
+            try:
+                status = proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                return [Problem(f"command timed out after {timeout:g}s")]
+            finally:
+                if proc.returncode is None:  # interrupted while waiting: leave nothing behind
+                    _kill_group(proc)
+            if status == 0:
+                return []
+            out.seek(0)
+            output = out.read(MAX_OUTPUT_BYTES).decode("utf-8", "replace")
+        return _problems(output, status, path, cwd)
+
+
+def _command(options: Mapping[str, Any]) -> list[str]:
+    command = options.get("command")
+    if isinstance(command, str):
+        command = shlex.split(command)
+    if (not isinstance(command, list | tuple) or not command
+            or not all(isinstance(a, str) for a in command)):
+        raise OptionError(f"command must be a non-empty list of strings, not {command!r}")
+    return list(command)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _problems(output: str, status: int, path: str, cwd: str | None) -> list[Problem]:
+    lines = [line.rstrip() for line in _ANSI.sub("", output).splitlines()]
+    lines = [line for line in lines if line.strip()]
+    problems = []
+    target = os.path.abspath(path)
+    previous = ""
+    for line in lines:
+        m = _ARROW.match(line)
+        message = previous
+        if m is None:
+            m = _LOCATED.match(line)
+            message = m.group("msg") if m else ""
+        previous = line.strip()
+        if m is None:
+            continue
+        if _same_file(m.group("file"), target, cwd):
+            col = m.group("col")
+            problems.append(Problem(one_line(message), int(m.group("line")),
+                                    int(col) if col else None))
+        else:  # about another file (an import it follows): keep where, in the message
+            problems.append(Problem(one_line(f"{m.group('file')}:{m.group('line')}: {message}")))
+        if len(problems) == MAX_PROBLEMS:
+            break
+    if problems:
+        return problems
+    if status < 0:
+        try:
+            why = f"command was killed by {signal.Signals(-status).name}"
+        except ValueError:
+            why = f"command was killed by signal {-status}"
+    else:
+        why = f"command exited with status {status}"
+    if not lines:
+        return [Problem(f"{why} and printed nothing")]
+    return [Problem(one_line(f"{why}: " + " | ".join(lines[:MAX_OUTPUT_LINES]), 2000))]
+
+
+def _same_file(name: str, target: str, cwd: str | None) -> bool:
+    candidate = os.path.normpath(os.path.join(cwd or os.getcwd(), name.strip()))
+    if candidate == os.path.normpath(target):
+        return True
+    try:
+        return os.path.samefile(candidate, target)
+    except OSError:
+        return False
+
+
+VALIDATOR = CommandValidator()
