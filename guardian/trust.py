@@ -1,0 +1,62 @@
+"""Trust for rule files that run commands (``guardian trust FILE``), like direnv's ``allow``.
+
+A command validator runs only if its rule file's SHA-256 is pinned in the trust store
+(``$XDG_STATE_HOME/guardian/trust.json``, mode 0600). Any change to the file changes its hash,
+which revokes the trust until the user trusts the new content.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from guardian.errors import UsageError
+from guardian.locations import ensure_private_dir, state_dir
+
+
+def trust_file() -> Path:
+    return state_dir() / "trust.json"
+
+
+def _read() -> dict[str, str]:
+    try:
+        data = json.loads(trust_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def is_trusted(path: str, digest: str) -> bool:
+    return _read().get(os.path.realpath(path)) == digest
+
+
+def trust(path: str | Path, *, revoke: bool = False) -> tuple[str, str]:
+    """Pin (or with ``revoke`` remove) the current hash of a rule file; return (path, hash)."""
+    real = os.path.realpath(path)
+    try:
+        digest = hashlib.sha256(Path(real).read_bytes()).hexdigest()
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
+    entries = _read()
+    if revoke:
+        entries.pop(real, None)
+    else:
+        entries[real] = digest
+    target = trust_file()
+    ensure_private_dir(target.parent)
+    tmp = target.with_name(f".trust.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(entries, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return real, digest
