@@ -251,9 +251,15 @@ def _install_json_logging(emit: Callable[[Any], None]) -> None:
 
     from guardian.events import Warning as WarningEvent
 
+    # watchdog logs this when its emitter thread loops once more while being stopped: a race
+    # inside watchdog's shutdown, harmless, and not something a user can act on.
+    benign = ("InotifyEmitter.queue_events() called when the thread is inactive",)
+
     class JsonHandler(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            emit(WarningEvent(message=record.getMessage(), source=record.name))
+            message = record.getMessage()
+            if not message.startswith(benign):
+                emit(WarningEvent(message=message, source=record.name))
 
     root = logging.getLogger()
     root.handlers[:] = [JsonHandler(level=logging.WARNING)]
