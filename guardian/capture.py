@@ -25,6 +25,7 @@ from guardian import objects as obj
 from guardian.ignore import GITIGNORE, IgnoreMatcher
 from guardian.objects import Objects
 from guardian.paths import SEP, Root
+from guardian.policy import Policy
 from guardian.scan import WalkReport, is_blind, walk
 from guardian.settings import Settings
 from guardian.store import NewVersion, Store, Version
@@ -94,6 +95,8 @@ class CaptureResult:
     unchanged: int = 0
     scanned: int = 0
     complete: bool = True
+    #: Content of recorded versions the caller asked to keep (for validation), by version id.
+    contents: dict[int, bytes] = field(default_factory=dict)
 
     def merge(self, other: CaptureResult) -> None:
         self.recorded += other.recorded
@@ -104,6 +107,7 @@ class CaptureResult:
         self.unchanged += other.unchanged
         self.scanned += other.scanned
         self.complete = self.complete and other.complete
+        self.contents.update(other.contents)
 
 
 Progress = Callable[[int, int], None]
@@ -113,16 +117,20 @@ class Recorder:
     """Records paths of a store's roots. Owns the store's write side; not thread-safe."""
 
     def __init__(self, store: Store, roots: Sequence[Root], settings: Settings,
-                 *, workers: int | None = None) -> None:
+                 *, workers: int | None = None, policy: Policy | None = None) -> None:
         self.store = store
         self.objects = Objects(store)
         self.settings = settings
         self.roots = {r.id: r for r in roots}
+        self.policy = policy
         store_rel = {r.id: _inside(store.path, r) for r in roots}
         self.ignore = {
-            r.id: IgnoreMatcher(r.bpath, extra_ignored=[p for p in [store_rel[r.id]] if p])
+            r.id: IgnoreMatcher(r.bpath, extra_ignored=[p for p in [store_rel[r.id]] if p],
+                                rules=(_rules_ignore(policy, r.id) if policy else None))
             for r in roots
         }
+        #: Which recorded versions' content to keep in the result (the daemon validates them).
+        self.keep_content: Callable[[int, bytes], bool] | None = None
         n = workers or min(4, os.cpu_count() or 2)
         self._workers = n
         self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="guardian-io")
@@ -274,9 +282,15 @@ class Recorder:
             return Seen(root_id, rel, LINK, st, target, obj.digest(target))
         if not stat.S_ISREG(mode):
             return Seen(root_id, rel, SPECIAL, st)
-        if st.st_size > self.settings.max_file_size:
+        if st.st_size > self._max_size(root_id, rel):
             return Seen(root_id, rel, OVERSIZE, st)
         return _read_regular(root_id, rel, path)
+
+    def _max_size(self, root_id: int, rel: bytes) -> int:
+        if self.policy is None:
+            return self.settings.max_file_size
+        return int(self.policy.effective(root_id, rel).get("max_file_size",
+                                                           self.settings.max_file_size))
 
     # ----------------------------------------------------------------- record
     def _record(self, seen: list[Seen], *, origin: str, confirm_missing: bool, baseline: bool,
@@ -322,10 +336,13 @@ class Recorder:
                 0, ids[s.hash], True, kind, origin, s.st.st_mode, len(s.data), note=note,
                 session=session), s.st))
         vids = self.store.add_new_files(rows, now)
+        keep = self.keep_content
         for s, vid in zip(bulk, vids, strict=True):
             assert s.hash is not None and s.data is not None and s.st is not None
             result.recorded.append(Recorded(vid, s.root_id, s.relpath, kind, origin, True,
                                             s.hash.hex(), len(s.data), s.st.st_mode, note))
+            if keep is not None and keep(s.root_id, s.relpath):
+                result.contents[vid] = s.data
             self._after_change(s)
         return rest
 
@@ -372,7 +389,7 @@ class Recorder:
                 fid = fid or store.new_file(s.root_id, s.relpath)
                 kind = self._kind(head, baseline)
                 msg = (f"{st.st_size} bytes is over the size cap "
-                       f"({self.settings.max_file_size}); recorded metadata only")
+                       f"({self._max_size(s.root_id, s.relpath)}); recorded metadata only")
                 self._add(result, NewVersion(fid, None, True, kind, origin, st.st_mode,
                                              st.st_size, note=msg, session=session), s, now, st)
                 self._warn(result, key, msg)
@@ -411,6 +428,9 @@ class Recorder:
     def _add(self, result: CaptureResult, nv: NewVersion, s: Seen, now: int,
              st: os.stat_result | None = None) -> None:
         vid = self.store.add_version(nv, now, st)
+        if nv.present and s.data is not None and self.keep_content is not None \
+                and self.keep_content(s.root_id, s.relpath):
+            result.contents[vid] = s.data
         result.recorded.append(Recorded(
             vid, s.root_id, s.relpath, nv.kind, nv.origin, nv.present,
             s.hash.hex() if (nv.present and nv.object_id is not None and s.hash) else None,
@@ -453,6 +473,10 @@ class Recorder:
             return
         self._warned[key] = message
         result.warnings.append(Warning_(key[0], key[1], message))
+
+
+def _rules_ignore(policy: Policy, root_id: int) -> Callable[[bytes], bool]:
+    return lambda rel: policy.ignored(root_id, rel)
 
 
 def _recorded(v: Version) -> Recorded:

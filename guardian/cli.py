@@ -32,7 +32,8 @@ error.
 """
 
 
-COMMANDS = ("watch", "snapshot", "log", "show", "diff", "restore", "status", "verify", "gc")
+COMMANDS = ("watch", "snapshot", "log", "show", "diff", "restore", "status", "verify", "gc",
+            "rules", "validate", "trust")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -161,6 +162,36 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         _json_arg(p)
         _store_arg(p)
         p.set_defaults(func=cmd_gc)
+
+    p = sub.add_parser("rules", help="which rules apply to a path, and where each came from",
+                       description="The settings in force for PATH (default: .) after the "
+                       "presets and every .guardian.toml from the root down, each with the "
+                       "file:line it came from. Exit 2 if a rule file on the way is broken.")
+    if only in (None, "rules"):
+        p.add_argument("path", nargs="?", default=".", metavar="PATH")
+        _json_arg(p)
+        _store_arg(p)
+        p.set_defaults(func=cmd_rules)
+
+    p = sub.add_parser("validate", help="check files with the validators their rules name",
+                       description="Exit 0 if every file is valid, 1 if one is not (each error "
+                       "as path:line:col: message), 2 on a usage error. Directories are "
+                       "walked (ignored paths skipped).")
+    if only in (None, "validate"):
+        p.add_argument("paths", nargs="+", metavar="PATH")
+        _json_arg(p)
+        _store_arg(p)
+        p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("trust", help="allow the commands of a rule file to run",
+                       description="Pin the current SHA-256 of a .guardian.toml: its command "
+                       "validators run from now on. Any change to the file revokes it.")
+    if only in (None, "trust"):
+        p.add_argument("file", metavar="FILE")
+        p.add_argument("--revoke", action="store_true", help="remove the trust instead")
+        _json_arg(p)
+        _store_arg(p)  # accepted everywhere; trust itself is per user, not per store
+        p.set_defaults(func=cmd_trust)
     return parser
 
 
@@ -234,15 +265,33 @@ def cmd_watch(args: argparse.Namespace) -> int:
     daemon = None
     try:
         root_objs = store.add_roots(roots)
+        policy = _load_policy(root_objs)
         daemon = Daemon(store, root_objs, settings, emit=emit_json_line,
                         reconcile_interval=args.reconcile_interval,
-                        poll_interval=args.poll_interval)
+                        poll_interval=args.poll_interval, policy=policy)
         anyio.run(daemon.run)
     finally:
         if daemon is not None:
             daemon.recorder.close()
         store.close()
     return ExitCode.OK
+
+
+def _load_policy(roots: list[Any]) -> Any:
+    """Every rule file under the roots, checked now: a broken one stops start-up (exit 2)."""
+    from guardian.ignore import IgnoreMatcher
+    from guardian.policy import Policy
+
+    policy = Policy({r.id: r for r in roots})
+    errors: list[str] = []
+    for r in roots:
+        matcher = IgnoreMatcher(r.bpath)
+        errors += policy.rulesets[r.id].discover(
+            lambda rel, m=matcher: m.dir_ignored(os.fsencode(rel)))
+    if errors:
+        more = f" (and {len(errors) - 1} more rule file errors)" if len(errors) > 1 else ""
+        raise UsageError(errors[0] + more)
+    return policy
 
 
 def _install_json_logging(emit: Callable[[Any], None]) -> None:
@@ -551,6 +600,119 @@ def cmd_gc(args: argparse.Namespace) -> int:
         verb = "would drop" if out["dry_run"] else "dropped"
         print(f"{verb} {out['versions_dropped']} versions of {out['files_affected']} files, "
               f"{out['objects_dropped']} objects ({_human_size(out['bytes_freed'])})")
+    return ExitCode.OK
+
+
+def _rules_root(args: argparse.Namespace, target: Path) -> Path:
+    """The root whose rule files apply to ``target``: a store's root, else the current
+    directory (or the target's own directory when it is elsewhere)."""
+    from guardian.locations import find_store_for, read_store_roots
+
+    store = _explicit_store(args) or find_store_for(target)
+    if store is not None:
+        inside = [r for r in read_store_roots(store) if r == target or r in target.parents]
+        if inside:
+            return max(inside, key=lambda r: len(r.parts))
+    cwd = Path.cwd()
+    if target == cwd or cwd in target.parents:
+        return cwd
+    return target if target.is_dir() else target.parent
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from guardian.paths import absolute
+    from guardian.rules import RuleSet
+
+    target = absolute(args.path)
+    root = _rules_root(args, target)
+    rel = "" if target == root else str(target.relative_to(root))
+    rs = RuleSet(str(root))
+    probe = f"{rel}/x" if target.is_dir() and rel else ("x" if target.is_dir() else rel)
+    eff = rs.effective(probe)
+    if rs.errors:
+        raise UsageError(next(iter(rs.errors.values())))
+    out = eff.to_json()
+    out["path"] = str(target)
+    out["root"] = str(root)
+    if args.json:
+        _print_json(out)
+        return ExitCode.OK
+    print(f"{target}  (root {root})")
+    for key, item in out["settings"].items():
+        print(f"  {key} = {json.dumps(item['value'])}    # {item['from']}")
+    return ExitCode.OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    import stat
+
+    from guardian.ignore import IgnoreMatcher
+    from guardian.paths import absolute
+    from guardian.policy import check
+    from guardian.rules import RuleSet
+    from guardian.scan import WalkReport, walk
+
+    files: list[tuple[Path, Path]] = []  # (root, file)
+    for arg in args.paths:
+        target = absolute(arg)
+        if not target.exists():
+            raise UsageError(f"{arg}: no such file or directory")
+        root = _rules_root(args, target)
+        if target.is_dir():
+            under = b"" if target == root else os.fsencode(target.relative_to(root))
+            report = WalkReport()
+            for r, st in walk(os.fsencode(root), under, IgnoreMatcher(os.fsencode(root)),
+                              report):
+                if stat.S_ISREG(st.st_mode):
+                    files.append((root, root / os.fsdecode(r)))
+        else:
+            files.append((root, target))
+    rulesets: dict[Path, RuleSet] = {}
+    reports = []
+    bad = 0
+    for root, f in files:
+        rs = rulesets.setdefault(root, RuleSet(str(root)))
+        rel = str(f.relative_to(root)) if f != root else f.name
+        eff = rs.effective(rel)
+        if rs.errors:
+            raise UsageError(next(iter(rs.errors.values())))
+        try:
+            data = f.read_bytes()
+        except OSError as e:
+            raise UsageError(f"{f}: cannot read: {e.strerror or e}") from None
+        verdict = check(eff, data, str(f))
+        bad += verdict.valid is False
+        reports.append((f, verdict))
+    if args.json:
+        _print_json({"ok": bad == 0, "files": [{"path": str(f), **v.to_json()}
+                                               for f, v in reports]})
+    else:
+        for f, v in reports:
+            for name, p in v.problems():
+                sev = "" if p.severity == "error" else f"{p.severity}: "
+                print(f"{f}:{p.line or 0}:{p.column or 0}: {sev}{p.message} [{name}]")
+            for why in v.untrusted:
+                print(f"{f}: skipped {why}", file=sys.stderr)
+        print(f"{len(reports)} file{'s' if len(reports) != 1 else ''} checked, {bad} invalid",
+              file=sys.stderr)
+    return ExitCode.FAILURE if bad else ExitCode.OK
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    from guardian.rules import load_rule_file
+    from guardian.trust import trust
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"{args.file}: no such file")
+    if not args.revoke:
+        load_rule_file(path, "")  # refuse to trust a file that does not even parse
+    real, digest = trust(path, revoke=args.revoke)
+    if args.json:
+        _print_json({"path": real, "sha256": digest, "trusted": not args.revoke})
+    else:
+        verb = "revoked trust in" if args.revoke else "trusted"
+        print(f"{verb} {real} (sha256 {digest[:16]}…)")
     return ExitCode.OK
 
 

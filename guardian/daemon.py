@@ -33,15 +33,18 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectSendStream
 
 from guardian import control
-from guardian.capture import CaptureResult, Recorder
+from guardian.capture import CaptureResult, Recorded, Recorder
 from guardian.errors import GuardianError
 from guardian.events import (
+    Alert,
     Error,
     Event,
     Ready,
     Reconciled,
+    RulesReloaded,
     Stopped,
     Stopping,
+    Validation,
     VersionRecorded,
     Warning,
 )
@@ -49,6 +52,9 @@ from guardian.exitcodes import ExitCode
 from guardian.ignore import TEMP_PREFIX
 from guardian.locations import ensure_private_dir, socket_path
 from guardian.paths import Root
+from guardian.policy import Check, Policy, check
+from guardian.revert import Reverter
+from guardian.rules import Effective
 from guardian.service import Service, check_inside, summary, version_event
 from guardian.settings import Settings
 from guardian.settle import Settler
@@ -66,11 +72,14 @@ MAX_BACKOFF_S = 60.0
 class Daemon:
     def __init__(self, store: Store, roots: list[Root], settings: Settings, *,
                  emit: Callable[[Event], None], reconcile_interval: float = 600.0,
-                 poll_interval: float = 30.0) -> None:
+                 poll_interval: float = 30.0, policy: Policy | None = None) -> None:
         self.store = store
         self.roots = {r.id: r for r in roots}
         self.settings = settings
-        self.recorder = Recorder(store, roots, settings)
+        self.policy = policy or Policy(self.roots)
+        self.recorder = Recorder(store, roots, settings, policy=self.policy)
+        self.recorder.keep_content = self._wants_validation
+        self.reverter = Reverter(self.recorder)
         self.service = Service(self.recorder, settings)
         self.bridge = Bridge()
         skip = {r.id: _skip_matcher(self.recorder, r) for r in roots}
@@ -92,6 +101,11 @@ class Daemon:
         self._cancel_baseline = threading.Event()
         self._cookies: dict[bytes, anyio.Event] = {}
         self._cookie_seq = 0
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._judging = 0
+        self._judged = anyio.Event()
+        self._validate_limiter = anyio.CapacityLimiter(2)
+        self._untrusted_alerted: set[str] = set()
         self._backoff = 0.0
         self._limiter: anyio.CapacityLimiter | None = None
         self._read_limiter: anyio.CapacityLimiter | None = None
@@ -137,6 +151,7 @@ class Daemon:
     async def _run(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with anyio.create_task_group() as tg:
+                self._tg = tg
                 tg.start_soon(self._signals, signals)
                 await tg.start(self._serve_control)
                 await self._start_watching()
@@ -170,6 +185,7 @@ class Daemon:
             recorded += len(res.recorded)
             complete = complete and res.complete
             self._report(res, quiet_kinds={"baseline"})
+            self._judge_all(res)  # what changed while Guardian was down obeys the rules too
         if not complete:
             return  # stopping: the next start carries on from the stat cache
         await self._in_store(self._mark_baseline)
@@ -200,6 +216,9 @@ class Daemon:
         if pending:
             with contextlib.suppress(Exception):
                 await self._process(pending, final=True)
+        if self._judging:
+            with anyio.move_on_after(30):
+                await self._judged.wait()
         counts = await self._in_store(self.store.counts)
         self.emit(Stopped(versions=counts["versions"]))
 
@@ -328,6 +347,7 @@ class Daemon:
         for rid, rel in result.subtrees:
             self.settler.touch(("t", rid, rel), now)
         self._report(result)
+        self._judge_all(result)
         for (rid, rel), reason, res, ms in trees:
             if reason != "directory":
                 self.emit(Reconciled(reason=reason, path=self.roots[rid].display(rel),
@@ -376,6 +396,110 @@ class Daemon:
                 self.emit(version_event(r, self.roots))
         for w in res.warnings:
             self.emit(Warning(message=w.message, path=self.roots[w.root_id].display(w.relpath)))
+
+    # ----------------------------------------------------------------- rules and validation
+    def _wants_validation(self, root_id: int, relpath: bytes) -> bool:
+        """Called by capture (store thread): keep this content for the validators?"""
+        eff = self.policy.effective(root_id, relpath)
+        return bool(eff.validators) and not eff.protected
+
+    def _judge_all(self, result: CaptureResult) -> None:
+        """Hand every new version to the rules: protected paths, validators, rule files."""
+        for r in result.recorded:
+            if r.origin in ("restore", "guardian") or r.kind in ("baseline", "reverted",
+                                                                 "restored"):
+                continue
+            if Policy.is_rule_file(r.relpath):
+                self._rules_changed(r.root_id, r.relpath)
+            eff = self.policy.effective(r.root_id, r.relpath)
+            if eff.protected:
+                self._spawn(self._judge(r, eff, None, "protected"))
+            elif r.present and r.version_id in result.contents:
+                self._spawn(self._validate(r, eff, result.contents[r.version_id]))
+
+    def _spawn(self, coro: Any) -> None:
+        assert self._tg is not None
+        self._judging += 1
+        if self._judged.is_set():
+            self._judged = anyio.Event()
+
+        async def run() -> None:
+            try:
+                await coro
+            finally:
+                self._judging -= 1
+                if not self._judging:
+                    self._judged.set()
+
+        self._tg.start_soon(run)
+
+    async def _validate(self, r: Recorded, eff: Effective, data: bytes) -> None:
+        path = self.roots[r.root_id].display(r.relpath)
+        verdict = await anyio.to_thread.run_sync(check, eff, data, path,
+                                                 limiter=self._validate_limiter)
+        await self._judge(r, eff, verdict, "invalid")
+
+    async def _judge(self, r: Recorded, eff: Effective, verdict: Check | None,
+                     reason: str) -> None:
+        path = self.roots[r.root_id].display(r.relpath)
+        try:
+            j = await self._in_store(self.reverter.judge, r.version_id, eff, verdict, reason)
+        except Exception as e:  # a bad file or a bug must not kill the daemon
+            self.emit(Error(message=f"cannot judge version {r.version_id}: "
+                                    f"{type(e).__name__}: {e}", path=path))
+            return
+        if verdict is not None:
+            self.emit(Validation(id=r.version_id, path=path, valid=verdict.valid,
+                                 problems=j.problems, skipped=list(verdict.untrusted)))
+            for why in verdict.untrusted:
+                if why not in self._untrusted_alerted:
+                    self._untrusted_alerted.add(why)
+                    await self._alert("warning", "untrusted",
+                                      f"skipped untrusted command validator: {why}", path,
+                                      [r.version_id])
+        if j.action == "reverted" and j.reverted_version is not None:
+            v = await self._in_store(self.store.version, j.reverted_version)
+            if v is not None:
+                self.emit(VersionRecorded(id=v.id, path=path, kind=v.kind, origin=v.origin,
+                                          sha256=v.sha256, size=v.size, note=v.note))
+        severity, kind = {
+            "alert": ("warning", "invalid"), "reverted": ("warning", "reverted"),
+            "kept": ("warning", "kept"), "gave-up": ("critical", "gave-up"),
+            "failed": ("critical", "revert-failed"),
+        }.get(j.action, (None, None))
+        if severity and kind:
+            ids = [x for x in (j.version_id, j.restored_from, j.reverted_version) if x]
+            await self._alert(severity, kind, j.message, path, ids)
+
+    async def _alert(self, severity: str, kind: str, message: str, path: str | None,
+                     versions: list[int]) -> None:
+        with contextlib.suppress(Exception):  # an alert that cannot be stored is still shown
+            await self._in_store(self._store_alert, severity, kind, message, path, versions)
+        self.emit(Alert(severity=severity, kind=kind, message=message, path=path,
+                        versions=versions))
+
+    def _store_alert(self, severity: str, kind: str, message: str, path: str | None,
+                     versions: list[int]) -> None:
+        with self.store.transaction():
+            self.store.add_alert(severity, kind, message,
+                                 os.fsencode(path) if path else None, versions)
+
+    def _rules_changed(self, root_id: int, relpath: bytes) -> None:
+        path = self.roots[root_id].display(relpath)
+        error = self.policy.rule_file_changed(root_id, relpath)
+        self.recorder.ignore[root_id].invalidate()
+        if error:
+            self.emit(RulesReloaded(path=path, ok=False, error=error))
+            assert self._tg is not None
+            self._tg.start_soon(self._alert, "critical", "rules",
+                                f"{error} (the last good rules stay in force)", path, [])
+        else:
+            self.emit(RulesReloaded(path=path, ok=True))
+            # Ignore globs may have changed: look at the directory again.
+            d = relpath.rpartition(b"/")[0]
+            self._reasons.setdefault((root_id, d), "rules")
+            self.settler.touch(("t", root_id, d), time.monotonic())
+            self._wake.set()
 
     async def _periodic(self) -> None:
         while True:

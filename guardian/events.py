@@ -88,3 +88,35 @@ class Stopped(Event):
     name: ClassVar[str] = "stopped"
     versions: int
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Validation(Event):
+    """What the validators said of a new version (``valid`` null: none ran)."""
+
+    name: ClassVar[str] = "validation"
+    id: int
+    path: str
+    valid: bool | None
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Alert(Event):
+    """Something a user should look at: an invalid write, a revert, a broken rule file."""
+
+    name: ClassVar[str] = "alert"
+    severity: str          # info | warning | critical
+    kind: str              # invalid | reverted | kept | gave-up | revert-failed | rules | untrusted
+    message: str
+    path: str | None = None
+    versions: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RulesReloaded(Event):
+    name: ClassVar[str] = "rules"
+    path: str
+    ok: bool
+    error: str | None = None

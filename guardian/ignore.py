@@ -8,6 +8,7 @@ the root. Matchers are cached per directory and dropped when a ``.gitignore`` ch
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from guardian.paths import SEP
@@ -24,10 +25,13 @@ def is_own_temp(name: bytes) -> bool:
 class IgnoreMatcher:
     """Answers "is this path ignored?" for one root."""
 
-    def __init__(self, root: bytes, *, extra_ignored: list[bytes] | None = None) -> None:
+    def __init__(self, root: bytes, *, extra_ignored: list[bytes] | None = None,
+                 rules: Callable[[bytes], bool] | None = None) -> None:
         self.root = root
         #: Relative paths (dirs) ignored wholesale, e.g. a store placed inside the root.
         self.extra = [p for p in (extra_ignored or []) if p]
+        #: The ``ignore`` globs of rule files (.guardian.toml), if any.
+        self.rules = rules
         self._specs: dict[bytes, Any] = {}
         self._dirs: dict[bytes, bool] = {}
         self._has_specs: dict[bytes, bool] = {}
@@ -69,7 +73,7 @@ class IgnoreMatcher:
         """Fast path for a walk that already knows ``dirrel`` is not ignored."""
         if name == b".git" or name.startswith(TEMP_PREFIX):
             return True
-        if not self.extra and not self.specs_apply(dirrel):
+        if not self.extra and self.rules is None and not self.specs_apply(dirrel):
             return False
         relpath = dirrel + SEP + name if dirrel else name
         if self._name_ignored(name, relpath):
@@ -88,6 +92,8 @@ class IgnoreMatcher:
     # ----------------------------------------------------------------- internals
     def _name_ignored(self, name: bytes, relpath: bytes) -> bool:
         if name == b".git" or name.startswith(TEMP_PREFIX):
+            return True
+        if self.rules is not None and self.rules(relpath):
             return True
         return any(relpath == p or relpath.startswith(p + SEP) for p in self.extra)
 

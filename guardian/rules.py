@@ -390,6 +390,10 @@ class RuleSet:
         self.root = root
         self._files: dict[str, RuleFile | None] = {}
         self.errors: dict[str, str] = {}
+        # Per directory: the rules and ignore globs that apply there (every lookup on the hot
+        # path of a scan would otherwise walk the chain of rule files again).
+        self._rules: dict[str, tuple[list[Rule], tuple[str, ...]]] = {}
+        self._ignores: dict[str, list[str]] = {}
 
     def _load_dir(self, d: str) -> RuleFile | None:
         if d in self._files:
@@ -409,6 +413,8 @@ class RuleSet:
     def reload(self, d: str) -> str | None:
         """Re-read the rule file of directory ``d``; return its error, if any."""
         old = self._files.pop(d, None)
+        self._rules.clear()
+        self._ignores.clear()
         path = os.path.join(self.root, d, RULE_FILE) if d else os.path.join(self.root, RULE_FILE)
         if old is not None:
             self._files[d] = old  # keep it while loading: a broken edit leaves it in force
@@ -433,21 +439,24 @@ class RuleSet:
                 d = f"{d}/{parts[depth]}" if d else parts[depth]
 
     def effective(self, relpath: str) -> Effective:
+        d = relpath.rpartition("/")[0]
+        cached = self._rules.get(d)
+        if cached is None:
+            chain = list(self.chain(relpath))
+            cached = ([r for rf in chain for r in rf.rules], tuple(rf.path for rf in chain))
+            self._rules[d] = cached
         settings: dict[str, tuple[Any, Origin]] = {}
-        files: list[str] = []
-        for rf in self.chain(relpath):
-            files.append(rf.path)
-            for rule in rf.rules:
-                if rule.matches(relpath):
-                    settings.update(rule.settings)
-        return Effective(relpath, settings, tuple(files))
+        for rule in cached[0]:
+            if rule.matches(relpath):
+                settings.update(rule.settings)
+        return Effective(relpath, settings, cached[1])
 
     def ignored(self, relpath: str) -> bool:
-        for rf in self.chain(relpath):
-            for g, _o in rf.ignore:
-                if compile_glob(g).match(relpath):
-                    return True
-        return False
+        d = relpath.rpartition("/")[0]
+        globs = self._ignores.get(d)
+        if globs is None:
+            globs = self._ignores[d] = [g for rf in self.chain(relpath) for g, _o in rf.ignore]
+        return any(compile_glob(g).match(relpath) for g in globs)
 
     def discover(self, skip_dir: Any = None) -> list[str]:
         """Load every rule file under the root now; return their errors (for start-up)."""
@@ -458,4 +467,6 @@ class RuleSet:
                            if n != ".git" and not (skip_dir and skip_dir(os.path.join(rel, n)))]
             if RULE_FILE in filenames:
                 self._load_dir(rel)
+        self._rules.clear()
+        self._ignores.clear()
         return list(self.errors.values())

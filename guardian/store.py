@@ -82,6 +82,24 @@ CREATE TABLE operations(
     detail TEXT
 );
 CREATE INDEX operations_by_time ON operations(time_ns);
+CREATE TABLE problems(
+    version_id INTEGER NOT NULL,
+    validator TEXT NOT NULL,
+    line INTEGER,
+    col INTEGER,
+    severity TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX problems_by_version ON problems(version_id);
+CREATE TABLE alerts(
+    id INTEGER PRIMARY KEY,
+    time_ns INTEGER NOT NULL,
+    severity TEXT NOT NULL,             -- info | warning | critical
+    kind TEXT NOT NULL,                 -- invalid | reverted | revert-failed | rules | untrusted …
+    path BLOB,
+    message TEXT NOT NULL,
+    versions TEXT                       -- JSON list of the version ids involved
+);
 """
 
 # Columns of a version row joined with its file and object, in this order.
@@ -492,6 +510,43 @@ class Store:
             " WHERE ino=? AND dev=?", (ino, dev),
         ).fetchall()
         return [(int(r[0]), int(r[1]), bytes(r[2]), CacheEntry(*r[3:])) for r in rows]
+
+    # ----------------------------------------------------------------- validation
+    def set_verdict(self, version_id: int, valid: bool | None, kind: str | None = None) -> None:
+        """Record what validation said of a version (and, for a rejected one, its new kind)."""
+        if kind is None:
+            self.db.execute("UPDATE versions SET valid=? WHERE id=?",
+                            (None if valid is None else int(valid), version_id))
+        else:
+            self.db.execute("UPDATE versions SET valid=?, kind=? WHERE id=?",
+                            (None if valid is None else int(valid), kind, version_id))
+
+    def add_problems(self, version_id: int,
+                     rows: Iterable[tuple[str, int | None, int | None, str, str]]) -> None:
+        """(validator, line, column, severity, message) of a version's problems."""
+        self.db.executemany("INSERT INTO problems VALUES(?,?,?,?,?,?)",
+                            ((version_id, *r) for r in rows))
+
+    def problems_of(self, version_id: int) -> list[tuple[str, int | None, int | None, str, str]]:
+        return [tuple(r) for r in self.db.execute(
+            "SELECT validator, line, col, severity, message FROM problems WHERE version_id=?",
+            (version_id,))]
+
+    def add_alert(self, severity: str, kind: str, message: str, path: bytes | None,
+                  versions: list[int] | None = None) -> int:
+        cur = self.db.execute(
+            "INSERT INTO alerts(time_ns, severity, kind, path, message, versions)"
+            " VALUES(?,?,?,?,?,?)",
+            (time.time_ns(), severity, kind, path, message, json.dumps(versions or [])))
+        return int(cur.lastrowid or 0)
+
+    def alerts(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT id, time_ns, severity, kind, path, message, versions FROM alerts"
+            " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [{"id": r[0], "time_ns": r[1], "severity": r[2], "kind": r[3],
+                 "path": os.fsdecode(r[4]) if r[4] is not None else None, "message": r[5],
+                 "versions": json.loads(r[6] or "[]")} for r in rows]
 
     # ----------------------------------------------------------------- operations
     def record_operation(

@@ -1,0 +1,119 @@
+"""Policy: what the rules say about a path, and what the validators say about a content.
+
+One object per store writer. It owns a :class:`~guardian.rules.RuleSet` per root and answers
+the questions capture, the daemon, ``guardian validate`` and (later) batch writes ask: is this
+path ignored, how big may it be, which validators apply, is it protected, is this content
+valid. A command validator runs only when its rule file is trusted (pinned hash); otherwise
+the check says it was skipped, so the caller can alert.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from guardian import validators
+from guardian.paths import Root
+from guardian.rules import RULE_FILE, Effective, RuleSet, ValidatorSpec
+from guardian.trust import is_trusted
+from guardian.validators import Problem, Result
+
+
+@dataclass(frozen=True)
+class Check:
+    """The validators' verdict on one content of one path."""
+
+    results: tuple[Result, ...] = ()
+    #: Command validators that did not run because their rule file is not trusted.
+    untrusted: tuple[str, ...] = ()
+
+    @property
+    def valid(self) -> bool | None:
+        """False if any validator found an error; None if nothing actually ran."""
+        ran = [r for r in self.results if r.skipped is None]
+        if not ran:
+            return None
+        return all(r.ok for r in ran)
+
+    def problems(self) -> list[tuple[str, Problem]]:
+        return [(r.validator, p) for r in self.results for p in r.problems]
+
+    def summary(self, path: str, limit: int = 3) -> str:
+        """``path:line:col: message`` of the first problems, for alerts and errors."""
+        lines = [f"{path}:{p.line or 0}:{p.column or 0}: {p.message}"
+                 for _v, p in self.problems() if p.severity == "error"]
+        more = f" (+{len(lines) - limit} more)" if len(lines) > limit else ""
+        return "; ".join(lines[:limit]) + more
+
+    def to_json(self) -> dict[str, Any]:
+        return {"valid": self.valid, "results": [r.to_json() for r in self.results],
+                "untrusted": list(self.untrusted)}
+
+
+def expand(specs: Iterable[ValidatorSpec], path: str) -> list[ValidatorSpec]:
+    """``auto`` becomes the validators of the path's format; duplicates are dropped."""
+    out: list[ValidatorSpec] = []
+    seen: set[tuple[str, str]] = set()
+    for spec in specs:
+        names = validators.for_path(path) if spec.name == "auto" else [spec.name]
+        for name in names:
+            s = spec if spec.name != "auto" else ValidatorSpec(name)
+            key = (s.name, repr(sorted(s.options.items())))
+            if key not in seen:
+                seen.add(key)
+                out.append(s)
+    return out
+
+
+def check(eff: Effective, data: bytes, path: str, *, timeout: float = 10.0) -> Check:
+    """Run the validators the rules give ``path`` on ``data`` (its content)."""
+    options: Mapping[str, Any] = eff.get("options", {}) or {}
+    results: list[Result] = []
+    untrusted: list[str] = []
+    for spec in expand(eff.validators, path):
+        opts = {**options.get(spec.name, {}), **spec.options}
+        trusted = bool(spec.source and spec.source_digest
+                       and is_trusted(spec.source, spec.source_digest))
+        if spec.name == "command" and not trusted:
+            untrusted.append(f"{spec.describe()} (from {spec.source}; run "
+                             f"`guardian trust {spec.source}` to allow it)")
+            continue
+        results.append(validators.run(spec.name, data, path, opts, timeout=timeout))
+    return Check(tuple(results), tuple(untrusted))
+
+
+@dataclass
+class Policy:
+    """The rules of every root of a store, loaded on demand."""
+
+    roots: Mapping[int, Root]
+    rulesets: dict[int, RuleSet] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for rid, root in self.roots.items():
+            self.rulesets[rid] = RuleSet(str(root.path))
+
+    def effective(self, root_id: int, relpath: bytes) -> Effective:
+        return self.rulesets[root_id].effective(os.fsdecode(relpath))
+
+    def ignored(self, root_id: int, relpath: bytes) -> bool:
+        return self.rulesets[root_id].ignored(os.fsdecode(relpath))
+
+    def discover(self, skip_dir: Any = None) -> list[str]:
+        """Load every rule file now; their errors (start-up refuses to run with any)."""
+        errors: list[str] = []
+        for rs in self.rulesets.values():
+            errors += rs.discover(skip_dir)
+        return errors
+
+    def rule_file_changed(self, root_id: int, relpath: bytes) -> str | None:
+        """Reload after a change to a rule file; its error (the last good rules stay)."""
+        rel = os.fsdecode(relpath)
+        directory = rel.rpartition("/")[0] if "/" in rel else ""
+        return self.rulesets[root_id].reload(directory)
+
+    @staticmethod
+    def is_rule_file(relpath: bytes) -> bool:
+        return relpath == RULE_FILE.encode() or relpath.endswith(b"/" + RULE_FILE.encode())

@@ -1,0 +1,178 @@
+"""Auto-revert: putting back the last good content after an invalid or forbidden write.
+
+Order, for "nothing is lost": the new bytes are already in the store (capture recorded them);
+the version is marked ``rejected`` (and invalid) in a committed transaction; the disk is
+checked to still hold those bytes (else a newer write came and will be judged on its own);
+only then is the last good content written back atomically inside the root, and recorded as
+a ``reverted`` version (origin ``guardian``). The watcher then sees a file equal to its newest
+version, so Guardian's own write is never judged again: no loops.
+
+A path reverted ``max_reverts_per_minute`` times within a minute is left alone (with an
+alert) so a writer that keeps rewriting the same content cannot make Guardian flap forever.
+"""
+
+from __future__ import annotations
+
+import stat
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from guardian.capture import FILE, LINK, MISSING, Recorder
+from guardian.objects import Objects
+from guardian.policy import Check, check
+from guardian.rootfs import RootFS
+from guardian.rules import Effective
+from guardian.store import NewVersion, Version
+
+DEFAULT_MAX_REVERTS = 5
+
+
+@dataclass
+class Judgement:
+    """What Guardian did about one version after the rules and validators spoke."""
+
+    version_id: int
+    root_id: int
+    relpath: bytes
+    valid: bool | None
+    #: none | alert | reverted | kept (no good version) | gave-up (flapping) | superseded |
+    #: failed (the revert could not be written)
+    action: str
+    reason: str = ""          # invalid | protected
+    message: str = ""
+    reverted_version: int | None = None
+    restored_from: int | None = None
+    problems: list[dict[str, str | int | None]] = field(default_factory=list)
+
+
+class Reverter:
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.store = recorder.store
+        self._history: dict[tuple[int, bytes], deque[float]] = {}
+
+    def judge(self, version_id: int, eff: Effective, verdict: Check | None,
+              reason: str) -> Judgement:
+        """Apply the verdict on a version; call in the store's writer thread."""
+        store = self.store
+        v = store.version(version_id)
+        if v is None:
+            return Judgement(version_id, 0, b"", None, "superseded")
+        root = self.recorder.roots[v.root_id]
+        shown = root.display(v.relpath)
+        valid = verdict.valid if verdict is not None else None
+        problems = [{"validator": name, "line": p.line, "column": p.column,
+                     "severity": p.severity, "message": p.message}
+                    for name, p in (verdict.problems() if verdict else [])]
+        j = Judgement(v.id, v.root_id, v.relpath, valid, "none", reason, problems=problems)
+        if verdict is not None:
+            with store.transaction():
+                store.set_verdict(v.id, valid)
+                store.add_problems(v.id, ((name, p.line, p.column, p.severity, p.message)
+                                          for name, p in verdict.problems()))
+        if reason == "invalid":
+            if valid is not False:
+                return j
+            assert verdict is not None
+            j.message = verdict.summary(shown)
+            if eff.on_invalid == "record":
+                return j
+            if eff.on_invalid == "alert":
+                j.action = "alert"
+                return j
+        return self._revert(v, eff, j, shown)
+
+    # ----------------------------------------------------------------- revert
+    def _revert(self, v: Version, eff: Effective, j: Judgement, shown: str) -> Judgement:
+        store = self.store
+        head = store.head(v.file_id)
+        if head is None or head.id != v.id:
+            j.action = "superseded"
+            return j
+        key = (v.root_id, v.relpath)
+        limit = int(eff.get("max_reverts_per_minute", DEFAULT_MAX_REVERTS))
+        now = time.monotonic()
+        recent = self._history.setdefault(key, deque())
+        while recent and now - recent[0] > 60:
+            recent.popleft()
+        if len(recent) >= limit:
+            j.action = "gave-up"
+            j.message = (f"{shown}: reverted {len(recent)} times in the last minute; leaving "
+                         f"version {v.id} in place (max_reverts_per_minute = {limit})")
+            return j
+        target, none_why = self._target(v, eff, j.reason)
+        if target is None and none_why:
+            j.action = "kept"
+            j.message = f"{shown}: {none_why}; version {v.id} stays" + (
+                f" ({j.message})" if j.message else "")
+            return j
+        # The disk must still hold what we recorded: then those bytes are safe in the store.
+        [seen] = self.recorder.observe([(v.root_id, v.relpath)])
+        on_disk = seen.hash if seen.state in (FILE, LINK) else None
+        if (v.present and on_disk != v.hash) or (not v.present and seen.state != MISSING):
+            j.action = "superseded"
+            return j
+        with store.transaction():
+            store.set_verdict(v.id, j.valid if j.valid is not None else None, kind="rejected")
+        fs = RootFS(self.recorder.roots[v.root_id].bpath)
+        why = "invalid" if j.reason == "invalid" else "protected path"
+        try:
+            if target is None:  # the path did not exist before: a protected area stays as it was
+                fs.remove(v.relpath)
+                nv = NewVersion(v.file_id, None, False, "reverted", "guardian", None, None,
+                                note=f"removed: version {v.id} rejected ({why})", valid=None)
+                st = None
+            else:
+                assert target.object_id is not None
+                data = Objects(store).get(target.object_id)
+                mode = target.mode or 0o100644
+                st = fs.symlink(v.relpath, data) if stat.S_ISLNK(mode) else fs.write(
+                    v.relpath, data, mode)
+                nv = NewVersion(v.file_id, target.object_id, True, "reverted", "guardian",
+                                st.st_mode, len(data),
+                                note=f"version {v.id} rejected ({why}); content of version "
+                                     f"{target.id} put back", valid=target.valid)
+        except OSError as e:
+            j.action = "failed"
+            j.message = f"{shown}: cannot revert: {e.strerror or e}"
+            return j
+        with store.transaction():
+            j.reverted_version = store.add_version(nv, st=st)
+        recent.append(now)
+        j.action = "reverted"
+        j.restored_from = target.id if target is not None else None
+        j.message = (f"{shown}: version {v.id} rejected ({why}"
+                     + (f": {j.message}" if j.message else "") + "); "
+                     + (f"version {target.id} put back as version {j.reverted_version}"
+                        if target is not None else f"removed (version {j.reverted_version})"))
+        return j
+
+    def _target(self, v: Version, eff: Effective, reason: str) -> tuple[Version | None, str]:
+        """The version to put back, or (None, why not) / (None, "") for "remove the file"."""
+        store = self.store
+        older = [x for x in store.versions_of(v.file_id) if x.id < v.id]
+        if reason == "protected":
+            # Whatever was there before the change, present or not.
+            if not older:
+                return None, ""
+            prev = older[0]
+            if not prev.present:
+                return None, ""
+            if prev.object_id is None:
+                return None, "the previous version kept metadata only (over the size cap)"
+            return prev, ""
+        objects = Objects(store)
+        path = self.recorder.roots[v.root_id].display(v.relpath)
+        for x in older:
+            if not x.present or x.object_id is None or x.valid is False:
+                continue
+            if x.valid is None:  # never validated (a baseline): judge it now
+                verdict = check(eff, objects.get(x.object_id), path)
+                with store.transaction():
+                    store.set_verdict(x.id, verdict.valid)
+                if verdict.valid is False:
+                    continue
+            return x, ""
+        return None, "it never had a valid version to go back to"
+
