@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import capture, resources, snapshot
+from bench import capture, resources, snapshot, validation
 from bench.common import Config, Table, Workspace, guardian_argv, progress
 
 Bench = Callable[[Workspace, Config], Table]
@@ -22,6 +22,7 @@ GROUPS: dict[str, dict[str, Bench]] = {
     "capture": capture.BENCHMARKS,
     "snapshot": snapshot.BENCHMARKS,
     "resources": resources.BENCHMARKS,
+    "validation": validation.BENCHMARKS,
 }
 
 

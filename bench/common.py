@@ -185,6 +185,8 @@ def fmt(x: float | None, unit: str) -> str:
         return f"{x:.1f} MB"
     if unit == "%":
         return f"{x:.2f} %"
+    if unit in ("MB/s", "files/s"):
+        return f"{x:,.1f} {unit}" if x < 100 else f"{x:,.0f} {unit}"
     return f"{x:g} {unit}"
 
 
