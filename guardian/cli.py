@@ -237,6 +237,14 @@ def _human_size(n: int | None) -> str:
     return str(n)
 
 
+def _recorder(store: Any, roots: list[Any], settings: Any) -> Any:
+    """The store's writer side, with the roots' rules (ignore globs, size caps, retention)."""
+    from guardian.capture import Recorder
+    from guardian.policy import Policy
+
+    return Recorder(store, roots, settings, policy=Policy({r.id: r for r in roots}))
+
+
 def _session(args: argparse.Namespace) -> str | None:
     return getattr(args, "session", None) or os.environ.get("GUARDIAN_SESSION") or None
 
@@ -338,7 +346,6 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         paths.append(os.fsdecode(absolute(p)))
 
     def direct(store: Any) -> Any:
-        from guardian.capture import Recorder
         from guardian.progress import Progress
         from guardian.service import Service
         from guardian.settings import load_defaults
@@ -347,7 +354,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         progress = Progress("snapshot")
         root_objs = store.add_roots(new_roots) if new_roots else []
         root_objs = root_objs or store.roots()
-        rec = Recorder(store, root_objs, settings)
+        rec = _recorder(store, root_objs, settings)
         try:
             return Service(rec, settings).snapshot(paths, session=_session(args),
                                                    progress=progress)
@@ -465,7 +472,6 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from guardian.capture import Recorder
     from guardian.client import as_writer
     from guardian.paths import absolute
     from guardian.service import Service
@@ -480,7 +486,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
               "dry_run": args.dry_run, "session": _session(args)}
 
     def direct(store: Store) -> Any:
-        rec = Recorder(store, store.roots(), settings)
+        rec = _recorder(store, store.roots(), settings)
         try:
             return Service(rec, settings).restore(path, version=args.version_id, at_ns=at_ns,
                                                   dry_run=args.dry_run, session=_session(args))
@@ -581,19 +587,24 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     store_path = _find_store(args, None)
     settings = load_defaults()
-    keep_versions = settings.keep_versions if args.keep_versions is None else args.keep_versions
-    keep_days = settings.keep_days if args.keep_days is None else args.keep_days
-    if keep_versions < 1 or keep_days < 0:
+    if (args.keep_versions is not None and args.keep_versions < 1) or (
+            args.keep_days is not None and args.keep_days < 0):
         raise UsageError("--keep-versions must be at least 1 and --keep-days at least 0")
 
     def direct(store: Store) -> Any:
-        from guardian.retention import gc
+        from guardian.service import Service
 
-        return gc(store, keep_versions=keep_versions, keep_days=keep_days,
-                  dry_run=args.dry_run).to_json()
+        rec = _recorder(store, store.roots(), settings)
+        try:
+            return Service(rec, settings).gc(dry_run=args.dry_run,
+                                             keep_versions=args.keep_versions,
+                                             keep_days=args.keep_days)
+        finally:
+            rec.close()
 
-    out = as_writer(store_path, "gc", {"dry_run": args.dry_run, "keep_versions": keep_versions,
-                                       "keep_days": keep_days}, direct)
+    out = as_writer(store_path, "gc", {"dry_run": args.dry_run,
+                                       "keep_versions": args.keep_versions,
+                                       "keep_days": args.keep_days}, direct)
     if args.json:
         _print_json(out)
     else:

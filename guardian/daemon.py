@@ -265,7 +265,9 @@ class Daemon:
                 self._reasons.setdefault((rid, rel), "directory")
                 self.settler.touch(("t", rid, rel), now)
             else:
-                self.settler.touch(("p", rid, rel), now, done=ev.kind == "closed")
+                window, cap = self._settle_of(rid, rel)
+                self.settler.touch(("p", rid, rel), now, done=ev.kind == "closed",
+                                   window=window, cap=cap)
 
     async def sync(self, timeout: float = 5.0) -> bool:
         """A barrier: every event that happened before this call has been routed.
@@ -306,6 +308,13 @@ class Daemon:
     async def flush(self) -> CaptureResult:
         """Everything observed so far, recorded now (no settling)."""
         return await self._process(self.settler.pop_all(), final=True)
+
+    def _settle_of(self, root_id: int, relpath: bytes) -> tuple[float | None, float | None]:
+        """A rule's own settle window for this path, if it has one (seconds)."""
+        eff = self.policy.effective(root_id, relpath)
+        window, cap = eff.get("settle_ms"), eff.get("settle_cap_ms")
+        return (None if window is None or window == self.settings.settle_ms else window / 1000,
+                None if cap is None or cap == self.settings.settle_cap_ms else cap / 1000)
 
     def request_reconcile(self, reason: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,19 +41,29 @@ class GcResult:
 
 
 def gc(store: Store, *, keep_versions: int, keep_days: float, dry_run: bool = False,
-       now_ns: int | None = None) -> GcResult:
+       now_ns: int | None = None,
+       per_file: Callable[[int, bytes], tuple[int, float]] | None = None) -> GcResult:
+    """Apply retention. ``per_file(root_id, relpath) -> (keep_versions, keep_days)`` gives
+    each file its own rules (``.guardian.toml``); without it, the same for every file."""
     if keep_versions < 1:
         raise UsageError("keep_versions must be at least 1 (the newest version is always kept)")
     now = time.time_ns() if now_ns is None else now_ns
-    horizon = now - int(keep_days * 86400 * 1e9)
     result = GcResult(dry_run)
     db = store.db
     drop: list[int] = []
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS gc_keep(file_id INTEGER PRIMARY KEY,"
+               " keep INTEGER NOT NULL, horizon INTEGER NOT NULL)")
+    db.execute("DELETE FROM gc_keep")
+    keep_rows = []
+    for fid, rid, rel in db.execute("SELECT id, root_id, relpath FROM files"):
+        kv, kd = per_file(rid, bytes(rel)) if per_file else (keep_versions, keep_days)
+        keep_rows.append((fid, max(1, int(kv)), now - int(float(kd) * 86400 * 1e9)))
+    db.executemany("INSERT INTO gc_keep VALUES(?,?,?)", keep_rows)
     rows = db.execute(
-        "SELECT id, file_id, time_ns FROM ("
+        "SELECT v.id, v.file_id, v.time_ns FROM ("
         " SELECT id, file_id, time_ns,"
-        "  ROW_NUMBER() OVER (PARTITION BY file_id ORDER BY id DESC) AS rank FROM versions)"
-        " WHERE rank > ? AND time_ns < ?", (keep_versions, horizon)
+        "  ROW_NUMBER() OVER (PARTITION BY file_id ORDER BY id DESC) AS rank FROM versions) v"
+        " JOIN gc_keep k ON k.file_id = v.file_id WHERE v.rank > k.keep AND v.time_ns < k.horizon"
     ).fetchall()
     files = set()
     for vid, fid, _t in rows:
@@ -76,6 +87,7 @@ def gc(store: Store, *, keep_versions: int, keep_days: float, dry_run: bool = Fa
         result.bytes_freed = sum(r[2] for r in dead)
         if not dry_run:
             db.execute("DELETE FROM versions WHERE id IN (SELECT id FROM gc_drop)")
+            db.execute("DELETE FROM problems WHERE version_id IN (SELECT id FROM gc_drop)")
             db.executemany("DELETE FROM objects WHERE id=?", ((r[0],) for r in dead))
             loose_to_remove = [bytes(r[1]) for r in dead if r[3]]
         db.execute("DELETE FROM gc_drop")

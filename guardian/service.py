@@ -80,11 +80,22 @@ class Service:
 
     def gc(self, *, dry_run: bool, keep_versions: int | None = None,
            keep_days: float | None = None) -> dict[str, Any]:
+        """Retention as each file's rules say, unless the caller overrides it for all."""
         s = self.settings
+        policy = self.recorder.policy
+        override = keep_versions is not None or keep_days is not None
+
+        def per_file(root_id: int, relpath: bytes) -> tuple[int, float]:
+            assert policy is not None
+            eff = policy.effective(root_id, relpath)
+            return (int(eff.get("keep_versions", s.keep_versions)),
+                    float(eff.get("keep_days", s.keep_days)))
+
         return retention.gc(
             self.recorder.store,
             keep_versions=s.keep_versions if keep_versions is None else keep_versions,
-            keep_days=s.keep_days if keep_days is None else keep_days, dry_run=dry_run).to_json()
+            keep_days=s.keep_days if keep_days is None else keep_days, dry_run=dry_run,
+            per_file=None if override or policy is None else per_file).to_json()
 
 
 def check_inside(paths: list[str], roots: list[Root]) -> list[str]:

@@ -22,6 +22,8 @@ class _Pending:
     last: float
     not_before: float
     quick: bool = False
+    window: float | None = None  # this key's own settle window (a rule's settle_ms)
+    cap: float | None = None
 
 
 class Settler(Generic[K]):
@@ -36,18 +38,21 @@ class Settler(Generic[K]):
     def __len__(self) -> int:
         return len(self._pending)
 
-    def touch(self, key: K, now: float, *, done: bool = False) -> None:
+    def touch(self, key: K, now: float, *, done: bool = False, window: float | None = None,
+              cap: float | None = None) -> None:
         """Something happened to ``key``: (re)start its quiet window.
 
         ``done``: the writer said it finished (closed the file after writing), so a much shorter
         window is enough; a file written and removed at once still gets a chance to be read.
+        ``window``/``cap``: this key's own, instead of the defaults.
         """
         p = self._pending.get(key)
         if p is None:
-            p = self._pending[key] = _Pending(now, now, 0.0, done)
+            p = self._pending[key] = _Pending(now, now, 0.0, done, window, cap)
         else:
             p.last = now
             p.quick = done
+            p.window, p.cap = window, cap
         self._push(key, self._due(p))
 
     def defer(self, key: K, until: float) -> None:
@@ -92,8 +97,12 @@ class Settler(Generic[K]):
         return keys
 
     def _due(self, p: _Pending) -> float:
-        window = self.quick if p.quick else self.window
-        return max(min(p.last + window, p.first + self.cap), p.not_before)
+        if p.window is not None:
+            window = p.window  # a rule asked for this window: honour it, even after a close
+        else:
+            window = self.quick if p.quick else self.window
+        cap = self.cap if p.cap is None else p.cap
+        return max(min(p.last + window, p.first + cap), p.not_before)
 
     def _push(self, key: K, due: float) -> None:
         self._seq += 1

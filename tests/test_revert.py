@@ -273,3 +273,40 @@ def test_changes_made_while_stopped_obey_the_rules(root: Path, cli: Cli, watch) 
     wait_alert(w2, "reverted", 0, root / "locked.txt")
     assert (root / "locked.txt").read_text() == "original"
     assert (root / "pre-existing.json").read_bytes() == BAD
+
+
+def test_rule_settings_ignore_size_cap_settle_and_retention(root: Path, cli: Cli,
+                                                           watch) -> None:
+    import time
+
+    (root / RULE_FILE).write_text(
+        'ignore = ["scratch/**", "*.tmp"]\n\n'
+        '[[rule]]\npaths = ["media/**"]\nmax_file_size = "1KiB"\n\n'
+        '[[rule]]\npaths = ["batch/*.txt"]\nsettle_ms = 3000\nsettle_cap_ms = 10000\n\n'
+        '[[rule]]\npaths = ["logs/**"]\nkeep_versions = 2\nkeep_days = 0\n')
+    for d in ("scratch", "media", "batch", "logs"):
+        (root / d).mkdir()
+    w = watch(root)
+    m = w.mark()
+    (root / "scratch" / "junk.txt").write_text("not recorded")
+    (root / "x.tmp").write_text("not recorded")
+    (root / "media" / "big.bin").write_bytes(b"\0" * 4096)
+    v = w.version(root / "media" / "big.bin", start=m)
+    assert v["sha256"] is None and "size cap (1024)" in v["note"]
+    # A long settle window coalesces writes that a short one would record separately.
+    (root / "batch" / "a.txt").write_text("first")
+    time.sleep(0.3)  # pacing the writer inside the rule's 3 s window, not synchronisation
+    (root / "batch" / "a.txt").write_text("second")
+    w.version(root / "batch" / "a.txt", sha256=sha256(b"second"), start=m)
+    assert [x["sha256"] for x in cli.log(root / "batch" / "a.txt")] == [sha256(b"second")]
+    for i in range(5):
+        (root / "logs" / "app.log").write_text(f"line {i}")
+        (root / "notes.txt").write_text(f"note {i}")
+        w.version(root / "logs" / "app.log", sha256=sha256(f"line {i}".encode()), start=m)
+        w.version(root / "notes.txt", sha256=sha256(f"note {i}".encode()), start=m)
+    settle(cli)
+    assert not cli.log(root / "scratch" / "junk.txt") and not cli.log(root / "x.tmp")
+    out = cli.json("gc")  # retention from the rules: logs/** keeps 2, the rest the defaults
+    assert out["versions_dropped"] == 3
+    assert len(cli.log(root / "logs" / "app.log")) == 2
+    assert len(cli.log(root / "notes.txt")) == 5
