@@ -228,3 +228,18 @@ def test_trust_gates_command_validators(cli: Cli, root: Path) -> None:
     assert oct(trust_file.stat().st_mode & 0o777) == "0o600"
     write(root / "broken" / RULE_FILE, "nope = \n")
     assert cli.run("trust", str(root / "broken" / RULE_FILE)).returncode == 2
+
+
+def test_json_schema_named_by_a_rule(cli: Cli, root: Path) -> None:
+    write(root / "schemas" / "cfg.json", json.dumps({
+        "type": "object", "required": ["port"],
+        "properties": {"port": {"type": "integer"}}}))
+    write(root / RULE_FILE, '[[rule]]\npaths = ["*.yaml"]\n'
+                            'validators = ["yaml", { schema = "schemas/cfg.json" }]\n')
+    (root / "ok.yaml").write_text("port: 80\n")
+    (root / "bad.yaml").write_text("name: x\nport: eighty\n")
+    assert cli.run("validate", str(root / "ok.yaml"), cwd=root).returncode == 0
+    p = cli.run("validate", str(root / "bad.yaml"), cwd=root)
+    assert p.returncode == 1
+    assert b"/port: 'eighty' is not of type 'integer'" in p.stdout
+    assert f"{root / 'bad.yaml'}:2:".encode() in p.stdout
