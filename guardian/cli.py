@@ -33,7 +33,7 @@ error.
 
 
 COMMANDS = ("watch", "snapshot", "log", "show", "diff", "restore", "status", "verify", "gc",
-            "rules", "validate", "trust")
+            "rules", "validate", "trust", "apply", "recover")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -162,6 +162,33 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         _json_arg(p)
         _store_arg(p)
         p.set_defaults(func=cmd_gc)
+
+    p = sub.add_parser("apply", help="write many files at once, all or nothing (a manifest)",
+                       description="Apply a JSON or TOML manifest of operations (write, edit, "
+                       "delete, render, mkdir) atomically: every file gets its new content or "
+                       "none does, even across a crash. Every new content is validated first. "
+                       "Exit 0 applied, 1 refused or rolled back, 2 usage error.")
+    if only in (None, "apply"):
+        p.add_argument("manifest", metavar="MANIFEST", help="a .json or .toml file, or - for "
+                       "standard input")
+        p.add_argument("--root", metavar="DIR", default=".",
+                       help="paths in the manifest are relative to DIR (default: .)")
+        p.add_argument("--dry-run", action="store_true",
+                       help="check everything and print the diff of every file; write nothing")
+        p.add_argument("--session", help="label the versions with an agent session id")
+        _json_arg(p)
+        _store_arg(p)
+        p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("recover", help="finish or undo batches a crash interrupted",
+                       description="A batch interrupted before its commit point is undone; "
+                       "after it, completed. The daemon and `guardian apply` do this at start.")
+    if only in (None, "recover"):
+        p.add_argument("--sweep", action="store_true",
+                       help="also remove Guardian temp files left anywhere under the roots")
+        _json_arg(p)
+        _store_arg(p)
+        p.set_defaults(func=cmd_recover)
 
     p = sub.add_parser("rules", help="which rules apply to a path, and where each came from",
                        description="The settings in force for PATH (default: .) after the "
@@ -611,6 +638,77 @@ def cmd_gc(args: argparse.Namespace) -> int:
         verb = "would drop" if out["dry_run"] else "dropped"
         print(f"{verb} {out['versions_dropped']} versions of {out['files_affected']} files, "
               f"{out['objects_dropped']} objects ({_human_size(out['bytes_freed'])})")
+    return ExitCode.OK
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from guardian import manifest as mf
+    from guardian.batch import apply
+    from guardian.journal import BatchError
+    from guardian.paths import absolute
+
+    if args.manifest == "-":
+        raw, source = sys.stdin.buffer.read(), "<stdin>"
+    else:
+        try:
+            raw, source = Path(args.manifest).read_bytes(), args.manifest
+        except OSError as e:
+            raise UsageError(f"{args.manifest}: {e.strerror or e}") from None
+    m = mf.load(raw, source)
+    base = absolute(args.root)
+    if not base.is_dir():
+        raise UsageError(f"{args.root}: not a directory")
+    try:
+        out = apply(m, base, store=_explicit_store(args), dry_run=args.dry_run,
+                    session=_session(args))
+    except BatchError as e:
+        if args.json:
+            _print_json({"ok": False, "error": e.to_json()})
+        else:
+            what = "rolled back" if e.rolled_back else "refused"
+            sys.stderr.write(f"guardian apply: {what}: {e}\n")
+        return ExitCode.FAILURE
+    if args.json:
+        _print_json(out)
+    elif out["dry_run"]:
+        sys.stdout.write(out["diff"])
+    else:
+        counts: dict[str, int] = {}
+        for f in out["files"]:
+            counts[f["action"]] = counts.get(f["action"], 0) + 1
+        done = ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
+        print(f"batch {out['batch']}: {done} in {out['duration_ms']:.1f} ms"
+              if out["batch"] else f"nothing to change ({done})")
+    return ExitCode.OK
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from guardian.client import as_writer
+
+    store_path = _find_store(args, None)
+
+    def direct(store: Any) -> Any:
+        from guardian.service import Service
+        from guardian.settings import load_defaults
+
+        settings = load_defaults()
+        rec = _recorder(store, store.roots(), settings)
+        try:
+            return Service(rec, settings).recover(sweep=args.sweep)
+        finally:
+            rec.close()
+
+    out = as_writer(store_path, "recover", {"sweep": args.sweep}, direct)
+    if args.json:
+        _print_json(out)
+        return ExitCode.OK
+    for b in out["batches"]:
+        print(f"batch {b['batch']} ({b['was']}): {b['outcome'].replace('_', ' ')}, "
+              f"{b['files']} files")
+    if not out["batches"]:
+        print("no interrupted batch")
+    if args.sweep:
+        print(f"{out['temps_removed']} stray temp files removed")
     return ExitCode.OK
 
 

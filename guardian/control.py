@@ -27,9 +27,12 @@ def encode(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
 
-def error_response(req_id: Any, message: str, exit_code: int = ExitCode.USAGE) -> dict[str, Any]:
-    return {"v": PROTOCOL_VERSION, "id": req_id, "ok": False,
-            "error": {"message": message, "exit_code": int(exit_code)}}
+def error_response(req_id: Any, message: str, exit_code: int = ExitCode.USAGE,
+                   data: dict[str, Any] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"message": message, "exit_code": int(exit_code)}
+    if data:
+        error["data"] = data
+    return {"v": PROTOCOL_VERSION, "id": req_id, "ok": False, "error": error}
 
 
 def ok_response(req_id: Any, result: Any) -> dict[str, Any]:
@@ -37,7 +40,9 @@ def ok_response(req_id: Any, result: Any) -> dict[str, Any]:
 
 
 class DaemonError(GuardianError):
-    """The daemon answered with an error."""
+    """The daemon answered with an error (``data``: its structured details, if any)."""
+
+    data: dict[str, Any] | None = None
 
 
 class Connection:
@@ -88,6 +93,8 @@ class Connection:
         reply = self.read()
         if not reply.get("ok"):
             err = reply.get("error") or {}
-            raise DaemonError(str(err.get("message", "daemon error")),
-                              exit_code=ExitCode(int(err.get("exit_code", ExitCode.FAILURE))))
+            e = DaemonError(str(err.get("message", "daemon error")),
+                            exit_code=ExitCode(int(err.get("exit_code", ExitCode.FAILURE))))
+            e.data = err.get("data")
+            raise e
         return reply.get("result")

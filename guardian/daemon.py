@@ -174,6 +174,12 @@ class Daemon:
             self.emit(Warning(message=err))
 
     async def _baseline(self) -> None:
+        from guardian import journal
+
+        for r in await self._in_store(journal.recover, self.recorder):
+            self.emit(Warning(message=f"recovered batch {r.batch_id} ({r.state_before}): "
+                                      f"{r.outcome.replace('_', ' ')}, {r.files} files",
+                              source="journal"))
         t0 = time.monotonic()
         recorded = 0
         first = self.store.meta_get("baseline_done") is None
@@ -564,7 +570,9 @@ class Daemon:
                     result = await self._dispatch(method, params)
                     reply = control.ok_response(rid, result)
                 except GuardianError as e:
-                    reply = control.error_response(rid, str(e), e.exit_code)
+                    to_json = getattr(e.__cause__, "to_json", None)
+                    data = to_json() if callable(to_json) else None
+                    reply = control.error_response(rid, str(e), e.exit_code, data)
                 except Exception as e:
                     self.emit(Error(message=f"request {method!r} failed: {type(e).__name__}: {e}"))
                     reply = control.error_response(rid, f"internal error: {e}", ExitCode.INTERNAL)
@@ -627,6 +635,26 @@ class Daemon:
                                                   origin=v.origin, sha256=v.sha256, size=v.size,
                                                   note=v.note))
             return out
+        if method == "apply":
+            from guardian.journal import BatchError
+
+            try:
+                out = await self._in_store(self.service.apply, params.get("manifest") or {},
+                                           str(params.get("base") or "/"),
+                                           dry_run=bool(params.get("dry_run")),
+                                           session=params.get("session"))
+            except BatchError as e:
+                raise control.DaemonError(str(e), exit_code=e.exit_code) from e
+            if out.get("batch"):
+                for vid in await self._in_store(self._batch_versions, out["batch"]):
+                    v = await self._in_store(self.store.version, vid)
+                    if v is not None:
+                        self.emit(VersionRecorded(
+                            id=v.id, path=self.roots[v.root_id].display(v.relpath), kind=v.kind,
+                            origin=v.origin, sha256=v.sha256, size=v.size, note=v.note))
+            return out
+        if method == "recover":
+            return await self._in_store(self.service.recover, sweep=bool(params.get("sweep")))
         if method == "gc":
             return await self._in_store(self.service.gc, dry_run=bool(params.get("dry_run")),
                                         keep_versions=params.get("keep_versions"),
@@ -635,6 +663,11 @@ class Daemon:
             self.request_reconcile(str(params.get("reason", "requested")))
             return {"requested": True}
         raise GuardianError(f"unknown method {method!r}")
+
+    def _batch_versions(self, batch_id: int) -> list[int]:
+        return [int(r[0]) for r in self.store.db.execute(
+            "SELECT id FROM versions WHERE origin='batch' AND note=? ORDER BY id",
+            (f"batch {batch_id}",))]
 
     def _emit_dict(self, d: dict[str, Any]) -> None:
         self.emit(VersionRecorded(id=d["id"], path=d["path"], kind=d["kind"], origin=d["origin"],

@@ -82,6 +82,9 @@ def gc(store: Store, *, keep_versions: int, keep_days: float, dry_run: bool = Fa
             "SELECT o.id, o.hash, o.stored_size, o.loose FROM objects o WHERE NOT EXISTS"
             " (SELECT 1 FROM versions v WHERE v.object_id = o.id"
             "  AND v.id NOT IN (SELECT id FROM gc_drop))"
+            # An unfinished batch needs its old and new contents until it is recovered.
+            " AND NOT EXISTS (SELECT 1 FROM batch_entries b"
+            "  WHERE b.old_object_id = o.id OR b.new_object_id = o.id)"
         ).fetchall()
         result.objects_dropped = len(dead)
         result.bytes_freed = sum(r[2] for r in dead)

@@ -28,6 +28,11 @@ class RootFS:
 
     def _check(self, relpath: bytes) -> list[bytes]:
         parts = relpath.split(SEP)
+        if relpath.endswith(SEP + b"."):  # makedirs/fsync_dir: "dir/." names the directory
+            parts = parts[:-1]
+            if not parts or any(p in (b"", b".", b"..") for p in parts):
+                raise OutsideRootError(f"{relpath!r}: not a plain path inside the root")
+            return [*parts, b"."]
         if not relpath or any(p in (b"", b".", b"..") for p in parts):
             raise OutsideRootError(f"{relpath!r}: not a plain path inside the root")
         return parts
@@ -58,6 +63,50 @@ class RootFS:
                 os.close(fd)
                 fd = nfd
             yield fd, parts[-1]
+        finally:
+            os.close(fd)
+
+    def makedirs(self, relpath: bytes) -> None:
+        """Create directory ``relpath`` and its parents (all inside the root, none a symlink)."""
+        with self.parent(relpath + SEP + b".", create=True):
+            pass
+
+    def missing_dirs(self, relpath: bytes) -> list[bytes]:
+        """The parent directories of ``relpath`` that do not exist yet, outermost first."""
+        parts = self._check(relpath)[:-1]
+        out: list[bytes] = []
+        cur = b""
+        for part in parts:
+            cur = cur + SEP + part if cur else part
+            if out or self.lstat(cur) is None:
+                out.append(cur)
+        return out
+
+    def fsync_dir(self, relpath: bytes) -> None:
+        """fsync directory ``relpath`` (b"": the root), making renames in it durable."""
+        if not relpath:
+            fd = os.open(self.root, _DIR_FLAGS)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return
+        with self.parent(relpath + SEP + b".", create=False) as (dfd, _):
+            os.fsync(dfd)
+
+    def read(self, relpath: bytes) -> bytes | None:
+        """The bytes of regular file ``relpath`` (None if absent); never through a symlink."""
+        try:
+            with self.parent(relpath, create=False) as (dfd, name):
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                             dir_fd=dfd)
+        except FileNotFoundError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise IsADirectoryError(errno.EISDIR, "not a regular file")
+            with open(fd, "rb", closefd=False) as f:
+                return f.read()
         finally:
             os.close(fd)
 

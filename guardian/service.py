@@ -78,6 +78,31 @@ class Service:
                       session=session)
         return res.to_json()
 
+    def apply(self, manifest: dict[str, Any], base: str, *, dry_run: bool = False,
+              session: str | None = None) -> dict[str, Any]:
+        """Run a batch (see guardian.journal); a refused batch raises BatchError."""
+        import time
+        from pathlib import Path
+
+        from guardian import journal
+        from guardian import manifest as manifest_mod
+
+        m = manifest_mod.from_dict(manifest)
+        t0 = time.perf_counter_ns()
+        try:
+            return journal.execute(self.recorder, m, Path(base), dry_run=dry_run,
+                                   session=session).to_json()
+        except journal.BatchError as e:
+            journal.record_failure(self.recorder.store, m, e, time.perf_counter_ns() - t0)
+            raise
+
+    def recover(self, *, sweep: bool = False) -> dict[str, Any]:
+        from guardian import journal
+
+        done = journal.recover(self.recorder)
+        swept = sum(journal.sweep_temps(r) for r in self.roots.values()) if sweep else 0
+        return {"batches": [d.to_json() for d in done], "temps_removed": swept}
+
     def gc(self, *, dry_run: bool, keep_versions: int | None = None,
            keep_days: float | None = None) -> dict[str, Any]:
         """Retention as each file's rules say, unless the caller overrides it for all."""

@@ -97,10 +97,8 @@ class Settler(Generic[K]):
         return keys
 
     def _due(self, p: _Pending) -> float:
-        if p.window is not None:
-            window = p.window  # a rule asked for this window: honour it, even after a close
-        else:
-            window = self.quick if p.quick else self.window
+        # A rule's own window is honoured even after a close; else a close shortens it.
+        window = p.window if p.window is not None else (self.quick if p.quick else self.window)
         cap = self.cap if p.cap is None else p.cap
         return max(min(p.last + window, p.first + cap), p.not_before)
 

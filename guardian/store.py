@@ -91,6 +91,30 @@ CREATE TABLE problems(
     message TEXT NOT NULL
 );
 CREATE INDEX problems_by_version ON problems(version_id);
+CREATE TABLE batches(
+    id INTEGER PRIMARY KEY,
+    state TEXT NOT NULL,                -- prepared | committed | done | rolled_back
+    created_ns INTEGER NOT NULL,
+    finished_ns INTEGER,
+    session TEXT,
+    files INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
+CREATE TABLE batch_entries(             -- the intent log of unfinished batches
+    batch_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    root_id INTEGER NOT NULL,
+    relpath BLOB NOT NULL,
+    action TEXT NOT NULL,               -- write | delete | mkdir
+    old_present INTEGER NOT NULL,
+    old_object_id INTEGER,
+    old_mode INTEGER,
+    new_object_id INTEGER,
+    new_mode INTEGER,
+    temp BLOB,                          -- the temp file's name beside the target
+    created_dirs TEXT,                  -- JSON list of directories this batch created
+    PRIMARY KEY(batch_id, seq)
+);
 CREATE TABLE alerts(
     id INTEGER PRIMARY KEY,
     time_ns INTEGER NOT NULL,

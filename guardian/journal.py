@@ -1,0 +1,889 @@
+"""Atomic batch writes: many files, all or nothing, crash-safe, validated before they land.
+
+The protocol (every step has a fault-injection point, see ``guardian.faults``):
+
+1. resolve every path (inside a root, never through a symlink), then **lock** the targets
+   (a filelock per target, in sorted order, with a timeout; and no other process may hold an
+   flock/lockf lock on an existing target);
+2. read the current contents, apply the operations in memory, and **check** them: edits
+   apply, directories are creatable and writable, targets writable, nothing protected, every
+   new content valid by the same validators and rules as the watcher. Any failure: nothing
+   has been written;
+3. record the current contents (versions, durably) and **prepare** the journal: old and new
+   contents stored, one entry per target with its temp file name, in one transaction;
+4. write every new file to its **temp** file beside the target (in parallel), then make them
+   all durable at once (one ``syncfs`` per filesystem, else grouped fsyncs);
+5. **commit** the journal: the commit point. Before it, a crash leaves every target as it was;
+6. **apply**: rename every temp over its target, delete, mkdir; fsync each parent directory;
+7. **verify** every target's hash, record the new versions (origin ``batch``), mark done.
+
+A failure after the commit point rolls everything back from the stored old contents. At
+start (``guardian recover``, the daemon, ``guardian apply``) an unfinished batch is rolled
+back if it was only prepared, or forward if it was committed; leftover temp files go.
+
+The naive way this replaces — for each file: copy a backup, write, fsync, verify — pays one
+or two fsyncs per file; here a whole batch pays a handful.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import stat
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from guardian import faults, patch, templates
+from guardian.capture import Recorder
+from guardian.errors import GuardianError, OutsideRootError
+from guardian.exitcodes import ExitCode
+from guardian.history import unified_diff
+from guardian.ignore import TEMP_PREFIX
+from guardian.locations import ensure_private_dir, runtime_dir
+from guardian.manifest import Manifest, Operation
+from guardian.objects import Objects
+from guardian.paths import SEP, Root, locate, show
+from guardian.policy import check
+from guardian.rootfs import RootFS
+from guardian.store import NewVersion, Store
+
+PARALLEL_MIN = 8  # temps are written by a thread pool from this many files on
+
+
+class BatchError(GuardianError):
+    """A batch that was refused or rolled back; names the operation, the path and why."""
+
+    exit_code = ExitCode.FAILURE
+
+    def __init__(self, message: str, *, category: str = "system", index: int | None = None,
+                 op: str | None = None, path: str | None = None, line: int | None = None,
+                 column: int | None = None, rolled_back: bool = False,
+                 batch_id: int | None = None) -> None:
+        super().__init__(message)
+        self.category = category
+        self.index, self.op, self.path = index, op, path
+        self.line, self.column = line, column
+        self.rolled_back = rolled_back
+        self.batch_id = batch_id
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> BatchError:
+        return cls(str(d.get("message", "batch failed")), category=d.get("category", "system"),
+                   index=d.get("operation"), op=d.get("op"), path=d.get("path"),
+                   line=d.get("line"), column=d.get("column"),
+                   rolled_back=bool(d.get("rolled_back")), batch_id=d.get("batch"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"message": str(self), "category": self.category, "operation": self.index,
+                "op": self.op, "path": self.path, "line": self.line, "column": self.column,
+                "rolled_back": self.rolled_back, "batch": self.batch_id}
+
+
+@dataclass
+class Target:
+    """One path the batch touches, with every operation on it folded together."""
+
+    root: Root
+    relpath: bytes
+    ops: list[Operation] = field(default_factory=list)
+    kind: str = "absent"            # what is there now: file | absent | dir | other
+    current: bytes | None = None
+    current_mode: int | None = None
+    current_uid: int | None = None
+    current_gid: int | None = None
+    final: bytes | None = None      # None: absent after the batch (a delete)
+    final_dir: bool = False         # a mkdir
+    mode: int = 0o644
+    optimisations: set[str] = field(default_factory=set)
+    temp: bytes | None = None
+    created_dirs: list[bytes] = field(default_factory=list)
+    old_object_id: int | None = None
+    new_object_id: int | None = None
+    elapsed_ns: int = 0
+
+    @property
+    def shown(self) -> str:
+        return show(self.root.join(self.relpath))
+
+    @property
+    def action(self) -> str:
+        if self.final_dir:
+            return "mkdir"
+        return "delete" if self.final is None else "write"
+
+    @property
+    def unchanged(self) -> bool:
+        if self.final_dir:
+            return self.kind == "dir"
+        if self.final is None:
+            return self.kind == "absent"
+        return self.kind == "file" and self.final == self.current and (
+            self.current_mode is None or stat.S_IMODE(self.current_mode) == self.mode)
+
+    def error(self, message: str, category: str, op: Operation | None = None,
+              line: int | None = None, column: int | None = None) -> BatchError:
+        op = op or (self.ops[-1] if self.ops else None)
+        where = f"{op.describe()}: " if op else ""
+        return BatchError(f"{where}{self.shown}: {message}", category=category,
+                          index=op.index if op else None, op=op.op if op else None,
+                          path=self.shown, line=line, column=column)
+
+
+@dataclass
+class FileOutcome:
+    path: str
+    action: str                     # write | delete | mkdir | unchanged
+    bytes: int
+    optimisations: list[str]
+    ms: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "action": self.action, "bytes": self.bytes,
+                "optimisations": self.optimisations, "ms": round(self.ms, 3)}
+
+
+@dataclass
+class BatchResult:
+    batch_id: int | None
+    dry_run: bool
+    files: list[FileOutcome]
+    duration_ms: float
+    diff: str = ""
+    versions: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        opts: dict[str, int] = {}
+        for f in self.files:
+            for o in f.optimisations:
+                opts[o] = opts.get(o, 0) + 1
+        d: dict[str, Any] = {"ok": True, "batch": self.batch_id, "dry_run": self.dry_run,
+                             "files": [f.to_json() for f in self.files],
+                             "duration_ms": round(self.duration_ms, 3), "optimisations": opts}
+        if self.dry_run:
+            d["diff"] = self.diff
+        return d
+
+
+# ----------------------------------------------------------------------------- execute
+def execute(recorder: Recorder, manifest: Manifest, base: Path, *, dry_run: bool = False,
+            session: str | None = None) -> BatchResult:
+    """Run a batch with the store's writer (the daemon's store thread, or the CLI's).
+
+    Every failure becomes a BatchError; ``rolled_back`` says whether anything had been
+    journaled (and so was undone) or the batch was refused before.
+    """
+    try:
+        return _execute(recorder, manifest, base, dry_run=dry_run, session=session)
+    except BatchError:
+        raise
+    except (OSError, GuardianError) as e:
+        raise _as_batch_error(e, None, rolled_back=False) from None
+
+
+def _execute(recorder: Recorder, manifest: Manifest, base: Path, *, dry_run: bool,
+             session: str | None) -> BatchResult:
+    t0 = time.perf_counter_ns()
+    session = session or manifest.session
+    faults.point("batch.start")
+    targets = _resolve(recorder, manifest, base)
+    with _locked(targets, manifest.lock_timeout):
+        faults.point("batch.locked")
+        for t in targets:
+            _read(t)
+        _fold(targets, manifest, base)
+        for t in targets:
+            _check_writable(t)
+        if manifest.validate:
+            for t in targets:
+                _validate(recorder, t)
+        if dry_run:
+            diff = "".join(unified_diff(t.current if t.kind == "file" else None, t.final,
+                                        f"a/{show(t.relpath)}", f"b/{show(t.relpath)}")
+                           for t in targets if not t.final_dir and not t.unchanged)
+            return BatchResult(None, True, _outcomes(targets, {}), _ms(t0), diff)
+        changing = [t for t in targets if not t.unchanged]
+        for t in targets:
+            if t.unchanged:
+                t.optimisations.add("skip_unchanged")
+        if not changing:
+            result = BatchResult(None, False, _outcomes(targets, {}), _ms(t0))
+            _record_operations(recorder.store, targets, None, "ok")
+            return result
+        batch_id = _prepare(recorder, changing, session)
+        try:
+            _write_temps(recorder, changing, batch_id)
+            faults.point("batch.commit")
+            with recorder.store.transaction():  # the commit point
+                recorder.store.db.execute("UPDATE batches SET state='committed' WHERE id=?",
+                                          (batch_id,))
+        except BaseException as e:
+            _abandon(recorder, batch_id, changing)
+            raise _as_batch_error(e, batch_id, rolled_back=True) from None
+        try:
+            faults.point("batch.committed")
+            _apply(recorder, changing)
+            versions = _finish(recorder, batch_id, changing, session, verify=True)
+        except BaseException as e:
+            try:
+                _roll_back(recorder, batch_id, changing, str(e))
+            except Exception as e2:
+                raise BatchError(
+                    f"batch {batch_id}: {e}; the rollback failed too ({e2}): run `guardian "
+                    "recover` once the cause is fixed; every old content is in the store",
+                    category="recovery", batch_id=batch_id) from None
+            raise _as_batch_error(e, batch_id, rolled_back=True) from None
+        _record_operations(recorder.store, targets, batch_id, "ok")
+        return BatchResult(batch_id, False, _outcomes(targets, versions), _ms(t0),
+                           versions=sorted(versions.values()))
+
+
+def _ms(t0: int) -> float:
+    return (time.perf_counter_ns() - t0) / 1e6
+
+
+def _outcomes(targets: list[Target], versions: dict[bytes, int]) -> list[FileOutcome]:
+    return [FileOutcome(t.shown, "unchanged" if t.unchanged else t.action,
+                        len(t.final or b""), sorted(t.optimisations), t.elapsed_ns / 1e6)
+            for t in targets]
+
+
+def _as_batch_error(e: BaseException, batch_id: int | None, *, rolled_back: bool) -> BatchError:
+    if isinstance(e, BatchError):
+        e.rolled_back, e.batch_id = rolled_back, batch_id
+        return e
+    category = "system"
+    if isinstance(e, PermissionError):
+        category = "permission"
+    elif isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        category = "space"
+    message = f"{e.strerror or e}" if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+    if isinstance(e, GuardianError):
+        message = str(e)
+    what = "rolled back" if rolled_back else "nothing written"
+    name = f"batch {batch_id}" if batch_id is not None else "batch"
+    return BatchError(f"{name}: {message}; {what}", category=category,
+                      rolled_back=rolled_back, batch_id=batch_id)
+
+
+# ----------------------------------------------------------------------------- 1. resolve
+def _resolve(recorder: Recorder, manifest: Manifest, base: Path) -> list[Target]:
+    roots = list(recorder.roots.values())
+    by_key: dict[tuple[int, bytes], Target] = {}
+    for op in manifest.operations:
+        try:
+            root, rel = locate(os.path.join(base, op.path), roots)
+        except OutsideRootError as e:
+            raise BatchError(f"{op.describe()}: {e}", category="permission", index=op.index,
+                             op=op.op, path=op.path) from None
+        if not rel:
+            raise BatchError(f"{op.describe()}: is a watched root itself", category="usage",
+                             index=op.index, op=op.op, path=op.path)
+        t = by_key.setdefault((root.id, rel), Target(root, rel))
+        t.ops.append(op)
+    return sorted(by_key.values(), key=lambda t: (t.root.id, t.relpath))
+
+
+@contextlib.contextmanager
+def _locked(targets: list[Target], timeout: float) -> Iterator[None]:
+    """Hold a filelock per target (sorted: no deadlock between batches) and refuse targets
+    another process holds an flock or lockf lock on."""
+    from filelock import FileLock, Timeout
+
+    directory = ensure_private_dir(runtime_dir() / "locks")
+    held: list[Any] = []
+    try:
+        for t in targets:
+            key = hashlib.sha256(t.root.join(t.relpath)).hexdigest()[:32]
+            lock = FileLock(str(directory / f"{key}.lock"), timeout=timeout)
+            try:
+                lock.acquire()
+            except Timeout:
+                raise t.error(f"locked by another Guardian batch (waited {timeout:g}s)",
+                              "lock") from None
+            held.append(lock)
+            faults.point("batch.lock")
+            _probe_os_lock(t)
+        yield
+    finally:
+        for lock in reversed(held):
+            lock.release()
+
+
+def _probe_os_lock(t: Target) -> None:
+    path = t.root.join(t.relpath)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return  # absent, a directory, unwritable: the checks after say what is wrong
+    try:
+        for take in (lambda: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB),
+                     lambda: fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)):
+            try:
+                take()
+            except BlockingIOError:
+                raise t.error("locked by another process", "lock") from None
+            except OSError:
+                continue
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------- 2. check
+def _read(t: Target) -> None:
+    fs = RootFS(t.root.bpath)
+    try:
+        st = fs.lstat(t.relpath)
+    except OSError as e:
+        raise t.error(f"cannot look at it: {e.strerror or e}", "permission") from None
+    if st is None:
+        # Not there, or a parent is not a real directory: the write will say which.
+        try:
+            with fs.parent(t.relpath, create=False):
+                pass
+        except FileNotFoundError:
+            pass
+        except OutsideRootError as e:
+            raise t.error(str(e).split(": ", 1)[-1], "permission") from None
+        t.kind = "absent"
+        return
+    t.current_mode, t.current_uid, t.current_gid = st.st_mode, st.st_uid, st.st_gid
+    if stat.S_ISDIR(st.st_mode):
+        t.kind = "dir"
+    elif stat.S_ISREG(st.st_mode):
+        t.kind = "file"
+        try:
+            t.current = fs.read(t.relpath)
+        except OSError as e:
+            raise t.error(f"cannot read: {e.strerror or e}", "permission") from None
+    elif stat.S_ISLNK(st.st_mode):
+        raise t.error("is a symlink; write to what it points to instead", "permission")
+    else:
+        t.kind = "other"
+
+
+def _fold(targets: list[Target], manifest: Manifest, base: Path) -> None:
+    """Apply each target's operations in order, in memory."""
+    for t in targets:
+        t0 = time.perf_counter_ns()
+        content: bytes | None = t.current if t.kind == "file" else None
+        is_dir = t.kind == "dir"
+        for op in t.ops:
+            if op.op == "mkdir":
+                if content is not None or t.kind == "other":
+                    raise t.error("exists and is not a directory", "usage", op)
+                is_dir, t.final_dir = True, True
+                continue
+            if is_dir or t.kind == "other":
+                raise t.error("is a directory" if is_dir else "is not a regular file",
+                              "usage", op)
+            if op.op == "write":
+                content = op.content
+            elif op.op == "delete":
+                if content is None:
+                    raise t.error("does not exist", "usage", op)
+                content = None
+            elif op.op == "edit":
+                content = _edit(t, op, content)
+                t.optimisations.add("incremental")
+            elif op.op == "render":
+                content = _render(t, op, base)
+            if op.mode is not None:
+                t.mode = op.mode
+        t.final = content
+        if not any(op.mode is not None for op in t.ops):
+            t.mode = stat.S_IMODE(t.current_mode) if t.kind == "file" and t.current_mode \
+                else 0o666 & ~_umask()
+        t.elapsed_ns += time.perf_counter_ns() - t0
+
+
+def _edit(t: Target, op: Operation, content: bytes | None) -> bytes:
+    if content is None:
+        raise t.error("does not exist; nothing to edit", "usage", op)
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise t.error(f"is not UTF-8 text (byte {e.start}); edit needs text", "usage",
+                      op) from None
+    if op.patch is not None:
+        try:
+            return patch.apply(text, op.patch).encode("utf-8")
+        except patch.PatchError as e:
+            raise t.error(str(e), "usage", op) from None
+    assert op.old is not None and op.new is not None
+    count = text.count(op.old)
+    if count == 0:
+        raise t.error("the text to replace is not in the file", "usage", op)
+    if count > 1:
+        raise t.error(f"the text to replace occurs {count} times; give more context so it "
+                      "occurs once", "usage", op)
+    return text.replace(op.old, op.new, 1).encode("utf-8")
+
+
+def _render(t: Target, op: Operation, base: Path) -> bytes:
+    if op.template_path is not None:
+        try:
+            text = (base / op.template_path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise t.error(f"template {op.template_path}: cannot read: {e}", "usage", op) \
+                from None
+    else:
+        assert op.template is not None
+        text = op.template
+    hits = templates.cache_info()[0]
+    try:
+        compiled = templates.compile_template(text)
+        out = compiled.render(op.vars)
+    except templates.TemplateError as e:
+        raise t.error(f"template: {e}", "usage", op) from None
+    if templates.cache_info()[0] > hits:
+        t.optimisations.add("template_cache")
+    return out.encode("utf-8")
+
+
+def _check_writable(t: Target) -> None:
+    if t.unchanged:
+        return
+    fs = RootFS(t.root.bpath)
+    try:
+        faults.point("batch.permission")
+        missing = fs.missing_dirs(t.relpath) if not t.final_dir else fs.missing_dirs(
+            t.relpath + b"/x")
+        t.created_dirs = missing
+        existing = t.relpath.rpartition(SEP)[0]
+        if missing:
+            existing = missing[0].rpartition(SEP)[0]
+        directory = t.root.join(existing)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            what = "create its directory in" if missing else "write in its directory"
+            raise t.error(f"cannot {what} {show(directory)}: permission denied", "permission")
+        if t.kind == "file" and not os.access(t.root.join(t.relpath), os.W_OK):
+            raise t.error("is not writable: permission denied", "permission")
+    except OSError as e:
+        raise t.error(f"{e.strerror or e}", "permission") from None
+    except OutsideRootError as e:
+        raise t.error(str(e).split(": ", 1)[-1], "permission") from None
+
+
+def _validate(recorder: Recorder, t: Target) -> None:
+    if t.unchanged or t.final_dir:
+        return
+    policy = recorder.policy
+    if policy is None:
+        return
+    eff = policy.effective(t.root.id, t.relpath)
+    if eff.protected:
+        origin = eff.settings["protect"][1]
+        raise t.error(f"is protected by {origin}; Guardian would revert the change",
+                      "validation")
+    if t.final is None:
+        return
+    verdict = check(eff, t.final, t.root.display(t.relpath))
+    if verdict.valid is False:
+        first = next(p for _n, p in verdict.problems() if p.severity == "error")
+        raise t.error(f"invalid: {verdict.summary(t.shown)}", "validation", line=first.line,
+                      column=first.column)
+
+
+# ----------------------------------------------------------------------------- 3. prepare
+def _prepare(recorder: Recorder, targets: list[Target], session: str | None) -> int:
+    store = recorder.store
+    # What is there now is in the store, durably, before anything is overwritten.
+    recorder.capture([(t.root.id, t.relpath) for t in targets], origin="batch",
+                     confirm_missing=True, session=session, note="captured before a batch")
+    objects = Objects(store)
+    faults.point("batch.prepare")
+    with store.transaction():
+        cur = store.db.execute(
+            "INSERT INTO batches(state, created_ns, session, files) VALUES('prepared',?,?,?)",
+            (time.time_ns(), session, len(targets)))
+        batch_id = int(cur.lastrowid or 0)
+        rows = []
+        for seq, t in enumerate(targets):
+            _fid, head = store.file_and_head(t.root.id, t.relpath)
+            if t.kind == "file":
+                if head is None or not head.present or head.object_id is None \
+                        or head.hash != hashlib.sha256(t.current or b"").digest():
+                    raise t.error("its current content could not be stored (over the size "
+                                  "cap, or changing); not overwriting it", "system")
+                t.old_object_id = head.object_id
+            if t.final is not None:
+                t.new_object_id = objects.put(t.final)
+                name = t.relpath.rpartition(SEP)[2]
+                t.temp = (TEMP_PREFIX + name[:120] + b".b" + str(batch_id).encode() + b"."
+                          + secrets.token_hex(4).encode())
+            rows.append((batch_id, seq, t.root.id, t.relpath, t.action, int(t.kind == "file"),
+                         t.old_object_id, t.current_mode, t.new_object_id, t.mode, t.temp,
+                         json.dumps([os.fsdecode(d) for d in t.created_dirs])))
+        store.db.executemany("INSERT INTO batch_entries VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        objects.sync()
+    return batch_id
+
+
+# ----------------------------------------------------------------------------- 4. temps
+def _write_temps(recorder: Recorder, targets: list[Target], batch_id: int) -> None:
+    writes = [t for t in targets if t.final is not None and not t.final_dir]
+    fs_by_root = {t.root.id: RootFS(t.root.bpath) for t in writes}
+    devices: dict[int, Target] = {}  # one target per filesystem, for syncfs
+
+    def one(i: int, t: Target) -> None:
+        t0 = time.perf_counter_ns()
+        faults.point("batch.temp_write")
+        fs = fs_by_root[t.root.id]
+        assert t.temp is not None and t.final is not None
+        with fs.parent(t.relpath, create=True) as (dfd, _name):
+            fd = os.open(t.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+            try:
+                view = memoryview(t.final)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fchmod(fd, t.mode)
+                if t.current_uid is not None and (t.current_uid, t.current_gid) != (
+                        os.getuid(), os.getgid()):
+                    with contextlib.suppress(PermissionError):
+                        os.fchown(fd, t.current_uid, t.current_gid or -1)
+                devices.setdefault(os.fstat(fd).st_dev, t)
+            finally:
+                os.close(fd)
+        t.elapsed_ns += time.perf_counter_ns() - t0
+
+    if len(writes) >= PARALLEL_MIN:
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2),
+                                thread_name_prefix="guardian-batch") as pool:
+            for f in [pool.submit(one, i, t) for i, t in enumerate(writes)]:
+                f.result()
+        for t in writes:
+            t.optimisations.add("parallel_io")
+    else:
+        for i, t in enumerate(writes):
+            one(i, t)
+    # One sync for the whole batch instead of one fsync per file.
+    _group_sync(writes, fs_by_root, devices)
+    if len(writes) > 1:
+        for t in writes:
+            t.optimisations.add("group_sync")
+    faults.point("batch.synced")
+
+
+def _group_sync(writes: list[Target], fs_by_root: dict[int, RootFS],
+                devices: dict[int, Target]) -> None:
+    """Make every temp durable: one syncfs per filesystem, else an fsync per temp."""
+    syncfs = _syncfs()
+    if syncfs is not None:
+        for t in devices.values():
+            assert t.temp is not None
+            with fs_by_root[t.root.id].parent(t.relpath, create=False) as (dfd, _):
+                fd = os.open(t.temp, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd)
+                try:
+                    if syncfs(fd) != 0:
+                        code = ctypes.get_errno()
+                        raise OSError(code, f"syncfs: {os.strerror(code)}")
+                finally:
+                    os.close(fd)
+        return
+    for t in writes:
+        assert t.temp is not None
+        with fs_by_root[t.root.id].parent(t.relpath, create=False) as (dfd, _):
+            fd = os.open(t.temp, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+_SYNCFS: Any = False
+
+
+def _syncfs() -> Callable[[int], int] | None:
+    global _SYNCFS
+    if _SYNCFS is False:
+        _SYNCFS = None
+        if not os.environ.get("GUARDIAN_NO_SYNCFS"):
+            with contextlib.suppress(OSError, AttributeError):
+                libc = ctypes.CDLL(None, use_errno=True)
+                fn = libc.syncfs
+                fn.argtypes = [ctypes.c_int]
+                _SYNCFS = fn
+    return _SYNCFS  # type: ignore[no-any-return]
+
+
+# ----------------------------------------------------------------------------- 6. apply
+def _apply(recorder: Recorder, targets: list[Target]) -> None:
+    dirs: set[tuple[int, bytes]] = set()
+    for t in targets:
+        t0 = time.perf_counter_ns()
+        fs = RootFS(t.root.bpath)
+        faults.point("batch.rename")
+        if t.final_dir:
+            fs.makedirs(t.relpath)
+        elif t.final is None:
+            fs.remove(t.relpath)
+        else:
+            assert t.temp is not None
+            with fs.parent(t.relpath, create=False) as (dfd, name):
+                os.rename(t.temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        dirs.add((t.root.id, t.relpath.rpartition(SEP)[0]))
+        t.elapsed_ns += time.perf_counter_ns() - t0
+    roots = {t.root.id: t.root for t in targets}
+    for rid, d in sorted(dirs):
+        RootFS(roots[rid].bpath).fsync_dir(d)
+    faults.point("batch.applied")
+
+
+def _finish(recorder: Recorder, batch_id: int, targets: list[Target], session: str | None,
+            *, verify: bool) -> dict[bytes, int]:
+    """Verify every target, record the new versions, mark the batch done (one commit)."""
+    store = recorder.store
+    stats: dict[bytes, os.stat_result | None] = {}
+    for t in targets:
+        fs = RootFS(t.root.bpath)
+        st = fs.lstat(t.relpath)
+        stats[t.relpath] = st
+        if not verify:
+            continue
+        faults.point("batch.verify")
+        if t.final_dir:
+            ok = st is not None and stat.S_ISDIR(st.st_mode)
+        elif t.final is None:
+            ok = st is None
+        else:
+            ok = st is not None and fs.read(t.relpath) == t.final
+        if not ok:
+            raise t.error("verification failed: the file on disk is not what was written",
+                          "system")
+    versions: dict[bytes, int] = {}
+    with store.transaction():
+        for t in targets:
+            if t.final_dir:
+                continue
+            fid = store.file_id(t.root.id, t.relpath)
+            assert fid is not None
+            head = store.head(fid)
+            st = stats[t.relpath]
+            if t.final is None:
+                nv = NewVersion(fid, None, False, "deleted", "batch", None, None,
+                                note=f"batch {batch_id}", session=session)
+                versions[t.relpath] = store.add_version(nv)
+            else:
+                kind = "modified" if head is not None and head.present else "created"
+                nv = NewVersion(fid, t.new_object_id, True, kind, "batch",
+                                st.st_mode if st else t.mode, len(t.final),
+                                note=f"batch {batch_id}", session=session, valid=None)
+                versions[t.relpath] = store.add_version(nv, st=st)
+        store.db.execute("UPDATE batches SET state='done', finished_ns=? WHERE id=?",
+                         (time.time_ns(), batch_id))
+        store.db.execute("DELETE FROM batch_entries WHERE batch_id=?", (batch_id,))
+        faults.point("batch.done")
+    return versions
+
+
+# ----------------------------------------------------------------------------- failure paths
+def _abandon(recorder: Recorder, batch_id: int, targets: list[Target]) -> None:
+    """Before the commit point: remove temps and created directories; nothing else moved."""
+    for t in targets:
+        _remove_temp(t.root, t.relpath, t.temp)
+        _remove_dirs(t.root, t.created_dirs)
+    with recorder.store.transaction():
+        recorder.store.db.execute(
+            "UPDATE batches SET state='rolled_back', finished_ns=?, error='before commit'"
+            " WHERE id=?", (time.time_ns(), batch_id))
+        recorder.store.db.execute("DELETE FROM batch_entries WHERE batch_id=?", (batch_id,))
+
+
+def _roll_back(recorder: Recorder, batch_id: int, targets: list[Target], why: str) -> None:
+    """After the commit point: put every old content back (from the store), durably."""
+    store = recorder.store
+    objects = Objects(store)
+    # Whatever is on disk now is stored before it is replaced (ours, or someone else's).
+    with contextlib.suppress(Exception):
+        recorder.capture([(t.root.id, t.relpath) for t in targets], origin="batch",
+                         confirm_missing=True, note=f"captured while rolling back batch "
+                                                    f"{batch_id}")
+    for t in reversed(targets):
+        fs = RootFS(t.root.bpath)
+        if t.final_dir:
+            with contextlib.suppress(OSError):
+                if t.kind != "dir":
+                    _rmdir(fs, t.relpath)
+        elif t.kind == "file" and t.old_object_id is not None:
+            data = objects.get(t.old_object_id)
+            now = fs.lstat(t.relpath)
+            if now is None or fs.read(t.relpath) != data or (
+                    t.current_mode is not None and now.st_mode != t.current_mode):
+                fs.write(t.relpath, data, t.current_mode or 0o100644)
+        elif t.kind == "absent":
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                fs.remove(t.relpath)
+        _remove_temp(t.root, t.relpath, t.temp)
+        _remove_dirs(t.root, t.created_dirs)
+    recorder.capture([(t.root.id, t.relpath) for t in targets], origin="batch",
+                     confirm_missing=True, note=f"batch {batch_id} rolled back")
+    with store.transaction():
+        store.db.execute("UPDATE batches SET state='rolled_back', finished_ns=?, error=? "
+                         "WHERE id=?", (time.time_ns(), why[:500], batch_id))
+        store.db.execute("DELETE FROM batch_entries WHERE batch_id=?", (batch_id,))
+
+
+def _remove_temp(root: Root, relpath: bytes, temp: bytes | None) -> None:
+    if not temp:
+        return
+    d = relpath.rpartition(SEP)[0]
+    with contextlib.suppress(OSError, OutsideRootError):
+        RootFS(root.bpath).remove(d + SEP + temp if d else temp)
+
+
+def _remove_dirs(root: Root, created: list[bytes]) -> None:
+    fs = RootFS(root.bpath)
+    for d in reversed(created):
+        with contextlib.suppress(OSError, OutsideRootError):
+            _rmdir(fs, d)
+
+
+def _rmdir(fs: RootFS, relpath: bytes) -> None:
+    with fs.parent(relpath, create=False) as (dfd, name):
+        os.rmdir(name, dir_fd=dfd)
+
+
+def _record_operations(store: Store, targets: list[Target], batch_id: int | None,
+                       outcome: str, category: str | None = None) -> None:
+    with contextlib.suppress(Exception), store.transaction():
+        for t in targets:
+            for op in t.ops:
+                store.record_operation(
+                    op.op, duration_ns=t.elapsed_ns // max(1, len(t.ops)), outcome=outcome,
+                    path=t.root.join(t.relpath), error_category=category,
+                    optimisation=",".join(sorted(t.optimisations)) or None, batch_id=batch_id)
+
+
+def record_failure(store: Store, manifest: Manifest, error: BatchError, elapsed_ns: int) -> None:
+    """One operations row per operation of a refused or rolled-back batch."""
+    with contextlib.suppress(Exception), store.transaction():
+        for op in manifest.operations:
+            store.record_operation(
+                op.op, duration_ns=elapsed_ns // max(1, len(manifest.operations)),
+                outcome="rejected" if not error.rolled_back else "error",
+                path=os.fsencode(op.path), error_category=error.category,
+                batch_id=error.batch_id, detail={"message": str(error)[:300]})
+
+
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask is not thread-safe)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = 0o022
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("Umask:"):
+                    _UMASK = int(line.split()[1], 8)
+    return _UMASK
+
+
+# ----------------------------------------------------------------------------- recovery
+@dataclass
+class Recovered:
+    batch_id: int
+    state_before: str
+    outcome: str            # rolled_back | completed
+    files: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"batch": self.batch_id, "was": self.state_before, "outcome": self.outcome,
+                "files": self.files}
+
+
+def recover(recorder: Recorder) -> list[Recovered]:
+    """Finish or undo every batch a crash interrupted; remove its temp files."""
+    store = recorder.store
+    out: list[Recovered] = []
+    batches = store.db.execute(
+        "SELECT id, state, session FROM batches WHERE state IN ('prepared', 'committed')"
+        " ORDER BY id").fetchall()
+    for batch_id, state, session in batches:
+        targets = _targets_of(recorder, batch_id)
+        if state == "prepared":
+            _abandon(recorder, batch_id, targets)
+            out.append(Recovered(batch_id, state, "rolled_back", len(targets)))
+            continue
+        try:
+            _roll_forward(recorder, targets)
+            _finish(recorder, batch_id, targets, session, verify=True)
+            out.append(Recovered(batch_id, state, "completed", len(targets)))
+        except Exception as e:
+            _roll_back(recorder, batch_id, targets, f"recovery: {e}")
+            out.append(Recovered(batch_id, state, "rolled_back", len(targets)))
+    return out
+
+
+def _targets_of(recorder: Recorder, batch_id: int) -> list[Target]:
+    rows = recorder.store.db.execute(
+        "SELECT root_id, relpath, action, old_present, old_object_id, old_mode, new_object_id,"
+        " new_mode, temp, created_dirs FROM batch_entries WHERE batch_id=? ORDER BY seq",
+        (batch_id,)).fetchall()
+    objects = Objects(recorder.store)
+    out = []
+    for rid, rel, action, old_present, old_oid, old_mode, new_oid, new_mode, temp, dirs in rows:
+        root = recorder.roots.get(rid)
+        if root is None:
+            continue
+        t = Target(root, bytes(rel), kind="file" if old_present else "absent",
+                   current_mode=old_mode, old_object_id=old_oid, new_object_id=new_oid,
+                   mode=new_mode or 0o644, temp=bytes(temp) if temp else None,
+                   created_dirs=[os.fsencode(d) for d in json.loads(dirs or "[]")])
+        if action == "mkdir":
+            t.final_dir = True
+            t.kind = "absent"
+        elif action == "write":
+            t.final = objects.get(new_oid)
+        out.append(t)
+    return out
+
+
+def _roll_forward(recorder: Recorder, targets: list[Target]) -> None:
+    for t in targets:
+        fs = RootFS(t.root.bpath)
+        if t.final_dir:
+            fs.makedirs(t.relpath)
+            continue
+        if t.final is None:
+            fs.remove(t.relpath)
+            continue
+        if fs.read(t.relpath) == t.final:
+            _remove_temp(t.root, t.relpath, t.temp)
+            continue
+        d = t.relpath.rpartition(SEP)[0]
+        temp_rel = (d + SEP + t.temp if d else t.temp) if t.temp else None
+        if temp_rel is not None and fs.read(temp_rel) == t.final:
+            with fs.parent(t.relpath, create=False) as (dfd, name):
+                os.rename(t.temp or b"", name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            fs.fsync_dir(d)
+        else:
+            fs.write(t.relpath, t.final, t.mode)
+            _remove_temp(t.root, t.relpath, t.temp)
+
+
+def sweep_temps(root: Root) -> int:
+    """Remove Guardian temp files left anywhere under a root (their data is in the store)."""
+    removed = 0
+    for dirpath, dirnames, filenames in os.walk(root.bpath):
+        dirnames[:] = [d for d in dirnames if d != b".git"]
+        for name in filenames:
+            if name.startswith(TEMP_PREFIX):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(dirpath, name))
+                    removed += 1
+    return removed

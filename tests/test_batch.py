@@ -1,0 +1,402 @@
+"""Atomic batch writes: all or nothing through failures and kills, validated, locked."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from guardian.rules import RULE_FILE
+
+from .conftest import Cli, sha256
+
+ISSUE_MANIFEST = {"operations": [
+    {"op": "write", "path": "a.txt", "content": "text"},
+    {"op": "write", "path": "b.bin", "content_base64": "AAEC"},
+    {"op": "edit", "path": "c.py", "old": "x = 1", "new": "x = 2"},
+    {"op": "edit", "path": "d.py",
+     "patch": "--- a/d.py\n+++ b/d.py\n@@ -1,2 +1,2 @@\n a = 1\n-b = 2\n+b = 3\n"},
+    {"op": "delete", "path": "e.txt"},
+    {"op": "render", "path": "f.txt", "template": "Hello $name", "vars": {"name": "x"}},
+    {"op": "mkdir", "path": "g/h"},
+]}
+
+OLD = {"c.py": b"x = 1\n", "d.py": b"a = 1\nb = 2\n", "e.txt": b"bye\n"}
+NEW = {"a.txt": b"text", "b.bin": b"\0\1\2", "c.py": b"x = 2\n", "d.py": b"a = 1\nb = 3\n",
+       "e.txt": None, "f.txt": b"Hello x"}
+
+
+def setup_tree(root: Path) -> None:
+    for rel, data in OLD.items():
+        (root / rel).write_bytes(data)
+
+
+def state(root: Path) -> dict[str, bytes | None]:
+    return {rel: (root / rel).read_bytes() if (root / rel).exists() else None
+            for rel in sorted(set(OLD) | set(NEW))}
+
+
+def expected(which: dict[str, bytes | None]) -> dict[str, bytes | None]:
+    base = dict.fromkeys(sorted(set(OLD) | set(NEW)))
+    if which is NEW:
+        base.update(OLD)
+    base.update(which)
+    return base
+
+
+def temps(root: Path) -> list[str]:
+    return [str(p) for p in root.rglob(".~guardian.*")]
+
+
+def apply(cli: Cli, root: Path, manifest: dict, *args: str,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return cli.run("apply", "-", "--root", str(root), *args,
+                   input=json.dumps(manifest).encode(), env=env, cwd=root)
+
+
+def assert_all_or_nothing(cli: Cli, root: Path) -> str:
+    now = state(root)
+    assert not temps(root), temps(root)
+    assert cli.json("verify")["ok"] is True
+    if now == expected(OLD):
+        assert not (root / "g").exists()
+        return "old"
+    assert now == expected(NEW), now
+    assert (root / "g" / "h").is_dir()
+    return "new"
+
+
+def test_the_documented_manifest(cli: Cli, root: Path) -> None:
+    setup_tree(root)
+    p = apply(cli, root, ISSUE_MANIFEST, "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["ok"] is True and isinstance(out["batch"], int) and not out["dry_run"]
+    actions = {os.path.basename(f["path"]): f["action"] for f in out["files"]}
+    assert actions == {"a.txt": "write", "b.bin": "write", "c.py": "write", "d.py": "write",
+                       "e.txt": "delete", "f.txt": "write", "h": "mkdir"}
+    for f in out["files"]:
+        assert set(f) == {"path", "action", "bytes", "optimisations", "ms"}
+    assert out["optimisations"]["group_sync"] >= 5 and out["optimisations"]["incremental"] == 2
+    assert state(root) == expected(NEW) and (root / "g" / "h").is_dir()
+    # The old contents are in the store, and the new versions say where they came from.
+    log = cli.json("log", str(root / "c.py"))["versions"]
+    assert log[0]["origin"] == "batch" and log[0]["sha256"] == sha256(b"x = 2\n")
+    assert any(v["sha256"] == sha256(b"x = 1\n") for v in log[1:])
+    assert cli.log(root / "e.txt")[0]["kind"] == "deleted"
+    ops = _operations(cli)
+    assert len(ops) == 7 and all(o[1] == "ok" for o in ops)
+
+
+def _operations(cli: Cli) -> list[tuple[str, str, str | None, str | None]]:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{cli.store / 'guardian.db'}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT op, outcome, error_category, optimisation FROM operations"
+                          " ORDER BY id").fetchall()
+    finally:
+        db.close()
+
+
+def test_dry_run_prints_every_diff_and_writes_nothing(cli: Cli, root: Path) -> None:
+    setup_tree(root)
+    p = apply(cli, root, ISSUE_MANIFEST, "--dry-run")
+    assert p.returncode == 0, p.stderr
+    text = p.stdout.decode()
+    assert "-x = 1\n+x = 2" in text and "+b = 3" in text and "+++ /dev/null" in text
+    assert "Binary files" in text
+    assert state(root) == expected(OLD) and not (root / "g").exists()
+
+
+def test_toml_manifests_and_usage_errors(cli: Cli, root: Path, tmp_path: Path) -> None:
+    toml = tmp_path / "m.toml"
+    toml.write_text('[[operations]]\nop = "write"\npath = "t.txt"\ncontent = "from toml"\n')
+    assert cli.run("apply", str(toml), "--root", str(root), cwd=root).returncode == 0
+    assert (root / "t.txt").read_text() == "from toml"
+    for bad, needle in [({"operations": [{"op": "zap", "path": "x"}]}, b"op must be one of"),
+                        ({"operations": [{"op": "write", "path": "x", "content_base64": "!!"}]},
+                         b"not valid base64"),
+                        ({"operations": [{"op": "write", "path": "x"}]}, b"exactly one of"),
+                        ({"ops": []}, b"\"operations\" list"),
+                        ({"operations": [{"op": "edit", "path": "x", "old": "a"}]},
+                         b"old and new")]:
+        p = apply(cli, root, bad)
+        assert p.returncode == 2 and needle in p.stderr, (bad, p.stderr)
+        assert p.stderr.count(b"\n") == 1
+    p = cli.run("apply", "-", input=b"{not json", cwd=root)
+    assert p.returncode == 2 and b"<stdin>:1:2" in p.stderr
+
+
+@pytest.mark.parametrize(("ops", "needle", "category"), [
+    ([{"op": "write", "path": "ok.json", "content": "{}"},
+      {"op": "write", "path": "bad.json", "content": "{\n  \"a\": 1,\n}"}],
+     "bad.json:3:1", "validation"),
+    ([{"op": "edit", "path": "c.py", "old": "nothing like this", "new": "y"}],
+     "the text to replace is not in the file", "usage"),
+    ([{"op": "edit", "path": "twice.txt", "old": "x", "new": "y"}],
+     "occurs 2 times", "usage"),
+    ([{"op": "delete", "path": "missing.txt"}], "does not exist", "usage"),
+    ([{"op": "write", "path": "../outside.txt", "content": "x"}], "outside the watched roots",
+     "permission"),
+    ([{"op": "render", "path": "r.txt", "template": "Hi $who"}], "no value for $who", "usage"),
+    ([{"op": "edit", "path": "d.py", "patch": "@@ -1,1 +1,1 @@\n-nope\n+x\n"}],
+     "hunk 1 does not apply", "usage"),
+])
+def test_a_bad_operation_refuses_the_whole_batch(cli: Cli, root: Path, ops: list[dict],
+                                                 needle: str, category: str) -> None:
+    setup_tree(root)
+    (root / "twice.txt").write_text("x x\n")
+    before = {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()}
+    manifest = {"operations": [{"op": "write", "path": "first.txt", "content": "1"}, *ops]}
+    p = apply(cli, root, manifest, "--json")
+    assert p.returncode == 1, p.stderr
+    err = json.loads(p.stdout)["error"]
+    assert needle in err["message"] and err["category"] == category and not err["rolled_back"]
+    assert err["operation"] >= 1
+    assert {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()} == before
+    assert not temps(root)
+
+
+def test_protected_and_symlinked_targets_are_refused(cli: Cli, root: Path,
+                                                     tmp_path: Path) -> None:
+    (root / RULE_FILE).write_text('[[rule]]\npaths = ["locked/**"]\nprotect = true\n')
+    (root / "locked").mkdir()
+    p = apply(cli, root, {"operations": [{"op": "write", "path": "locked/x", "content": "1"}]})
+    assert p.returncode == 1 and b"is protected by" in p.stderr
+    assert f"{root / RULE_FILE}:3".encode() in p.stderr
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "link").symlink_to(outside)
+    p = apply(cli, root, {"operations": [{"op": "write", "path": "link/x", "content": "1"}]})
+    assert p.returncode == 1 and b"outside the watched roots" in p.stderr
+    (root / "flink").symlink_to(root / "locked")
+    p = apply(cli, root, {"operations": [{"op": "write", "path": "flink", "content": "1"}]})
+    assert p.returncode == 1 and b"is a symlink" in p.stderr
+    assert list(outside.iterdir()) == []
+
+
+def test_locked_targets_are_refused_before_anything_is_written(cli: Cli, root: Path) -> None:
+    setup_tree(root)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys; f = open(sys.argv[1], 'r+'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "print('held', flush=True); sys.stdin.read()"), str(root / "d.py")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        p = apply(cli, root, ISSUE_MANIFEST, "--json")
+        assert p.returncode == 1
+        err = json.loads(p.stdout)["error"]
+        assert err["category"] == "lock" and "d.py" in err["path"]
+        assert state(root) == expected(OLD)
+    finally:
+        holder.communicate(b"", timeout=10)
+    assert apply(cli, root, ISSUE_MANIFEST).returncode == 0
+
+
+def test_two_batches_on_one_file_serialise(cli: Cli, root: Path) -> None:
+    import hashlib
+
+    from filelock import FileLock
+
+    (root / "x.txt").write_text("0")
+    # Another batch holds the target's lock (the naming guardian.journal._locked uses).
+    lock_dir = Path(cli.env["XDG_RUNTIME_DIR"]) / "guardian" / "locks"
+    lock_dir.mkdir(parents=True, mode=0o700)
+    key = hashlib.sha256(os.fsencode(root / "x.txt")).hexdigest()[:32]
+    with FileLock(str(lock_dir / f"{key}.lock")):
+        manifest = {"operations": [{"op": "write", "path": "x.txt", "content": "1"}],
+                    "lock_timeout": 0.2}
+        p = apply(cli, root, manifest, "--json")
+        assert p.returncode == 1 and json.loads(p.stdout)["error"]["category"] == "lock"
+    assert apply(cli, root, manifest).returncode == 0
+    assert (root / "x.txt").read_text() == "1"
+
+
+BEFORE_COMMIT = ["batch.start", "batch.locked", "batch.permission", "batch.prepare",
+                 "batch.temp_write", "batch.synced", "batch.commit"]
+AFTER_COMMIT = ["batch.committed", "batch.rename", "batch.applied", "batch.verify",
+                "batch.done"]
+
+
+@pytest.mark.parametrize("point", BEFORE_COMMIT + AFTER_COMMIT)
+@pytest.mark.parametrize("error", ["EIO", "ENOSPC", "EACCES"])
+def test_injected_failures_roll_everything_back(cli: Cli, root: Path, point: str,
+                                                error: str) -> None:
+    setup_tree(root)
+    nth = "@2" if point in ("batch.temp_write", "batch.rename") else ""
+    env = dict(cli.env, GUARDIAN_FAULT=f"{point}:{error}{nth}")
+    p = apply(cli, root, ISSUE_MANIFEST, "--json", env=env)
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    err = json.loads(p.stdout)["error"]
+    assert f"injected at {point}" in err["message"] or "rolled back" in err["message"]
+    assert err["rolled_back"] == (point not in ("batch.start", "batch.locked",
+                                                "batch.permission", "batch.prepare"))
+    assert assert_all_or_nothing(cli, root) == "old"
+    assert not [r for r in _operations(cli) if r[1] == "ok"]
+
+
+@pytest.mark.parametrize("point", BEFORE_COMMIT + AFTER_COMMIT)
+def test_a_kill_at_any_step_is_all_or_nothing_after_recovery(cli: Cli, root: Path,
+                                                              point: str) -> None:
+    setup_tree(root)
+    nth = "@2" if point in ("batch.temp_write", "batch.rename") else ""
+    env = dict(cli.env, GUARDIAN_FAULT=f"{point}:kill{nth}")
+    p = apply(cli, root, ISSUE_MANIFEST, env=env)
+    assert p.returncode == -signal.SIGKILL, (p.returncode, p.stderr)
+    out = cli.json("recover")
+    outcome = assert_all_or_nothing(cli, root)
+    assert outcome == ("new" if point in AFTER_COMMIT else "old")
+    if point in ("batch.start", "batch.locked", "batch.permission", "batch.prepare"):
+        assert out["batches"] == []  # killed before anything was journaled
+    else:
+        [b] = out["batches"]
+        assert b["outcome"] == ("completed" if outcome == "new" else "rolled_back")
+    # A second apply of the same manifest works (or is refused cleanly if it already applied).
+    p = apply(cli, root, ISSUE_MANIFEST)
+    assert p.returncode == (0 if outcome == "old" else 1)
+
+
+def test_apply_recovers_an_interrupted_batch_first(cli: Cli, root: Path) -> None:
+    setup_tree(root)
+    env = dict(cli.env, GUARDIAN_FAULT="batch.rename:kill@3")
+    assert apply(cli, root, ISSUE_MANIFEST, env=env).returncode == -signal.SIGKILL
+    assert temps(root)  # the crash left work in flight
+    p = apply(cli, root, {"operations": [{"op": "write", "path": "later.txt",
+                                          "content": "after"}]})
+    assert p.returncode == 0, p.stderr
+    assert state(root) == expected(NEW) and (root / "later.txt").exists()
+    assert not temps(root)
+
+
+def test_permission_errors_as_an_unprivileged_user(cli: Cli, root: Path, tmp_path: Path) -> None:
+    from .test_bad_input import NOBODY, _can_run_as_nobody
+
+    why = _can_run_as_nobody()
+    if why:
+        pytest.skip(why)
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="gbatch", dir="/tmp"))
+    try:
+        os.chmod(base, 0o755)
+        r = base / "root"
+        r.mkdir()
+        (r / "mine.txt").write_text("nobody's")
+        (r / "roots.txt").write_text("root's")       # owned by root, 0644: not writable
+        (r / "ro-dir").mkdir()                        # owned by root: cannot create in it
+        for p in (r, r / "mine.txt"):
+            os.chown(p, 65534, 65534)
+        for d in ("store", "state", "run"):
+            (base / d).mkdir()
+            os.chown(base / d, 65534, 65534)
+        env = dict(cli.env, XDG_STATE_HOME=str(base / "state"),
+                   XDG_RUNTIME_DIR=str(base / "run"))
+        for ops, needle in [([{"op": "write", "path": "mine.txt", "content": "new"},
+                              {"op": "write", "path": "roots.txt", "content": "new"}],
+                             b"roots.txt: is not writable: permission denied"),
+                            ([{"op": "write", "path": "mine.txt", "content": "new"},
+                              {"op": "write", "path": "ro-dir/x/y.txt", "content": "new"}],
+                             b"cannot create its directory in")]:
+            p = subprocess.run([*NOBODY, sys.executable, "-m", "guardian", "apply", "-",
+                                "--root", str(r), "--store", str(base / "store")],
+                               input=json.dumps({"operations": ops}).encode(),
+                               capture_output=True, env=env, timeout=60, check=False)
+            assert p.returncode == 1 and needle in p.stderr, p.stderr
+            assert (r / "mine.txt").read_text() == "nobody's"
+        assert not list(r.rglob(".~guardian.*"))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_through_a_running_daemon(cli: Cli, root: Path, watch) -> None:
+    setup_tree(root)
+    w = watch(root)
+    m = w.mark()
+    p = apply(cli, root, ISSUE_MANIFEST, "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    w.wait(lambda e: e["event"] == "version" and e["origin"] == "batch"
+           and e["path"] == str(root / "c.py"), start=m)
+    cli.json("snapshot")  # barrier: the watcher has seen the renames
+    log = cli.json("log", str(root / "c.py"))["versions"]
+    assert [v["origin"] for v in log[:2]] == ["batch", "scan"]
+    assert not [v for v in cli.log(root) if v["origin"] == "watcher"]
+    assert out["batch"] and state(root) == expected(NEW)
+    # A refused batch through the daemon reports the same structured error.
+    p = apply(cli, root, {"operations": [{"op": "write", "path": "x.json", "content": "{,}"}]},
+              "--json")
+    assert p.returncode == 1 and json.loads(p.stdout)["error"]["category"] == "validation"
+    assert w.proc.poll() is None
+
+
+def test_python_async_api(root: Path, env: dict[str, str], store: Path, monkeypatch) -> None:
+    import anyio
+
+    from guardian.batch import Batch
+    from guardian.journal import BatchError
+
+    for k in ("XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
+        monkeypatch.setenv(k, env[k])
+    setup_tree(root)
+
+    async def main() -> None:
+        result = await (Batch(root, store=str(store))
+                        .write("a.txt", "text").write("b.bin", b"\0\1\2")
+                        .edit("c.py", "x = 1", "x = 2")
+                        .edit("d.py", patch=ISSUE_MANIFEST["operations"][3]["patch"])
+                        .delete("e.txt")
+                        .render("f.txt", "Hello $name", vars={"name": "x"})
+                        .mkdir("g/h").commit())
+        assert result.batch_id and len(result.files) == 7
+        with pytest.raises(BatchError) as info:
+            await Batch(root, store=str(store)).write("z.json", "{").commit()
+        assert info.value.category == "validation" and info.value.line == 1
+
+    anyio.run(main)
+    assert state(root) == expected(NEW) and not (root / "z.json").exists()
+
+
+@pytest.mark.stress
+def test_random_kills_hundreds_of_times(cli: Cli, root: Path) -> None:
+    """Real SIGKILLs at random moments of real `guardian apply` processes."""
+    rng = random.Random(1234)
+    files = 40
+    for i in range(files):
+        (root / f"f{i}.txt").write_text(f"gen 0 file {i}\n")
+    gen = 0
+    outcomes = {"old": 0, "new": 0}
+    for _ in range(int(os.environ.get("GUARDIAN_STRESS_ROUNDS", "300"))):
+        manifest = {"operations": [{"op": "write", "path": f"f{i}.txt",
+                                    "content": f"gen {gen + 1} file {i}\n"}
+                                   for i in range(files)]}
+        proc = subprocess.Popen([sys.executable, "-m", "guardian", "apply", "-", "--root",
+                                 str(root), "--store", str(cli.store)], stdin=subprocess.PIPE,
+                                env=cli.env, cwd=root, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(manifest).encode())
+        proc.stdin.close()
+        time.sleep(rng.uniform(0.0, 0.4))  # a random moment: this is the point of the test
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        cli.json("recover")
+        contents = {(root / f"f{i}.txt").read_text() for i in range(files)}
+        gens = {c.split()[1] for c in contents}
+        assert len(gens) == 1, contents  # every file old, or every file new
+        if gens == {str(gen + 1)}:
+            gen += 1
+            outcomes["new"] += 1
+        else:
+            outcomes["old"] += 1
+        assert not temps(root)
+    assert cli.json("verify")["ok"] is True
+    assert outcomes["new"] and outcomes["old"], outcomes
