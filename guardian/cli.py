@@ -33,7 +33,7 @@ error.
 
 
 COMMANDS = ("watch", "snapshot", "log", "show", "diff", "restore", "status", "verify", "gc",
-            "rules", "validate", "trust", "apply", "recover")
+            "rules", "validate", "trust", "apply", "recover", "bench")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -189,6 +189,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         _json_arg(p)
         _store_arg(p)
         p.set_defaults(func=cmd_recover)
+
+    p = sub.add_parser("bench", help="the seed's acceptance scenarios: optimised vs naive",
+                       description="Batch, template and incremental writes, each done the "
+                       "naive way (per file: backup, write, fsync, verify) and as one Guardian "
+                       "batch, in a scratch directory; prints ratios, success rates and "
+                       "PASS/FAIL against the seed's ACCEPTANCE_CRITERIA and "
+                       "PERFORMANCE_TARGETS. Exit 1 if an acceptance check fails.")
+    if only in (None, "bench"):
+        p.add_argument("--files", type=int, default=200, help="files per scenario (200)")
+        p.add_argument("--size", type=int, default=4096, help="bytes per file (4096)")
+        p.add_argument("--repeats", type=int, default=3, help="rounds per scenario (3)")
+        p.add_argument("--large", type=int, default=1000,
+                       help="files in the large-batch run (1000; 0 to skip)")
+        p.add_argument("--dir", metavar="DIR", help="scratch directory (default: $TMPDIR)")
+        _json_arg(p)
+        p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("rules", help="which rules apply to a path, and where each came from",
                        description="The settings in force for PATH (default: .) after the "
@@ -710,6 +726,23 @@ def cmd_recover(args: argparse.Namespace) -> int:
     if args.sweep:
         print(f"{out['temps_removed']} stray temp files removed")
     return ExitCode.OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from guardian import benchmark
+
+    if min(args.files, args.size, args.repeats) < 1 or args.large < 0:
+        raise UsageError("--files, --size and --repeats must be at least 1")
+    progress = None if args.json or not sys.stderr.isatty() else (
+        lambda m: print(f"… {m}", file=sys.stderr, flush=True))
+    result = benchmark.run(files=args.files, size=args.size, repeats=args.repeats,
+                           large=args.large, workdir=Path(args.dir) if args.dir else None,
+                           progress=progress)
+    if args.json:
+        _print_json(result)
+    else:
+        print(benchmark.render(result))
+    return ExitCode.OK if result["passed"] else ExitCode.FAILURE
 
 
 def _rules_root(args: argparse.Namespace, target: Path) -> Path:

@@ -23,8 +23,46 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class RootFS:
-    def __init__(self, root: bytes) -> None:
+    """Operations confined to ``root``. With ``cache``, directory fds are kept open (until
+    :meth:`close`) so many files in the same directories cost one open per directory: the
+    batch writer touches each target several times."""
+
+    def __init__(self, root: bytes, *, cache: bool = False) -> None:
         self.root = root
+        self._fds: dict[bytes, int] | None = {} if cache else None
+
+    def close(self) -> None:
+        if self._fds:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+    def __enter__(self) -> RootFS:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def forget(self, dirrel: bytes) -> None:
+        """Drop cached fds of ``dirrel`` and below (it was removed or replaced)."""
+        if not self._fds:
+            return
+        for k in [k for k in self._fds if k == dirrel or k.startswith(dirrel + SEP)]:
+            os.close(self._fds.pop(k))
+
+    def _dir(self, dirrel: bytes, create: bool) -> int:
+        assert self._fds is not None
+        fd = self._fds.get(dirrel)
+        if fd is not None:
+            return fd
+        if not dirrel:
+            fd = os.open(self.root, _DIR_FLAGS)
+        else:
+            head, _, name = dirrel.rpartition(SEP)
+            pfd = self._dir(head, create)
+            fd = _open_dir(pfd, name, create, dirrel)
+        self._fds[dirrel] = fd
+        return fd
 
     def _check(self, relpath: bytes) -> list[bytes]:
         parts = relpath.split(SEP)
@@ -41,25 +79,13 @@ class RootFS:
     def parent(self, relpath: bytes, *, create: bool) -> Iterator[tuple[int, bytes]]:
         """Yield (fd of the parent directory, final name); refuse symlinked components."""
         parts = self._check(relpath)
+        if self._fds is not None:
+            yield self._dir(SEP.join(parts[:-1]), create), parts[-1]
+            return
         fd = os.open(self.root, _DIR_FLAGS)
         try:
             for i, part in enumerate(parts[:-1]):
-                try:
-                    nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                except FileNotFoundError:
-                    if not create:
-                        raise
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(part, 0o777, dir_fd=fd)
-                    nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                except OSError as e:
-                    if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                        shown = SEP.join(parts[: i + 1]).decode("utf-8", "backslashreplace")
-                        raise OutsideRootError(
-                            f"{shown}: is a symlink or not a directory; "
-                            "refusing to write through it"
-                        ) from None
-                    raise
+                nfd = _open_dir(fd, part, create, SEP.join(parts[: i + 1]))
                 os.close(fd)
                 fd = nfd
             yield fd, parts[-1]
@@ -179,6 +205,25 @@ class RootFS:
             except OSError:
                 return
             d = d.rpartition(SEP)[0]
+
+
+def _open_dir(parent_fd: int, name: bytes, create: bool, shown_rel: bytes) -> int:
+    """Open directory ``name`` under ``parent_fd`` without following a symlink."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    except FileNotFoundError:
+        if not create:
+            raise
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o777, dir_fd=parent_fd)
+        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            shown = shown_rel.decode("utf-8", "backslashreplace")
+            raise OutsideRootError(
+                f"{shown}: is a symlink or not a directory; refusing to write through it"
+            ) from None
+        raise
 
 
 def _temp_name(name: bytes) -> bytes:

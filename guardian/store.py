@@ -439,6 +439,50 @@ class Store:
                        " ctime_ns, ino, dev, mode) VALUES(?,?,?,?,?,?,?,?,?,?,?)", files)
         return vids
 
+    def add_versions(self, items: list[tuple[int, bytes, NewVersion, os.stat_result | None]],
+                     time_ns: int | None = None) -> list[int]:
+        """Bulk :meth:`add_version`: (root id, relpath, version, stat), creating file rows as
+        needed (``NewVersion.file_id`` is ignored). Ids are assigned here (writer lock)."""
+        t = time.time_ns() if time_ns is None else time_ns
+        db = self.db
+        known: dict[tuple[int, bytes], int] = {}
+        by_root: dict[int, list[bytes]] = {}
+        for rid, rel, _nv, _st in items:
+            by_root.setdefault(rid, []).append(rel)
+        for rid, rels in by_root.items():
+            for i in range(0, len(rels), 500):
+                part = rels[i:i + 500]
+                marks = ",".join("?" * len(part))
+                for fid, rel in db.execute(
+                        f"SELECT id, relpath FROM files WHERE root_id=? AND relpath IN ({marks})",
+                        (rid, *part)):
+                    known[(rid, bytes(rel))] = int(fid)
+        next_fid = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0]) + 1
+        vid = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM versions").fetchone()[0]) + 1
+        new_files, updates, versions, vids = [], [], [], []
+        for rid, rel, nv, st in items:
+            sig = _signature(st, t) if st is not None and nv.present else (None,) * 6
+            fid = known.get((rid, rel))
+            if fid is None:
+                fid = known[(rid, rel)] = next_fid
+                next_fid += 1
+                new_files.append((fid, rid, rel, vid, int(nv.present), *sig))
+            else:
+                updates.append((vid, int(nv.present), *sig, fid))
+            versions.append((vid, fid, nv.object_id, int(nv.present), nv.kind, nv.origin, t,
+                             nv.mode, nv.size, None if nv.valid is None else int(nv.valid),
+                             nv.session, nv.note, nv.peer_id))
+            vids.append(vid)
+            vid += 1
+        db.executemany("INSERT INTO versions(id, file_id, object_id, present, kind, origin,"
+                       " time_ns, mode, size, valid, session, note, peer_id)"
+                       " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)", versions)
+        db.executemany("INSERT INTO files(id, root_id, relpath, head_id, live, size, mtime_ns,"
+                       " ctime_ns, ino, dev, mode) VALUES(?,?,?,?,?,?,?,?,?,?,?)", new_files)
+        db.executemany("UPDATE files SET head_id=?, live=?, size=?, mtime_ns=?, ctime_ns=?,"
+                       " ino=?, dev=?, mode=? WHERE id=?", updates)
+        return vids
+
     def version(self, version_id: int) -> Version | None:
         row = self.db.execute(
             f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM} WHERE v.id=?", (version_id,)

@@ -28,6 +28,8 @@ __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_TIMEOUT", "Problem", "Result", "Validat
 #: Larger files are not validated (a validator holds the whole file, and more, in memory).
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_TIMEOUT = 10.0
+#: Built-in validators run inline (no timeout thread) on inputs up to this size.
+INLINE_MAX = 256 * 1024
 
 #: Built-in validator name -> module (json_, yaml_, toml_ so as not to shadow the libraries).
 _MODULES = {
@@ -121,7 +123,9 @@ def run(name: str, data: bytes, path: str, options: Mapping[str, Any] | None = N
         return Result(name, (Problem(str(e.args[0])),))
     except Exception as e:  # a broken validator module must not break the caller
         return Result(name, (internal_error(e),))
-    if timeout is None:
+    if timeout is None or (len(data) <= INLINE_MAX and name in _MODULES and name != "command"):
+        # A built-in parser on a small input is bounded work: a thread would cost more than
+        # the check (batch writes validate thousands of small files).
         return _call(validator, name, data, path, opts)
     wait = timeout
     own = opts.get("timeout")
