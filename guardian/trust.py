@@ -40,13 +40,21 @@ def trust(path: str | Path, *, revoke: bool = False) -> tuple[str, str]:
         digest = hashlib.sha256(Path(real).read_bytes()).hexdigest()
     except OSError as e:
         raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
-    entries = _read()
-    if revoke:
-        entries.pop(real, None)
-    else:
-        entries[real] = digest
     target = trust_file()
     ensure_private_dir(target.parent)
+    from filelock import FileLock  # two `guardian trust` at once must not lose an entry
+
+    with FileLock(str(target) + ".lock", mode=0o600):
+        entries = _read()
+        if revoke:
+            entries.pop(real, None)
+        else:
+            entries[real] = digest
+        _write(target, entries)
+    return real, digest
+
+
+def _write(target: Path, entries: dict[str, str]) -> None:
     tmp = target.with_name(f".trust.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -59,4 +67,3 @@ def trust(path: str | Path, *, revoke: bool = False) -> tuple[str, str]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    return real, digest
