@@ -379,12 +379,12 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"large batch: {big['files']} files in {big['optimised_s']:.3f}s; "
                      f"naive {big['naive_s']:.3f}s ({big['vs_naive']:.2f}x faster); "
                      f"no sync at all {big['unsynced_s']:.3f}s ({big['vs_unsynced']:.2f}x of it)")
-    lines += ["", "check                                        value     goal     result",
-              "-------------------------------------------  -------  -------  ------"]
+    lines += ["", "check                                           value     goal     result",
+              "----------------------------------------------  -------  -------  ------"]
     for c in result["checks"]:
         tag = {"acceptance": "", "target-min": " (target min)", "target": " (target)"}[c["kind"]]
         verdict = "PASS" if c["passed"] else ("FAIL" if c["kind"] != "target" else "not yet")
-        lines.append(f"{(c['check'] + tag):<43}  {c['value']:>7.3f}  {c['op']} "
+        lines.append(f"{(c['check'] + tag):<46}  {c['value']:>7.3f}  {c['op']} "
                      f"{c['limit']:<4g}  {verdict}")
     lines.append("")
     lines.append(f"ACCEPTANCE: {'PASS' if result['passed'] else 'FAIL'} "
