@@ -176,10 +176,14 @@ class Daemon:
     async def _baseline(self) -> None:
         from guardian import journal
 
-        for r in await self._in_store(journal.recover, self.recorder):
-            self.emit(Warning(message=f"recovered batch {r.batch_id} ({r.state_before}): "
-                                      f"{r.outcome.replace('_', ' ')}, {r.files} files",
-                              source="journal"))
+        try:
+            for r in await self._in_store(journal.recover, self.recorder):
+                self.emit(Warning(message=f"recovered batch {r.batch_id} ({r.state_before}): "
+                                          f"{r.outcome.replace('_', ' ')}, {r.files} files",
+                                  source="journal"))
+        except Exception as e:  # the journal stays for `guardian recover`; watching goes on
+            self.emit(Error(message=f"cannot recover interrupted batches: {e}; run `guardian "
+                                    "recover` once the cause is fixed"))
         t0 = time.monotonic()
         recorded = 0
         first = self.store.meta_get("baseline_done") is None

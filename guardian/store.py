@@ -28,9 +28,11 @@ from guardian.paths import Root, prefix_range
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
-CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE roots(id INTEGER PRIMARY KEY, path BLOB NOT NULL UNIQUE, added_ns INTEGER NOT NULL);
-CREATE TABLE objects(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS roots(
+    id INTEGER PRIMARY KEY, path BLOB NOT NULL UNIQUE, added_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS objects(
     id INTEGER PRIMARY KEY,
     hash BLOB NOT NULL UNIQUE,          -- SHA-256 of the raw bytes
     size INTEGER NOT NULL,              -- raw size
@@ -39,7 +41,7 @@ CREATE TABLE objects(
     loose INTEGER NOT NULL DEFAULT 0,   -- 1: bytes live in objects/ab/cdef..., data is NULL
     data BLOB
 );
-CREATE TABLE files(
+CREATE TABLE IF NOT EXISTS files(
     id INTEGER PRIMARY KEY,
     root_id INTEGER NOT NULL,
     relpath BLOB NOT NULL,
@@ -51,8 +53,8 @@ CREATE TABLE files(
     size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER, dev INTEGER, mode INTEGER,
     UNIQUE(root_id, relpath)
 );
-CREATE INDEX files_by_ino ON files(ino) WHERE ino IS NOT NULL;
-CREATE TABLE versions(
+CREATE INDEX IF NOT EXISTS files_by_ino ON files(ino) WHERE ino IS NOT NULL;
+CREATE TABLE IF NOT EXISTS versions(
     id INTEGER PRIMARY KEY,
     file_id INTEGER NOT NULL,
     object_id INTEGER,
@@ -67,9 +69,9 @@ CREATE TABLE versions(
     note TEXT,
     peer_id INTEGER                     -- the other path of a move
 );
-CREATE INDEX versions_by_file ON versions(file_id, id);
-CREATE INDEX versions_by_object ON versions(object_id);
-CREATE TABLE operations(
+CREATE INDEX IF NOT EXISTS versions_by_file ON versions(file_id, id);
+CREATE INDEX IF NOT EXISTS versions_by_object ON versions(object_id);
+CREATE TABLE IF NOT EXISTS operations(
     id INTEGER PRIMARY KEY,
     time_ns INTEGER NOT NULL,
     op TEXT NOT NULL,
@@ -81,8 +83,8 @@ CREATE TABLE operations(
     batch_id INTEGER,
     detail TEXT
 );
-CREATE INDEX operations_by_time ON operations(time_ns);
-CREATE TABLE problems(
+CREATE INDEX IF NOT EXISTS operations_by_time ON operations(time_ns);
+CREATE TABLE IF NOT EXISTS problems(
     version_id INTEGER NOT NULL,
     validator TEXT NOT NULL,
     line INTEGER,
@@ -90,8 +92,8 @@ CREATE TABLE problems(
     severity TEXT NOT NULL,
     message TEXT NOT NULL
 );
-CREATE INDEX problems_by_version ON problems(version_id);
-CREATE TABLE batches(
+CREATE INDEX IF NOT EXISTS problems_by_version ON problems(version_id);
+CREATE TABLE IF NOT EXISTS batches(
     id INTEGER PRIMARY KEY,
     state TEXT NOT NULL,                -- prepared | committed | done | rolled_back
     created_ns INTEGER NOT NULL,
@@ -100,7 +102,7 @@ CREATE TABLE batches(
     files INTEGER NOT NULL DEFAULT 0,
     error TEXT
 );
-CREATE TABLE batch_entries(             -- the intent log of unfinished batches
+CREATE TABLE IF NOT EXISTS batch_entries(             -- the intent log of unfinished batches
     batch_id INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     root_id INTEGER NOT NULL,
@@ -115,7 +117,7 @@ CREATE TABLE batch_entries(             -- the intent log of unfinished batches
     created_dirs TEXT,                  -- JSON list of directories this batch created
     PRIMARY KEY(batch_id, seq)
 );
-CREATE TABLE alerts(
+CREATE TABLE IF NOT EXISTS alerts(
     id INTEGER PRIMARY KEY,
     time_ns INTEGER NOT NULL,
     severity TEXT NOT NULL,             -- info | warning | critical
@@ -670,8 +672,11 @@ def _configure(db: sqlite3.Connection) -> None:
 
 
 def _ensure_schema(db: sqlite3.Connection) -> None:
+    """Create the schema, or add what a store of this schema version lacks (every statement
+    is IF NOT EXISTS: tables added within a version appear in older stores)."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version == SCHEMA_VERSION:
+        db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA};COMMIT;")
         return
     if version != 0:
         raise StoreError(
