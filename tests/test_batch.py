@@ -400,3 +400,30 @@ def test_random_kills_hundreds_of_times(cli: Cli, root: Path) -> None:
         assert not temps(root)
     assert cli.json("verify")["ok"] is True
     assert outcomes["new"] and outcomes["old"], outcomes
+
+
+def test_mode_and_owner_are_kept(cli: Cli, root: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a file another owner")
+    f = root / "owned.txt"
+    f.write_text("before")
+    os.chown(f, 65534, 65534)
+    os.chmod(f, 0o640)
+    p = apply(cli, root, {"operations": [{"op": "write", "path": "owned.txt",
+                                          "content": "after"}]})
+    assert p.returncode == 0, p.stderr
+    st = f.stat()
+    assert f.read_text() == "after"
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (65534, 65534, 0o640)
+    p = apply(cli, root, {"operations": [{"op": "write", "path": "owned.txt",
+                                          "content": "again", "mode": "0600"}]})
+    assert p.returncode == 0 and f.stat().st_mode & 0o7777 == 0o600
+
+
+def test_daemon_recovers_an_interrupted_batch_at_start(cli: Cli, root: Path, watch) -> None:
+    setup_tree(root)
+    env = dict(cli.env, GUARDIAN_FAULT="batch.rename:kill@2")
+    assert apply(cli, root, ISSUE_MANIFEST, env=env).returncode == -signal.SIGKILL
+    w = watch(root)
+    w.wait(lambda e: e["event"] == "warning" and "recovered batch" in e["message"])
+    assert state(root) == expected(NEW) and not temps(root)
