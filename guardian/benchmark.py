@@ -175,10 +175,6 @@ class Bench:
             "SELECT outcome, optimisation FROM operations")]
 
 
-def _median(fn: Callable[[], float], repeats: int) -> float:
-    return statistics.median(fn() for _ in range(repeats))
-
-
 # ----------------------------------------------------------------------------- scenarios
 def batch_operations(b: Bench, n: int, size: int, repeats: int) -> Scenario:
     files = {f"batch/f{i:05d}.txt": os.urandom(size // 2).hex().encode() for i in range(n)}

@@ -91,7 +91,6 @@ class Daemon:
         self.poll_interval = poll_interval
         self.degraded = False
         self.started = time.time()
-        self.last_event_ns = 0
         self._emit_sink = emit
         self._subscribers: list[MemoryObjectSendStream[dict[str, Any]]] = []
         self._reasons: dict[tuple[int, bytes], str] = {}
@@ -410,7 +409,6 @@ class Daemon:
     def _report(self, res: CaptureResult,
                 quiet_kinds: frozenset[str] | set[str] = frozenset()) -> None:
         for r in res.recorded:
-            self.last_event_ns = time.time_ns()
             if r.kind not in quiet_kinds:
                 self.emit(version_event(r, self.roots))
         for w in res.warnings:

@@ -18,10 +18,6 @@ TEMP_PREFIX = b".~guardian."
 GITIGNORE = b".gitignore"
 
 
-def is_own_temp(name: bytes) -> bool:
-    return name.startswith(TEMP_PREFIX)
-
-
 class IgnoreMatcher:
     """Answers "is this path ignored?" for one root."""
 

@@ -11,7 +11,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from guardian.errors import UsageError
@@ -27,7 +27,6 @@ class GcResult:
     bytes_freed: int = 0
     files_affected: int = 0
     orphans_removed: int = 0
-    version_ids: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,7 +68,6 @@ def gc(store: Store, *, keep_versions: int, keep_days: float, dry_run: bool = Fa
     for vid, fid, _t in rows:
         drop.append(vid)
         files.add(fid)
-    result.version_ids = drop
     result.versions_dropped = len(drop)
     result.files_affected = len(files)
     objects = Objects(store)

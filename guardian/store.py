@@ -288,10 +288,6 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def writable(self) -> bool:
-        return self._lock is not None
-
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """One durable commit (synchronous=FULL) for everything inside: a group commit."""
@@ -355,13 +351,6 @@ class Store:
             "INSERT INTO files(root_id, relpath) VALUES(?, ?)", (root_id, relpath)
         )
         return int(cur.lastrowid or 0)
-
-    def file_path(self, file_id: int) -> tuple[int, bytes]:
-        row = self.db.execute(
-            "SELECT root_id, relpath FROM files WHERE id=?", (file_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no file with id {file_id}")
-        return int(row[0]), bytes(row[1])
 
     def has_files(self) -> bool:
         return self.db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is not None
@@ -539,13 +528,6 @@ class Store:
         return {v.relpath: v for v in map(Version.from_row, rows)}
 
     # ----------------------------------------------------------------- scan cache
-    def cache_get(self, file_id: int) -> CacheEntry | None:
-        row = self.db.execute(
-            "SELECT id, size, mtime_ns, ctime_ns, ino, dev, mode FROM files"
-            " WHERE id=? AND size IS NOT NULL", (file_id,),
-        ).fetchone()
-        return CacheEntry(*row) if row else None
-
     def cache_put(self, file_id: int, st: os.stat_result, *, seen_ns: int | None = None) -> None:
         """Remember what we saw; a stat taken within RACY_NS of its change is marked racy."""
         seen = time.time_ns() if seen_ns is None else seen_ns
@@ -597,11 +579,6 @@ class Store:
         self.db.executemany("INSERT INTO problems VALUES(?,?,?,?,?,?)",
                             ((version_id, *r) for r in rows))
 
-    def problems_of(self, version_id: int) -> list[tuple[str, int | None, int | None, str, str]]:
-        return [tuple(r) for r in self.db.execute(
-            "SELECT validator, line, col, severity, message FROM problems WHERE version_id=?",
-            (version_id,))]
-
     def add_alert(self, severity: str, kind: str, message: str, path: bytes | None,
                   versions: list[int] | None = None) -> int:
         cur = self.db.execute(
@@ -609,14 +586,6 @@ class Store:
             " VALUES(?,?,?,?,?,?)",
             (time.time_ns(), severity, kind, path, message, json.dumps(versions or [])))
         return int(cur.lastrowid or 0)
-
-    def alerts(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self.db.execute(
-            "SELECT id, time_ns, severity, kind, path, message, versions FROM alerts"
-            " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [{"id": r[0], "time_ns": r[1], "severity": r[2], "kind": r[3],
-                 "path": os.fsdecode(r[4]) if r[4] is not None else None, "message": r[5],
-                 "versions": json.loads(r[6] or "[]")} for r in rows]
 
     # ----------------------------------------------------------------- operations
     def record_operation(
