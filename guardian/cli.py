@@ -7,8 +7,6 @@ modules happen inside the commands, so ``guardian --version`` and hooks start fa
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import os
 import sys
@@ -21,6 +19,7 @@ from guardian.locations import STORE_ENV
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms per call
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Callable, Sequence
     from typing import Any, NoReturn
 
@@ -36,12 +35,17 @@ COMMANDS = ("watch", "snapshot", "log", "show", "diff", "restore", "status", "ve
             "rules", "validate", "trust", "apply", "recover", "bench")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, with usage errors as one line and exit code 2."""
+def _parser_class() -> type[argparse.ArgumentParser]:
+    import argparse  # not at module level: `guardian snapshot` from a hook parses without it
 
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-        raise SystemExit(ExitCode.USAGE)
+    class _Parser(argparse.ArgumentParser):
+        """argparse, with usage errors as one line and exit code 2."""
+
+        def error(self, message: str) -> NoReturn:
+            sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+            raise SystemExit(ExitCode.USAGE)
+
+    return _Parser
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
@@ -56,6 +60,9 @@ def _json_arg(p: argparse.ArgumentParser) -> None:
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``only``, only that command's options are built (start-up time)."""
+    import argparse
+
+    _Parser = _parser_class()
     parser = _Parser(prog="guardian", description=__doc__.splitlines()[0] if __doc__ else None,
                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.description = ("Guardian keeps every version of every watched file, so no write "
@@ -859,11 +866,47 @@ def cmd_trust(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- entry point
+def quick_snapshot_args(words: list[str]) -> Any:
+    """``guardian snapshot`` parsed without argparse, for agent hooks that run it on every
+    tool call (argparse costs ~10 ms to import and build). Anything unusual (``--help``, an
+    unknown flag, a missing value) returns None, and argparse parses and explains it."""
+    from types import SimpleNamespace
+
+    if not words or words[0] != "snapshot":
+        return None
+    ns = SimpleNamespace(command="snapshot", func=cmd_snapshot, paths=[], full=False,
+                         json=False, session=None, store=None)
+    i = 1
+    while i < len(words):
+        w = words[i]
+        if w in ("--json", "--full"):
+            setattr(ns, w[2:], True)
+        elif w in ("--store", "--session"):
+            if i + 1 >= len(words):
+                return None
+            setattr(ns, w[2:], words[i + 1])
+            i += 1
+        elif w.startswith(("--store=", "--session=")):
+            key, _, value = w[2:].partition("=")
+            setattr(ns, key, value)
+        elif w == "--":
+            ns.paths += words[i + 1:]
+            break
+        elif w.startswith("-") and w != "-":
+            return None
+        else:
+            ns.paths.append(w)
+        i += 1
+    return ns
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    command = next((w for w in words if not w.startswith("-")), None)
-    parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(words)
+    args = quick_snapshot_args(words)
+    if args is None:
+        command = next((w for w in words if not w.startswith("-")), None)
+        parser = build_parser(command if command in COMMANDS else None)
+        args = parser.parse_args(words)
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")
     func: Callable[[argparse.Namespace], int] = args.func
@@ -876,6 +919,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         # `guardian log | head`: the reader left; that is not an error.
+        import contextlib
+
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return int(ExitCode.OK)

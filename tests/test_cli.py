@@ -388,3 +388,26 @@ def test_verify_shows_progress_on_a_terminal_only(cli: Cli, root: Path, store: P
             os.close(terminal)
     assert p.returncode == 0
     assert b"verify [" in out and b"30/30" in out and b"objects" in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["snapshot"], ["snapshot", "a", "b"], ["snapshot", "--json", "--full", "x"],
+    ["snapshot", "--store", "/s", "--session", "abc", "p"], ["snapshot", "--store=/s", "p"],
+    ["snapshot", "--session=s1", "--", "--weird-name"], ["snapshot", "-"],
+])
+def test_the_quick_snapshot_parser_agrees_with_argparse(argv: list[str]) -> None:
+    from guardian.cli import build_parser, quick_snapshot_args
+
+    quick = quick_snapshot_args(argv)
+    full = build_parser().parse_args(argv)
+    assert quick is not None
+    for key in ("command", "paths", "full", "json", "session", "store", "func"):
+        assert getattr(quick, key) == getattr(full, key), key
+
+
+@pytest.mark.parametrize("argv", [["snapshot", "--help"], ["snapshot", "--bogus"],
+                                  ["snapshot", "--store"], ["log", "x"]])
+def test_the_quick_snapshot_parser_leaves_the_rest_to_argparse(argv: list[str]) -> None:
+    from guardian.cli import quick_snapshot_args
+
+    assert quick_snapshot_args(argv) is None
