@@ -32,7 +32,7 @@ error.
 
 
 COMMANDS = ("watch", "snapshot", "log", "show", "diff", "restore", "status", "verify", "gc",
-            "rules", "validate", "trust", "apply", "recover", "bench")
+            "rules", "validate", "trust", "apply", "recover", "bench", "alerts")
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
@@ -212,6 +212,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--dir", metavar="DIR", help="scratch directory (default: $TMPDIR)")
         _json_arg(p)
         p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("alerts", help="the alerts raised: invalid writes, reverts, rules",
+                       description="Newest first: invalid writes, reverts, writers left alone "
+                       "after flapping, broken rule files, untrusted commands.")
+    if only in (None, "alerts"):
+        p.add_argument("-n", "--limit", type=int, default=20, help="at most N (default 20)")
+        _json_arg(p)
+        _store_arg(p)
+        p.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("rules", help="which rules apply to a path, and where each came from",
                        description="The settings in force for PATH (default: .) after the "
@@ -732,6 +741,23 @@ def cmd_recover(args: argparse.Namespace) -> int:
         print("no interrupted batch")
     if args.sweep:
         print(f"{out['temps_removed']} stray temp files removed")
+    return ExitCode.OK
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from guardian.timespec import iso, short
+
+    with _open_reader(args, None) as store:
+        alerts = store.alerts(max(1, args.limit))
+    if args.json:
+        for a in alerts:
+            a["time"] = iso(a["time_ns"])
+        _print_json({"alerts": alerts})
+        return ExitCode.OK
+    for a in alerts:
+        print(f"{short(a['time_ns'])}  {a['severity']:<8} {a['kind']:<13} {a['message']}")
+    if not alerts:
+        print("no alerts")
     return ExitCode.OK
 
 

@@ -587,6 +587,15 @@ class Store:
             (time.time_ns(), severity, kind, path, message, json.dumps(versions or [])))
         return int(cur.lastrowid or 0)
 
+    def alerts(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest alerts, newest first."""
+        rows = self.db.execute(
+            "SELECT id, time_ns, severity, kind, path, message, versions FROM alerts"
+            " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [{"id": r[0], "time_ns": r[1], "severity": r[2], "kind": r[3],
+                 "path": os.fsdecode(r[4]) if r[4] is not None else None, "message": r[5],
+                 "versions": json.loads(r[6] or "[]")} for r in rows]
+
     # ----------------------------------------------------------------- operations
     def record_operation(
         self, op: str, *, duration_ns: int, outcome: str, path: bytes | None = None,

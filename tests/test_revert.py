@@ -86,6 +86,9 @@ def test_invalid_write_is_reverted_whatever_the_save_pattern(root: Path, cli: Cl
     alert = wait_alert(w, "reverted", m, target)
     assert target.read_bytes() == GOOD
     assert ":1:" in alert["message"] and "put back" in alert["message"]
+    stored = cli.json("alerts")["alerts"][0]
+    assert stored["kind"] == "reverted" and stored["message"] == alert["message"]
+    assert stored["path"] == str(target) and "T" in stored["time"]
     log = cli.log(target)
     by_kind = {v["kind"]: v for v in log}
     # The invalid bytes are kept, flagged, before the good ones came back.
