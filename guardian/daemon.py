@@ -647,13 +647,12 @@ class Daemon:
                                            session=params.get("session"))
             except BatchError as e:
                 raise control.DaemonError(str(e), exit_code=e.exit_code) from e
-            if out.get("batch"):
-                for vid in await self._in_store(self._batch_versions, out["batch"]):
-                    v = await self._in_store(self.store.version, vid)
-                    if v is not None:
-                        self.emit(VersionRecorded(
-                            id=v.id, path=self.roots[v.root_id].display(v.relpath), kind=v.kind,
-                            origin=v.origin, sha256=v.sha256, size=v.size, note=v.note))
+            for vid in out.get("versions", []):
+                v = await self._in_store(self.store.version, vid)
+                if v is not None:
+                    self.emit(VersionRecorded(
+                        id=v.id, path=self.roots[v.root_id].display(v.relpath), kind=v.kind,
+                        origin=v.origin, sha256=v.sha256, size=v.size, note=v.note))
             return out
         if method == "recover":
             return await self._in_store(self.service.recover, sweep=bool(params.get("sweep")))
@@ -665,11 +664,6 @@ class Daemon:
             self.request_reconcile(str(params.get("reason", "requested")))
             return {"requested": True}
         raise GuardianError(f"unknown method {method!r}")
-
-    def _batch_versions(self, batch_id: int) -> list[int]:
-        return [int(r[0]) for r in self.store.db.execute(
-            "SELECT id FROM versions WHERE origin='batch' AND note=? ORDER BY id",
-            (f"batch {batch_id}",))]
 
     def _emit_dict(self, d: dict[str, Any]) -> None:
         self.emit(VersionRecorded(id=d["id"], path=d["path"], kind=d["kind"], origin=d["origin"],

@@ -178,7 +178,8 @@ class BatchResult:
                 opts[o] = opts.get(o, 0) + 1
         d: dict[str, Any] = {"ok": True, "batch": self.batch_id, "dry_run": self.dry_run,
                              "files": [f.to_json() for f in self.files],
-                             "duration_ms": round(self.duration_ms, 3), "optimisations": opts}
+                             "duration_ms": round(self.duration_ms, 3), "optimisations": opts,
+                             "versions": self.versions}
         if self.dry_run:
             d["diff"] = self.diff
         return d
@@ -212,7 +213,9 @@ def _execute(recorder: Recorder, manifest: Manifest, base: Path, *, dry_run: boo
     faults.point("batch.start")
     targets = _resolve(recorder, manifest, base)
     for t in targets:
-        t.fs = filesystems.setdefault(t.root.id, RootFS(t.root.bpath, cache=True))
+        if t.root.id not in filesystems:
+            filesystems[t.root.id] = RootFS(t.root.bpath, cache=True)
+        t.fs = filesystems[t.root.id]
     with _locked(targets, manifest.lock_timeout):
         faults.point("batch.locked")
         for t in targets:
