@@ -92,6 +92,13 @@ class RootFS:
         finally:
             os.close(fd)
 
+    def locate(self, relpath: bytes, *, create: bool) -> tuple[int, bytes]:
+        """(cached fd of the parent directory, final name): :meth:`parent` without the
+        context manager, for callers touching thousands of paths (needs ``cache``)."""
+        assert self._fds is not None, "locate needs a RootFS with cache=True"
+        parts = self._check(relpath)
+        return self._dir(SEP.join(parts[:-1]), create), parts[-1]
+
     def makedirs(self, relpath: bytes) -> None:
         """Create directory ``relpath`` and its parents (all inside the root, none a symlink)."""
         with self.parent(relpath + SEP + b".", create=True):

@@ -365,6 +365,21 @@ class Store:
             return None, None
         return int(row[0]), (Version.from_row(row[1:]) if row[1] is not None else None)
 
+    def heads(self, root_id: int, relpaths: list[bytes]) -> dict[bytes, Version]:
+        """The newest version of each of ``relpaths`` that has one (bulk :meth:`file_and_head`).
+        """
+        out: dict[bytes, Version] = {}
+        for i in range(0, len(relpaths), 500):
+            part = relpaths[i:i + 500]
+            marks = ",".join("?" * len(part))
+            for row in self.db.execute(
+                    f"SELECT {_VERSION_COLS} FROM files f JOIN versions v ON v.id = f.head_id"
+                    f" LEFT JOIN objects o ON o.id = v.object_id"
+                    f" WHERE f.root_id=? AND f.relpath IN ({marks})", (root_id, *part)):
+                v = Version.from_row(row)
+                out[v.relpath] = v
+        return out
+
     def head(self, file_id: int) -> Version | None:
         row = self.db.execute(
             f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM} WHERE v.id = "

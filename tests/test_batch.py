@@ -202,21 +202,38 @@ def test_locked_targets_are_refused_before_anything_is_written(cli: Cli, root: P
 
 
 def test_two_batches_on_one_file_serialise(cli: Cli, root: Path) -> None:
-    import hashlib
-
-    from filelock import FileLock
-
     (root / "x.txt").write_text("0")
-    # Another batch holds the target's lock (the naming guardian.journal._locked uses).
-    lock_dir = Path(cli.env["XDG_RUNTIME_DIR"]) / "guardian" / "locks"
-    lock_dir.mkdir(parents=True, mode=0o700)
-    key = hashlib.sha256(os.fsencode(root / "x.txt")).hexdigest()[:32]
-    with FileLock(str(lock_dir / f"{key}.lock")):
+    # Another process holds the target's lock, as a running batch does, until told to stop.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom guardian.targetlocks import hold\n"
+         "with hold([sys.argv[1].encode()], 5):\n print('held', flush=True)\n"
+         " sys.stdin.read()\n", str(root / "x.txt")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=cli.env)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
         manifest = {"operations": [{"op": "write", "path": "x.txt", "content": "1"}],
                     "lock_timeout": 0.2}
         p = apply(cli, root, manifest, "--json")
-        assert p.returncode == 1 and json.loads(p.stdout)["error"]["category"] == "lock"
-    assert apply(cli, root, manifest).returncode == 0
+        assert p.returncode == 1, p.stdout
+        error = json.loads(p.stdout)["error"]
+        assert error["category"] == "lock" and "x.txt" in error["message"]
+        # A batch on another file of the same directory is not held up.
+        other = {"operations": [{"op": "write", "path": "y.txt", "content": "y"}],
+                 "lock_timeout": 0.2}
+        assert apply(cli, root, other).returncode == 0
+        # A batch that waits long enough gets the lock when the holder lets go.
+        manifest["lock_timeout"] = 30
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "guardian", "apply", "-", "--root", str(root),
+             *(["--store", str(cli.store)] if cli.store else [])], stdin=subprocess.PIPE,
+            env=cli.env, cwd=root)
+        assert waiting.stdin is not None
+        waiting.stdin.write(json.dumps(manifest).encode())
+        waiting.stdin.close()
+        assert (root / "x.txt").read_text() == "0"
+    finally:
+        holder.communicate(b"", timeout=10)
+    assert waiting.wait(timeout=30) == 0
     assert (root / "x.txt").read_text() == "1"
 
 

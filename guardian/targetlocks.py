@@ -1,0 +1,130 @@
+"""Per-target locks of the batch writer: two batches never write the same file at once.
+
+On Linux a target's lock is a one-byte open-file-description (OFD) lock on one shared lock
+file, ``$XDG_RUNTIME_DIR/guardian/locks/targets.lock``, at an offset derived from the SHA-256
+of the target's absolute path. OFD locks belong to the open file, not the process, so two
+batches in one process exclude each other as well as two processes do; taking one is one
+syscall (~1 us), and no lock file is created per target (the per-file scheme cost a file
+creation per new path, 30-50 us on ext4, and left a file behind for every path ever
+written). Elsewhere (no ``F_OFD_SETLK``) each target has its own lock file with an exclusive
+``flock``, the kernel lock ``filelock.UnixFileLock`` takes.
+
+Locks are taken in sorted order, each with a deadline: batches cannot deadlock, and a batch
+that cannot get a lock in time fails naming the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import struct
+import time
+from collections.abc import Iterable, Iterator
+
+from guardian.locations import ensure_private_dir, runtime_dir
+
+_OFD_SETLK: int | None = getattr(fcntl, "F_OFD_SETLK", None)
+_OFD_GETLK: int | None = getattr(fcntl, "F_OFD_GETLK", None)
+# struct flock on Linux: l_type, l_whence (short), l_start, l_len (off_t), l_pid (pid_t).
+_FLOCK = "hhqqi4x"
+_OFFSETS = (1 << 62) - 1
+
+
+class Busy(Exception):
+    """A target's lock is held by another batch; ``index`` says which of the given paths."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
+
+
+def offset(path: bytes) -> int:
+    """The byte of the shared lock file that stands for ``path``."""
+    return int.from_bytes(hashlib.sha256(path).digest()[:8], "big") & _OFFSETS
+
+
+def _request(kind: int, start: int) -> bytes:
+    return struct.pack(_FLOCK, kind, os.SEEK_SET, start, 1, 0)
+
+
+@contextlib.contextmanager
+def hold(paths: Iterable[bytes], timeout: float) -> Iterator[None]:
+    """Hold the lock of every path (absolute, as bytes) until the block ends.
+
+    Raises :class:`Busy` naming the first path whose lock stayed held for ``timeout`` s.
+    """
+    wanted = list(paths)
+    directory = ensure_private_dir(runtime_dir() / "locks")
+    deadline = time.monotonic() + timeout
+    if _OFD_SETLK is None:
+        with _hold_files(directory, wanted, deadline):
+            yield
+        return
+    fd = os.open(directory / "targets.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        for i, start in sorted(enumerate(map(offset, wanted)), key=lambda x: x[1]):
+            request = _request(fcntl.F_WRLCK, start)
+            while True:
+                try:
+                    fcntl.fcntl(fd, _OFD_SETLK, request)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EACCES):  # held elsewhere
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise Busy(i) from None
+                    time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)  # releases every OFD lock taken through it
+
+
+def held_elsewhere(path: bytes) -> bool:
+    """Whether another open file holds ``path``'s lock (for tests and diagnostics)."""
+    directory = ensure_private_dir(runtime_dir() / "locks")
+    if _OFD_GETLK is None:
+        fd = os.open(directory / f"{_key(path)}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+    fd = os.open(directory / "targets.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        answer = fcntl.fcntl(fd, _OFD_GETLK, _request(fcntl.F_WRLCK, offset(path)))
+        return bool(struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK)
+    finally:
+        os.close(fd)
+
+
+def _key(path: bytes) -> str:
+    return hashlib.sha256(path).hexdigest()[:32]
+
+
+@contextlib.contextmanager
+def _hold_files(directory: os.PathLike[str], wanted: list[bytes],
+                deadline: float) -> Iterator[None]:
+    held: list[int] = []
+    try:
+        for i, key in sorted(enumerate(map(_key, wanted)), key=lambda x: x[1]):
+            fd = os.open(os.path.join(directory, f"{key}.lock"),
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            held.append(fd)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise Busy(i) from None
+                    time.sleep(0.01)
+        yield
+    finally:
+        for fd in reversed(held):
+            os.close(fd)
