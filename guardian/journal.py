@@ -261,17 +261,25 @@ def _execute_locked(recorder: Recorder, manifest: Manifest, base: Path, targets:
         result = BatchResult(None, False, _outcomes(targets, {}), _ms(t0))
         _record_operations(recorder.store, targets, None, "ok")
         return result
-    batch_id = _prepare(recorder, changing, session)
+    store = recorder.store
+    # With syncfs, one flush makes the temps and the store's two transactions durable
+    # together; without it, each temp is fsynced, then each transaction.
+    shared = _syncfs() is not None
+    batch_id = _prepare(recorder, changing, session, durable=not shared)
     try:
-        _write_temps(recorder, changing, batch_id, fds, parallel=_parallel(changing))
+        devices = _write_temps(recorder, changing, batch_id, fds, parallel=_parallel(changing))
+        if not shared:
+            _group_sync(changing, devices, None)
         faults.point("batch.commit")
-        with recorder.store.transaction():  # the commit point
-            recorder.store.db.execute("UPDATE batches SET state='committed' WHERE id=?",
-                                      (batch_id,))
+        with store.transaction(durable=not shared):  # the commit point
+            store.db.execute("UPDATE batches SET state='committed' WHERE id=?", (batch_id,))
     except BaseException as e:
         _abandon(recorder, batch_id, changing)
         raise _as_batch_error(e, batch_id, rolled_back=True) from None
     try:
+        if shared:  # the commit, the new contents and the temps: durable before any rename
+            _group_sync(changing, devices, store)
+        faults.point("batch.synced")
         faults.point("batch.committed")
         _apply(recorder, changing)
         versions = _finish(recorder, batch_id, changing, session, verify=True,
@@ -598,7 +606,8 @@ def _heads(store: Store, targets: list[Target]) -> list[Version | None]:
     return [found[t.root.id].get(t.relpath) for t in targets]
 
 
-def _prepare(recorder: Recorder, targets: list[Target], session: str | None) -> int:
+def _prepare(recorder: Recorder, targets: list[Target], session: str | None, *,
+             durable: bool = True) -> int:
     """The intent, durably, in one transaction: the batch, its new contents, and one entry
     per target (its old and new contents' objects, its temp's name)."""
     store = recorder.store
@@ -625,7 +634,7 @@ def _prepare(recorder: Recorder, targets: list[Target], session: str | None) -> 
             heads[i] = store.file_and_head(targets[i].root.id, targets[i].relpath)[1]
     faults.point("batch.prepare")
     token = secrets.token_hex(4).encode()
-    with store.transaction():
+    with store.transaction(durable=durable):
         cur = store.db.execute(
             "INSERT INTO batches(state, created_ns, session, files) VALUES('prepared',?,?,?)",
             (time.time_ns(), session, len(targets)))
@@ -674,8 +683,9 @@ def _parallel(targets: list[Target]) -> bool:
 
 
 def _write_temps(recorder: Recorder, targets: list[Target], batch_id: int,
-                 fds: _Budget, *, parallel: bool) -> None:
-    """Write every new content beside its target, then make them all durable at once.
+                 fds: _Budget, *, parallel: bool) -> dict[int, int]:
+    """Write every new content beside its target (not yet durable: see _group_sync); return
+    a directory fd per filesystem written to.
 
     A new file is written to an unnamed ``O_TMPFILE`` inode (held open until it is linked
     into place: no directory entry to create and rename, nothing to sweep after a crash); a
@@ -739,12 +749,10 @@ def _write_temps(recorder: Recorder, targets: list[Target], batch_id: int,
     else:
         for t in writes:
             one(t)
-    # One sync for the whole batch instead of one fsync per file.
-    _group_sync(writes, devices)
     if len(writes) > 1:
         for t in writes:
             t.optimisations.add("group_sync")
-    faults.point("batch.synced")
+    return devices
 
 
 class _Budget:
@@ -841,26 +849,33 @@ def _close_tmpfds(targets: list[Target]) -> None:
             t.tmpfd = None
 
 
-def _group_sync(writes: list[Target], devices: dict[int, int]) -> None:
-    """Make every temp durable: one syncfs per filesystem, else an fsync per temp."""
+def _group_sync(writes: list[Target], devices: dict[int, int], store: Store | None) -> None:
+    """Make every temp durable, and (``store``) every commit of the store so far: one
+    ``syncfs`` per filesystem (the store's included) instead of an fsync per file; without
+    syncfs, an fsync per temp."""
     syncfs = _syncfs()
     if syncfs is not None:
         for fd in devices.values():
             if syncfs(fd) != 0:
                 code = ctypes.get_errno()
                 raise OSError(code, f"syncfs: {os.strerror(code)}")
+        if store is not None and os.stat(store.path).st_dev not in devices:
+            store.sync_wal()
         return
     for t in writes:
         if t.tmpfd is not None:
             os.fsync(t.tmpfd)
             continue
-        assert t.temp is not None
+        if t.temp is None or t.final is None or t.final_dir:
+            continue
         dfd, _name = t.rootfs.locate(t.relpath, create=False)
         fd = os.open(t.temp, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+    if store is not None:
+        store.sync_wal()
 
 
 _SYNCFS: Any = False
@@ -979,7 +994,9 @@ def _finish(recorder: Recorder, batch_id: int, targets: list[Target], session: s
             raise t.error("verification failed: the file on disk is not what was written",
                           "system")
     versions: dict[bytes, int] = {}
-    with store.transaction():
+    # Not fsynced: lost in a crash, the batch is still "committed" and recovery finds every
+    # target done and records it again. The next durable commit makes it durable.
+    with store.transaction(durable=False):
         items: list[tuple[int, bytes, NewVersion, os.stat_result | None]] = []
         for t in targets:
             if t.final_dir:
@@ -1137,6 +1154,11 @@ def recover(recorder: Recorder) -> list[Recovered]:
             out.append(Recovered(batch_id, state, "rolled_back", len(targets)))
             continue
         try:
+            # Whatever another program wrote to a target since the crash is kept first.
+            others = _written_by_others(recorder, targets)
+            if others:
+                recorder.capture(others, origin="scan", confirm_missing=False,
+                                 note=f"captured before completing batch {batch_id}")
             _roll_forward(recorder, targets)
             _finish(recorder, batch_id, targets, session, verify=True)
             out.append(Recovered(batch_id, state, "completed", len(targets)))
@@ -1167,6 +1189,25 @@ def _targets_of(recorder: Recorder, batch_id: int) -> list[Target]:
         elif action == "write":
             t.final = objects.get(new_oid)
         out.append(t)
+    return out
+
+
+def _written_by_others(recorder: Recorder, targets: list[Target]) -> list[tuple[int, bytes]]:
+    """Targets that hold neither their old nor their new content."""
+    objects = Objects(recorder.store)
+    out = []
+    for t in targets:
+        if t.final_dir:
+            continue
+        try:
+            now = t.rootfs.read(t.relpath)
+        except (OSError, OutsideRootError):
+            continue
+        if now is None or now == t.final:
+            continue
+        if t.old_object_id is not None and objects.get(t.old_object_id) == now:
+            continue
+        out.append((t.root.id, t.relpath))
     return out
 
 

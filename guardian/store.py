@@ -289,22 +289,43 @@ class Store:
         self.close()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One durable commit (synchronous=FULL) for everything inside: a group commit."""
+    def transaction(self, *, durable: bool = True) -> Iterator[None]:
+        """One durable commit (synchronous=FULL) for everything inside: a group commit.
+
+        ``durable=False`` commits without the fsync (synchronous=NORMAL, which in WAL mode
+        never corrupts): the caller makes it durable itself, by a ``syncfs`` of the store's
+        filesystem or :meth:`sync_wal`, or leaves it to the next durable commit (the WAL is
+        append-only: syncing it syncs everything before).
+        """
         if self._in_tx:
             yield
             return
-        self.db.execute("BEGIN IMMEDIATE")
-        self._in_tx = True
+        if not durable:
+            self.db.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield
-        except BaseException:
+            self.db.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
+            try:
+                yield
+            except BaseException:
+                self._in_tx = False
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+                raise
             self._in_tx = False
-            with contextlib.suppress(sqlite3.Error):
-                self.db.execute("ROLLBACK")
-            raise
-        self._in_tx = False
-        self.db.execute("COMMIT")
+            self.db.execute("COMMIT")
+        finally:
+            if not durable:
+                self.db.execute("PRAGMA synchronous=FULL")
+
+    def sync_wal(self) -> None:
+        """fsync the write-ahead log: every commit so far is durable."""
+        with contextlib.suppress(FileNotFoundError):
+            fd = os.open(self.path / "guardian.db-wal", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     # ----------------------------------------------------------------- meta
     def meta_get(self, key: str) -> str | None:

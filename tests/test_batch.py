@@ -238,9 +238,10 @@ def test_two_batches_on_one_file_serialise(cli: Cli, root: Path) -> None:
 
 
 BEFORE_COMMIT = ["batch.start", "batch.locked", "batch.permission", "batch.prepare",
-                 "batch.temp_write", "batch.synced", "batch.commit"]
-AFTER_COMMIT = ["batch.committed", "batch.rename", "batch.applied", "batch.verify",
-                "batch.done"]
+                 "batch.temp_write", "batch.commit"]
+# batch.synced: the one syncfs that makes the commit record and the temps durable together
+AFTER_COMMIT = ["batch.synced", "batch.committed", "batch.rename", "batch.applied",
+                "batch.verify", "batch.done"]
 
 
 @pytest.mark.parametrize("point", BEFORE_COMMIT + AFTER_COMMIT)
@@ -260,12 +261,15 @@ def test_injected_failures_roll_everything_back(cli: Cli, root: Path, point: str
     assert not [r for r in _operations(cli) if r[1] == "ok"]
 
 
+@pytest.mark.parametrize("sync", ["syncfs", "fsync"])
 @pytest.mark.parametrize("point", BEFORE_COMMIT + AFTER_COMMIT)
 def test_a_kill_at_any_step_is_all_or_nothing_after_recovery(cli: Cli, root: Path,
-                                                              point: str) -> None:
+                                                              point: str, sync: str) -> None:
     setup_tree(root)
     nth = "@2" if point in ("batch.temp_write", "batch.rename") else ""
     env = dict(cli.env, GUARDIAN_FAULT=f"{point}:kill{nth}")
+    if sync == "fsync":  # the protocol where no syncfs exists: an fsync per temp
+        env["GUARDIAN_NO_SYNCFS"] = "1"
     p = apply(cli, root, ISSUE_MANIFEST, env=env)
     assert p.returncode == -signal.SIGKILL, (p.returncode, p.stderr)
     out = cli.json("recover")
@@ -279,6 +283,22 @@ def test_a_kill_at_any_step_is_all_or_nothing_after_recovery(cli: Cli, root: Pat
     # A second apply of the same manifest works (or is refused cleanly if it already applied).
     p = apply(cli, root, ISSUE_MANIFEST)
     assert p.returncode == (0 if outcome == "old" else 1)
+
+
+def test_recovery_keeps_what_another_program_wrote_meanwhile(cli: Cli, root: Path) -> None:
+    setup_tree(root)
+    env = dict(cli.env, GUARDIAN_FAULT="batch.committed:kill")
+    assert apply(cli, root, ISSUE_MANIFEST, env=env).returncode == -signal.SIGKILL
+    # The batch is committed but nothing is in place yet; two programs write targets.
+    (root / "a.txt").write_bytes(b"someone else's new file")
+    (root / "c.py").write_bytes(b"someone else's edit\n")
+    [b] = cli.json("recover")["batches"]
+    assert b["outcome"] == "completed"
+    assert state(root) == expected(NEW)  # the committed batch wins ...
+    for rel, theirs in (("a.txt", b"someone else's new file"),
+                        ("c.py", b"someone else's edit\n")):  # ... and nothing is lost
+        assert sha256(theirs) in {v["sha256"] for v in cli.log(root / rel)}, rel
+    assert cli.json("verify")["ok"] is True
 
 
 def test_apply_recovers_an_interrupted_batch_first(cli: Cli, root: Path) -> None:
@@ -348,6 +368,24 @@ def test_through_a_running_daemon(cli: Cli, root: Path, watch) -> None:
     assert [v["origin"] for v in log[:2]] == ["batch", "scan"]
     assert not [v for v in cli.log(root) if v["origin"] == "watcher"]
     assert out["batch"] and state(root) == expected(NEW)
+    # A big batch (unnamed temps linked into place, replaced files released afterwards):
+    # one version per file, all from the batch, none from the watcher.
+    (root / "many").mkdir()
+    for i in range(100):
+        (root / "many" / f"old{i}.txt").write_text(f"old {i}\n")
+    cli.json("snapshot")
+    before = max(v["id"] for v in cli.log(root))
+    big = {"operations": [{"op": "write", "path": f"many/{kind}{i}.txt",
+                           "content": f"{kind} {i} new\n"}
+                          for kind in ("old", "new") for i in range(100)]}
+    assert apply(cli, root, big).returncode == 0
+    cli.json("snapshot")
+    versions = [v for v in cli.log(root) if v["id"] > before]
+    assert sorted(v["path"] for v in versions) == sorted(
+        str(root / "many" / f"{kind}{i}.txt") for kind in ("old", "new") for i in range(100))
+    assert {v["origin"] for v in versions} == {"batch"}
+    assert all((root / "many" / f"{k}{i}.txt").read_text() == f"{k} {i} new\n"
+               for k in ("old", "new") for i in range(100))
     # A refused batch through the daemon reports the same structured error.
     p = apply(cli, root, {"operations": [{"op": "write", "path": "x.json", "content": "{,}"}]},
               "--json")
@@ -394,7 +432,10 @@ def test_random_kills_hundreds_of_times(cli: Cli, root: Path) -> None:
     for _ in range(int(os.environ.get("GUARDIAN_STRESS_ROUNDS", "300"))):
         manifest = {"operations": [{"op": "write", "path": f"f{i}.txt",
                                     "content": f"gen {gen + 1} file {i}\n"}
-                                   for i in range(files)]}
+                                   for i in range(files)]
+                    # and new files (unnamed temps, linked into place)
+                    + [{"op": "write", "path": f"new/g{gen + 1}/n{i}.txt",
+                        "content": f"gen {gen + 1} new {i}\n"} for i in range(files)]}
         proc = subprocess.Popen([sys.executable, "-m", "guardian", "apply", "-", "--root",
                                  str(root), "--store", str(cli.store)], stdin=subprocess.PIPE,
                                 env=cli.env, cwd=root, stdout=subprocess.DEVNULL,
@@ -409,6 +450,12 @@ def test_random_kills_hundreds_of_times(cli: Cli, root: Path) -> None:
         contents = {(root / f"f{i}.txt").read_text() for i in range(files)}
         gens = {c.split()[1] for c in contents}
         assert len(gens) == 1, contents  # every file old, or every file new
+        fresh = [(root / f"new/g{gen + 1}/n{i}.txt") for i in range(files)]
+        if gens == {str(gen + 1)}:
+            assert [p.read_text() for p in fresh] == [f"gen {gen + 1} new {i}\n"
+                                                      for i in range(files)]
+        else:
+            assert not any(p.exists() for p in fresh)
         if gens == {str(gen + 1)}:
             gen += 1
             outcomes["new"] += 1

@@ -103,11 +103,15 @@ class TextValidator(BaseValidator):
         return problems
 
 
+_MAGIC_PREFIXES = tuple(magic for magic, _kind in _MAGIC)
+
+
 def binary_kind(data: bytes, path: str) -> str | None:
     """What binary format the file announces, by signature or extension; None for text."""
-    for magic, kind in _MAGIC:
-        if data.startswith(magic):
-            return kind
+    if data.startswith(_MAGIC_PREFIXES):  # one C-level test for the common case: text
+        for magic, kind in _MAGIC:
+            if data.startswith(magic):
+                return kind
     if data.startswith(b"RIFF") and data[8:12] in (b"WAVE", b"AVI ", b"WEBP"):
         return f"RIFF {data[8:12].decode().strip()}"
     if data.startswith(b"BZh") and data[4:10] == b"1AY&SY":
