@@ -206,7 +206,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     if only in (None, "bench"):
         p.add_argument("--files", type=int, default=200, help="files per scenario (200)")
         p.add_argument("--size", type=int, default=4096, help="bytes per file (4096)")
-        p.add_argument("--repeats", type=int, default=3, help="rounds per scenario (3)")
+        p.add_argument("--repeats", type=int, default=5, help="rounds per scenario (5)")
         p.add_argument("--large", type=int, default=1000,
                        help="files in the large-batch run (1000; 0 to skip)")
         p.add_argument("--dir", metavar="DIR", help="scratch directory (default: $TMPDIR)")

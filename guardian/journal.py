@@ -37,6 +37,7 @@ import os
 import secrets
 import stat
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -393,15 +394,34 @@ def _probe_os_lock(t: Target, fd: int) -> None:
         pass  # a filesystem without flock: nothing can hold one
     else:
         fcntl.flock(fd, fcntl.LOCK_UN)
+    if _LINUX:
+        try:
+            answer = fcntl.fcntl(fd, fcntl.F_GETLK, _WHOLE_FILE_WRITE_LOCK)
+        except OSError:
+            return
+        if struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK:
+            raise t.error("locked by another process", "lock")
+        return
+    # Elsewhere struct flock is laid out differently: take (and drop) a lockf lock through a
+    # writable descriptor instead.
     try:
-        answer = fcntl.fcntl(fd, fcntl.F_GETLK, _WHOLE_FILE_WRITE_LOCK)
+        wfd = os.open(t.root.join(t.relpath), os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK
+                      | os.O_CLOEXEC)
     except OSError:
         return
-    if struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK:
-        raise t.error("locked by another process", "lock")
+    try:
+        fcntl.lockf(wfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(wfd, fcntl.LOCK_UN)
+    except BlockingIOError:
+        raise t.error("locked by another process", "lock") from None
+    except OSError:
+        pass
+    finally:
+        os.close(wfd)
 
 
-_FLOCK = "hhqqi4x"  # struct flock: l_type, l_whence, l_start, l_len, l_pid
+_LINUX = sys.platform.startswith("linux")
+_FLOCK = "hhqqi4x"  # Linux's struct flock: l_type, l_whence, l_start, l_len, l_pid
 _WHOLE_FILE_WRITE_LOCK = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
 
 
@@ -467,6 +487,7 @@ def _read(t: Target, fds: _Budget) -> None:
 
 def _fold(targets: list[Target], manifest: Manifest, base: Path) -> None:
     """Apply each target's operations in order, in memory."""
+    template_files: dict[str, str] = {}
     for t in targets:
         t0 = time.perf_counter_ns()
         content: bytes | None = t.current if t.kind == "file" else None
@@ -490,7 +511,7 @@ def _fold(targets: list[Target], manifest: Manifest, base: Path) -> None:
                 content = _edit(t, op, content)
                 t.optimisations.add("incremental")
             elif op.op == "render":
-                content = _render(t, op, base)
+                content = _render(t, op, base, template_files)
             if op.mode is not None:
                 t.mode = op.mode
         t.final = content
@@ -523,13 +544,16 @@ def _edit(t: Target, op: Operation, content: bytes | None) -> bytes:
     return text.replace(op.old, op.new, 1).encode("utf-8")
 
 
-def _render(t: Target, op: Operation, base: Path) -> bytes:
+def _render(t: Target, op: Operation, base: Path, read: dict[str, str]) -> bytes:
     if op.template_path is not None:
-        try:
-            text = (base / op.template_path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise t.error(f"template {op.template_path}: cannot read: {e}", "usage", op) \
-                from None
+        text = read.get(op.template_path)  # a template file is read once per batch
+        if text is None:
+            try:
+                text = read[op.template_path] = (base / op.template_path).read_text(
+                    encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise t.error(f"template {op.template_path}: cannot read: {e}", "usage",
+                              op) from None
     else:
         assert op.template is not None
         text = op.template
@@ -838,7 +862,22 @@ def _release_later(targets: list[Target]) -> None:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    threading.Thread(target=close_all, name="guardian-release", daemon=True).start()
+    thread = threading.Thread(target=close_all, name="guardian-release", daemon=True)
+    with _releasing_lock:
+        _releasing[:] = [t for t in _releasing if t.is_alive()] + [thread]
+    thread.start()
+
+
+_releasing: list[threading.Thread] = []
+_releasing_lock = threading.Lock()
+
+
+def wait_released(timeout: float | None = None) -> None:
+    """Wait until every replaced file of earlier batches is released (benchmarks, tests)."""
+    with _releasing_lock:
+        threads = list(_releasing)
+    for thread in threads:
+        thread.join(timeout)
 
 
 def _close_tmpfds(targets: list[Target]) -> None:

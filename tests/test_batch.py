@@ -491,3 +491,29 @@ def test_daemon_recovers_an_interrupted_batch_at_start(cli: Cli, root: Path, wat
     w = watch(root)
     w.wait(lambda e: e["event"] == "warning" and "recovered batch" in e["message"])
     assert state(root) == expected(NEW) and not temps(root)
+
+
+def test_guardian_bench_runs_the_seed_scenarios(cli: Cli, tmp_path: Path) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    p = cli.run("bench", "--files", "12", "--repeats", "1", "--large", "16", "--dir",
+                str(scratch), "--json", store=False, timeout=300)
+    out = json.loads(p.stdout)
+    assert p.returncode == (0 if out["passed"] else 1), p.stderr
+    assert set(out["scenarios"]) == {"batch_operations", "template_operations",
+                                     "incremental_updates"}
+    for s in out["scenarios"].values():
+        assert s["success_rate"] == 1.0 and s["naive_s"] > 0 and s["optimised_s"] > 0
+    assert out["overall"]["zero_data_loss"] is True
+    assert out["overall"]["optimization_rate"] > 0.4  # read from the operations table
+    checks = {c["check"] for c in out["checks"]}
+    assert {"batch_operations.improvement", "template_operations.template_reuse_rate",
+            "incremental_updates.data_integrity", "overall.net_performance_gain",
+            "overall.zero_data_loss"} <= checks
+    assert out["large_batch"]["files"] == 16 and out["large_rewrite"]["files"] == 16
+    assert not list(scratch.iterdir())  # the scratch tree is removed
+    text = cli.run("bench", "--files", "4", "--repeats", "1", "--large", "0", "--dir",
+                   str(scratch), store=False, timeout=300)
+    assert b"ACCEPTANCE: " in text.stdout and b"improvement" in text.stdout
+    bad = cli.run("bench", "--files", "0", store=False)
+    assert bad.returncode == 2 and bad.stderr.count(b"\n") == 1
