@@ -120,6 +120,7 @@ class Target:
     oldfd: int | None = None        # the replaced file, held open: see _release_later
     written: tuple[int, int] | None = None  # (st_dev, st_ino) of the temp written
     digest: bytes | None = None     # SHA-256 of final
+    _where: tuple[int, bytes] | None = None
     elapsed_ns: int = 0
 
     @property
@@ -140,6 +141,13 @@ class Target:
             return self.kind == "absent"
         return self.kind == "file" and self.final == self.current and (
             self.current_mode is None or stat.S_IMODE(self.current_mode) == self.mode)
+
+    def where(self, *, create: bool = False) -> tuple[int, bytes]:
+        """(fd of the parent directory, name), found once per batch (a missing parent is not
+        remembered: it raises FileNotFoundError until ``create`` makes it)."""
+        if self._where is None:
+            self._where = self.rootfs.locate(self.relpath, create=create)
+        return self._where
 
     @property
     def rootfs(self) -> RootFS:
@@ -331,22 +339,32 @@ def _as_batch_error(e: BaseException, batch_id: int | None, *, rolled_back: bool
 def _resolve(recorder: Recorder, manifest: Manifest, base: Path) -> list[Target]:
     roots = list(recorder.roots.values())
     by_key: dict[tuple[int, bytes], Target] = {}
-    resolved: dict[str, str] = {}  # directory -> its resolved form, once per batch
+    # The directory part of each path is resolved once per batch (a batch has many files
+    # per directory); the last component never is: a symlink there is refused when read.
+    dirs: dict[str, tuple[Root, bytes] | None] = {}
+    base_s = os.fspath(base)
     for op in manifest.operations:
-        full = os.path.normpath(os.path.join(base, op.path))
-        head, name = os.path.split(full)
-        if head not in resolved:
-            resolved[head] = os.path.realpath(head)
-        located = _locate(os.path.join(resolved[head], name), roots)
+        head, _, name = op.path.rpartition("/")
+        if name in ("", ".", ".."):  # "dir/", "a/.." ...: the general way
+            full = os.path.normpath(os.path.join(base_s, op.path))
+            head, name = os.path.split(full)
+        if head not in dirs:
+            where = os.path.realpath(os.path.join(base_s, head))
+            dirs[head] = _locate(where, roots)
+        located = dirs[head]
         if located is None:
+            full = os.path.normpath(os.path.join(base_s, op.path))
+            if any(os.path.realpath(full) == str(r.path) for r in roots):
+                raise BatchError(f"{op.describe()}: is a watched root itself", category="usage",
+                                 index=op.index, op=op.op, path=op.path)
             shown = ", ".join(str(r.path) for r in roots)
             raise BatchError(f"{op.describe()}: {full}: outside the watched roots ({shown})",
                              category="permission", index=op.index, op=op.op, path=op.path)
-        root, rel = located
-        if not rel:
-            raise BatchError(f"{op.describe()}: is a watched root itself", category="usage",
-                             index=op.index, op=op.op, path=op.path)
-        t = by_key.setdefault((root.id, rel), Target(root, rel))
+        root, prefix = located
+        rel = prefix + SEP + os.fsencode(name) if prefix else os.fsencode(name)
+        t = by_key.get((root.id, rel))
+        if t is None:
+            t = by_key[(root.id, rel)] = Target(root, rel)
         t.ops.append(op)
     return sorted(by_key.values(), key=lambda t: (t.root.id, t.relpath))
 
@@ -429,9 +447,8 @@ _WHOLE_FILE_WRITE_LOCK = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0
 def _read(t: Target, fds: _Budget) -> None:
     """What is at the target now; a regular file's bytes, read through one descriptor that
     also probes for other processes' locks (and is kept, while ``fds`` allows)."""
-    fs = t.rootfs
     try:
-        dfd, name = fs.locate(t.relpath, create=False)
+        dfd, name = t.where()
     except FileNotFoundError:
         t.kind = "absent"  # a parent is missing: the write creates it
         return
@@ -719,7 +736,7 @@ def _write_temps(recorder: Recorder, targets: list[Target], batch_id: int,
     """
     writes = [t for t in targets if t.final is not None and not t.final_dir]
     for t in writes:  # open (and create) every parent now: the threads only look them up
-        t.rootfs.locate(t.relpath, create=True)
+        t.where(create=True)
     anonymous = fds if _TMPFILE_OK else _Budget(0)
     devices: dict[int, int] = {}  # st_dev -> a directory fd on it, for syncfs
 
@@ -727,7 +744,7 @@ def _write_temps(recorder: Recorder, targets: list[Target], batch_id: int,
         t0 = time.perf_counter_ns()
         faults.point("batch.temp_write")
         assert t.temp is not None and t.final is not None
-        dfd, _name = t.rootfs.locate(t.relpath, create=False)
+        dfd, _name = t.where()
         fd = -1
         if t.kind == "absent" and anonymous.take():
             fd = _open_tmpfile(dfd)
@@ -907,7 +924,7 @@ def _group_sync(writes: list[Target], devices: dict[int, int], store: Store | No
             continue
         if t.temp is None or t.final is None or t.final_dir:
             continue
-        dfd, _name = t.rootfs.locate(t.relpath, create=False)
+        dfd, _name = t.where()
         fd = os.open(t.temp, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd)
         try:
             os.fsync(fd)
@@ -951,7 +968,7 @@ def _apply(recorder: Recorder, targets: list[Target]) -> None:
                 _link(t)
             else:
                 assert t.temp is not None
-                dfd, name = fs.locate(t.relpath, create=False)
+                dfd, name = t.where()
                 os.rename(t.temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
             dirs.add((t.root.id, t.relpath.rpartition(SEP)[0]))
             t.elapsed_ns += time.perf_counter_ns() - t0
@@ -968,7 +985,7 @@ def _link(t: Target) -> None:
     appeared there since the batch looked (another program's) fails the batch, which rolls
     back after recording it."""
     assert t.tmpfd is not None and t.temp is not None and t.final is not None
-    dfd, name = t.rootfs.locate(t.relpath, create=False)
+    dfd, name = t.where()
     try:
         os.link(f"/proc/self/fd/{t.tmpfd}", name, dst_dir_fd=dfd, follow_symlinks=True)
         return
@@ -999,7 +1016,7 @@ def _lstat(t: Target) -> os.stat_result | None:
     if fs._fds is None:
         return fs.lstat(t.relpath)
     try:
-        dfd, name = fs.locate(t.relpath, create=False)
+        dfd, name = t.where()
         return os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except (FileNotFoundError, OutsideRootError):
         return None

@@ -146,6 +146,10 @@ def test_toml_manifests_and_usage_errors(cli: Cli, root: Path, tmp_path: Path) -
     ([{"op": "delete", "path": "missing.txt"}], "does not exist", "usage"),
     ([{"op": "write", "path": "../outside.txt", "content": "x"}], "outside the watched roots",
      "permission"),
+    ([{"op": "write", "path": "sub/../../outside.txt", "content": "x"}],
+     "outside the watched roots", "permission"),
+    ([{"op": "write", "path": ".", "content": "x"}], "is a watched root itself", "usage"),
+    ([{"op": "mkdir", "path": "sub/.."}], "is a watched root itself", "usage"),
     ([{"op": "render", "path": "r.txt", "template": "Hi $who"}], "no value for $who", "usage"),
     ([{"op": "edit", "path": "d.py", "patch": "@@ -1,1 +1,1 @@\n-nope\n+x\n"}],
      "hunk 1 does not apply", "usage"),
@@ -163,6 +167,25 @@ def test_a_bad_operation_refuses_the_whole_batch(cli: Cli, root: Path, ops: list
     assert err["operation"] >= 1
     assert {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()} == before
     assert not temps(root)
+
+
+def test_path_spellings_name_the_same_files(cli: Cli, root: Path) -> None:
+    (root / "sub").mkdir()
+    manifest = {"operations": [
+        {"op": "write", "path": "a/../b.txt", "content": "1"},
+        {"op": "write", "path": "./b.txt", "content": "2"},       # the same target: folded
+        {"op": "write", "path": "sub//c.txt", "content": "3"},
+        {"op": "write", "path": str(root / "sub" / "./d.txt"), "content": "4"},
+        {"op": "mkdir", "path": "e/f/"},
+    ]}
+    p = apply(cli, root, manifest, "--json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    files = {f["path"]: f["action"] for f in json.loads(p.stdout)["files"]}
+    assert files == {str(root / "b.txt"): "write", str(root / "sub" / "c.txt"): "write",
+                     str(root / "sub" / "d.txt"): "write", str(root / "e" / "f"): "mkdir"}
+    assert (root / "b.txt").read_text() == "2" and (root / "sub" / "c.txt").read_text() == "3"
+    assert (root / "sub" / "d.txt").read_text() == "4" and (root / "e" / "f").is_dir()
+    assert not (root / "a").exists()
 
 
 def test_protected_and_symlinked_targets_are_refused(cli: Cli, root: Path,
