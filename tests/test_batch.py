@@ -489,6 +489,31 @@ def test_random_kills_hundreds_of_times(cli: Cli, root: Path) -> None:
     assert outcomes["new"] and outcomes["old"], outcomes
 
 
+@pytest.mark.parametrize("limit", [256, 1500])
+def test_a_batch_bigger_than_the_descriptor_limit(cli: Cli, root: Path, limit: int) -> None:
+    """Unnamed temps and replaced files are held open only while descriptors allow: past
+    the limit (which cannot be raised here) temps get names and old files are closed."""
+    import resource
+
+    for i in range(400):
+        (root / f"old{i}.txt").write_text(f"old {i}\n")
+    manifest = {"operations": [{"op": "write", "path": f"{kind}{i}.txt",
+                                "content": f"{kind} {i} new\n"}
+                               for kind in ("old", "new") for i in range(400)]}
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    p = subprocess.run([sys.executable, "-m", "guardian", "apply", "-", "--root", str(root),
+                        "--store", str(cli.store), "--json"], input=json.dumps(manifest).encode(),
+                       capture_output=True, env=cli.env, cwd=root, preexec_fn=low_limit,
+                       timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert all((root / f"{k}{i}.txt").read_text() == f"{k} {i} new\n"
+               for k in ("old", "new") for i in range(400))
+    assert not temps(root) and cli.json("verify")["ok"] is True
+
+
 def test_mode_and_owner_are_kept(cli: Cli, root: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to give a file another owner")
