@@ -185,7 +185,8 @@ class Bench:
 
     def batch(self, ops: list[Operation]) -> tuple[float, int, int]:
         """(seconds, ok ops, failed ops) of one batch, from a quiet disk."""
-        from guardian.journal import BatchError, execute, wait_released
+        from guardian.batchio import wait_released
+        from guardian.journal import BatchError, execute
 
         quiesce()
         t = time.perf_counter()
@@ -377,7 +378,7 @@ def io_floor(directory: Path, n: int, size: int) -> float:
     implementation of the same guarantees can reach on this disk."""
     import sqlite3
 
-    from guardian.journal import _syncfs
+    from guardian.batchio import syncfs as _syncfs
 
     work = directory / "floor"
     work.mkdir()

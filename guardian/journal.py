@@ -2,166 +2,61 @@
 
 The protocol (every step has a fault-injection point, see ``guardian.faults``):
 
-1. resolve every path (inside a root, never through a symlink), then **lock** the targets
-   (a filelock per target, in sorted order, with a timeout; and no other process may hold an
-   flock/lockf lock on an existing target);
-2. read the current contents, apply the operations in memory, and **check** them: edits
-   apply, directories are creatable and writable, targets writable, nothing protected, every
-   new content valid by the same validators and rules as the watcher. Any failure: nothing
-   has been written;
-3. record the current contents (versions, durably) and **prepare** the journal: old and new
-   contents stored, one entry per target with its temp file name, in one transaction;
-4. write every new file to its **temp** file beside the target (in parallel), then make them
-   all durable at once (one ``syncfs`` per filesystem, else grouped fsyncs);
-5. **commit** the journal: the commit point. Before it, a crash leaves every target as it was;
-6. **apply**: rename every temp over its target, delete, mkdir; fsync each parent directory;
-7. **verify** every target's hash, record the new versions (origin ``batch``), mark done.
+1. **resolve** every path (inside a root, never through a symlink) and **lock** the targets
+   (:mod:`guardian.targetlocks`: sorted, with a timeout);
+2. read what each target holds, apply the operations in memory, and **check** the result
+   (:mod:`guardian.batchplan`): edits apply, directories creatable and writable, targets
+   writable and not locked by another process, nothing protected, every new content valid by
+   the watcher's validators and rules. Any failure: nothing has been written;
+3. **prepare** the journal: what each target holds now is in the store (captured first if
+   the store is behind), the new contents too, and one entry per target, in one transaction;
+4. write every new content to a **temp** (:mod:`guardian.batchio`: an unnamed ``O_TMPFILE``
+   for a new file, a named temp beside an existing one);
+5. **commit** the journal, then one ``syncfs`` per filesystem makes the temps and both
+   transactions durable together (without syncfs: an fsync per temp, durable transactions):
+   **the commit point**. Before it, a crash leaves every target as it was;
+6. **apply**: link or rename each temp into place, delete, mkdir; fsync each directory;
+7. **verify** each target is the inode written, record the new versions (origin
+   ``batch``), mark the batch done.
 
 A failure after the commit point rolls everything back from the stored old contents. At
 start (``guardian recover``, the daemon, ``guardian apply``) an unfinished batch is rolled
-back if it was only prepared, or forward if it was committed; leftover temp files go.
+back if it was only prepared, or forward if it was committed (after recording anything
+another program wrote to a target meanwhile); leftover temp files go.
 
-The naive way this replaces — for each file: copy a backup, write, fsync, verify — pays one
-or two fsyncs per file; here a whole batch pays a handful.
+The naive way this replaces — for each file: validate, copy a backup, write, fsync, verify —
+pays one or two flushes per file; a batch pays one, plus one per directory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
-import fcntl
 import hashlib
 import json
 import os
 import secrets
 import stat
-import struct
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guardian import faults, patch, targetlocks, templates
+from guardian import batchio, batchplan, faults, targetlocks
+from guardian.batchtarget import BatchError, Target
 from guardian.capture import Recorder
 from guardian.errors import GuardianError, OutsideRootError
-from guardian.exitcodes import ExitCode
 from guardian.history import unified_diff
 from guardian.ignore import TEMP_PREFIX
-from guardian.manifest import Manifest, Operation
+from guardian.manifest import Manifest
 from guardian.objects import Objects
 from guardian.paths import SEP, Root, show
-from guardian.policy import check
 from guardian.rootfs import RootFS
 from guardian.store import NewVersion, Store, Version
 
-# Temps are written by a few threads from this many files and bytes on: below, creating a
-# small file is mostly Python and kernel work the GIL hand-offs only slow down (measured on
-# two cores: 1,000 x 4 KiB took as long or longer with 4 threads).
-PARALLEL_MIN = 8
-PARALLEL_BYTES = 4 * 1024 * 1024
-
-
-class BatchError(GuardianError):
-    """A batch that was refused or rolled back; names the operation, the path and why."""
-
-    exit_code = ExitCode.FAILURE
-
-    def __init__(self, message: str, *, category: str = "system", index: int | None = None,
-                 op: str | None = None, path: str | None = None, line: int | None = None,
-                 column: int | None = None, rolled_back: bool = False,
-                 batch_id: int | None = None) -> None:
-        super().__init__(message)
-        self.category = category
-        self.index, self.op, self.path = index, op, path
-        self.line, self.column = line, column
-        self.rolled_back = rolled_back
-        self.batch_id = batch_id
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> BatchError:
-        return cls(str(d.get("message", "batch failed")), category=d.get("category", "system"),
-                   index=d.get("operation"), op=d.get("op"), path=d.get("path"),
-                   line=d.get("line"), column=d.get("column"),
-                   rolled_back=bool(d.get("rolled_back")), batch_id=d.get("batch"))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"message": str(self), "category": self.category, "operation": self.index,
-                "op": self.op, "path": self.path, "line": self.line, "column": self.column,
-                "rolled_back": self.rolled_back, "batch": self.batch_id}
-
-
-@dataclass
-class Target:
-    """One path the batch touches, with every operation on it folded together."""
-
-    root: Root
-    relpath: bytes
-    ops: list[Operation] = field(default_factory=list)
-    kind: str = "absent"            # what is there now: file | absent | dir | other
-    fs: RootFS | None = None        # shared by the batch's targets of one root (cached fds)
-    current: bytes | None = None
-    current_mode: int | None = None
-    current_uid: int | None = None
-    current_gid: int | None = None
-    final: bytes | None = None      # None: absent after the batch (a delete)
-    final_dir: bool = False         # a mkdir
-    mode: int = 0o644
-    optimisations: set[str] = field(default_factory=set)
-    temp: bytes | None = None
-    created_dirs: list[bytes] = field(default_factory=list)
-    old_object_id: int | None = None
-    new_object_id: int | None = None
-    tmpfd: int | None = None        # an unnamed O_TMPFILE temp, open until linked
-    oldfd: int | None = None        # the replaced file, held open: see _release_later
-    written: tuple[int, int] | None = None  # (st_dev, st_ino) of the temp written
-    digest: bytes | None = None     # SHA-256 of final
-    _where: tuple[int, bytes] | None = None
-    elapsed_ns: int = 0
-
-    @property
-    def shown(self) -> str:
-        return show(self.root.join(self.relpath))
-
-    @property
-    def action(self) -> str:
-        if self.final_dir:
-            return "mkdir"
-        return "delete" if self.final is None else "write"
-
-    @property
-    def unchanged(self) -> bool:
-        if self.final_dir:
-            return self.kind == "dir"
-        if self.final is None:
-            return self.kind == "absent"
-        return self.kind == "file" and self.final == self.current and (
-            self.current_mode is None or stat.S_IMODE(self.current_mode) == self.mode)
-
-    def where(self, *, create: bool = False) -> tuple[int, bytes]:
-        """(fd of the parent directory, name), found once per batch (a missing parent is not
-        remembered: it raises FileNotFoundError until ``create`` makes it)."""
-        if self._where is None:
-            self._where = self.rootfs.locate(self.relpath, create=create)
-        return self._where
-
-    @property
-    def rootfs(self) -> RootFS:
-        if self.fs is None:
-            self.fs = RootFS(self.root.bpath)
-        return self.fs
-
-    def error(self, message: str, category: str, op: Operation | None = None,
-              line: int | None = None, column: int | None = None) -> BatchError:
-        op = op or (self.ops[-1] if self.ops else None)
-        where = f"{op.describe()}: " if op else ""
-        return BatchError(f"{where}{self.shown}: {message}", category=category,
-                          index=op.index if op else None, op=op.op if op else None,
-                          path=self.shown, line=line, column=column)
+__all__ = ["BatchError", "BatchResult", "FileOutcome", "Recovered", "execute", "record_failure",
+           "recover", "sweep_temps"]
 
 
 @dataclass
@@ -231,32 +126,32 @@ def _execute(recorder: Recorder, manifest: Manifest, base: Path, *, dry_run: boo
         if t.root.id not in filesystems:
             filesystems[t.root.id] = RootFS(t.root.bpath, cache=True)
         t.fs = filesystems[t.root.id]
-    fds = _fd_budget()
+    fds = batchio.fd_budget()
     try:
         with _locked(targets, manifest.lock_timeout):
             return _execute_locked(recorder, manifest, base, targets, fds, t0, dry_run=dry_run,
                                    session=session)
     finally:
-        _close_fds(targets)
+        batchio.close_fds(targets)
 
 
 def _execute_locked(recorder: Recorder, manifest: Manifest, base: Path, targets: list[Target],
-                    fds: _Budget, t0: int, *, dry_run: bool, session: str | None
+                    fds: batchio.Budget, t0: int, *, dry_run: bool, session: str | None
                     ) -> BatchResult:
     faults.point("batch.locked")
     for t in targets:
-        _read(t, fds)
-    _fold(targets, manifest, base)
+        batchplan.read_target(t, fds)
+    batchplan.fold(targets, manifest, base)
     for t in targets:
         if t.unchanged and t.oldfd is not None:
             os.close(t.oldfd)
             t.oldfd = None
     access: dict[tuple[int, bytes], Any] = {}
     for t in targets:
-        _check_writable(t, access)
+        batchplan.check_writable(t, access)
     if manifest.validate:
         for t in targets:
-            _validate(recorder, t)
+            batchplan.validate(recorder, t)
     if dry_run:
         diff = "".join(unified_diff(t.current if t.kind == "file" else None, t.final,
                                     f"a/{show(t.relpath)}", f"b/{show(t.relpath)}")
@@ -273,12 +168,12 @@ def _execute_locked(recorder: Recorder, manifest: Manifest, base: Path, targets:
     store = recorder.store
     # With syncfs, one flush makes the temps and the store's two transactions durable
     # together; without it, each temp is fsynced, then each transaction.
-    shared = _syncfs() is not None
+    shared = batchio.syncfs() is not None
     batch_id = _prepare(recorder, changing, session, durable=not shared)
     try:
-        devices = _write_temps(recorder, changing, batch_id, fds, parallel=_parallel(changing))
+        devices = batchio.write_temps(changing, fds, parallel=batchio.parallel(changing))
         if not shared:
-            _group_sync(changing, devices, None)
+            batchio.group_sync(changing, devices, None)
         faults.point("batch.commit")
         with store.transaction(durable=not shared):  # the commit point
             store.db.execute("UPDATE batches SET state='committed' WHERE id=?", (batch_id,))
@@ -287,10 +182,10 @@ def _execute_locked(recorder: Recorder, manifest: Manifest, base: Path, targets:
         raise _as_batch_error(e, batch_id, rolled_back=True) from None
     try:
         if shared:  # the commit, the new contents and the temps: durable before any rename
-            _group_sync(changing, devices, store)
+            batchio.group_sync(changing, devices, store)
         faults.point("batch.synced")
         faults.point("batch.committed")
-        _apply(recorder, changing)
+        batchio.put_in_place(changing)
         versions = _finish(recorder, batch_id, changing, session, verify=True,
                            operations=targets)
     except BaseException as e:
@@ -302,7 +197,7 @@ def _execute_locked(recorder: Recorder, manifest: Manifest, base: Path, targets:
                 "recover` once the cause is fixed; every old content is in the store",
                 category="recovery", batch_id=batch_id) from None
         raise _as_batch_error(e, batch_id, rolled_back=True) from None
-    _release_later(changing)
+    batchio.release_later(changing)
     return BatchResult(batch_id, False, _outcomes(targets, versions), _ms(t0),
                        versions=sorted(versions.values()))
 
@@ -397,247 +292,6 @@ def _locked(targets: list[Target], timeout: float) -> Iterator[None]:
             f"locked by another Guardian batch (waited {timeout:g}s)", "lock") from None
 
 
-def _probe_os_lock(t: Target, fd: int) -> None:
-    """Refuse a target another process holds an flock or a POSIX (lockf) lock on.
-
-    Probed on the read-only descriptor the content is read through: ``flock`` ignores the
-    access mode, and ``F_GETLK`` asks without taking anything (a write lock could only be
-    taken through a writable descriptor, and opening one would look like a write to inotify).
-    """
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise t.error("locked by another process", "lock") from None
-    except OSError:
-        pass  # a filesystem without flock: nothing can hold one
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    if _LINUX:
-        try:
-            answer = fcntl.fcntl(fd, fcntl.F_GETLK, _WHOLE_FILE_WRITE_LOCK)
-        except OSError:
-            return
-        if struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK:
-            raise t.error("locked by another process", "lock")
-        return
-    # Elsewhere struct flock is laid out differently: take (and drop) a lockf lock through a
-    # writable descriptor instead.
-    try:
-        wfd = os.open(t.root.join(t.relpath), os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK
-                      | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        fcntl.lockf(wfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.lockf(wfd, fcntl.LOCK_UN)
-    except BlockingIOError:
-        raise t.error("locked by another process", "lock") from None
-    except OSError:
-        pass
-    finally:
-        os.close(wfd)
-
-
-_LINUX = sys.platform.startswith("linux")
-_FLOCK = "hhqqi4x"  # Linux's struct flock: l_type, l_whence, l_start, l_len, l_pid
-_WHOLE_FILE_WRITE_LOCK = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
-
-
-# ----------------------------------------------------------------------------- 2. check
-def _read(t: Target, fds: _Budget) -> None:
-    """What is at the target now; a regular file's bytes, read through one descriptor that
-    also probes for other processes' locks (and is kept, while ``fds`` allows)."""
-    try:
-        dfd, name = t.where()
-    except FileNotFoundError:
-        t.kind = "absent"  # a parent is missing: the write creates it
-        return
-    except NotADirectoryError:
-        raise t.error("a parent is not a directory", "usage") from None
-    except OutsideRootError as e:
-        raise t.error(str(e).split(": ", 1)[-1], "permission") from None
-    except OSError as e:
-        raise t.error(f"cannot look at it: {e.strerror or e}", "permission") from None
-    try:
-        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-    except FileNotFoundError:
-        t.kind = "absent"
-        return
-    except OSError as e:
-        raise t.error(f"cannot look at it: {e.strerror or e}", "permission") from None
-    t.current_mode, t.current_uid, t.current_gid = st.st_mode, st.st_uid, st.st_gid
-    if stat.S_ISDIR(st.st_mode):
-        t.kind = "dir"
-        return
-    if stat.S_ISLNK(st.st_mode):
-        raise t.error("is a symlink; write to what it points to instead", "permission")
-    if not stat.S_ISREG(st.st_mode):
-        t.kind = "other"
-        return
-    t.kind = "file"
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                     dir_fd=dfd)
-    except OSError as e:
-        raise t.error(f"cannot read: {e.strerror or e}", "permission") from None
-    try:
-        size = os.fstat(fd).st_size
-        chunks = []
-        while True:
-            chunk = os.read(fd, max(size + 1, 65536))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size = 0
-        t.current = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        _probe_os_lock(t, fd)
-    except BaseException as e:
-        os.close(fd)
-        if isinstance(e, OSError):
-            raise t.error(f"cannot read: {e.strerror or e}", "permission") from None
-        raise
-    if fds.take():
-        t.oldfd = fd
-    else:
-        os.close(fd)
-
-
-def _fold(targets: list[Target], manifest: Manifest, base: Path) -> None:
-    """Apply each target's operations in order, in memory."""
-    template_files: dict[str, str] = {}
-    for t in targets:
-        t0 = time.perf_counter_ns()
-        content: bytes | None = t.current if t.kind == "file" else None
-        is_dir = t.kind == "dir"
-        for op in t.ops:
-            if op.op == "mkdir":
-                if content is not None or t.kind == "other":
-                    raise t.error("exists and is not a directory", "usage", op)
-                is_dir, t.final_dir = True, True
-                continue
-            if is_dir or t.kind == "other":
-                raise t.error("is a directory" if is_dir else "is not a regular file",
-                              "usage", op)
-            if op.op == "write":
-                content = op.content
-            elif op.op == "delete":
-                if content is None:
-                    raise t.error("does not exist", "usage", op)
-                content = None
-            elif op.op == "edit":
-                content = _edit(t, op, content)
-                t.optimisations.add("incremental")
-            elif op.op == "render":
-                content = _render(t, op, base, template_files)
-            if op.mode is not None:
-                t.mode = op.mode
-        t.final = content
-        if not any(op.mode is not None for op in t.ops):
-            t.mode = stat.S_IMODE(t.current_mode) if t.kind == "file" and t.current_mode \
-                else 0o666 & ~_umask()
-        t.elapsed_ns += time.perf_counter_ns() - t0
-
-
-def _edit(t: Target, op: Operation, content: bytes | None) -> bytes:
-    if content is None:
-        raise t.error("does not exist; nothing to edit", "usage", op)
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise t.error(f"is not UTF-8 text (byte {e.start}); edit needs text", "usage",
-                      op) from None
-    if op.patch is not None:
-        try:
-            return patch.apply(text, op.patch).encode("utf-8")
-        except patch.PatchError as e:
-            raise t.error(str(e), "usage", op) from None
-    assert op.old is not None and op.new is not None
-    count = text.count(op.old)
-    if count == 0:
-        raise t.error("the text to replace is not in the file", "usage", op)
-    if count > 1:
-        raise t.error(f"the text to replace occurs {count} times; give more context so it "
-                      "occurs once", "usage", op)
-    return text.replace(op.old, op.new, 1).encode("utf-8")
-
-
-def _render(t: Target, op: Operation, base: Path, read: dict[str, str]) -> bytes:
-    if op.template_path is not None:
-        text = read.get(op.template_path)  # a template file is read once per batch
-        if text is None:
-            try:
-                text = read[op.template_path] = (base / op.template_path).read_text(
-                    encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                raise t.error(f"template {op.template_path}: cannot read: {e}", "usage",
-                              op) from None
-    else:
-        assert op.template is not None
-        text = op.template
-    hits = templates.cache_info()[0]
-    try:
-        compiled = templates.compile_template(text)
-        out = compiled.render(op.vars)
-    except templates.TemplateError as e:
-        raise t.error(f"template: {e}", "usage", op) from None
-    if templates.cache_info()[0] > hits:
-        t.optimisations.add("template_cache")
-    return out.encode("utf-8")
-
-
-def _check_writable(t: Target, seen: dict[tuple[int, bytes], Any]) -> None:
-    """Refuse now what the writes would fail on: an uncreatable or unwritable directory, an
-    unwritable target. ``seen`` caches per directory (a batch has many files per directory).
-    """
-    if t.unchanged:
-        return
-    fs = t.rootfs
-    try:
-        faults.point("batch.permission")
-        parent = t.relpath if t.final_dir else t.relpath.rpartition(SEP)[0]
-        key = (t.root.id, parent)
-        missing = seen.get(key)
-        if missing is None:
-            missing = seen[key] = fs.missing_dirs(parent + b"/x") if parent else []
-        t.created_dirs = list(missing)
-        existing = missing[0].rpartition(SEP)[0] if missing else parent
-        if t.final_dir and not missing:
-            return  # the directory is there already
-        directory = t.root.join(existing)
-        akey = (-t.root.id - 1, existing)
-        if akey not in seen:
-            seen[akey] = os.access(directory, os.W_OK | os.X_OK)
-        if not seen[akey]:
-            what = "create its directory in" if missing else "write in its directory"
-            raise t.error(f"cannot {what} {show(directory)}: permission denied", "permission")
-        if t.kind == "file" and not os.access(t.root.join(t.relpath), os.W_OK):
-            raise t.error("is not writable: permission denied", "permission")
-    except OSError as e:
-        raise t.error(f"{e.strerror or e}", "permission") from None
-    except OutsideRootError as e:
-        raise t.error(str(e).split(": ", 1)[-1], "permission") from None
-
-
-def _validate(recorder: Recorder, t: Target) -> None:
-    if t.unchanged or t.final_dir:
-        return
-    policy = recorder.policy
-    if policy is None:
-        return
-    eff = policy.effective(t.root.id, t.relpath)
-    if eff.protected:
-        origin = eff.settings["protect"][1]
-        raise t.error(f"is protected by {origin}; Guardian would revert the change",
-                      "validation")
-    if t.final is None:
-        return
-    verdict = check(eff, t.final, t.root.display(t.relpath))
-    if verdict.valid is False:
-        first = next(p for _n, p in verdict.problems() if p.severity == "error")
-        raise t.error(f"invalid: {verdict.summary(t.shown)}", "validation", line=first.line,
-                      column=first.column)
-
-
 # ----------------------------------------------------------------------------- 3. prepare
 def _heads(store: Store, targets: list[Target]) -> list[Version | None]:
     by_root: dict[int, list[bytes]] = {}
@@ -716,312 +370,6 @@ def _store_new(store: Store, targets: list[Target]) -> dict[bytes, int]:
     return ids
 
 
-# ----------------------------------------------------------------------------- 4. temps
-def _parallel(targets: list[Target]) -> bool:
-    writes = [t for t in targets if t.final is not None and not t.final_dir]
-    return len(writes) >= PARALLEL_MIN and sum(len(t.final or b"") for t in writes) \
-        >= PARALLEL_BYTES
-
-
-def _write_temps(recorder: Recorder, targets: list[Target], batch_id: int,
-                 fds: _Budget, *, parallel: bool) -> dict[int, int]:
-    """Write every new content beside its target (not yet durable: see _group_sync); return
-    a directory fd per filesystem written to.
-
-    A new file is written to an unnamed ``O_TMPFILE`` inode (held open until it is linked
-    into place: no directory entry to create and rename, nothing to sweep after a crash); a
-    replacement goes to a named temp file that is renamed over its target. Many files are
-    written by a few threads, each taking a contiguous slice (the kernel's share of creating
-    a file runs without the GIL).
-    """
-    writes = [t for t in targets if t.final is not None and not t.final_dir]
-    for t in writes:  # open (and create) every parent now: the threads only look them up
-        t.where(create=True)
-    anonymous = fds if _TMPFILE_OK else _Budget(0)
-    devices: dict[int, int] = {}  # st_dev -> a directory fd on it, for syncfs
-
-    def one(t: Target) -> None:
-        t0 = time.perf_counter_ns()
-        faults.point("batch.temp_write")
-        assert t.temp is not None and t.final is not None
-        dfd, _name = t.where()
-        fd = -1
-        if t.kind == "absent" and anonymous.take():
-            fd = _open_tmpfile(dfd)
-            if fd < 0:
-                anonymous.give()
-        named = fd < 0
-        if named:
-            fd = os.open(t.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o600, dir_fd=dfd)
-        try:
-            view = memoryview(t.final)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fchmod(fd, t.mode)
-            if t.current_uid is not None and (t.current_uid, t.current_gid) != (
-                    os.getuid(), os.getgid()):
-                with contextlib.suppress(PermissionError):
-                    os.fchown(fd, t.current_uid, t.current_gid or -1)
-            st = os.fstat(fd)
-            t.written = (st.st_dev, st.st_ino)
-            devices.setdefault(st.st_dev, dfd)
-        except BaseException:
-            os.close(fd)
-            raise
-        if named:
-            os.close(fd)
-        else:
-            t.tmpfd = fd
-        t.elapsed_ns += time.perf_counter_ns() - t0
-
-    if parallel:
-        workers = min(4, (os.cpu_count() or 2) * 2)
-        slices = [writes[i::workers] for i in range(workers)]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="guardian-batch") as pool:
-            def run(part: list[Target]) -> None:
-                for t in part:
-                    one(t)
-
-            for f in [pool.submit(run, part) for part in slices]:
-                f.result()
-        for t in writes:
-            t.optimisations.add("parallel_io")
-    else:
-        for t in writes:
-            one(t)
-    if len(writes) > 1:
-        for t in writes:
-            t.optimisations.add("group_sync")
-    return devices
-
-
-class _Budget:
-    """How many more unnamed temp files may be held open (thread-safe countdown)."""
-
-    def __init__(self, n: int) -> None:
-        self._left = n
-        self._lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self._lock:
-            if self._left <= 0:
-                return False
-            self._left -= 1
-            return True
-
-    def give(self) -> None:
-        with self._lock:
-            self._left += 1
-
-
-_TMPFILE_OK: bool = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
-
-
-def _fd_budget() -> _Budget:
-    """How many descriptors a batch may hold open: unnamed temps until they are linked, and
-    replaced files until they are released. The soft limit is raised toward the hard one
-    (as most servers do); past the budget, temps get names and old files are closed."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-        target = 1 << 20 if hard == resource.RLIM_INFINITY else min(hard, 1 << 20)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-    if soft == resource.RLIM_INFINITY:
-        soft = 1 << 20
-    return _Budget(max(0, (soft - 1024) // 2))
-
-
-def _open_tmpfile(dfd: int) -> int:
-    """An unnamed file in directory ``dfd`` (-1 where the filesystem has no O_TMPFILE)."""
-    try:
-        return os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600, dir_fd=dfd)
-    except OSError as e:
-        if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
-            return -1
-        raise
-
-
-def _close_fds(targets: list[Target]) -> None:
-    _close_tmpfds(targets)
-    for t in targets:
-        if t.oldfd is not None:
-            with contextlib.suppress(OSError):
-                os.close(t.oldfd)
-            t.oldfd = None
-
-
-def _release_later(targets: list[Target]) -> None:
-    """Close the replaced files' descriptors on a background thread.
-
-    The last close of a replaced inode frees its blocks, which costs far more than the
-    rename itself (~0.1 ms a file on ext4 mounted with ``discard``, where it is a TRIM). The
-    batch held each old file open, so its renames only swapped names; the freeing happens
-    here, after the batch has returned. Nothing in it is needed: the old bytes are in the
-    store, durably, since before the first rename.
-    """
-    fds = [t.oldfd for t in targets if t.oldfd is not None]
-    for t in targets:
-        t.oldfd = None
-    if not fds:
-        return
-    if len(fds) < 16:
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        return
-
-    def close_all() -> None:
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    thread = threading.Thread(target=close_all, name="guardian-release", daemon=True)
-    with _releasing_lock:
-        _releasing[:] = [t for t in _releasing if t.is_alive()] + [thread]
-    thread.start()
-
-
-_releasing: list[threading.Thread] = []
-_releasing_lock = threading.Lock()
-
-
-def wait_released(timeout: float | None = None) -> None:
-    """Wait until every replaced file of earlier batches is released (benchmarks, tests)."""
-    with _releasing_lock:
-        threads = list(_releasing)
-    for thread in threads:
-        thread.join(timeout)
-
-
-def _close_tmpfds(targets: list[Target]) -> None:
-    for t in targets:
-        if t.tmpfd is not None:
-            with contextlib.suppress(OSError):
-                os.close(t.tmpfd)
-            t.tmpfd = None
-
-
-def _group_sync(writes: list[Target], devices: dict[int, int], store: Store | None) -> None:
-    """Make every temp durable, and (``store``) every commit of the store so far: one
-    ``syncfs`` per filesystem (the store's included) instead of an fsync per file; without
-    syncfs, an fsync per temp."""
-    syncfs = _syncfs()
-    if syncfs is not None:
-        for fd in devices.values():
-            if syncfs(fd) != 0:
-                code = ctypes.get_errno()
-                raise OSError(code, f"syncfs: {os.strerror(code)}")
-        if store is not None and os.stat(store.path).st_dev not in devices:
-            store.sync_wal()
-        return
-    for t in writes:
-        if t.tmpfd is not None:
-            os.fsync(t.tmpfd)
-            continue
-        if t.temp is None or t.final is None or t.final_dir:
-            continue
-        dfd, _name = t.where()
-        fd = os.open(t.temp, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    if store is not None:
-        store.sync_wal()
-
-
-_SYNCFS: Any = False
-
-
-def _syncfs() -> Callable[[int], int] | None:
-    global _SYNCFS
-    if _SYNCFS is False:
-        _SYNCFS = None
-        if not os.environ.get("GUARDIAN_NO_SYNCFS"):
-            with contextlib.suppress(OSError, AttributeError):
-                libc = ctypes.CDLL(None, use_errno=True)
-                fn = libc.syncfs
-                fn.argtypes = [ctypes.c_int]
-                _SYNCFS = fn
-    return _SYNCFS  # type: ignore[no-any-return]
-
-
-# ----------------------------------------------------------------------------- 6. apply
-def _apply(recorder: Recorder, targets: list[Target]) -> None:
-    """Put every new content in place: link an unnamed temp, rename a named one over its
-    target; delete, mkdir; then fsync each directory touched."""
-    dirs: set[tuple[int, bytes]] = set()
-    try:
-        for t in targets:
-            t0 = time.perf_counter_ns()
-            fs = t.rootfs
-            faults.point("batch.rename")
-            if t.final_dir:
-                fs.makedirs(t.relpath)
-            elif t.final is None:
-                fs.remove(t.relpath)
-            elif t.tmpfd is not None:
-                _link(t)
-            else:
-                assert t.temp is not None
-                dfd, name = t.where()
-                os.rename(t.temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-            dirs.add((t.root.id, t.relpath.rpartition(SEP)[0]))
-            t.elapsed_ns += time.perf_counter_ns() - t0
-    finally:
-        _close_tmpfds(targets)
-    fs_of = {t.root.id: t.rootfs for t in targets}
-    for rid, d in sorted(dirs):
-        fs_of[rid].fsync_dir(d)
-    faults.point("batch.applied")
-
-
-def _link(t: Target) -> None:
-    """Give an unnamed temp its target's name. It never replaces anything: a file that
-    appeared there since the batch looked (another program's) fails the batch, which rolls
-    back after recording it."""
-    assert t.tmpfd is not None and t.temp is not None and t.final is not None
-    dfd, name = t.where()
-    try:
-        os.link(f"/proc/self/fd/{t.tmpfd}", name, dst_dir_fd=dfd, follow_symlinks=True)
-        return
-    except FileExistsError:
-        raise t.error("appeared while the batch ran (another program wrote it); not "
-                      "replacing it", "system") from None
-    except OSError as e:
-        if e.errno not in (errno.ENOENT, errno.EXDEV, errno.EPERM, errno.EACCES):
-            raise
-    # No usable /proc: the named way, durable before it is renamed into place.
-    fd = os.open(t.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600, dir_fd=dfd)
-    try:
-        view = memoryview(t.final)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fchmod(fd, t.mode)
-        os.fsync(fd)
-        st = os.fstat(fd)
-        t.written = (st.st_dev, st.st_ino)
-    finally:
-        os.close(fd)
-    os.rename(t.temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-
-
-def _lstat(t: Target) -> os.stat_result | None:
-    fs = t.rootfs
-    if fs._fds is None:
-        return fs.lstat(t.relpath)
-    try:
-        dfd, name = t.where()
-        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
-    except (FileNotFoundError, OutsideRootError):
-        return None
-
-
 def _finish(recorder: Recorder, batch_id: int, targets: list[Target], session: str | None,
             *, verify: bool, operations: list[Target] | None = None) -> dict[bytes, int]:
     """Verify every target, record the new versions, mark the batch done (one commit)."""
@@ -1029,7 +377,7 @@ def _finish(recorder: Recorder, batch_id: int, targets: list[Target], session: s
     stats: dict[bytes, os.stat_result | None] = {}
     for t in targets:
         fs = t.rootfs
-        st = _lstat(t)
+        st = batchio.lstat(t)
         stats[t.relpath] = st
         if not verify:
             continue
@@ -1081,7 +429,7 @@ def _finish(recorder: Recorder, batch_id: int, targets: list[Target], session: s
 # ----------------------------------------------------------------------------- failure paths
 def _abandon(recorder: Recorder, batch_id: int, targets: list[Target]) -> None:
     """Before the commit point: remove temps and created directories; nothing else moved."""
-    _close_tmpfds(targets)  # unnamed temps vanish with their last descriptor
+    batchio.close_tmpfds(targets)  # unnamed temps vanish with their last descriptor
     for t in targets:
         _remove_temp(t, t.temp)
         _remove_dirs(t)
@@ -1166,21 +514,6 @@ def record_failure(store: Store, manifest: Manifest, error: BatchError, elapsed_
                 outcome="rejected" if not error.rolled_back else "error",
                 path=os.fsencode(op.path), error_category=error.category,
                 batch_id=error.batch_id, detail={"message": str(error)[:300]})
-
-
-_UMASK: int | None = None
-
-
-def _umask() -> int:
-    """The process umask, read without changing it (os.umask is not thread-safe)."""
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = 0o022
-        with contextlib.suppress(OSError, ValueError):
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("Umask:"):
-                    _UMASK = int(line.split()[1], 8)
-    return _UMASK
 
 
 # ----------------------------------------------------------------------------- recovery

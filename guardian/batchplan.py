@@ -1,0 +1,282 @@
+"""Before a batch writes anything: what each target holds now, what it will hold, and
+whether that may be written (writable, unlocked, not protected, valid)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import stat
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from guardian import faults, patch, templates
+from guardian.batchio import Budget
+from guardian.batchtarget import Target
+from guardian.capture import Recorder
+from guardian.errors import OutsideRootError
+from guardian.manifest import Manifest, Operation
+from guardian.paths import SEP, show
+from guardian.policy import check
+
+
+def _probe_os_lock(t: Target, fd: int) -> None:
+    """Refuse a target another process holds an flock or a POSIX (lockf) lock on.
+
+    Probed on the read-only descriptor the content is read through: ``flock`` ignores the
+    access mode, and ``F_GETLK`` asks without taking anything (a write lock could only be
+    taken through a writable descriptor, and opening one would look like a write to inotify).
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise t.error("locked by another process", "lock") from None
+    except OSError:
+        pass  # a filesystem without flock: nothing can hold one
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    if _LINUX:
+        try:
+            answer = fcntl.fcntl(fd, fcntl.F_GETLK, _WHOLE_FILE_WRITE_LOCK)
+        except OSError:
+            return
+        if struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK:
+            raise t.error("locked by another process", "lock")
+        return
+    # Elsewhere struct flock is laid out differently: take (and drop) a lockf lock through a
+    # writable descriptor instead.
+    try:
+        wfd = os.open(t.root.join(t.relpath), os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK
+                      | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        fcntl.lockf(wfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(wfd, fcntl.LOCK_UN)
+    except BlockingIOError:
+        raise t.error("locked by another process", "lock") from None
+    except OSError:
+        pass
+    finally:
+        os.close(wfd)
+
+
+_LINUX = sys.platform.startswith("linux")
+
+
+_FLOCK = "hhqqi4x"  # Linux's struct flock: l_type, l_whence, l_start, l_len, l_pid
+
+
+_WHOLE_FILE_WRITE_LOCK = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+
+
+def read_target(t: Target, fds: Budget) -> None:
+    """What is at the target now; a regular file's bytes, read through one descriptor that
+    also probes for other processes' locks (and is kept, while ``fds`` allows)."""
+    try:
+        dfd, name = t.where()
+    except FileNotFoundError:
+        t.kind = "absent"  # a parent is missing: the write creates it
+        return
+    except NotADirectoryError:
+        raise t.error("a parent is not a directory", "usage") from None
+    except OutsideRootError as e:
+        raise t.error(str(e).split(": ", 1)[-1], "permission") from None
+    except OSError as e:
+        raise t.error(f"cannot look at it: {e.strerror or e}", "permission") from None
+    try:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        t.kind = "absent"
+        return
+    except OSError as e:
+        raise t.error(f"cannot look at it: {e.strerror or e}", "permission") from None
+    t.current_mode, t.current_uid, t.current_gid = st.st_mode, st.st_uid, st.st_gid
+    if stat.S_ISDIR(st.st_mode):
+        t.kind = "dir"
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise t.error("is a symlink; write to what it points to instead", "permission")
+    if not stat.S_ISREG(st.st_mode):
+        t.kind = "other"
+        return
+    t.kind = "file"
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dfd)
+    except OSError as e:
+        raise t.error(f"cannot read: {e.strerror or e}", "permission") from None
+    try:
+        size = os.fstat(fd).st_size
+        chunks = []
+        while True:
+            chunk = os.read(fd, max(size + 1, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size = 0
+        t.current = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        _probe_os_lock(t, fd)
+    except BaseException as e:
+        os.close(fd)
+        if isinstance(e, OSError):
+            raise t.error(f"cannot read: {e.strerror or e}", "permission") from None
+        raise
+    if fds.take():
+        t.oldfd = fd
+    else:
+        os.close(fd)
+
+
+def fold(targets: list[Target], manifest: Manifest, base: Path) -> None:
+    """Apply each target's operations in order, in memory."""
+    template_files: dict[str, str] = {}
+    for t in targets:
+        t0 = time.perf_counter_ns()
+        content: bytes | None = t.current if t.kind == "file" else None
+        is_dir = t.kind == "dir"
+        for op in t.ops:
+            if op.op == "mkdir":
+                if content is not None or t.kind == "other":
+                    raise t.error("exists and is not a directory", "usage", op)
+                is_dir, t.final_dir = True, True
+                continue
+            if is_dir or t.kind == "other":
+                raise t.error("is a directory" if is_dir else "is not a regular file",
+                              "usage", op)
+            if op.op == "write":
+                content = op.content
+            elif op.op == "delete":
+                if content is None:
+                    raise t.error("does not exist", "usage", op)
+                content = None
+            elif op.op == "edit":
+                content = _edit(t, op, content)
+                t.optimisations.add("incremental")
+            elif op.op == "render":
+                content = _render(t, op, base, template_files)
+            if op.mode is not None:
+                t.mode = op.mode
+        t.final = content
+        if not any(op.mode is not None for op in t.ops):
+            t.mode = stat.S_IMODE(t.current_mode) if t.kind == "file" and t.current_mode \
+                else 0o666 & ~_umask()
+        t.elapsed_ns += time.perf_counter_ns() - t0
+
+
+def _edit(t: Target, op: Operation, content: bytes | None) -> bytes:
+    if content is None:
+        raise t.error("does not exist; nothing to edit", "usage", op)
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise t.error(f"is not UTF-8 text (byte {e.start}); edit needs text", "usage",
+                      op) from None
+    if op.patch is not None:
+        try:
+            return patch.apply(text, op.patch).encode("utf-8")
+        except patch.PatchError as e:
+            raise t.error(str(e), "usage", op) from None
+    assert op.old is not None and op.new is not None
+    count = text.count(op.old)
+    if count == 0:
+        raise t.error("the text to replace is not in the file", "usage", op)
+    if count > 1:
+        raise t.error(f"the text to replace occurs {count} times; give more context so it "
+                      "occurs once", "usage", op)
+    return text.replace(op.old, op.new, 1).encode("utf-8")
+
+
+def _render(t: Target, op: Operation, base: Path, read: dict[str, str]) -> bytes:
+    if op.template_path is not None:
+        text = read.get(op.template_path)  # a template file is read once per batch
+        if text is None:
+            try:
+                text = read[op.template_path] = (base / op.template_path).read_text(
+                    encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise t.error(f"template {op.template_path}: cannot read: {e}", "usage",
+                              op) from None
+    else:
+        assert op.template is not None
+        text = op.template
+    hits = templates.cache_info()[0]
+    try:
+        compiled = templates.compile_template(text)
+        out = compiled.render(op.vars)
+    except templates.TemplateError as e:
+        raise t.error(f"template: {e}", "usage", op) from None
+    if templates.cache_info()[0] > hits:
+        t.optimisations.add("template_cache")
+    return out.encode("utf-8")
+
+
+def check_writable(t: Target, seen: dict[tuple[int, bytes], Any]) -> None:
+    """Refuse now what the writes would fail on: an uncreatable or unwritable directory, an
+    unwritable target. ``seen`` caches per directory (a batch has many files per directory).
+    """
+    if t.unchanged:
+        return
+    fs = t.rootfs
+    try:
+        faults.point("batch.permission")
+        parent = t.relpath if t.final_dir else t.relpath.rpartition(SEP)[0]
+        key = (t.root.id, parent)
+        missing = seen.get(key)
+        if missing is None:
+            missing = seen[key] = fs.missing_dirs(parent + b"/x") if parent else []
+        t.created_dirs = list(missing)
+        existing = missing[0].rpartition(SEP)[0] if missing else parent
+        if t.final_dir and not missing:
+            return  # the directory is there already
+        directory = t.root.join(existing)
+        akey = (-t.root.id - 1, existing)
+        if akey not in seen:
+            seen[akey] = os.access(directory, os.W_OK | os.X_OK)
+        if not seen[akey]:
+            what = "create its directory in" if missing else "write in its directory"
+            raise t.error(f"cannot {what} {show(directory)}: permission denied", "permission")
+        if t.kind == "file" and not os.access(t.root.join(t.relpath), os.W_OK):
+            raise t.error("is not writable: permission denied", "permission")
+    except OSError as e:
+        raise t.error(f"{e.strerror or e}", "permission") from None
+    except OutsideRootError as e:
+        raise t.error(str(e).split(": ", 1)[-1], "permission") from None
+
+
+def validate(recorder: Recorder, t: Target) -> None:
+    if t.unchanged or t.final_dir:
+        return
+    policy = recorder.policy
+    if policy is None:
+        return
+    eff = policy.effective(t.root.id, t.relpath)
+    if eff.protected:
+        origin = eff.settings["protect"][1]
+        raise t.error(f"is protected by {origin}; Guardian would revert the change",
+                      "validation")
+    if t.final is None:
+        return
+    verdict = check(eff, t.final, t.root.display(t.relpath))
+    if verdict.valid is False:
+        first = next(p for _n, p in verdict.problems() if p.severity == "error")
+        raise t.error(f"invalid: {verdict.summary(t.shown)}", "validation", line=first.line,
+                      column=first.column)
+
+
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask is not thread-safe)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = 0o022
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("Umask:"):
+                    _UMASK = int(line.split()[1], 8)
+    return _UMASK

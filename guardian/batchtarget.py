@@ -1,0 +1,112 @@
+"""The batch writer's unit of work: one path with every operation on it folded together,
+and the one error every refused or failed batch becomes."""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass, field
+from typing import Any
+
+from guardian.errors import GuardianError
+from guardian.exitcodes import ExitCode
+from guardian.manifest import Operation
+from guardian.paths import Root, show
+from guardian.rootfs import RootFS
+
+
+class BatchError(GuardianError):
+    """A batch that was refused or rolled back; names the operation, the path and why."""
+
+    exit_code = ExitCode.FAILURE
+
+    def __init__(self, message: str, *, category: str = "system", index: int | None = None,
+                 op: str | None = None, path: str | None = None, line: int | None = None,
+                 column: int | None = None, rolled_back: bool = False,
+                 batch_id: int | None = None) -> None:
+        super().__init__(message)
+        self.category = category
+        self.index, self.op, self.path = index, op, path
+        self.line, self.column = line, column
+        self.rolled_back = rolled_back
+        self.batch_id = batch_id
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> BatchError:
+        return cls(str(d.get("message", "batch failed")), category=d.get("category", "system"),
+                   index=d.get("operation"), op=d.get("op"), path=d.get("path"),
+                   line=d.get("line"), column=d.get("column"),
+                   rolled_back=bool(d.get("rolled_back")), batch_id=d.get("batch"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"message": str(self), "category": self.category, "operation": self.index,
+                "op": self.op, "path": self.path, "line": self.line, "column": self.column,
+                "rolled_back": self.rolled_back, "batch": self.batch_id}
+
+
+@dataclass
+class Target:
+    """One path the batch touches, with every operation on it folded together."""
+
+    root: Root
+    relpath: bytes
+    ops: list[Operation] = field(default_factory=list)
+    kind: str = "absent"            # what is there now: file | absent | dir | other
+    fs: RootFS | None = None        # shared by the batch's targets of one root (cached fds)
+    current: bytes | None = None
+    current_mode: int | None = None
+    current_uid: int | None = None
+    current_gid: int | None = None
+    final: bytes | None = None      # None: absent after the batch (a delete)
+    final_dir: bool = False         # a mkdir
+    mode: int = 0o644
+    optimisations: set[str] = field(default_factory=set)
+    temp: bytes | None = None
+    created_dirs: list[bytes] = field(default_factory=list)
+    old_object_id: int | None = None
+    new_object_id: int | None = None
+    tmpfd: int | None = None        # an unnamed O_TMPFILE temp, open until linked
+    oldfd: int | None = None        # the replaced file, held open: see release_later
+    written: tuple[int, int] | None = None  # (st_dev, st_ino) of the temp written
+    digest: bytes | None = None     # SHA-256 of final
+    _where: tuple[int, bytes] | None = None
+    elapsed_ns: int = 0
+
+    @property
+    def shown(self) -> str:
+        return show(self.root.join(self.relpath))
+
+    @property
+    def action(self) -> str:
+        if self.final_dir:
+            return "mkdir"
+        return "delete" if self.final is None else "write"
+
+    @property
+    def unchanged(self) -> bool:
+        if self.final_dir:
+            return self.kind == "dir"
+        if self.final is None:
+            return self.kind == "absent"
+        return self.kind == "file" and self.final == self.current and (
+            self.current_mode is None or stat.S_IMODE(self.current_mode) == self.mode)
+
+    def where(self, *, create: bool = False) -> tuple[int, bytes]:
+        """(fd of the parent directory, name), found once per batch (a missing parent is not
+        remembered: it raises FileNotFoundError until ``create`` makes it)."""
+        if self._where is None:
+            self._where = self.rootfs.locate(self.relpath, create=create)
+        return self._where
+
+    @property
+    def rootfs(self) -> RootFS:
+        if self.fs is None:
+            self.fs = RootFS(self.root.bpath)
+        return self.fs
+
+    def error(self, message: str, category: str, op: Operation | None = None,
+              line: int | None = None, column: int | None = None) -> BatchError:
+        op = op or (self.ops[-1] if self.ops else None)
+        where = f"{op.describe()}: " if op else ""
+        return BatchError(f"{where}{self.shown}: {message}", category=category,
+                          index=op.index if op else None, op=op.op if op else None,
+                          path=self.shown, line=line, column=column)
