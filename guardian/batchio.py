@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from guardian import faults
-from guardian.batchtarget import Target
+from guardian.batchtarget import Target, signature
 from guardian.errors import OutsideRootError
 from guardian.paths import SEP
 from guardian.store import Store
@@ -71,7 +71,8 @@ def write_temps(targets: list[Target], fds: Budget, *, parallel: bool) -> dict[i
             if t.current_uid is not None and (t.current_uid, t.current_gid) != (
                     os.getuid(), os.getgid()):
                 with contextlib.suppress(PermissionError):
-                    os.fchown(fd, t.current_uid, t.current_gid or -1)
+                    os.fchown(fd, t.current_uid,
+                              -1 if t.current_gid is None else t.current_gid)
             st = os.fstat(fd)
             t.written = (st.st_dev, st.st_ino)
             devices.setdefault(st.st_dev, dfd)
@@ -106,7 +107,8 @@ def write_temps(targets: list[Target], fds: Budget, *, parallel: bool) -> dict[i
 
 
 class Budget:
-    """How many more unnamed temp files may be held open (thread-safe countdown)."""
+    """How many more descriptors a batch may hold open (unnamed temps, replaced files): a
+    thread-safe countdown."""
 
     def __init__(self, n: int) -> None:
         self._left = n
@@ -280,7 +282,11 @@ def put_in_place(targets: list[Target]) -> None:
             else:
                 assert t.temp is not None
                 dfd, name = t.where()
-                os.rename(t.temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+                if t.kind == "file":
+                    _unchanged_since_read(t, dfd, name)
+                    os.rename(t.temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+                else:
+                    _link_named(t, dfd, name)
             dirs.add((t.root.id, t.relpath.rpartition(SEP)[0]))
             t.elapsed_ns += time.perf_counter_ns() - t0
     finally:
@@ -302,11 +308,11 @@ def _link(t: Target) -> None:
         return
     except FileExistsError:
         raise t.error("appeared while the batch ran (another program wrote it); not "
-                      "replacing it", "system") from None
+                      "replacing it", "conflict") from None
     except OSError as e:
         if e.errno not in (errno.ENOENT, errno.EXDEV, errno.EPERM, errno.EACCES):
             raise
-    # No usable /proc: the named way, durable before it is renamed into place.
+    # No usable /proc: the named way, durable before it is linked into place.
     fd = os.open(t.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600, dir_fd=dfd)
     try:
@@ -319,7 +325,32 @@ def _link(t: Target) -> None:
         t.written = (st.st_dev, st.st_ino)
     finally:
         os.close(fd)
-    os.rename(t.temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    _link_named(t, dfd, name)
+
+
+def _link_named(t: Target, dfd: int, name: bytes) -> None:
+    """A named temp into the place of a target that was absent: a link, which (unlike a
+    rename) fails if another program created the file meanwhile; then the temp name goes."""
+    assert t.temp is not None
+    try:
+        os.link(t.temp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+    except FileExistsError:
+        raise t.error("appeared while the batch ran (another program wrote it); not "
+                      "replacing it", "conflict") from None
+    os.unlink(t.temp, dir_fd=dfd)
+
+
+def _unchanged_since_read(t: Target, dfd: int, name: bytes) -> None:
+    """Refuse to replace a file another program changed since the batch read it: its bytes
+    would be lost (the rollback that follows records them and leaves them in place)."""
+    try:
+        now: tuple[int, ...] | None = signature(os.stat(name, dir_fd=dfd,
+                                                        follow_symlinks=False))
+    except FileNotFoundError:
+        now = None
+    if now != t.read_sig:
+        raise t.error("changed while the batch ran (another program wrote it); not "
+                      "replacing it", "conflict")
 
 
 def lstat(t: Target) -> os.stat_result | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from guardian import faults, patch, templates
 from guardian.batchio import Budget
-from guardian.batchtarget import Target
+from guardian.batchtarget import Target, signature
 from guardian.capture import Recorder
 from guardian.errors import OutsideRootError
 from guardian.manifest import Manifest, Operation
@@ -95,6 +95,7 @@ def read_target(t: Target, fds: Budget) -> None:
     except OSError as e:
         raise t.error(f"cannot look at it: {e.strerror or e}", "permission") from None
     t.current_mode, t.current_uid, t.current_gid = st.st_mode, st.st_uid, st.st_gid
+    t.read_sig = signature(st)
     if stat.S_ISDIR(st.st_mode):
         t.kind = "dir"
         return

@@ -3,6 +3,7 @@ and the one error every refused or failed batch becomes."""
 
 from __future__ import annotations
 
+import os
 import stat
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,11 @@ from guardian.exitcodes import ExitCode
 from guardian.manifest import Operation
 from guardian.paths import Root, show
 from guardian.rootfs import RootFS
+
+
+def signature(st: os.stat_result) -> tuple[int, ...]:
+    """What changes when anyone writes, replaces or chmods a file."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
 
 
 class BatchError(GuardianError):
@@ -68,6 +74,7 @@ class Target:
     oldfd: int | None = None        # the replaced file, held open: see release_later
     written: tuple[int, int] | None = None  # (st_dev, st_ino) of the temp written
     digest: bytes | None = None     # SHA-256 of final
+    read_sig: tuple[int, ...] | None = None  # the file as read (see batchplan.signature)
     _where: tuple[int, bytes] | None = None
     elapsed_ns: int = 0
 

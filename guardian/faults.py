@@ -2,7 +2,9 @@
 
 ``GUARDIAN_FAULT="batch.rename:EIO@2"`` makes the third pass through point ``batch.rename``
 raise ``OSError(EIO)``; ``…:kill`` sends the process SIGKILL there (a real crash, mid-way);
-``…:ENOSPC``, ``EACCES``… raise that errno. Unset, a point costs one dictionary lookup.
+``…:stop`` stops it with SIGSTOP until a SIGCONT (a test does something meanwhile: another
+program's write at the worst moment); ``…:ENOSPC``, ``EACCES``… raise that errno. Unset, a
+point costs one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -42,5 +44,8 @@ def point(name: str) -> None:
         return
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if action == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return
     code = getattr(errno, action, errno.EIO)
     raise OSError(code, f"{os.strerror(code)} (injected at {name})")

@@ -451,17 +451,16 @@ def _roll_back(recorder: Recorder, batch_id: int, targets: list[Target], why: st
                                                     f"{batch_id}")
     for t in reversed(targets):
         fs = t.rootfs
+        # Only what this batch put there is undone: a target another program changed
+        # meanwhile keeps that program's content (recorded above, like everything else).
         if t.final_dir:
             with contextlib.suppress(OSError):
                 if t.kind != "dir":
                     _rmdir(fs, t.relpath)
         elif t.kind == "file" and t.old_object_id is not None:
-            data = objects.get(t.old_object_id)
-            now = fs.lstat(t.relpath)
-            if now is None or fs.read(t.relpath) != data or (
-                    t.current_mode is not None and now.st_mode != t.current_mode):
-                fs.write(t.relpath, data, t.current_mode or 0o100644)
-        elif t.kind == "absent":
+            if _holds_ours(t):
+                fs.write(t.relpath, objects.get(t.old_object_id), t.current_mode or 0o100644)
+        elif t.kind == "absent" and t.final is not None and _holds_ours(t):
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 fs.remove(t.relpath)
         _remove_temp(t, t.temp)
@@ -472,6 +471,15 @@ def _roll_back(recorder: Recorder, batch_id: int, targets: list[Target], why: st
         store.db.execute("UPDATE batches SET state='rolled_back', finished_ns=?, error=? "
                          "WHERE id=?", (time.time_ns(), why[:500], batch_id))
         store.db.execute("DELETE FROM batch_entries WHERE batch_id=?", (batch_id,))
+
+
+def _holds_ours(t: Target) -> bool:
+    """Whether the target holds what the batch made of it (absent, for a delete)."""
+    try:
+        now = t.rootfs.read(t.relpath)
+    except (OSError, OutsideRootError):
+        return False
+    return now == t.final
 
 
 def _remove_temp(t: Target, temp: bytes | None) -> None:

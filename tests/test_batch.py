@@ -15,7 +15,7 @@ import pytest
 
 from guardian.rules import RULE_FILE
 
-from .conftest import Cli, sha256
+from .conftest import Cli, sha256, wait_until
 
 ISSUE_MANIFEST = {"operations": [
     {"op": "write", "path": "a.txt", "content": "text"},
@@ -322,6 +322,45 @@ def test_recovery_keeps_what_another_program_wrote_meanwhile(cli: Cli, root: Pat
                         ("c.py", b"someone else's edit\n")):  # ... and nothing is lost
         assert sha256(theirs) in {v["sha256"] for v in cli.log(root / rel)}, rel
     assert cli.json("verify")["ok"] is True
+
+
+def _stopped(pid: int) -> bool:
+    stat_line = Path(f"/proc/{pid}/stat").read_text()
+    return stat_line.rpartition(")")[2].split()[0] == "T"
+
+
+@pytest.mark.parametrize(("target", "point"), [("a.txt", "batch.committed"),
+                                               ("c.py", "batch.committed"),
+                                               ("d.py", "batch.rename")])
+def test_another_programs_write_mid_batch_is_never_overwritten(cli: Cli, root: Path,
+                                                                target: str,
+                                                                point: str) -> None:
+    """Another program writes a target after the batch read it (the batch is stopped there):
+    the batch refuses to replace it, rolls back what it did, and leaves their bytes."""
+    setup_tree(root)
+    nth = "@3" if point == "batch.rename" else ""  # a.txt, b.bin, c.py are in place by then
+    env = dict(cli.env, GUARDIAN_FAULT=f"{point}:stop{nth}")
+    proc = subprocess.Popen([sys.executable, "-m", "guardian", "apply", "-", "--root",
+                             str(root), "--store", str(cli.store), "--json"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=root)
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(ISSUE_MANIFEST).encode())
+    proc.stdin.close()
+    try:
+        wait_until(lambda: _stopped(proc.pid), what="the batch to stop mid-way")
+        theirs = f"another program's {target}\n".encode()
+        (root / target).write_bytes(theirs)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    assert proc.stdout is not None
+    with proc.stdout:
+        out = json.loads(proc.stdout.read())
+    assert proc.wait(timeout=30) == 1
+    assert out["error"]["category"] == "conflict" and out["error"]["rolled_back"]
+    assert target in out["error"]["message"]
+    assert state(root) == {**expected(OLD), target: theirs}  # theirs stays; the rest is old
+    assert sha256(theirs) in {v["sha256"] for v in cli.log(root / target)}
+    assert not temps(root) and cli.json("verify")["ok"] is True
 
 
 def test_apply_recovers_an_interrupted_batch_first(cli: Cli, root: Path) -> None:
