@@ -504,13 +504,15 @@ def _rmdir(fs: RootFS, relpath: bytes) -> None:
 
 def _record_operations(store: Store, targets: list[Target], batch_id: int | None,
                        outcome: str, category: str | None = None) -> None:
+    rows = []
+    for t in targets:
+        path = t.root.join(t.relpath)
+        optimisation = ",".join(sorted(t.optimisations)) or None
+        share = t.elapsed_ns // max(1, len(t.ops))
+        rows += [(op.op, share, outcome, path, category, optimisation, batch_id)
+                 for op in t.ops]
     with contextlib.suppress(Exception), store.transaction():
-        for t in targets:
-            for op in t.ops:
-                store.record_operation(
-                    op.op, duration_ns=t.elapsed_ns // max(1, len(t.ops)), outcome=outcome,
-                    path=t.root.join(t.relpath), error_category=category,
-                    optimisation=",".join(sorted(t.optimisations)) or None, batch_id=batch_id)
+        store.record_operations(rows)
 
 
 def record_failure(store: Store, manifest: Manifest, error: BatchError, elapsed_ns: int) -> None:

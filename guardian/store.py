@@ -16,7 +16,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -644,6 +644,17 @@ class Store:
             (time.time_ns(), op, path, duration_ns, outcome, error_category, optimisation,
              batch_id, json.dumps(detail) if detail else None),
         )
+
+    def record_operations(self, rows: Sequence[tuple[str, int, str, bytes | None, str | None,
+                                                     str | None, int | None]]) -> None:
+        """Bulk :meth:`record_operation`: (op, duration_ns, outcome, path, error_category,
+        optimisation, batch_id) each, at one time."""
+        now = time.time_ns()
+        self.db.executemany(
+            "INSERT INTO operations(time_ns, op, path, duration_ns, outcome, error_category,"
+            " optimisation, batch_id) VALUES(?,?,?,?,?,?,?,?)",
+            [(now, op, path, ns, outcome, cat, opt, bid)
+             for op, ns, outcome, path, cat, opt, bid in rows])
 
     # ----------------------------------------------------------------- stats
     def counts(self) -> dict[str, int]:
