@@ -20,9 +20,11 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import struct
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from guardian.locations import ensure_private_dir, runtime_dir
 
@@ -63,7 +65,7 @@ def hold(paths: Iterable[bytes], timeout: float) -> Iterator[None]:
         with _hold_files(directory, wanted, deadline):
             yield
         return
-    fd = os.open(directory / "targets.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = _open_shared(directory)
     try:
         for i, start in sorted(enumerate(map(offset, wanted)), key=lambda x: x[1]):
             request = _request(fcntl.F_WRLCK, start)
@@ -82,6 +84,30 @@ def hold(paths: Iterable[bytes], timeout: float) -> Iterator[None]:
         os.close(fd)  # releases every OFD lock taken through it
 
 
+def _open_shared(directory: Path) -> int:
+    """The shared lock file; made on first use, when the per-target lock files earlier
+    versions left (one per path ever written) are removed: nothing takes those on Linux."""
+    path = directory / "targets.lock"
+    flags = os.O_RDWR | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        pass
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return os.open(path, flags, 0o600)
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            if _LEGACY.fullmatch(entry.name):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+    return fd
+
+
+_LEGACY = re.compile(r"[0-9a-f]{32}\.lock")
+
+
 def held_elsewhere(path: bytes) -> bool:
     """Whether another open file holds ``path``'s lock (for tests and diagnostics)."""
     directory = ensure_private_dir(runtime_dir() / "locks")
@@ -95,7 +121,7 @@ def held_elsewhere(path: bytes) -> bool:
             return True
         finally:
             os.close(fd)
-    fd = os.open(directory / "targets.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = _open_shared(directory)
     try:
         answer = fcntl.fcntl(fd, _OFD_GETLK, _request(fcntl.F_WRLCK, offset(path)))
         return bool(struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK)

@@ -260,6 +260,22 @@ def test_two_batches_on_one_file_serialise(cli: Cli, root: Path) -> None:
     assert (root / "x.txt").read_text() == "1"
 
 
+def test_lock_files_of_earlier_versions_are_cleared(cli: Cli, root: Path) -> None:
+    """Earlier versions left a lock file per path ever written; the shared lock file replaces
+    them, and its first use removes them (and nothing else)."""
+    locks = Path(cli.env["XDG_RUNTIME_DIR"]) / "guardian" / "locks"
+    locks.mkdir(parents=True, mode=0o700)
+    legacy = [locks / f"{i:032x}.lock" for i in range(50)]
+    for p in legacy:
+        p.write_bytes(b"")
+    (locks / "notes.txt").write_text("not ours to remove")
+    for _ in range(2):
+        assert apply(cli, root, {"operations": [{"op": "write", "path": "x.txt",
+                                                 "content": "x"}]}).returncode == 0
+    assert sorted(p.name for p in locks.iterdir()) == ["notes.txt", "targets.lock"]
+    assert (locks / "targets.lock").stat().st_mode & 0o777 == 0o600
+
+
 BEFORE_COMMIT = ["batch.start", "batch.locked", "batch.permission", "batch.prepare",
                  "batch.temp_write", "batch.commit"]
 # batch.synced: the one syncfs that makes the commit record and the temps durable together
