@@ -111,14 +111,12 @@ def read_target(t: Target, fds: Budget) -> None:
     except OSError as e:
         raise t.error(f"cannot read: {e.strerror or e}", "permission") from None
     try:
-        size = os.fstat(fd).st_size
-        chunks = []
-        while True:
-            chunk = os.read(fd, max(size + 1, 65536))
-            if not chunk:
-                break
+        st = os.fstat(fd)  # the inode actually opened: what a later change is compared with
+        t.read_sig = signature(st)
+        t.current_mode, t.current_uid, t.current_gid = st.st_mode, st.st_uid, st.st_gid
+        chunks: list[bytes] = []  # to the end (an empty read): a read can come back short mid-file
+        while chunk := os.read(fd, max(st.st_size + 1, 65536) if not chunks else 65536):
             chunks.append(chunk)
-            size = 0
         t.current = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         _probe_os_lock(t, fd)
     except BaseException as e:
