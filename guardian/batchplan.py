@@ -260,6 +260,7 @@ def validate(recorder: Recorder, t: Target) -> None:
     if t.final is None:
         return
     verdict = check(eff, t.final, t.root.display(t.relpath))
+    t.valid = verdict.valid  # recorded with the version: no later check needs to run again
     if verdict.valid is False:
         first = next(p for _n, p in verdict.problems() if p.severity == "error")
         raise t.error(f"invalid: {verdict.summary(t.shown)}", "validation", line=first.line,

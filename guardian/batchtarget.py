@@ -74,7 +74,8 @@ class Target:
     oldfd: int | None = None        # the replaced file, held open: see release_later
     written: tuple[int, int] | None = None  # (st_dev, st_ino) of the temp written
     digest: bytes | None = None     # SHA-256 of final
-    read_sig: tuple[int, ...] | None = None  # the file as read (see batchplan.signature)
+    read_sig: tuple[int, ...] | None = None  # the file as read (see signature)
+    valid: bool | None = None       # the validators' verdict on final (None: none ran)
     _where: tuple[int, bytes] | None = None
     elapsed_ns: int = 0
 

@@ -413,7 +413,7 @@ def _finish(recorder: Recorder, batch_id: int, targets: list[Target], session: s
                 kind = "modified" if t.kind == "file" else "created"
                 nv = NewVersion(0, t.new_object_id, True, kind, "batch",
                                 st.st_mode if st else t.mode, len(t.final),
-                                note=f"batch {batch_id}", session=session, valid=None)
+                                note=f"batch {batch_id}", session=session, valid=t.valid)
             items.append((t.root.id, t.relpath, nv, st))
         for (_rid, rel, _nv, _st), vid in zip(items, store.add_versions(items), strict=True):
             versions[rel] = vid

@@ -169,6 +169,16 @@ def test_a_bad_operation_refuses_the_whole_batch(cli: Cli, root: Path, ops: list
     assert not temps(root)
 
 
+def test_the_validators_verdict_is_recorded_with_the_version(cli: Cli, root: Path) -> None:
+    write = {"operations": [{"op": "write", "path": "conf.json", "content": '{"a": 1}'}]}
+    assert apply(cli, root, write).returncode == 0
+    assert cli.log(root / "conf.json")[0]["valid"] is True
+    unchecked = {**write, "validate": False}
+    unchecked["operations"] = [{**write["operations"][0], "content": '{"a": 2}'}]
+    assert apply(cli, root, unchecked).returncode == 0
+    assert cli.log(root / "conf.json")[0]["valid"] is None  # nothing ran: not known
+
+
 def test_path_spellings_name_the_same_files(cli: Cli, root: Path) -> None:
     (root / "sub").mkdir()
     manifest = {"operations": [
