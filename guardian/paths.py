@@ -22,11 +22,13 @@ class Root:
     every CLI call that only talks to the daemon.
     """
 
-    __slots__ = ("id", "path")
+    __slots__ = ("_bpath", "_prefix", "id", "path")
 
     def __init__(self, id: int, path: Path) -> None:
         self.id = id
         self.path = path
+        self._bpath = os.fsencode(path)  # asked for per file, thousands of times a batch
+        self._prefix = self._bpath + SEP
 
     def __repr__(self) -> str:
         return f"Root(id={self.id!r}, path={self.path!r})"
@@ -39,10 +41,10 @@ class Root:
 
     @property
     def bpath(self) -> bytes:
-        return os.fsencode(self.path)
+        return self._bpath
 
     def join(self, relpath: bytes) -> bytes:
-        return self.bpath + SEP + relpath if relpath else self.bpath
+        return self._prefix + relpath if relpath else self._bpath
 
     def display(self, relpath: bytes) -> str:
         return os.fsdecode(self.join(relpath))
