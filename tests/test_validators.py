@@ -525,8 +525,10 @@ def test_yaml_deep_nesting_does_not_crash_or_hang() -> None:
     start = time.monotonic()
     assert errors(check("yaml", "[" * 100_000 + "]" * 100_000, "x.yaml")) == [
         ("nesting too deep (over 1000 levels)", 1, 1001)]
-    assert errors(check("yaml", "- " * 100_000 + "x\n", "x.yaml")) == [
-        ("nesting too deep (over 1000 levels)", 1, 2001)]
+    [(message, line, column)] = errors(check("yaml", "- " * 100_000 + "x\n", "x.yaml"))
+    # Where exactly depends on who counts: this validator, or PyYAML >= 6.0.4's scanner.
+    assert (message, line) == ("nesting too deep (over 1000 levels)", 1)
+    assert column in (1999, 2001)
     assert time.monotonic() - start < 5
     assert check("yaml", "[" * 900 + "]" * 900, "x.yaml").ok
 

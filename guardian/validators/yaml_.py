@@ -251,11 +251,19 @@ class _Frame:
     keys: dict[Any, list[tuple[yaml.ScalarNode, Any]]] = field(default_factory=dict)
 
 
+#: The nesting limit of PyYAML's own scanners from 6.0.4 on.
+PARSER_MAX_DEPTH = 1000
+
+
 def _marked_problem(e: yaml.MarkedYAMLError) -> Problem:
     """PyYAML's "problem" at "problem_mark", with its context ("while scanning a simple key
     at line 2") when there is one; marks are 0-based."""
     message = e.problem or e.context or "invalid YAML"
     mark = e.problem_mark or e.context_mark
+    if "maximum nesting depth" in message and mark is not None:
+        # PyYAML 6.0.4+ stops at 1,000 levels itself, before our own count: say it alike.
+        return Problem(f"nesting too deep (over {PARSER_MAX_DEPTH} levels)", mark.line + 1,
+                       mark.column + 1)
     if e.context and e.problem and e.context_mark is not None:
         message += (f" ({e.context} at line {e.context_mark.line + 1}, "
                     f"column {e.context_mark.column + 1})")
