@@ -508,6 +508,23 @@ def test_python_async_api(root: Path, env: dict[str, str], store: Path, monkeypa
     assert state(root) == expected(NEW) and not (root / "z.json").exists()
 
 
+def _recover_or_explain(cli: Cli, timeout: float = 60) -> None:
+    """`guardian recover`; if it does not finish, fail with where it was stuck (the kernel's
+    wait channel and every Python thread's stack, from faulthandler on SIGABRT)."""
+    proc = subprocess.Popen([sys.executable, "-m", "guardian", "recover", "--json", "--store",
+                             str(cli.store)], env=dict(cli.env, PYTHONFAULTHANDLER="1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        wchan = Path(f"/proc/{proc.pid}/wchan").read_text(errors="replace")
+        proc.send_signal(signal.SIGABRT)
+        _out, err = proc.communicate(timeout=30)
+        pytest.fail(f"recover stuck for {timeout}s in {wchan!r}:\n"
+                    f"{err.decode(errors='replace')}")
+    assert proc.returncode == 0, err
+
+
 @pytest.mark.stress
 def test_random_kills_hundreds_of_times(cli: Cli, root: Path) -> None:
     """Real SIGKILLs at random moments of real `guardian apply` processes."""
@@ -534,7 +551,7 @@ def test_random_kills_hundreds_of_times(cli: Cli, root: Path) -> None:
         time.sleep(rng.uniform(0.0, 0.4))  # a random moment: this is the point of the test
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        cli.json("recover")
+        _recover_or_explain(cli)
         contents = {(root / f"f{i}.txt").read_text() for i in range(files)}
         gens = {c.split()[1] for c in contents}
         assert len(gens) == 1, contents  # every file old, or every file new
