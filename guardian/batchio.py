@@ -355,7 +355,7 @@ def _unchanged_since_read(t: Target, dfd: int, name: bytes) -> None:
 
 def lstat(t: Target) -> os.stat_result | None:
     fs = t.rootfs
-    if fs._fds is None:
+    if not fs.caching:
         return fs.lstat(t.relpath)
     try:
         dfd, name = t.where()

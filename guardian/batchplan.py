@@ -21,6 +21,7 @@ from guardian.errors import OutsideRootError
 from guardian.manifest import Manifest, Operation
 from guardian.paths import SEP, show
 from guardian.policy import check
+from guardian.targetlocks import FLOCK_STRUCT, flock_request
 
 
 def _probe_os_lock(t: Target, fd: int) -> None:
@@ -43,7 +44,7 @@ def _probe_os_lock(t: Target, fd: int) -> None:
             answer = fcntl.fcntl(fd, fcntl.F_GETLK, _WHOLE_FILE_WRITE_LOCK)
         except OSError:
             return
-        if struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK:
+        if struct.unpack(FLOCK_STRUCT, answer)[0] != fcntl.F_UNLCK:
             raise t.error("locked by another process", "lock")
         return
     # Elsewhere struct flock is laid out differently: take (and drop) a lockf lock through a
@@ -65,12 +66,7 @@ def _probe_os_lock(t: Target, fd: int) -> None:
 
 
 _LINUX = sys.platform.startswith("linux")
-
-
-_FLOCK = "hhqqi4x"  # Linux's struct flock: l_type, l_whence, l_start, l_len, l_pid
-
-
-_WHOLE_FILE_WRITE_LOCK = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+_WHOLE_FILE_WRITE_LOCK = flock_request(fcntl.F_WRLCK, 0, 0)
 
 
 def read_target(t: Target, fds: Budget) -> None:

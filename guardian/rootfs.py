@@ -31,6 +31,11 @@ class RootFS:
         self.root = root
         self._fds: dict[bytes, int] | None = {} if cache else None
 
+    @property
+    def caching(self) -> bool:
+        """Whether directory fds are kept (so :meth:`locate` may be used)."""
+        return self._fds is not None
+
     def close(self) -> None:
         if self._fds:
             for fd in self._fds.values():

@@ -29,9 +29,8 @@ from pathlib import Path
 from guardian.locations import ensure_private_dir, runtime_dir
 
 _OFD_SETLK: int | None = getattr(fcntl, "F_OFD_SETLK", None)
-_OFD_GETLK: int | None = getattr(fcntl, "F_OFD_GETLK", None)
-# struct flock on Linux: l_type, l_whence (short), l_start, l_len (off_t), l_pid (pid_t).
-_FLOCK = "hhqqi4x"
+#: Linux's struct flock: l_type, l_whence (short), l_start, l_len (off_t), l_pid (pid_t).
+FLOCK_STRUCT = "hhqqi4x"
 _OFFSETS = (1 << 62) - 1
 
 
@@ -48,8 +47,9 @@ def offset(path: bytes) -> int:
     return int.from_bytes(hashlib.sha256(path).digest()[:8], "big") & _OFFSETS
 
 
-def _request(kind: int, start: int) -> bytes:
-    return struct.pack(_FLOCK, kind, os.SEEK_SET, start, 1, 0)
+def flock_request(kind: int, start: int, length: int) -> bytes:
+    """A struct flock for fcntl (Linux layout): ``length`` 0 means to the end of the file."""
+    return struct.pack(FLOCK_STRUCT, kind, os.SEEK_SET, start, length, 0)
 
 
 @contextlib.contextmanager
@@ -68,7 +68,7 @@ def hold(paths: Iterable[bytes], timeout: float) -> Iterator[None]:
     fd = _open_shared(directory)
     try:
         for i, start in sorted(enumerate(map(offset, wanted)), key=lambda x: x[1]):
-            request = _request(fcntl.F_WRLCK, start)
+            request = flock_request(fcntl.F_WRLCK, start, 1)
             while True:
                 try:
                     fcntl.fcntl(fd, _OFD_SETLK, request)
@@ -106,27 +106,6 @@ def _open_shared(directory: Path) -> int:
 
 
 _LEGACY = re.compile(r"[0-9a-f]{32}\.lock")
-
-
-def held_elsewhere(path: bytes) -> bool:
-    """Whether another open file holds ``path``'s lock (for tests and diagnostics)."""
-    directory = ensure_private_dir(runtime_dir() / "locks")
-    if _OFD_GETLK is None:
-        fd = os.open(directory / f"{_key(path)}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                     0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return False
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-    fd = _open_shared(directory)
-    try:
-        answer = fcntl.fcntl(fd, _OFD_GETLK, _request(fcntl.F_WRLCK, offset(path)))
-        return bool(struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK)
-    finally:
-        os.close(fd)
 
 
 def _key(path: bytes) -> str:
