@@ -25,7 +25,7 @@ import statistics
 import string
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,8 +199,16 @@ class Bench:
             t = time.perf_counter()
             wait_released()  # not part of the batch's time: it had returned; reported apart
             self.release_s += time.perf_counter() - t
-            quiesce()
         return elapsed, len(ops), 0
+
+    def naive(self, writes: Iterable[tuple[Path, bytes]]) -> tuple[float, float]:
+        """(seconds, of which validating) of writing ``writes`` the naive way, from a quiet
+        disk. ``writes`` may be lazy: producing it is timed too (the naive template work)."""
+        quiesce()
+        t, v = time.perf_counter(), self.naive_validation_s
+        for path, data in writes:
+            naive_write(path, data, self.backups, self.validate)
+        return time.perf_counter() - t, self.naive_validation_s - v
 
     def seed(self, files: dict[str, bytes]) -> None:
         """The same starting files in both trees (recorded in the store, as a daemon would)."""
@@ -233,57 +241,63 @@ class Bench:
 
 
 # ----------------------------------------------------------------------------- scenarios
+@dataclass
+class _Rounds:
+    """A scenario's rounds, each a batch and then the naive loop on the same change; the
+    first round warms up (imports, caches) and is not counted."""
+
+    optimised: list[float] = field(default_factory=list)
+    naive: list[float] = field(default_factory=list)
+    validating: list[float] = field(default_factory=list)
+    ok: int = 0
+    failed: int = 0
+
+    def batch(self, b: Bench, ops: list[Operation]) -> None:
+        secs, good, bad = b.batch(ops)
+        self.optimised.append(secs)
+        self.ok, self.failed = self.ok + good, self.failed + bad
+
+    def naive_loop(self, b: Bench, writes: Iterable[tuple[Path, bytes]]) -> None:
+        secs, validating = b.naive(writes)
+        self.naive.append(secs)
+        self.validating.append(validating)
+
+    def scenario(self, name: str, files: int, **extra: float) -> Scenario:
+        return Scenario(name, files, self.naive[1:], self.optimised[1:], self.ok, self.failed,
+                        {**extra, "naive_validation_s": statistics.median(self.validating[1:])})
+
+
 def batch_operations(b: Bench, n: int, size: int, repeats: int) -> Scenario:
     files = {f"batch/f{i:05d}.txt": os.urandom(size // 2).hex().encode() for i in range(n)}
     b.seed(files)
-    ok = failed = 0
-    opt_times, naive_times, validating = [], [], []
-    for r in range(repeats + 1):  # round 0 warms up (imports, caches) and is not counted
+    rounds = _Rounds()
+    for r in range(repeats + 1):
         new = {rel: f"round {r}\n".encode() + data[: size - 10] for rel, data in files.items()}
-        secs, good, bad = b.batch([Operation(i, "write", rel, content=data)
-                                   for i, (rel, data) in enumerate(new.items())])
-        opt_times.append(secs)
-        ok, failed = ok + good, failed + bad
-        quiesce()
-        t, v = time.perf_counter(), b.naive_validation_s
-        for rel, data in new.items():
-            naive_write(b.naive_root / rel, data, b.backups, b.validate)
-        naive_times.append(time.perf_counter() - t)
-        validating.append(b.naive_validation_s - v)
-    naive_times, opt_times, validating = naive_times[1:], opt_times[1:], validating[1:]
-    return Scenario("batch_operations", n, naive_times, opt_times, ok, failed,
-                    {"naive_validation_s": statistics.median(validating)})
+        rounds.batch(b, [Operation(i, "write", rel, content=data)
+                         for i, (rel, data) in enumerate(new.items())])
+        rounds.naive_loop(b, ((b.naive_root / rel, data) for rel, data in new.items()))
+    return rounds.scenario("batch_operations", n)
 
 
 def template_operations(b: Bench, n: int, repeats: int) -> Scenario:
     tpl = b.dir / "service.toml.tpl"
     tpl.write_text(TEMPLATE)
-    ok = failed = 0
-    opt_times, naive_times, validating = [], [], []
+    rounds = _Rounds()
     reuse = 0.0
-    for r in range(repeats + 1):  # round 0 warms up (imports, caches) and is not counted
+    for r in range(repeats + 1):
         variables = [{"generator": "bench", "service": f"svc{i}", "port": 8000 + i,
                       "replicas": r + 1, "level": "info"} for i in range(n)]
         ops = [Operation(i, "render", f"tpl/svc{i:05d}.toml",
                          template_path=str(tpl), vars=v) for i, v in enumerate(variables)]
         before = b.operations()
-        secs, good, bad = b.batch(ops)
+        rounds.batch(b, ops)
         after = b.operations()[len(before):]
         reuse = sum(1 for _o, opt in after if opt and "template_cache" in opt) / max(1, len(ops))
-        opt_times.append(secs)
-        ok, failed = ok + good, failed + bad
-        quiesce()
-        t, v0 = time.perf_counter(), b.naive_validation_s
-        for i, v in enumerate(variables):  # naive: read, parse, substitute, safe write each
-            text = string.Template(tpl.read_text()).substitute(v)
-            naive_write(b.naive_root / "tpl" / f"svc{i:05d}.toml", text.encode(), b.backups,
-                        b.validate)
-        naive_times.append(time.perf_counter() - t)
-        validating.append(b.naive_validation_s - v0)
-    naive_times, opt_times, validating = naive_times[1:], opt_times[1:], validating[1:]
-    return Scenario("template_operations", n, naive_times, opt_times, ok, failed,
-                    {"template_reuse_rate": reuse,
-                     "naive_validation_s": statistics.median(validating)})
+        # naive: read, parse and substitute the template for each file, then the safe write
+        rounds.naive_loop(b, ((b.naive_root / "tpl" / f"svc{i:05d}.toml",
+                               string.Template(tpl.read_text()).substitute(v).encode())
+                              for i, v in enumerate(variables)))
+    return rounds.scenario("template_operations", n, template_reuse_rate=reuse)
 
 
 def incremental_updates(b: Bench, n: int, size: int, repeats: int) -> Scenario:
@@ -292,10 +306,9 @@ def incremental_updates(b: Bench, n: int, size: int, repeats: int) -> Scenario:
     files = {f"inc/m{i:05d}.py": "".join(f"value_{j} = {j}\n" for j in range(lines)).encode()
              for i in range(n)}
     b.seed(files)
-    ok = failed = 0
-    opt_times, naive_times, validating = [], [], []
+    rounds = _Rounds()
     integrity = 1.0
-    for r in range(repeats + 1):  # round 0 warms up (imports, caches) and is not counted
+    for r in range(repeats + 1):
         changed = {rel for k, rel in enumerate(files) if k % 5 == r % 5}
         ops: list[Operation] = []
         expected: dict[str, bytes] = {}
@@ -309,21 +322,12 @@ def incremental_updates(b: Bench, n: int, size: int, repeats: int) -> Scenario:
             else:
                 ops.append(Operation(i, "write", rel, content=current))
                 expected[rel] = current
-        secs, good, bad = b.batch(ops)
-        opt_times.append(secs)
-        ok, failed = ok + good, failed + bad
+        rounds.batch(b, ops)
         if any((b.root / rel).read_bytes() != data for rel, data in expected.items()):
             integrity = 0.0
-        quiesce()
-        t, v = time.perf_counter(), b.naive_validation_s
-        for rel, data in expected.items():  # naive: every file written again, safely
-            naive_write(b.naive_root / rel, data, b.backups, b.validate)
-        naive_times.append(time.perf_counter() - t)
-        validating.append(b.naive_validation_s - v)
-    naive_times, opt_times, validating = naive_times[1:], opt_times[1:], validating[1:]
-    return Scenario("incremental_updates", n, naive_times, opt_times, ok, failed,
-                    {"data_integrity": integrity,
-                     "naive_validation_s": statistics.median(validating)})
+        # naive: every file written again, safely
+        rounds.naive_loop(b, ((b.naive_root / rel, data) for rel, data in expected.items()))
+    return rounds.scenario("incremental_updates", n, data_integrity=integrity)
 
 
 def large_batch(b: Bench, n: int, size: int, *, existing: bool = False, rounds: int = 3
@@ -353,12 +357,8 @@ def _large_round(b: Bench, n: int, size: int, existing: bool, tag: str) -> dict[
     secs, _ok, _bad = b.batch([Operation(i, "write", rel, content=data)
                                for i, (rel, data) in enumerate(payload.items())])
     (b.naive_root / tag).mkdir(exist_ok=True)
-    quiesce()
-    t, v = time.perf_counter(), b.naive_validation_s
-    for rel, data in payload.items():
-        naive_write(b.naive_root / rel, data, b.backups, b.validate)
-    naive = time.perf_counter() - t
-    naive_validation = b.naive_validation_s - v
+    naive, naive_validation = b.naive((b.naive_root / rel, data)
+                                      for rel, data in payload.items())
     quiesce()
     t = time.perf_counter()
     for rel, data in payload.items():
