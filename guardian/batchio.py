@@ -275,8 +275,10 @@ def put_in_place(targets: list[Target]) -> None:
             faults.point("batch.rename")
             if t.final_dir:
                 fs.makedirs(t.relpath)
-            elif t.final is None:
-                fs.remove(t.relpath)
+            elif t.final is None:  # a delete: the directory is fsynced below, once
+                dfd, name = t.where()
+                _unchanged_since_read(t, dfd, name)
+                os.unlink(name, dir_fd=dfd)
             elif t.tmpfd is not None:
                 _link(t)
             else:

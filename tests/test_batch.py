@@ -357,15 +357,17 @@ def _stopped(pid: int) -> bool:
 
 @pytest.mark.parametrize(("target", "point"), [("a.txt", "batch.committed"),
                                                ("c.py", "batch.committed"),
-                                               ("d.py", "batch.rename")])
+                                               ("d.py", "batch.rename@3"),
+                                               ("e.txt", "batch.rename@4")])
 def test_another_programs_write_mid_batch_is_never_overwritten(cli: Cli, root: Path,
                                                                 target: str,
                                                                 point: str) -> None:
-    """Another program writes a target after the batch read it (the batch is stopped there):
-    the batch refuses to replace it, rolls back what it did, and leaves their bytes."""
+    """Another program writes a target after the batch read it (the batch is stopped there;
+    at batch.rename@N the N targets before it are in place): the batch refuses to replace
+    or delete it, rolls back what it did, and leaves their bytes."""
     setup_tree(root)
-    nth = "@3" if point == "batch.rename" else ""  # a.txt, b.bin, c.py are in place by then
-    env = dict(cli.env, GUARDIAN_FAULT=f"{point}:stop{nth}")
+    name, _, nth = point.partition("@")
+    env = dict(cli.env, GUARDIAN_FAULT=f"{name}:stop" + (f"@{nth}" if nth else ""))
     proc = subprocess.Popen([sys.executable, "-m", "guardian", "apply", "-", "--root",
                              str(root), "--store", str(cli.store), "--json"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=root)
