@@ -137,27 +137,23 @@ def revert_latency(ws: Workspace, cfg: Config) -> Table:
     with guardian_watch(root, store, env) as g:
         g.wait_for(is_ready, 120, "ready")
         progress(f"validation.revert_latency: {n} invalid and {n} valid writes")
-        for i in range(n):
+
+        def write_until(data: bytes, kind: str | None) -> float:
+            """Seconds from writing ``data`` to the daemon's version event of ``kind``."""
             cursor = len(g.lines)
-            bad = f'{{"ok": true, "n": {i},}}\n'.encode()
             t = time.perf_counter()
-            write_file(target, bad)
-            line = g.wait_for(lambda x: x.event == "version" and x.obj.get("kind") == "reverted",
-                              30, "a reverted version", cursor)
+            write_file(target, data)
+            line = g.wait_for(lambda x: x.event == "version"
+                              and (kind is None or x.obj.get("kind") == kind),
+                              30, f"a {kind or 'new'} version", cursor)
+            return float(line.t - t)
+
+        for i in range(n):
+            reverts.append(write_until(f'{{"ok": true, "n": {i},}}\n'.encode(), "reverted"))
             if target.read_bytes() != good:
                 raise BenchError("the reverted file does not hold the last valid content")
-            reverts.append(line.t - t)
-            cursor = len(g.lines)
-            fine = f'{{"ok": true, "n": {i}}}\n'.encode()
-            t = time.perf_counter()
-            write_file(target, fine)
-            line = g.wait_for(lambda x: x.event == "version" and x.obj.get("kind") == "modified",
-                              30, "a version", cursor)
-            captures.append(line.t - t)
-            # back to the good content for the next round (also a capture, not timed)
-            cursor = len(g.lines)
-            write_file(target, good)
-            g.wait_for(lambda x: x.event == "version", 30, "a version", cursor)
+            captures.append(write_until(f'{{"ok": true, "n": {i}}}\n'.encode(), "modified"))
+            write_until(good, None)  # back to the good content for the next round, untimed
         table.notes += g.anomalies()
     table.rows += [
         Row("revert latency median", median(reverts) * 1000, "ms", median(captures) * 1000),
