@@ -686,8 +686,17 @@ def _open_reader(db_path: Path, flags: str) -> sqlite3.Connection:
     return db
 
 
+#: Page size of a new store. Stored contents are mostly a few KiB: with 4 KiB pages each
+#: such object spills into an overflow page, and a commit writes two WAL frames (two write
+#: calls each) per object; 16 KiB pages hold three or four (a 1,000 x 4 KiB batch's commit
+#: went from ~22 ms to ~2 ms). Fixed when the database is created (WAL mode cannot change it).
+PAGE_SIZE = 16384
+
+
 def _configure(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA busy_timeout=30000")
+    if db.execute("PRAGMA page_count").fetchone()[0] == 0:  # a new database
+        db.execute(f"PRAGMA page_size={PAGE_SIZE}")
     mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise StoreError(f"cannot switch the store to WAL mode (got {mode})")
