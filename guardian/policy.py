@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from guardian import validators
@@ -69,19 +70,40 @@ def expand(specs: Iterable[ValidatorSpec], path: str) -> list[ValidatorSpec]:
 
 def check(eff: Effective, data: bytes, path: str, *, timeout: float = 10.0) -> Check:
     """Run the validators the rules give ``path`` on ``data`` (its content)."""
-    options: Mapping[str, Any] = eff.get("options", {}) or {}
     results: list[Result] = []
     untrusted: list[str] = []
-    for spec in expand(eff.validators, path):
-        opts = {**options.get(spec.name, {}), **spec.options}
-        trusted = bool(spec.source and spec.source_digest
-                       and is_trusted(spec.source, spec.source_digest))
-        if spec.name == "command" and not trusted:
+    for spec, opts in plan(eff, path):
+        if spec.name == "command" and not (spec.source and spec.source_digest
+                                           and is_trusted(spec.source, spec.source_digest)):
             untrusted.append(f"{spec.describe()} (from {spec.source}; run "
                              f"`guardian trust {spec.source}` to allow it)")
             continue
         results.append(validators.run(spec.name, data, path, opts, timeout=timeout))
     return Check(tuple(results), tuple(untrusted))
+
+
+Plan = tuple[tuple[ValidatorSpec, Mapping[str, Any]], ...]
+#: (id of the rules' validators setting, id of their options setting, extension) -> (those
+#: two settings, the plan). The settings are kept so their ids cannot be reused while cached.
+_plans: dict[tuple[int, int, str], tuple[object, object, Plan]] = {}
+
+
+def plan(eff: Effective, path: str) -> Plan:
+    """Which validators run on ``path``, each with its merged options: worked out once per
+    rule outcome and extension (a batch or a scan checks thousands of files of a few kinds).
+    Trust is not part of it: it is asked each time, so a ``guardian trust`` counts at once."""
+    specs, options = eff.settings.get("validators"), eff.settings.get("options")
+    key = (id(specs), id(options), os.path.splitext(path)[1].lower())
+    hit = _plans.get(key)
+    if hit is not None and hit[0] is specs and hit[1] is options:
+        return hit[2]
+    by_name: Mapping[str, Any] = eff.get("options", {}) or {}
+    steps = tuple((spec, MappingProxyType({**by_name.get(spec.name, {}), **spec.options}))
+                  for spec in expand(eff.validators, path))
+    if len(_plans) >= 1024:
+        _plans.clear()
+    _plans[key] = (specs, options, steps)
+    return steps
 
 
 @dataclass
