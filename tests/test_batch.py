@@ -270,6 +270,51 @@ def test_two_batches_on_one_file_serialise(cli: Cli, root: Path) -> None:
     assert (root / "x.txt").read_text() == "1"
 
 
+def _hold_in_other_process(cli: Cli, paths: list[Path]) -> subprocess.Popen[bytes]:
+    """A process holding the target locks of ``paths`` (as a running batch does) until its
+    stdin closes."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom guardian.targetlocks import hold\n"
+         "with hold([p.encode() for p in sys.argv[1:]], 5):\n print('held', flush=True)\n"
+         " sys.stdin.read()\n", *map(str, paths)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=cli.env)
+    assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+    return holder
+
+
+def test_a_batch_of_many_files_in_a_directory_locks_the_directory(cli: Cli, root: Path) -> None:
+    """Past DIRECTORY_LOCK_MIN targets in one directory a batch takes one lock for the
+    directory; it still excludes, both ways, a batch on a single file there."""
+    (root / "d").mkdir()
+    many = [root / "d" / f"f{i:02d}.txt" for i in range(20)]
+
+    def batch(paths: list[Path]) -> dict:
+        return {"operations": [{"op": "write", "path": str(p.relative_to(root)),
+                                "content": "new"} for p in paths], "lock_timeout": 0.2}
+
+    holder = _hold_in_other_process(cli, [root / "d" / "one.txt"])
+    try:
+        p = apply(cli, root, batch(many), "--json")
+        assert p.returncode == 1, p.stdout
+        assert json.loads(p.stdout)["error"]["category"] == "lock"
+        assert not any(f.exists() for f in many)
+        # A few files beside the held one are locked one by one: not held up.
+        assert apply(cli, root, batch(many[:3])).returncode == 0
+    finally:
+        holder.communicate(b"", timeout=10)
+    holder = _hold_in_other_process(cli, many)
+    try:
+        p = apply(cli, root, batch([root / "d" / "one.txt"]), "--json")
+        assert p.returncode == 1, p.stdout
+        assert json.loads(p.stdout)["error"]["category"] == "lock"
+        # Another directory is not held up.
+        assert apply(cli, root, batch([root / "elsewhere.txt"])).returncode == 0
+    finally:
+        holder.communicate(b"", timeout=10)
+    assert apply(cli, root, batch([root / "d" / "one.txt", *many])).returncode == 0
+    assert all(f.read_text() == "new" for f in [root / "d" / "one.txt", *many])
+
+
 def test_lock_files_of_earlier_versions_are_cleared(cli: Cli, root: Path) -> None:
     """Earlier versions left a lock file per path ever written; the shared lock file replaces
     them, and its first use removes them (and nothing else)."""
