@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -52,30 +53,36 @@ def write_temps(targets: list[Target], fds: Budget, *, parallel: bool) -> dict[i
     def one(t: Target) -> None:
         t0 = time.perf_counter_ns()
         faults.point("batch.temp_write")
-        assert t.temp is not None and t.final is not None
-        dfd, _name = t.where()
+        data = t.final
+        assert t.temp is not None and data is not None
+        dfd = t.where()[0]
         fd = -1
         if t.kind == "absent" and anonymous.take():
-            fd = _open_tmpfile(dfd)
+            # Unnamed, so it may be made with its final mode at once (as ``open`` would).
+            fd = _open_tmpfile(dfd, t.mode)
             if fd < 0:
                 anonymous.give()
         named = fd < 0
-        if named:
+        if named:  # visible under its temp name: private until its content is complete
             fd = os.open(t.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                          | os.O_CLOEXEC, 0o600, dir_fd=dfd)
         try:
-            view = memoryview(t.final)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fchmod(fd, t.mode)
+            n = os.write(fd, data)
+            if n < len(data):
+                view = memoryview(data)[n:]
+                while view:
+                    view = view[os.write(fd, view):]
+            st = os.fstat(fd)
+            if named or stat.S_IMODE(st.st_mode) != t.mode:  # umask, a default ACL
+                os.fchmod(fd, t.mode)
             if t.current_uid is not None and (t.current_uid, t.current_gid) != (
                     os.getuid(), os.getgid()):
                 with contextlib.suppress(PermissionError):
                     os.fchown(fd, t.current_uid,
                               -1 if t.current_gid is None else t.current_gid)
-            st = os.fstat(fd)
             t.written = (st.st_dev, st.st_ino)
-            devices.setdefault(st.st_dev, dfd)
+            if st.st_dev not in devices:
+                devices[st.st_dev] = dfd
         except BaseException:
             os.close(fd)
             raise
@@ -146,10 +153,10 @@ def fd_budget() -> Budget:
     return Budget(max(0, (soft - 1024) // 2))
 
 
-def _open_tmpfile(dfd: int) -> int:
+def _open_tmpfile(dfd: int, mode: int) -> int:
     """An unnamed file in directory ``dfd`` (-1 where the filesystem has no O_TMPFILE)."""
     try:
-        return os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+        return os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, mode, dir_fd=dfd)
     except OSError as e:
         if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
             return -1

@@ -30,6 +30,9 @@ class RootFS:
     def __init__(self, root: bytes, *, cache: bool = False) -> None:
         self.root = root
         self._fds: dict[bytes, int] | None = {} if cache else None
+        # With ``cache``: directories found missing (a batch looks up each of its new files'
+        # parent once per file; only making the directory changes the answer).
+        self._missing: set[bytes] = set()
 
     @property
     def caching(self) -> bool:
@@ -60,12 +63,19 @@ class RootFS:
         fd = self._fds.get(dirrel)
         if fd is not None:
             return fd
+        if not create and dirrel in self._missing:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), dirrel)
         if not dirrel:
             fd = os.open(self.root, _DIR_FLAGS)
         else:
             head, _, name = dirrel.rpartition(SEP)
             pfd = self._dir(head, create)
-            fd = _open_dir(pfd, name, create, dirrel)
+            try:
+                fd = _open_dir(pfd, name, create, dirrel)
+            except FileNotFoundError:
+                self._missing.add(dirrel)
+                raise
+            self._missing.discard(dirrel)
         self._fds[dirrel] = fd
         return fd
 
