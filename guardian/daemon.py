@@ -67,6 +67,8 @@ Key = tuple[str, int, bytes]  # (action, root id, relpath): p = path, t = tree, 
 
 DELETE_GRACE_S = 0.25
 MAX_BACKOFF_S = 60.0
+#: Writes must have paused this long before the WAL is checkpointed.
+IDLE_CHECKPOINT_S = 1.0
 
 
 class Daemon:
@@ -109,6 +111,7 @@ class Daemon:
         self._limiter: anyio.CapacityLimiter | None = None
         self._read_limiter: anyio.CapacityLimiter | None = None
         self._reader: Store | None = None
+        self._store_busy_until = 0.0  # monotonic time the last store job ended
         self.ready = False
         self.socket = socket_path(store.path)
 
@@ -126,8 +129,11 @@ class Daemon:
 
     async def _in_store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         assert self._limiter is not None
-        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs),
-                                              limiter=self._limiter)
+        try:
+            return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs),
+                                                  limiter=self._limiter)
+        finally:
+            self._store_busy_until = time.monotonic()
 
     def request_stop(self, reason: str) -> None:
         if not self._stop.is_set():
@@ -159,6 +165,7 @@ class Daemon:
                     await self._baseline()
                 tg.start_soon(self._process_loop)
                 tg.start_soon(self._periodic)
+                tg.start_soon(self._checkpoint_when_idle)
                 await self._stop.wait()
                 await self._shutdown()
                 tg.cancel_scope.cancel()
@@ -517,6 +524,17 @@ class Daemon:
             self._reasons.setdefault((root_id, d), "rules")
             self.settler.touch(("t", root_id, d), time.monotonic())
             self._wake.set()
+
+    async def _checkpoint_when_idle(self) -> None:
+        """Checkpoint the store's WAL once writes have paused for a second (see
+        ``store.WAL_INLINE_CHECKPOINT``): no capture or batch waits for one."""
+        while True:
+            await anyio.sleep(IDLE_CHECKPOINT_S)
+            quiet = time.monotonic() - self._store_busy_until >= IDLE_CHECKPOINT_S
+            if quiet and self.store.commits_since_checkpoint and self._limiter is not None \
+                    and not self._limiter.borrowed_tokens:
+                with contextlib.suppress(Exception):  # the next idle moment tries again
+                    await self._in_store(self.store.checkpoint)
 
     async def _periodic(self) -> None:
         while True:

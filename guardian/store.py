@@ -223,6 +223,8 @@ class Store:
         self.db = db
         self._lock = lock
         self._in_tx = False
+        #: Commits since the last checkpoint (the daemon checkpoints when idle if any).
+        self.commits_since_checkpoint = 0
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
@@ -244,6 +246,9 @@ class Store:
                 )
                 _configure(db)
                 _ensure_schema(db)
+                db.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoint()
+                # A reset WAL is cut back to this size (so its size tells what it holds).
+                db.execute(f"PRAGMA journal_size_limit={WAL_INLINE_CHECKPOINT // 2}")
                 os.chmod(db_path, 0o600)
                 # Fail now, with a clear message, if the store cannot take a write lock.
                 db.execute("BEGIN IMMEDIATE")
@@ -314,9 +319,21 @@ class Store:
                 raise
             self._in_tx = False
             self.db.execute("COMMIT")
+            self.commits_since_checkpoint += 1
         finally:
             if not durable:
                 self.db.execute("PRAGMA synchronous=FULL")
+        with contextlib.suppress(OSError):
+            if os.stat(self.path / "guardian.db-wal").st_size > WAL_INLINE_CHECKPOINT:
+                self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL's pages into the database (PASSIVE: readers and their snapshots are
+        not waited for), outside any transaction; the next write starts the WAL over."""
+        if self._in_tx:
+            return
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        self.commits_since_checkpoint = 0
 
     def sync_wal(self) -> None:
         """fsync the write-ahead log: every commit so far is durable."""
@@ -691,6 +708,11 @@ def _open_reader(db_path: Path, flags: str) -> sqlite3.Connection:
 #: calls each) per object; 16 KiB pages hold three or four (a 1,000 x 4 KiB batch's commit
 #: went from ~22 ms to ~2 ms). Fixed when the database is created (WAL mode cannot change it).
 PAGE_SIZE = 16384
+#: The writer checkpoints the WAL itself instead of SQLite doing it inside whichever commit
+#: crosses 1,000 pages (that commit then copies and fsyncs ~16 MB: a 1,000-file batch took
+#: 35 ms instead of 5). The daemon does it when idle, :meth:`Store.close` at the end, and a
+#: commit inline only once the WAL has grown past this (a burst with no idle moment).
+WAL_INLINE_CHECKPOINT = 64 * 1024 * 1024
 
 
 def _configure(db: sqlite3.Connection) -> None:
