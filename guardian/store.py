@@ -335,6 +335,9 @@ class Store:
         self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         self.commits_since_checkpoint = 0
 
+    def page_size(self) -> int:
+        return int(self.db.execute("PRAGMA page_size").fetchone()[0])
+
     def sync_wal(self) -> None:
         """fsync the write-ahead log: every commit so far is durable."""
         with contextlib.suppress(FileNotFoundError):

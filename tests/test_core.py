@@ -139,6 +139,49 @@ def test_writer_lock_is_exclusive_and_readers_work(tmp_path: Path) -> None:
     Store.open(tmp_path / "s", write=True).close()  # released on close
 
 
+def test_the_wal_is_checkpointed_off_the_write_path_and_stays_bounded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits leave the WAL alone (SQLite would checkpoint inside the commit that crosses
+    1,000 pages) until it passes the inline limit; a checkpoint then starts it over, cut back
+    to half the limit, and every version stays readable."""
+    import guardian.store as store_mod
+
+    def fill(store: Store, n: int, until: int = 0) -> tuple[list[int], list[int]]:
+        sizes, ids = [], []
+        while len(sizes) < n or (sizes[-1] < until and len(sizes) < 400):
+            with store.transaction():  # incompressible: 100 KiB of pages each
+                ids.append(Objects(store).put(os.urandom(100 * 1024)))
+            sizes.append((store.path / "guardian.db-wal").stat().st_size)
+        return sizes, ids
+
+    pages_1000 = 1000 * store_mod.PAGE_SIZE
+    monkeypatch.setattr(store_mod, "WAL_INLINE_CHECKPOINT", 2 * pages_1000)
+    s = Store.open(tmp_path / "big", write=True)
+    try:
+        assert s.page_size() == store_mod.PAGE_SIZE
+        sizes, _ = fill(s, 1, until=pages_1000 + 1024 * 1024)
+        assert sizes == sorted(sizes)  # no checkpoint in any commit
+        s.checkpoint()
+        assert s.commits_since_checkpoint == 0
+    finally:
+        s.close()
+
+    limit = 2 * 1024 * 1024
+    monkeypatch.setattr(store_mod, "WAL_INLINE_CHECKPOINT", limit)
+    s = Store.open(tmp_path / "small", write=True)
+    try:
+        sizes, ids = fill(s, 40)
+        assert max(sizes) <= limit + 512 * 1024          # checkpointed inline near the limit
+        assert min(sizes[20:]) <= limit // 2 + 256 * 1024  # ...started over and cut back
+    finally:
+        s.close()
+    r = Store.open(tmp_path / "small", write=False)
+    try:
+        assert all(len(Objects(r).get(i)) == 100 * 1024 for i in ids)
+    finally:
+        r.close()
+
+
 def test_ignore_matcher_follows_gitignore_semantics(tmp_path: Path) -> None:
     (tmp_path / ".gitignore").write_text("*.log\n!keep.log\nbuild/\n/top-only.txt\n")
     (tmp_path / "sub").mkdir()
