@@ -53,7 +53,7 @@ from guardian.manifest import Manifest
 from guardian.objects import Objects
 from guardian.paths import SEP, Root, show
 from guardian.rootfs import RootFS
-from guardian.store import NewVersion, Store, Version
+from guardian.store import Head, NewVersion, Store
 
 __all__ = ["BatchError", "BatchResult", "FileOutcome", "Recovered", "execute", "record_failure",
            "recover", "sweep_temps"]
@@ -293,7 +293,7 @@ def _locked(targets: list[Target], timeout: float) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------- 3. prepare
-def _heads(store: Store, targets: list[Target]) -> list[Version | None]:
+def _heads(store: Store, targets: list[Target]) -> list[Head | None]:
     by_root: dict[int, list[bytes]] = {}
     for t in targets:
         by_root.setdefault(t.root.id, []).append(t.relpath)
@@ -326,7 +326,7 @@ def _prepare(recorder: Recorder, targets: list[Target], session: str | None, *,
                          origin="batch", confirm_missing=True, session=session,
                          note="captured before a batch")
         for i in stale:
-            heads[i] = store.file_and_head(targets[i].root.id, targets[i].relpath)[1]
+            heads[i] = Head.of(store.file_and_head(targets[i].root.id, targets[i].relpath)[1])
     faults.point("batch.prepare")
     token = secrets.token_hex(4).encode()
     with store.transaction(durable=durable):
@@ -336,6 +336,7 @@ def _prepare(recorder: Recorder, targets: list[Target], session: str | None, *,
         batch_id = int(cur.lastrowid or 0)
         suffix = b".b" + str(batch_id).encode() + b"." + token
         rows = []
+        dirs_json: dict[tuple[bytes, ...], str] = {(): "[]"}  # a batch's files share dirs
         new_ids = _store_new(store, targets)
         for seq, t in enumerate(targets):
             head = heads[seq]
@@ -350,10 +351,12 @@ def _prepare(recorder: Recorder, targets: list[Target], session: str | None, *,
                 # A name even when the content goes through an unnamed O_TMPFILE: the
                 # fallback, and what recovery looks for.
                 t.temp = TEMP_PREFIX + t.relpath.rpartition(SEP)[2][:120] + suffix
+            made = tuple(t.created_dirs)
+            if made not in dirs_json:
+                dirs_json[made] = json.dumps([os.fsdecode(d) for d in made])
             rows.append((batch_id, seq, t.root.id, t.relpath, t.action, int(t.kind == "file"),
                          t.old_object_id, t.current_mode, t.new_object_id, t.mode, t.temp,
-                         json.dumps([os.fsdecode(d) for d in t.created_dirs])
-                         if t.created_dirs else "[]"))
+                         dirs_json[made]))
         store.db.executemany("INSERT INTO batch_entries VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", rows)
     return batch_id
 

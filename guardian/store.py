@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from guardian.errors import NotFoundError, StoreBusyError, StoreError
 from guardian.locations import ROOTS_FILE, ensure_private_dir
@@ -136,6 +136,19 @@ _VERSION_COLS = (
 _VERSION_FROM = (
     "versions v JOIN files f ON f.id = v.file_id LEFT JOIN objects o ON o.id = v.object_id"
 )
+
+
+class Head(NamedTuple):
+    """What a batch needs of a file's newest version (see :meth:`Store.heads`)."""
+
+    object_id: int | None
+    hash: bytes | None
+    present: bool
+    mode: int | None
+
+    @classmethod
+    def of(cls, v: Version | None) -> Head | None:
+        return None if v is None else cls(v.object_id, v.hash, v.present, v.mode)
 
 
 @dataclass(frozen=True)
@@ -406,19 +419,19 @@ class Store:
             return None, None
         return int(row[0]), (Version.from_row(row[1:]) if row[1] is not None else None)
 
-    def heads(self, root_id: int, relpaths: list[bytes]) -> dict[bytes, Version]:
-        """The newest version of each of ``relpaths`` that has one (bulk :meth:`file_and_head`).
-        """
-        out: dict[bytes, Version] = {}
+    def heads(self, root_id: int, relpaths: list[bytes]) -> dict[bytes, Head]:
+        """What a batch needs of the newest version of each of ``relpaths`` that has one (bulk
+        :meth:`file_and_head`, without building whole :class:`Version` objects)."""
+        out: dict[bytes, Head] = {}
         for i in range(0, len(relpaths), 500):
             part = relpaths[i:i + 500]
             marks = ",".join("?" * len(part))
-            for row in self.db.execute(
-                    f"SELECT {_VERSION_COLS} FROM files f JOIN versions v ON v.id = f.head_id"
-                    f" LEFT JOIN objects o ON o.id = v.object_id"
-                    f" WHERE f.root_id=? AND f.relpath IN ({marks})", (root_id, *part)):
-                v = Version.from_row(row)
-                out[v.relpath] = v
+            for rel, oid, h, present, mode in self.db.execute(
+                    "SELECT f.relpath, v.object_id, o.hash, v.present, v.mode FROM files f"
+                    " JOIN versions v ON v.id = f.head_id LEFT JOIN objects o"
+                    f" ON o.id = v.object_id WHERE f.root_id=? AND f.relpath IN ({marks})",
+                    (root_id, *part)):
+                out[bytes(rel)] = Head(oid, None if h is None else bytes(h), bool(present), mode)
         return out
 
     def head(self, file_id: int) -> Version | None:
