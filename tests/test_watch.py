@@ -311,6 +311,24 @@ def test_sigint_finishes_pending_work_and_exits_zero(root: Path, cli: Cli, watch
     assert len([v for v in cli.log(root) if v["present"]]) == 200
 
 
+def test_the_daemon_checkpoints_the_wal_once_writes_pause(root: Path, cli: Cli, watch,
+                                                           store: Path) -> None:
+    """No commit checkpoints the WAL itself: the daemon copies it into the database when the
+    writes have paused (SQLite would have done it inside the commit crossing 1,000 pages)."""
+    w = watch(root)
+    w.ready()
+    db = store / "guardian.db"
+    before = db.stat().st_size
+    m = w.mark()
+    for i in range(40):  # ~2 MB of incompressible content
+        (root / f"blob{i}.bin").write_bytes(os.urandom(50_000))
+    for i in range(40):
+        w.version(root / f"blob{i}.bin", "created", start=m)
+    wait_until(lambda: db.stat().st_size >= before + 2_000_000,
+               what="the WAL checkpointed into guardian.db while the daemon runs")
+    assert w.stop() == 0
+
+
 def test_two_daemons_on_one_store(root: Path, cli: Cli, watch, env, store: Path) -> None:
     watch(root)
     second = subprocess.run([os.sys.executable, "-m", "guardian", "watch", str(root), "--store",
