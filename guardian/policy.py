@@ -70,9 +70,15 @@ def expand(specs: Iterable[ValidatorSpec], path: str) -> list[ValidatorSpec]:
 
 def check(eff: Effective, data: bytes, path: str, *, timeout: float = 10.0) -> Check:
     """Run the validators the rules give ``path`` on ``data`` (its content)."""
+    steps, fixed = plan(eff, path)
+    if fixed is not None:
+        return fixed
     results: list[Result] = []
     untrusted: list[str] = []
-    for spec, opts in plan(eff, path):
+    for spec, opts, skipped in steps:
+        if skipped is not None:
+            results.append(skipped)
+            continue
         if spec.name == "command" and not (spec.source and spec.source_digest
                                            and is_trusted(spec.source, spec.source_digest)):
             untrusted.append(f"{spec.describe()} (from {spec.source}; run "
@@ -82,28 +88,54 @@ def check(eff: Effective, data: bytes, path: str, *, timeout: float = 10.0) -> C
     return Check(tuple(results), tuple(untrusted))
 
 
-Plan = tuple[tuple[ValidatorSpec, Mapping[str, Any]], ...]
-#: (id of the rules' validators setting, id of their options setting, extension) -> (those
-#: two settings, the plan). The settings are kept so their ids cannot be reused while cached.
-_plans: dict[tuple[int, int, str], tuple[object, object, Plan]] = {}
+#: Each validator that runs on a path, its merged options, and its verdict when the path
+#: alone decides it (see ``Validator.skip_for_path``).
+Steps = tuple[tuple[ValidatorSpec, Mapping[str, Any], Result | None], ...]
+Plan = tuple[Steps, Check | None]
+#: (id of the rules' validators setting, id of their options setting, extension, validators'
+#: generation) -> (those two settings, the plan). The settings are kept so their ids cannot
+#: be reused while cached.
+_plans: dict[tuple[int, int, str, int], tuple[object, object, Plan]] = {}
 
 
 def plan(eff: Effective, path: str) -> Plan:
-    """Which validators run on ``path``, each with its merged options: worked out once per
+    """Which validators run on ``path``, each with its merged options, and the whole verdict
+    when no content can change it (every validator skips such paths): worked out once per
     rule outcome and extension (a batch or a scan checks thousands of files of a few kinds).
     Trust is not part of it: it is asked each time, so a ``guardian trust`` counts at once."""
     specs, options = eff.settings.get("validators"), eff.settings.get("options")
-    key = (id(specs), id(options), os.path.splitext(path)[1].lower())
+    ext = os.path.splitext(path)[1].lower()
+    key = (id(specs), id(options), ext, validators.generation)
     hit = _plans.get(key)
     if hit is not None and hit[0] is specs and hit[1] is options:
         return hit[2]
     by_name: Mapping[str, Any] = eff.get("options", {}) or {}
-    steps = tuple((spec, MappingProxyType({**by_name.get(spec.name, {}), **spec.options}))
-                  for spec in expand(eff.validators, path))
+    steps = []
+    for spec in expand(eff.validators, path):
+        opts = MappingProxyType({**by_name.get(spec.name, {}), **spec.options})
+        steps.append((spec, opts, _skipped_by_path(spec.name, path, opts)))
+    fixed = Check(tuple(r for _s, _o, r in steps if r is not None)) \
+        if steps and all(r is not None for _s, _o, r in steps) else None
+    out: Plan = (tuple(steps), fixed)
     if len(_plans) >= 1024:
         _plans.clear()
-    _plans[key] = (specs, options, steps)
-    return steps
+    _plans[key] = (specs, options, out)
+    return out
+
+
+def _skipped_by_path(name: str, path: str, options: Mapping[str, Any]) -> Result | None:
+    try:
+        validator = validators.get(name)
+    except KeyError:
+        return None  # validators.run reports it
+    ask = getattr(validator, "skip_for_path", None)
+    if ask is None:
+        return None
+    try:
+        reason = ask(path, options)
+    except Exception:  # a validator never breaks its caller: let run() report it
+        return None
+    return None if reason is None else Result(name, skipped=str(reason))
 
 
 @dataclass

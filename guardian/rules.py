@@ -97,7 +97,10 @@ class Rule:
             if not relpath.startswith(self.base + "/"):
                 return False
             relpath = relpath[len(self.base) + 1:]
-        return any(compile_glob(g).match(relpath) for g in self.globs)
+        for g in self.globs:
+            if g == "**" or compile_glob(g).match(relpath):  # "**": every path (the default)
+                return True
+        return False
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,46 @@ def test_register_overrides_and_unregister_restores(registered: list[str]) -> No
     assert run("json", b"{}", "x.json").ok
 
 
+def test_a_skip_known_from_the_path_is_not_asked_per_file(registered: list[str],
+                                                          tmp_path: Path) -> None:
+    """A validator's skip_for_path is asked once per rule outcome and extension; files it
+    skips are never handed to it, other files are, and a validator registered later counts
+    at once."""
+    from guardian.policy import check
+    from guardian.rules import RuleSet
+
+    class Picky:
+        name = "text"
+        asked: list[str] = []  # noqa: RUF012
+        seen: list[str] = []  # noqa: RUF012
+
+        def skip_for_path(self, path: str, options: Mapping[str, Any]) -> str | None:
+            self.asked.append(path)
+            return "not for me" if path.endswith(".skipme") else None
+
+        def validate(self, data: bytes, path: str, options: Mapping[str, Any]) -> Result:
+            self.seen.append(path)
+            return Result("text", (Problem("always wrong"),))
+
+    picky = Picky()
+    register(picky)
+    registered.append("text")
+    rules = RuleSet(str(tmp_path))
+    verdicts = [check(rules.effective(f"d/f{i}.skipme"), b"x", f"d/f{i}.skipme")
+                for i in range(50)]
+    assert {v.valid for v in verdicts} == {None}
+    assert verdicts[0].results == (Result("text", skipped="not for me"),)
+    assert check(rules.effective("d/a.notes"), b"x", "d/a.notes").valid is False
+    assert picky.seen == ["d/a.notes"] and len(picky.asked) == 2
+    unregister("text")
+    registered.remove("text")
+    assert check(rules.effective("d/f0.skipme"), b"x", "d/f0.skipme").valid is True
+    # The built-in text validator skips binary extensions by the path alone, as run() does.
+    assert check(rules.effective("d/x.png"), b"plain", "d/x.png").results == (
+        run("text", b"plain", "d/x.png"),)
+    assert run("text", b"plain", "d/x.png").skipped == "binary file (.png file)"
+
+
 GARBAGE = [b"", b"\x00", b"\xff\xfe\xfd", b"\x00" * 64 + b"\xff", bytes(range(256)),
            b"[{(" * 2000, b"\xef\xbb\xbf", b"---\n" * 50, b"\r\r\r\n", b"\\u" * 100]
 

@@ -56,6 +56,8 @@ _BY_EXTENSION = {
 _loaded: dict[str, Validator] = {}
 _registered: dict[str, Validator] = {}
 _lock = threading.Lock()
+#: Bumped whenever the set of validators changes (what callers cached about them is stale).
+generation = 0
 
 
 def names() -> list[str]:
@@ -84,12 +86,16 @@ def register(validator: Validator) -> None:
     A hook for plugins and for tests (a validator that sleeps or raises exercises
     :func:`run`'s timeout and error handling without touching the built-in ones).
     """
+    global generation
     _registered[validator.name] = validator
+    generation += 1
 
 
 def unregister(name: str) -> None:
     """Undo :func:`register`; a built-in validator of that name comes back."""
+    global generation
     _registered.pop(name, None)
+    generation += 1
 
 
 def for_path(path: str) -> list[str]:

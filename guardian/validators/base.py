@@ -57,7 +57,10 @@ class Result:
 
 
 class Validator(Protocol):
-    """Anything with a name and a ``validate`` that never raises."""
+    """Anything with a name and a ``validate`` that never raises. It may also have a
+    ``skip_for_path(path, options) -> str | None``: the reason it would skip any content at
+    that path (a binary extension, for the text validator), asked once per rule outcome and
+    extension instead of validating each such file."""
 
     name: str
 

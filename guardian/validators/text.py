@@ -63,16 +63,18 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
 class TextValidator(BaseValidator):
     name = "text"
 
+    def skip_for_path(self, path: str, options: Mapping[str, Any]) -> str | None:
+        """A file with a binary extension is skipped whatever it holds: known from the path
+        alone, so a batch or a scan need not call the validator for each such file."""
+        try:
+            _options(options)
+        except OptionError:
+            return None  # reported by check
+        kind = _binary_extension(path)
+        return None if kind is None else f"binary file ({kind})"
+
     def check(self, data: bytes, path: str, options: Mapping[str, Any]) -> Iterable[Problem]:
-        encoding = options.get("encoding")
-        if encoding is not None:
-            if not isinstance(encoding, str):
-                raise OptionError(f"encoding must be a string, not {encoding!r}")
-            try:
-                codecs.lookup(encoding)
-            except LookupError:
-                raise OptionError(f"unknown encoding {encoding!r}") from None
-        max_line = opt_int(options, "max_line_length", None, minimum=1)
+        encoding, max_line = _options(options)
         kind = binary_kind(data, path)
         if kind is not None:
             raise Skip(f"binary file ({kind})")
@@ -106,8 +108,29 @@ class TextValidator(BaseValidator):
 _MAGIC_PREFIXES = tuple(magic for magic, _kind in _MAGIC)
 
 
+def _options(options: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    """(encoding, max_line_length), checked."""
+    encoding = options.get("encoding")
+    if encoding is not None:
+        if not isinstance(encoding, str):
+            raise OptionError(f"encoding must be a string, not {encoding!r}")
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise OptionError(f"unknown encoding {encoding!r}") from None
+    return encoding, opt_int(options, "max_line_length", None, minimum=1)
+
+
+def _binary_extension(path: str) -> str | None:
+    ext = os.path.splitext(path)[1].lower()
+    return f"{ext} file" if ext in _BINARY_EXTENSIONS else None
+
+
 def binary_kind(data: bytes, path: str) -> str | None:
-    """What binary format the file announces, by signature or extension; None for text."""
+    """What binary format the file announces, by extension or signature; None for text."""
+    by_name = _binary_extension(path)
+    if by_name is not None:
+        return by_name
     if data.startswith(_MAGIC_PREFIXES):  # one C-level test for the common case: text
         for magic, kind in _MAGIC:
             if data.startswith(magic):
@@ -116,8 +139,7 @@ def binary_kind(data: bytes, path: str) -> str | None:
         return f"RIFF {data[8:12].decode().strip()}"
     if data.startswith(b"BZh") and data[4:10] == b"1AY&SY":
         return "bzip2"
-    ext = os.path.splitext(path)[1].lower()
-    return f"{ext} file" if ext in _BINARY_EXTENSIONS else None
+    return None
 
 
 def _label(encoding: str) -> str:
