@@ -97,10 +97,8 @@ class Rule:
             if not relpath.startswith(self.base + "/"):
                 return False
             relpath = relpath[len(self.base) + 1:]
-        for g in self.globs:
-            if g == "**" or compile_glob(g).match(relpath):  # "**": every path (the default)
-                return True
-        return False
+        # "**" (the default rule's) matches every path: no regex needed.
+        return any(g == "**" or compile_glob(g).match(relpath) for g in self.globs)
 
 
 @dataclass(frozen=True)
