@@ -32,7 +32,7 @@ from anyio.abc import SocketStream, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectSendStream
 
-from guardian import control
+from guardian import control, validatepool
 from guardian.capture import CaptureResult, Recorded, Recorder
 from guardian.errors import GuardianError
 from guardian.events import (
@@ -145,6 +145,7 @@ class Daemon:
     async def run(self) -> None:
         self._limiter = anyio.CapacityLimiter(1)
         self._read_limiter = anyio.CapacityLimiter(1)
+        validatepool.keep_warm()  # batch after batch: validators on every core when it pays
         # Status and other reads use their own connection: WAL readers never wait for the
         # writer, so `guardian status` answers even during a long baseline.
         self._reader = Store.open(self.store.path, write=False)

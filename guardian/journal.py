@@ -150,8 +150,7 @@ def _execute_locked(recorder: Recorder, manifest: Manifest, base: Path, targets:
     for t in targets:
         batchplan.check_writable(t, access)
     if manifest.validate:
-        for t in targets:
-            batchplan.validate(recorder, t)
+        batchplan.validate(recorder, targets)
     if dry_run:
         diff = "".join(unified_diff(t.current if t.kind == "file" else None, t.final,
                                     f"a/{show(t.relpath)}", f"b/{show(t.relpath)}")

@@ -70,22 +70,52 @@ def expand(specs: Iterable[ValidatorSpec], path: str) -> list[ValidatorSpec]:
 
 def check(eff: Effective, data: bytes, path: str, *, timeout: float = 10.0) -> Check:
     """Run the validators the rules give ``path`` on ``data`` (its content)."""
-    steps, fixed = plan(eff, path)
-    if fixed is not None:
-        return fixed
-    results: list[Result] = []
-    untrusted: list[str] = []
-    for spec, opts, skipped in steps:
-        if skipped is not None:
-            results.append(skipped)
+    return check_many([(eff, data, path)], timeout=timeout)[0]
+
+
+def check_many(items: list[tuple[Effective, bytes, str]], *, timeout: float = 10.0,
+               offloaded: set[int] | None = None) -> list[Check]:
+    """:func:`check` of many contents at once: the costly built-in checks are spread over
+    the machine's cores (:mod:`guardian.validatepool`; the indices of the items a worker
+    process checked are added to ``offloaded``)."""
+    from guardian import validatepool
+
+    out: list[Check | None] = []
+    pending: list[tuple[int, list[Result | str | None]]] = []  # per item: result, or untrusted
+    jobs: list[validatepool.Job] = []
+    where: list[tuple[int, int]] = []  # job -> (pending index, slot)
+    item_of: list[int] = []  # job -> item index
+    for n, (eff, data, path) in enumerate(items):
+        steps, fixed = plan(eff, path)
+        if fixed is not None:
+            out.append(fixed)
             continue
-        if spec.name == "command" and not (spec.source and spec.source_digest
-                                           and is_trusted(spec.source, spec.source_digest)):
-            untrusted.append(f"{spec.describe()} (from {spec.source}; run "
+        slots: list[Result | str | None] = []
+        for spec, opts, skipped in steps:
+            if skipped is not None:
+                slots.append(skipped)
+            elif spec.name == "command" and not (spec.source and spec.source_digest
+                                                 and is_trusted(spec.source,
+                                                                spec.source_digest)):
+                slots.append(f"{spec.describe()} (from {spec.source}; run "
                              f"`guardian trust {spec.source}` to allow it)")
-            continue
-        results.append(validators.run(spec.name, data, path, opts, timeout=timeout))
-    return Check(tuple(results), tuple(untrusted))
+            else:
+                where.append((len(pending), len(slots)))
+                item_of.append(n)
+                jobs.append((spec.name, data, path, opts))
+                slots.append(None)
+        pending.append((len(out), slots))
+        out.append(None)
+    remote: set[int] = set()
+    for (k, slot), result in zip(where, validatepool.run_many(jobs, timeout=timeout,
+                                                              offloaded=remote), strict=True):
+        pending[k][1][slot] = result
+    if offloaded is not None:
+        offloaded.update(item_of[j] for j in remote)
+    for i, slots in pending:
+        out[i] = Check(tuple(r for r in slots if isinstance(r, Result)),
+                       tuple(r for r in slots if isinstance(r, str)))
+    return [c for c in out if c is not None]
 
 
 #: Each validator that runs on a path, its merged options, and its verdict when the path

@@ -98,6 +98,12 @@ def unregister(name: str) -> None:
     generation += 1
 
 
+def is_builtin(name: str) -> bool:
+    """Whether ``name`` is one of Guardian's own validators, not replaced by :func:`register`
+    (so another process running it gets the same answer)."""
+    return name in _MODULES and name not in _registered
+
+
 def for_path(path: str) -> list[str]:
     """The validators that apply to a path by default (what ``"auto"`` means in rules)."""
     ext = os.path.splitext(path)[1].lower()
