@@ -44,6 +44,11 @@ START_WORK_S = 0.400
 #: How long a worker's share may take before the worker is given up (and its share is
 #: checked here): far beyond what a built-in parser needs for a batch's files.
 SHARE_TIMEOUT_S = 60.0
+#: How long a new worker may take to say it is ready (a Python start and an import).
+STARTUP_S = 5.0
+
+#: The worker program.
+WORKER_ARGV = [sys.executable, "-m", "guardian.validatepool"]
 
 Job = tuple[str, bytes, str, Mapping[str, Any]]  # (validator, data, path, options)
 _FRAME = struct.Struct("!Q")
@@ -105,21 +110,22 @@ def warm(timeout: float = 30.0) -> bool:
     if _disabled:
         return False
     with _lock:
-        workers = _ready_workers(START_WORK_S)
-        for w in list(workers):
-            if not (w.send([]) and w.receive(0, timeout) == []):
+        _ready_workers(START_WORK_S)
+        for w in list(_workers):
+            if not w.greeted(timeout):
                 _workers.remove(w)
                 w.close()
         return bool(_workers)
 
 
 def _ready_workers(work: float) -> list[_Worker]:
-    """The live workers, starting them if ``work`` is worth it (the caller holds _lock)."""
+    """The live workers that have said they are ready, starting them if ``work`` is worth it
+    (the caller holds _lock)."""
     for w in [w for w in _workers if not w.alive()]:
         _workers.remove(w)
         w.close()
     if _workers or not (work >= START_WORK_S or _eager):
-        return list(_workers)
+        return [w for w in _workers if w.greeted(0.0)]
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
     for _ in range(min(4, cpus - 1)):
@@ -128,7 +134,9 @@ def _ready_workers(work: float) -> list[_Worker]:
             break
         _workers.append(worker)
     # Work smaller than a start is done here this time; the workers start meanwhile.
-    return list(_workers) if work >= START_WORK_S else []
+    if work < START_WORK_S:
+        return []
+    return [w for w in _workers if w.greeted(STARTUP_S)]
 
 
 def _cost(job: Job) -> float:
@@ -163,12 +171,13 @@ class _Worker:
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
+        self._greeted = False
 
     @classmethod
     def start(cls) -> _Worker | None:
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "guardian.validatepool"], stdin=subprocess.PIPE,
+                WORKER_ARGV, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
                 close_fds=True)
         except OSError:
@@ -177,6 +186,13 @@ class _Worker:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def greeted(self, timeout: float) -> bool:
+        """Whether the worker has said it is ready (within ``timeout`` s): a program that is
+        not a worker (an odd ``sys.executable``) never does, and is never sent work."""
+        if not self._greeted and self.receive(0, timeout) == []:
+            self._greeted = True
+        return self._greeted
 
     def send(self, jobs: list[Job]) -> bool:
         assert self.proc.stdin is not None
@@ -230,6 +246,7 @@ def _read_frame(f: IO[bytes]) -> bytes | None:
 def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """A worker's loop: jobs in, results out, until the parent closes the pipe. The
     built-in parsers are bounded work on inputs this size: they run inline."""
+    _write_frame(stdout, pickle.dumps([], pickle.HIGHEST_PROTOCOL))  # ready
     while (frame := _read_frame(stdin)) is not None:
         jobs: list[Job] = pickle.loads(frame)  # noqa: S301 (from our parent, over a pipe)
         results = [validators.run(*job, timeout=None) for job in jobs]

@@ -57,6 +57,24 @@ def test_a_worker_killed_mid_batch_changes_no_answer(workers, tmp_path: Path) ->
     assert validatepool.run_many(jobs, offloaded=offloaded) == expected and offloaded
 
 
+def test_a_program_that_never_says_ready_is_never_sent_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An odd ``sys.executable`` (an embedding host): the batch is checked here, at once."""
+    validatepool._close()
+    monkeypatch.setattr(validatepool, "WORKER_ARGV",
+                        [sys.executable, "-c", "import time; time.sleep(600)"])
+    monkeypatch.setattr(validatepool, "STARTUP_S", 0.5)
+    jobs: list[validatepool.Job] = [
+        ("python", python_source(i, 12000), str(tmp_path / f"m{i}.py"), {}) for i in range(16)]
+    offloaded: set[int] = set()
+    try:
+        assert validatepool.run_many(jobs, offloaded=offloaded) == [
+            validators.run(*job) for job in jobs]
+        assert not offloaded
+    finally:
+        validatepool._close()
+
+
 def test_workers_never_run_the_embedding_program_and_die_with_it(tmp_path: Path,
                                                                  env: dict[str, str]) -> None:
     """A program using Guardian's API has no ``if __name__ == '__main__'`` guard: its
