@@ -186,6 +186,7 @@ class Bench:
         self.naive_validation_s = 0.0
         self.release_s = 0.0  # freeing replaced files after batches had returned
         self.checkpoint_s = 0.0  # WAL checkpoints after batches (a daemon's idle work)
+        self.large_runs = 0  # large_batch calls so far (each gets its own directories)
 
     def close(self) -> None:
         self.recorder.close()
@@ -347,8 +348,9 @@ def large_batch(b: Bench, n: int, size: int, *, existing: bool = False, rounds: 
     ``existing``: the files are there already (and recorded) and are all rewritten. Each
     figure is the median of ``rounds`` rounds on new directories (interleaved), after an
     untimed warm-up batch (imports, caches)."""
-    tag = "rewrite" if existing else "large"
-    b.batch([Operation(i, "write", f"{tag}-warm/w{i}.bin", content=os.urandom(size))
+    b.large_runs += 1
+    tag = f"{'rewrite' if existing else 'large'}{b.large_runs}-"
+    b.batch([Operation(i, "write", f"{tag}warm/w{i}.bin", content=os.urandom(size))
              for i in range(50)])
     runs = [_large_round(b, n, size, existing, f"{tag}{r}") for r in range(rounds)]
     out = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
