@@ -670,6 +670,23 @@ def test_daemon_recovers_an_interrupted_batch_at_start(cli: Cli, root: Path, wat
     assert state(root) == expected(NEW) and not temps(root)
 
 
+def test_the_batch_benchmark_group_runs(cli: Cli, tmp_path: Path) -> None:
+    """`python -m bench --quick batch`: every row measured beside its baseline."""
+    repo = Path(__file__).resolve().parent.parent
+    env = {**cli.env, "TMPDIR": str(tmp_path), "PYTHONPATH": str(repo)}
+    p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", "batch"],
+                       capture_output=True, env=env, cwd=repo, timeout=300)
+    assert p.returncode in (0, 1), p.stderr.decode()[-2000:]
+    (table,) = json.loads(p.stdout)["tables"]
+    assert table["name"] == "batch.large" and not table.get("error"), table
+    rows = {r["metric"]: r for r in table["rows"]}
+    for what in ("new files", "rewrites"):
+        for base in ("naive loop", "no sync at all"):
+            row = rows[f"{what}: batch vs {base} (s)"]
+            assert row["value"] > 0 and row["baseline"] > 0 and row["result"] in ("PASS", "FAIL")
+    assert rows["new files: I/O floor + hashes and rows vs no sync at all (s)"]["value"] > 0
+
+
 def test_guardian_bench_runs_the_seed_scenarios(cli: Cli, tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
