@@ -112,6 +112,7 @@ class Daemon:
         self._read_limiter: anyio.CapacityLimiter | None = None
         self._reader: Store | None = None
         self._store_busy_until = 0.0  # monotonic time the last store job ended
+        self._store_used = anyio.Event()  # set by each store job: a checkpoint may be due
         self.ready = False
         self.socket = socket_path(store.path)
 
@@ -134,6 +135,7 @@ class Daemon:
                                                   limiter=self._limiter)
         finally:
             self._store_busy_until = time.monotonic()
+            self._store_used.set()
 
     def request_stop(self, reason: str) -> None:
         if not self._stop.is_set():
@@ -530,12 +532,14 @@ class Daemon:
         """Checkpoint the store's WAL once writes have paused for a second (see
         ``store.WAL_INLINE_CHECKPOINT``): no capture or batch waits for one."""
         while True:
-            await anyio.sleep(IDLE_CHECKPOINT_S)
-            quiet = time.monotonic() - self._store_busy_until >= IDLE_CHECKPOINT_S
-            if quiet and self.store.commits_since_checkpoint and self._limiter is not None \
-                    and not self._limiter.borrowed_tokens:
-                with contextlib.suppress(Exception):  # the next idle moment tries again
+            await self._store_used.wait()  # asleep while nothing is written
+            self._store_used = anyio.Event()
+            while (wait := self._store_busy_until + IDLE_CHECKPOINT_S - time.monotonic()) > 0:
+                await anyio.sleep(wait)
+            if self.store.commits_since_checkpoint:
+                with contextlib.suppress(Exception):  # the next pause tries again
                     await self._in_store(self.store.checkpoint)
+                self._store_used = anyio.Event()  # (the checkpoint itself used the store)
 
     async def _periodic(self) -> None:
         while True:

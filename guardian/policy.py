@@ -80,15 +80,13 @@ def check_many(items: list[tuple[Effective, bytes, str]], *, timeout: float = 10
     process checked are added to ``offloaded``)."""
     from guardian import validatepool
 
-    out: list[Check | None] = []
-    pending: list[tuple[int, list[Result | str | None]]] = []  # per item: result, or untrusted
+    verdicts: list[Check | list[Result | str | None]] = []  # per item; str: untrusted
     jobs: list[validatepool.Job] = []
-    where: list[tuple[int, int]] = []  # job -> (pending index, slot)
-    item_of: list[int] = []  # job -> item index
+    where: list[tuple[int, int]] = []  # per job: (item, slot)
     for n, (eff, data, path) in enumerate(items):
         steps, fixed = plan(eff, path)
         if fixed is not None:
-            out.append(fixed)
+            verdicts.append(fixed)
             continue
         slots: list[Result | str | None] = []
         for spec, opts, skipped in steps:
@@ -100,22 +98,21 @@ def check_many(items: list[tuple[Effective, bytes, str]], *, timeout: float = 10
                 slots.append(f"{spec.describe()} (from {spec.source}; run "
                              f"`guardian trust {spec.source}` to allow it)")
             else:
-                where.append((len(pending), len(slots)))
-                item_of.append(n)
+                where.append((n, len(slots)))
                 jobs.append((spec.name, data, path, opts))
                 slots.append(None)
-        pending.append((len(out), slots))
-        out.append(None)
+        verdicts.append(slots)
     remote: set[int] = set()
-    for (k, slot), result in zip(where, validatepool.run_many(jobs, timeout=timeout,
+    for (n, slot), result in zip(where, validatepool.run_many(jobs, timeout=timeout,
                                                               offloaded=remote), strict=True):
-        pending[k][1][slot] = result
+        item = verdicts[n]
+        assert isinstance(item, list)
+        item[slot] = result
     if offloaded is not None:
-        offloaded.update(item_of[j] for j in remote)
-    for i, slots in pending:
-        out[i] = Check(tuple(r for r in slots if isinstance(r, Result)),
-                       tuple(r for r in slots if isinstance(r, str)))
-    return [c for c in out if c is not None]
+        offloaded.update(where[j][0] for j in remote)
+    return [v if isinstance(v, Check) else
+            Check(tuple(r for r in v if isinstance(r, Result)),
+                  tuple(r for r in v if isinstance(r, str))) for v in verdicts]
 
 
 #: Each validator that runs on a path, its merged options, and its verdict when the path

@@ -71,18 +71,20 @@ def run_many(jobs: Sequence[Job], *, timeout: float = validators.DEFAULT_TIMEOUT
         return [validators.run(*job, timeout=timeout) for job in jobs]
     try:
         workers = _ready_workers(work)
-        bins = _balance(heavy, costs, len(workers) + 1)
+        mine, *shares = _balance(heavy, costs, len(workers) + 1)
         sent: list[tuple[_Worker, list[int]]] = []
-        for worker, share in zip(workers, bins[1:], strict=True):
-            if share and worker.send([_plain(jobs[i]) for i in share]):
+        for worker, share in zip(workers, shares, strict=True):
+            if not share:
+                continue
+            if worker.send([_plain(jobs[i]) for i in share]):
                 sent.append((worker, share))
-        mine = bins[0] + [i for share in bins[1:] for i in share
-                          if not any(share is s for _w, s in sent)]
+            else:
+                mine += share
         for i in [*mine, *(i for i, c in enumerate(costs) if c == 0)]:
             out[i] = validators.run(*jobs[i], timeout=timeout)
         for worker, share in sent:
             results = worker.receive(len(share), SHARE_TIMEOUT_S)
-            if results is None:
+            if results is None:  # its share is checked here, below
                 _workers.remove(worker)
                 worker.close()
                 continue
