@@ -27,6 +27,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
@@ -56,6 +57,7 @@ _FRAME = struct.Struct("!Q")
 _lock = threading.Lock()  # one batch at a time uses the workers
 _workers: list[_Worker] = []
 _eager = False  # see keep_warm
+_mute = False  # started workers never said they were ready: none is started again
 _disabled = bool(os.environ.get("GUARDIAN_NO_VALIDATE_POOL"))
 
 
@@ -122,11 +124,16 @@ def warm(timeout: float = 30.0) -> bool:
 
 def _ready_workers(work: float) -> list[_Worker]:
     """The live workers that have said they are ready, starting them if ``work`` is worth it
-    (the caller holds _lock)."""
-    for w in [w for w in _workers if not w.alive()]:
+    (the caller holds _lock). One that died goes; one that has not said so within STARTUP_S
+    goes too, and no worker is started again in this process (it would not say so either)."""
+    global _mute
+    now = time.monotonic()
+    for w in [w for w in _workers if not w.alive()
+              or (not w.greeted(0.0) and now - w.started > STARTUP_S)]:
+        _mute = _mute or w.alive()
         _workers.remove(w)
         w.close()
-    if _workers or not (work >= START_WORK_S or _eager):
+    if _workers or _mute or not (work >= START_WORK_S or _eager):
         return [w for w in _workers if w.greeted(0.0)]
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
@@ -138,7 +145,11 @@ def _ready_workers(work: float) -> list[_Worker]:
     # Work smaller than a start is done here this time; the workers start meanwhile.
     if work < START_WORK_S:
         return []
-    return [w for w in _workers if w.greeted(STARTUP_S)]
+    ready = [w for w in _workers if w.greeted(max(0.0, STARTUP_S - (time.monotonic() - now)))]
+    if not ready:
+        _mute = True
+        _close()
+    return ready
 
 
 def _cost(job: Job) -> float:
@@ -173,6 +184,7 @@ class _Worker:
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
+        self.started = time.monotonic()
         self._greeted = False
 
     @classmethod

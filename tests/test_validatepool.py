@@ -61,6 +61,7 @@ def test_a_program_that_never_says_ready_is_never_sent_work(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An odd ``sys.executable`` (an embedding host): the batch is checked here, at once."""
     validatepool._close()
+    monkeypatch.setattr(validatepool, "_mute", False)  # restored (False) after the test
     monkeypatch.setattr(validatepool, "WORKER_ARGV",
                         [sys.executable, "-c", "import time; time.sleep(600)"])
     monkeypatch.setattr(validatepool, "STARTUP_S", 0.5)
@@ -71,6 +72,10 @@ def test_a_program_that_never_says_ready_is_never_sent_work(
         assert validatepool.run_many(jobs, offloaded=offloaded) == [
             validators.run(*job) for job in jobs]
         assert not offloaded
+        # They are dropped (killed), and none is started again: no batch waits for them.
+        assert not validatepool._workers
+        assert validatepool.run_many(jobs, offloaded=offloaded)[0].ok and not offloaded
+        assert not validatepool._workers
     finally:
         validatepool._close()
 
