@@ -430,16 +430,34 @@ def test_json_rejects_nan_and_infinity() -> None:
 def test_json_duplicate_keys() -> None:
     text = '{\n  "name": 1,\n  "inner": {"name": 2, "x": 0, "x": 1},\n  "name": 3,\n' \
            '  "n\\u0061me": 4\n}'
-    assert errors(check("json", text, "x.json")) == [
+    assert errors(check("json", text, "x.json", duplicate_keys="error")) == [
         ("duplicate key 'x' (first at line 3)", 3, 32),
         ("duplicate key 'name' (first at line 2)", 4, 3),
         ("duplicate key 'name' (first at line 2)", 5, 3)]  # compared after unescaping
-    warned = check("json", text, "x.json", duplicate_keys="warning")
+    # Valid JSON (RFC 8259: names SHOULD be unique): a warning unless the rules say otherwise.
+    warned = check("json", text, "x.json")
     assert warned.ok and [p.severity for p in warned.problems] == ["warning"] * 3
     assert check("json", text, "x.json", duplicate_keys="allow").problems == ()
     assert errors(check("json", text, "x.json", duplicate_keys="no")) == [
         ("invalid option: duplicate_keys must be one of error, warning, allow, not 'no'",
          None, None)]
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ('[{"a": 1, "a": 2}]', [(1, 11)]),
+    ('[1, "a", {"b": 0, "a": 1, "a": 2}]', [(1, 27)]),
+    ('[[], [{"a": 1}, {"a": 1, "a": 2}]]', [(1, 26)]),
+    ('{"list": [{"a": 1}], "a": 2, "list": 3}', [(1, 30)]),
+    ('[{"a": [1]}, {"a": [1]},\n {"k": {"a": 1}, "k": 2}]', [(2, 18)]),
+    # Not duplicates (one real duplicate first, so that the exact scan runs): equal keys in
+    # sibling objects, equal strings in an array, a key equal to a string value.
+    ('[{"d": 1, "d": 2}, {"a": 1}, {"a": 1}]', [(1, 11)]),
+    ('[{"d": 1, "d": 2}, "a", "a", "a", ["a", "a", "a"]]', [(1, 11)]),
+    ('[{"d": 1, "d": 2}, {"a": "a", "b": ["a", "a", {"a": "b"}]}]', [(1, 11)]),
+])
+def test_json_duplicate_keys_anywhere(text: str, where: list[tuple[int, int]]) -> None:
+    result = check("json", text, "x.json", duplicate_keys="error")
+    assert [(p.line, p.column) for p in result.problems] == where, result
 
 
 def test_json_lone_surrogates() -> None:
@@ -605,10 +623,20 @@ def test_toml_standard_library_invalid_cases_fail_with_a_location() -> None:
     ('x = "\\ud800"\n', "escaped character is not a Unicode scalar value", 1, 12),
     # "at end of document": the position of the end.
     ('a = 1\nb = "abc', "unterminated string", 2, 9),
-    ("\ufeffa = 1\n", "byte order mark at the start of the file (tomllib rejects it)", 1, 1),
+    ("\ufeffa = 1\nb = \n", "invalid value", 2, 5),  # after a byte order mark too
 ])
 def test_toml_errors(text: str, message: str, line: int, column: int) -> None:
     assert errors(check("toml", text, "x.toml")) == [(message, line, column)]
+
+
+def test_toml_byte_order_mark_is_valid_toml_with_a_warning() -> None:
+    # toml-test's valid/utf8-bom-*: valid TOML, but tomllib (so pip, build, pytest) rejects it.
+    result = check("toml", "\ufeffa = 1\n", "x.toml")
+    assert result.ok
+    assert [(p.message, p.line, p.column, p.severity) for p in result.problems] == [
+        ("byte order mark at the start of the file (valid TOML, but Python's tomllib rejects "
+         "it)", 1, 1, "warning")]
+    assert errors(check("toml", "a = 1\n\ufeffb = 2\n", "x.toml"))  # only at the start
 
 
 def test_toml_encoding_depth_and_big_integers() -> None:
