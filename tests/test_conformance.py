@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,17 @@ def _verdict(name: str, data: bytes, path: str) -> validators.Result:
     result = validators.run(name, data, path, timeout=None)
     assert result.skipped is None, result
     return result
+
+
+def check(name: str, data: bytes | str, path: str, **options: Any) -> validators.Result:
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    result = validators.run(name, raw, path, options, timeout=None)
+    assert result.skipped is None, result
+    return result
+
+
+def errors(result: validators.Result) -> list[tuple[str, int | None, int | None]]:
+    return [(p.message, p.line, p.column) for p in result.problems if p.severity == ERROR]
 
 
 def _check(name: str, data: bytes, path: str, valid: bool) -> None:
@@ -107,3 +119,104 @@ def test_duplicate_keys_warn_by_default_and_fail_under_the_strict_preset(cli: Cl
     out = p.stdout.decode()
     assert f"{root / 'conf.json'}:2:2: duplicate key 'name' (first at line 1)" in out, out
     assert f"{root / 'conf.yaml'}:2:1: duplicate key 'name' (first at line 1)" in out, out
+
+
+# ----------------------------------------------------------------------------- JSON, TOML
+@pytest.mark.parametrize(("text", "where"), [
+    ('[{"a": 1, "a": 2}]', [(1, 11)]),
+    ('[1, "a", {"b": 0, "a": 1, "a": 2}]', [(1, 27)]),
+    ('[[], [{"a": 1}, {"a": 1, "a": 2}]]', [(1, 26)]),
+    ('{"list": [{"a": 1}], "a": 2, "list": 3}', [(1, 30)]),
+    ('[{"a": [1]}, {"a": [1]},\n {"k": {"a": 1}, "k": 2}]', [(2, 18)]),
+    # Not duplicates (one real duplicate first, so that the exact scan runs): equal keys in
+    # sibling objects, equal strings in an array, a key equal to a string value.
+    ('[{"d": 1, "d": 2}, {"a": 1}, {"a": 1}]', [(1, 11)]),
+    ('[{"d": 1, "d": 2}, "a", "a", "a", ["a", "a", "a"]]', [(1, 11)]),
+    ('[{"d": 1, "d": 2}, {"a": "a", "b": ["a", "a", {"a": "b"}]}]', [(1, 11)]),
+])
+def test_json_duplicate_keys_anywhere(text: str, where: list[tuple[int, int]]) -> None:
+    result = check("json", text, "x.json", duplicate_keys="error")
+    assert [(p.line, p.column) for p in result.problems] == where, result
+
+
+
+def test_toml_byte_order_mark_is_valid_toml_with_a_warning() -> None:
+    # toml-test's valid/utf8-bom-*: valid TOML, but tomllib (so pip, build, pytest) rejects it.
+    result = check("toml", "\ufeffa = 1\n", "x.toml")
+    assert result.ok
+    assert [(p.message, p.line, p.column, p.severity) for p in result.problems] == [
+        ("byte order mark at the start of the file (valid TOML, but Python's tomllib rejects "
+         "it)", 1, 1, "warning")]
+    assert errors(check("toml", "a = 1\n\ufeffb = 2\n", "x.toml"))  # only at the start
+
+
+# ----------------------------------------------------------------------------- YAML
+def test_yaml_both_parsers_refuse_it_where_yaml_1_2_does() -> None:
+    # PyYAML accepts these; YAML 1.2 (yaml-test-suite YJV2, SU5Z) does not.
+    assert errors(check("yaml", "[-]\n", "x.yaml")) == [
+        ("plain scalar cannot start with '-' followed by ,[]{}", 1, 2)]
+    assert errors(check("yaml", 'key: "value"# comment\n', "x.yaml")) == [
+        ("comments must be separated from other tokens by whitespace", 1, 13)]
+    # Where PyYAML stops at a valid construct (an empty key, line 1) and the real error is
+    # further down, the real one is reported.
+    assert errors(check("yaml", ": a\nb: c\nd: [-]\n", "x.yaml")) == [
+        ("plain scalar cannot start with '-' followed by ,[]{}", 3, 5)]
+
+
+def test_yaml_duplicates_in_what_only_yaml_1_2_reads() -> None:
+    # PyYAML cannot read an empty key (yaml-test-suite 2JQS), so nothing locates the repeat.
+    text = ": a\nb: 1\n: c\n"
+    result = check("yaml", text, "x.yaml")
+    assert result.ok
+    assert [(p.message, p.line, p.severity) for p in result.problems] == [
+        ("duplicate key null", None, "warning")]
+    assert errors(check("yaml", text, "x.yaml", duplicate_keys="error")) == [
+        ("duplicate key null", None, None)]
+    assert check("yaml", text, "x.yaml", duplicate_keys="allow").problems == ()
+
+
+def test_yaml_characters_yaml_does_not_allow() -> None:
+    # yaml-rs reads a NUL as the end of the text and takes other control characters.
+    for text, where, code in (("a: b\x00c\n", (1, 5), "0000"), ("a: 1\nb: \x7f\n", (2, 4), "007F"),
+                              ("a: \x80\n", (1, 4), "0080"), ("a: \ufffe\n", (1, 4), "FFFE")):
+        assert errors(check("yaml", text, "x.yaml")) == [
+            (f"character U+{code} is not allowed in YAML", *where)], text
+    assert check("yaml", "a: \x85 \xa0 \t \u2028 \U0001f600\n", "x.yaml").problems == ()
+
+
+def test_yaml_schema_of_valid_yaml_pyyaml_cannot_read(tmp_path: Path) -> None:
+    schema = tmp_path / "s.json"
+    schema.write_text('{"type": "object", "required": ["name"]}')
+    result = check("schema", ": untitled\nname: x\n", "c.yaml", schema=str(schema))
+    assert result.ok
+    [problem] = result.problems
+    assert problem.severity == "warning" and problem.message.startswith(
+        "PyYAML (a YAML 1.1 parser) cannot read this valid YAML: "), problem
+    assert not check("schema", "other: x\n", "c.yaml", schema=str(schema)).ok  # still checked
+
+
+#: Valid YAML that overflowed the stack (a segmentation fault) in yaml-rs: 64 aliases, each
+#: replayed 200 flow levels inside the next (a 26 KB file), and 20,000 block levels.
+STACK_BREAKERS = {
+    "aliases.yaml": ("a0: &a0 x\n" + "".join(
+        f"a{i}: &a{i} " + "[" * 200 + f"*a{i - 1}" + "]" * 200 + "\n" for i in range(1, 64)), 0),
+    "block.yaml": ("- " * 20_000 + "x\n", 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STACK_BREAKERS))
+def test_yaml_input_too_deep_for_yaml_rs_is_judged_without_crashing(cli: Cli, tmp_path: Path,
+                                                                     name: str) -> None:
+    text, code = STACK_BREAKERS[name]
+    target = tmp_path / name
+    target.write_text(text)
+    p = cli.run("validate", str(target), cwd=tmp_path)
+    assert p.returncode == code, (p.returncode, p.stderr[-500:])
+    if code:
+        assert f"{target}:1:" in p.stdout.decode() and "nesting too deep" in p.stdout.decode()
+
+
+def test_yaml_wide_indentation_is_still_valid() -> None:
+    # A line indented past SAFE_PREFIX is not given to yaml-rs; PyYAML's composition decides.
+    assert check("yaml", "x:\n" + " " * 300 + "y: 1\n", "x.yaml").problems == ()
+    assert errors(check("yaml", "x:\n" + " " * 300 + "y: [1\n", "x.yaml"))

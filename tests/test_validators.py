@@ -443,23 +443,6 @@ def test_json_duplicate_keys() -> None:
          None, None)]
 
 
-@pytest.mark.parametrize(("text", "where"), [
-    ('[{"a": 1, "a": 2}]', [(1, 11)]),
-    ('[1, "a", {"b": 0, "a": 1, "a": 2}]', [(1, 27)]),
-    ('[[], [{"a": 1}, {"a": 1, "a": 2}]]', [(1, 26)]),
-    ('{"list": [{"a": 1}], "a": 2, "list": 3}', [(1, 30)]),
-    ('[{"a": [1]}, {"a": [1]},\n {"k": {"a": 1}, "k": 2}]', [(2, 18)]),
-    # Not duplicates (one real duplicate first, so that the exact scan runs): equal keys in
-    # sibling objects, equal strings in an array, a key equal to a string value.
-    ('[{"d": 1, "d": 2}, {"a": 1}, {"a": 1}]', [(1, 11)]),
-    ('[{"d": 1, "d": 2}, "a", "a", "a", ["a", "a", "a"]]', [(1, 11)]),
-    ('[{"d": 1, "d": 2}, {"a": "a", "b": ["a", "a", {"a": "b"}]}]', [(1, 11)]),
-])
-def test_json_duplicate_keys_anywhere(text: str, where: list[tuple[int, int]]) -> None:
-    result = check("json", text, "x.json", duplicate_keys="error")
-    assert [(p.line, p.column) for p in result.problems] == where, result
-
-
 def test_json_lone_surrogates() -> None:
     text = '["\\ud83d\\ude00 paired is fine",\n "\\ud800",\n "x\\ude00",\n' \
            ' {"\\udbff\\udbff": "high then high"}]'
@@ -636,16 +619,6 @@ def test_toml_standard_library_invalid_cases_fail_with_a_location() -> None:
 ])
 def test_toml_errors(text: str, message: str, line: int, column: int) -> None:
     assert errors(check("toml", text, "x.toml")) == [(message, line, column)]
-
-
-def test_toml_byte_order_mark_is_valid_toml_with_a_warning() -> None:
-    # toml-test's valid/utf8-bom-*: valid TOML, but tomllib (so pip, build, pytest) rejects it.
-    result = check("toml", "\ufeffa = 1\n", "x.toml")
-    assert result.ok
-    assert [(p.message, p.line, p.column, p.severity) for p in result.problems] == [
-        ("byte order mark at the start of the file (valid TOML, but Python's tomllib rejects "
-         "it)", 1, 1, "warning")]
-    assert errors(check("toml", "a = 1\n\ufeffb = 2\n", "x.toml"))  # only at the start
 
 
 def test_toml_encoding_depth_and_big_integers() -> None:
