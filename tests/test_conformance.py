@@ -11,6 +11,8 @@ watcher runs it.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +222,23 @@ def test_yaml_wide_indentation_is_still_valid() -> None:
     # A line indented past SAFE_PREFIX is not given to yaml-rs; PyYAML's composition decides.
     assert check("yaml", "x:\n" + " " * 300 + "y: 1\n", "x.yaml").problems == ()
     assert errors(check("yaml", "x:\n" + " " * 300 + "y: [1\n", "x.yaml"))
+
+
+@pytest.mark.slow
+def test_the_conformance_benchmark_group_runs(cli: Cli, tmp_path: Path) -> None:
+    """`python -m bench --quick conformance`: the suites' counts beside the previous verdict's,
+    and every throughput row beside its baseline."""
+    repo = Path(__file__).resolve().parent.parent
+    env = {**cli.env, "TMPDIR": str(tmp_path), "PYTHONPATH": str(repo)}
+    p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", "conformance"],
+                       capture_output=True, env=env, cwd=repo, timeout=300)
+    assert p.returncode in (0, 1), p.stderr.decode()[-2000:]
+    suites, throughput = json.loads(p.stdout)["tables"]
+    counts = {r["metric"]: (r["value"], r["baseline"]) for r in suites["rows"]}
+    assert counts["yaml: valid accepted (of 308)"] == (308, 255), counts
+    assert counts["yaml: invalid caught (of 94)"] == (94, 78), counts
+    assert counts["json: valid accepted (of 95)"] == (95, 93), counts
+    assert counts["toml: valid accepted (of 210)"] == (210, 208), counts
+    assert all(r["result"] == "PASS" for r in suites["rows"]), suites
+    assert len(throughput["rows"]) == 6 and not throughput.get("error"), throughput
+    assert all(r["value"] > 0 and r["baseline"] > 0 for r in throughput["rows"]), throughput
