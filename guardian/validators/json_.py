@@ -1,10 +1,12 @@
 """JSON: strict RFC 8259, stricter than ``json.loads``.
 
 ``json.loads`` accepts things other parsers reject or silently mangle: NaN and Infinity,
-duplicate keys (the last one wins, data lost without a word), unpaired surrogate escapes
-("\\ud800" cannot be encoded back to UTF-8). These are errors here. The fast path is the C
-parser with hooks that only notice trouble; when there is any, an iterative scanner (no
-recursion, any depth) walks the text once more to say exactly where.
+unpaired surrogate escapes ("\\ud800" cannot be encoded back to UTF-8): these are errors
+here. Duplicate keys are valid JSON (RFC 8259 says names SHOULD be unique; JSONTestSuite's
+``y_object_duplicated_key*`` must parse) but most readers keep only the last value, so they
+are a warning by default and an error in the strict preset (option ``duplicate_keys``).
+The fast path is the C parser with hooks that only notice trouble; when there is any, an
+iterative scanner (no recursion, any depth) walks the text once more to say exactly where.
 
 Judgement calls: a UTF-8 byte order mark is an error, not a warning (RFC 8259 §8.1:
 implementations "MUST NOT add a byte order mark"; Go, Rust's serde_json, ``JSON.parse`` and
@@ -45,13 +47,14 @@ _POSITION = re.compile(r": line \d+ column \d+ \(char \d+\)$")
 
 
 class JsonValidator(BaseValidator):
-    """Options: ``duplicate_keys`` = "error" (default) | "warning" | "allow";
+    """Options: ``duplicate_keys`` = "warning" (default) | "error" | "allow";
     ``max_depth`` (default 1000)."""
 
     name = "json"
 
     def check(self, data: bytes, path: str, options: Mapping[str, Any]) -> Iterable[Problem]:
-        duplicates = opt_choice(options, "duplicate_keys", ("error", "warning", "allow"), "error")
+        duplicates = opt_choice(options, "duplicate_keys", ("error", "warning", "allow"),
+                                "warning")
         depth_limit = max_depth(options)
         text, problem = decode_utf8(data)
         if text is None:

@@ -68,7 +68,7 @@ def _front_matter(lines: list[str], options: Mapping[str, Any]) -> tuple[list[Pr
     if kind == "yaml":
         from guardian.validators import yaml_  # only documents with front matter pay for it
 
-        found = yaml_.compose(body, options).problems
+        found = yaml_.check(body, options)
     else:
         from guardian.validators import toml_
 

@@ -2,8 +2,10 @@
 pytest, ruff's Python side) use for ``pyproject.toml``.
 
 tomllib reports positions inside its messages ("Invalid value (at line 3, column 5)"); they
-are parsed out into the problem's line and column. A UTF-8 byte order mark is an error:
-tomllib rejects it (the TOML spec only says "a valid UTF-8 encoded Unicode document").
+are parsed out into the problem's line and column. A UTF-8 byte order mark at the start is
+valid TOML (toml-test's ``valid/utf8-bom-*``): the rest is checked, and the mark is a
+warning, because tomllib itself rejects it, so pip, build and pytest cannot read such a
+``pyproject.toml``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from guardian.validators.base import (
+    WARNING,
     BaseValidator,
     Problem,
     decode_utf8,
@@ -22,6 +25,7 @@ from guardian.validators.base import (
     text_position,
 )
 
+_BOM = "\ufeff".encode()
 _AT = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)")
 
 
@@ -30,17 +34,23 @@ class TomlValidator(BaseValidator):
 
     def check(self, data: bytes, path: str, options: Mapping[str, Any]) -> Iterable[Problem]:
         problem, _ = load(data)
-        return [] if problem is None else [problem]
+        problems = [] if problem is None else [problem]
+        if data.startswith(_BOM):
+            problems.insert(0, Problem("byte order mark at the start of the file (valid TOML, "
+                                       "but Python's tomllib rejects it)", 1, 1, WARNING))
+        return problems
 
 
 def load(data: bytes) -> tuple[Problem | None, dict[str, Any] | None]:
-    """The document, or the first problem with it (tomllib stops at the first)."""
+    """The document, or the first error in it (tomllib stops at the first).
+
+    A byte order mark at the start is skipped (replaced by a space, so that columns stay).
+    """
     text, problem = decode_utf8(data)
     if text is None:
         return problem, None
     if text.startswith("\ufeff"):
-        return Problem("byte order mark at the start of the file (tomllib rejects it)",
-                       1, 1), None
+        text = " " + text[1:]
     try:
         return None, tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
