@@ -44,10 +44,6 @@ MAX_LOCK_TIMEOUT = 24 * 3600.0
 #: The formats a manifest may be in, by the extension of its file name.
 FORMATS = {".json": "json", ".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}
 ACCEPTED = "a manifest is JSON, TOML or YAML (by extension: .json, .toml, .yaml or .yml)"
-#: Lone surrogates: in a path or content only the surrogate escapes of bytes that are not
-#: UTF-8 (U+DC80..U+DCFF, what os.fsdecode makes of them) stand for something.
-_LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
-_ANY_SURROGATE = re.compile("[\ud800-\udfff]")
 _YAML_START = re.compile(r"(?m)^(?:---[ \t]*\n)?[\"']?operations[\"']?[ \t]*:")
 
 OPS = ("write", "edit", "delete", "render", "mkdir")
@@ -178,7 +174,6 @@ def _yaml_where(event: Any) -> str:
 def from_dict(doc: Any, source: str = "manifest") -> Manifest:
     if not isinstance(doc, dict) or not isinstance(doc.get("operations"), list):
         raise UsageError(f"{source}: expected an object with an \"operations\" list")
-    _check_depth(doc, source)
     for key in doc:
         if key != "operations" and key not in OPTIONS:
             raise UsageError(f"{source}: unknown key {key!r} (known: operations, "
@@ -210,18 +205,19 @@ def check_session(value: Any, where: str) -> str:
     return value
 
 
-def _check_depth(doc: Any, source: str) -> None:
-    """Refuse nesting deeper than MAX_DEPTH, walking with an explicit stack (vars may hold
-    anything; what the Python API builds never went through a parser's bound)."""
-    stack: list[tuple[Any, int]] = [(doc, 1)]
+def _check_depth(value: Any, where: str, depth: int) -> None:
+    """Refuse nesting deeper than MAX_DEPTH (counted from the manifest's top), walking with
+    an explicit stack. Only ``vars`` can nest (every other value must be a scalar), and what
+    the Python API builds never went through a parser's bound."""
+    stack: list[tuple[Any, int]] = [(value, depth)]
     while stack:
         value, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise UsageError(f"{source}: nested more than {MAX_DEPTH} levels deep")
+            raise UsageError(f"{where}: nested more than {MAX_DEPTH} levels deep")
         if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values())
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, dict | list))
         elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
+            stack.extend((v, depth + 1) for v in value if isinstance(v, dict | list))
 
 
 def check_path(value: Any, where: str, key: str = "path") -> str:
@@ -232,6 +228,8 @@ def check_path(value: Any, where: str, key: str = "path") -> str:
         raise UsageError(f"{where}: {key} contains a NUL character (character "
                          f"{value.index(chr(0)) + 1})")
     _text(value, where, key=key)
+    if len(value) <= NAME_MAX and value.isascii():
+        return value  # the common case: nothing longer than a name
     encoded = os.fsencode(value)
     if len(encoded) > PATH_MAX:
         raise UsageError(f"{where}: {key} is {len(encoded)} bytes long; at most {PATH_MAX}")
@@ -244,13 +242,17 @@ def check_path(value: Any, where: str, key: str = "path") -> str:
 
 def _text(value: str, where: str, *, key: str | None = None, strict: bool = False) -> None:
     """Refuse a lone surrogate (JSON's "\\ud800" alone): it encodes to no byte. With
-    ``strict`` even the escapes of non-UTF-8 bytes are refused (text that must be UTF-8)."""
-    m = (_ANY_SURROGATE if strict else _LONE_SURROGATE).search(value)
-    if m is not None:
+    ``strict`` even the escapes of non-UTF-8 bytes are refused (text that must be UTF-8).
+    Checked by the codec, in C: a regex scan of every content cost more than the parse."""
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8", "strict" if strict else "surrogateescape")
+    except UnicodeEncodeError as e:
         what = f"{key} has" if key else "has"
-        raise UsageError(f"{where}: {what} a lone surrogate U+{ord(m.group()):04X} at "
-                         f"character {m.start() + 1} (a \\u escape of a surrogate must be "
-                         "one of a pair; content_base64 takes any bytes)")
+        raise UsageError(f"{where}: {what} a lone surrogate U+{ord(value[e.start]):04X} at "
+                         f"character {e.start + 1} (a \\u escape of a surrogate must be "
+                         "one of a pair; content_base64 takes any bytes)") from None
 
 
 def _operation(i: int, item: Any, source: str) -> Operation:
@@ -307,6 +309,7 @@ def _operation(i: int, item: Any, source: str) -> Operation:
         variables = item.get("vars", {})
         if not isinstance(variables, dict):
             raise UsageError(f"{where}: vars must be an object")
+        _check_depth(variables, where, 4)  # the manifest, operations, the operation, vars
         for name, value in variables.items():
             if isinstance(value, str):  # rendered as text: it must encode
                 _text(value, where, key=f"vars.{name}", strict=True)
