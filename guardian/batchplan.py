@@ -244,7 +244,9 @@ def read_template(t: Target, op: Operation, base: Path, dirs: tuple[str, ...]) -
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = -1
     try:
-        fd = os.open(top, flags | os.O_DIRECTORY)
+        # The root or the manifest's directory itself is trusted (its own path may well go
+        # through a symlink); nothing below it is followed.
+        fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         for part in parts[:-1]:
             nfd = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
             os.close(fd)
