@@ -91,8 +91,8 @@ class Service:
 
         m = manifest_mod.from_dict(manifest)
         m.template_dirs = tuple(str(r.path) for r in self.roots.values()) + (
-            (os.path.realpath(template_dir),) if isinstance(template_dir, str)
-            and os.path.isabs(template_dir) else ())
+            (template_dir,) if isinstance(template_dir, str) and os.path.isabs(template_dir)
+            else ())  # as given: batchplan.read_template matches it resolved, too
         t0 = time.perf_counter_ns()
         try:
             return journal.execute(self.recorder, m, Path(base), dry_run=dry_run,

@@ -119,6 +119,11 @@ def test_templates_must_be_regular_files_inside_a_root_or_the_manifests_dir(
     (job / "t.tpl").write_text("Hi $who from the job")
     p = apply_file(cli, root, job / "m.json", json.dumps(render("a.txt", str(job / "t.tpl"))))
     assert p.returncode == 0, p.stderr
+    # Also when the manifest's directory is reached through a symlink.
+    (tmp_path / "joblink").symlink_to(job)
+    p = apply_file(cli, root, tmp_path / "joblink" / "m2.json",
+                   json.dumps(render("c.txt", str(tmp_path / "joblink" / "t.tpl"))))
+    assert p.returncode == 0, p.stderr
     (root / "sub").mkdir()
     (root / "sub" / "t.tpl").write_text("Hi $who")
     assert apply(cli, root, render("b.txt", "sub/t.tpl")).returncode == 0
