@@ -19,6 +19,7 @@ runs (so its watcher records the versions with origin ``batch``), else takes the
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,8 +49,9 @@ class Applied:
 
 
 def apply(manifest: Manifest, base: Path, *, store: Path | None = None, dry_run: bool = False,
-          session: str | None = None) -> dict[str, Any]:
-    """Apply a manifest (blocking): through the daemon if one runs, else directly."""
+          session: str | None = None, template_dir: str | None = None) -> dict[str, Any]:
+    """Apply a manifest (blocking): through the daemon if one runs, else directly.
+    ``template_dir``: the manifest file's directory (template_path may point there)."""
     from guardian.client import as_writer
     from guardian.control import DaemonError
     from guardian.journal import BatchError
@@ -61,8 +63,10 @@ def apply(manifest: Manifest, base: Path, *, store: Path | None = None, dry_run:
     wire = {"operations": [op.to_json() for op in manifest.operations],
             "validate": manifest.validate, "lock_timeout": manifest.lock_timeout,
             "session": manifest.session}
+    template_dir = os.path.abspath(template_dir) if template_dir else None
     params: dict[str, Any] = {"manifest": wire, "base": os.fsdecode(base), "dry_run": dry_run,
-                              "session": session}
+                              "session": session, "template_dir": template_dir}
+    _check_request_size(store_path, params)
 
     def direct(st: Any) -> Any:
         from guardian import journal
@@ -77,17 +81,50 @@ def apply(manifest: Manifest, base: Path, *, store: Path | None = None, dry_run:
         try:
             journal.recover(rec)  # a batch a crash interrupted comes first
             return Service(rec, settings).apply(wire, os.fsdecode(base), dry_run=dry_run,
-                                                session=session)
+                                                session=session, template_dir=template_dir)
         finally:
             rec.close()
 
     try:
         out: dict[str, Any] = as_writer(store_path, "apply", params, direct)
     except DaemonError as e:
-        if e.exit_code == ExitCode.FAILURE and e.data:
-            raise BatchError.from_json(e.data) from None
+        if e.data:  # a refused or failed batch: the same error as without a daemon
+            err = BatchError.from_json(e.data)
+            err.exit_code = e.exit_code
+            raise err from None
         raise
+    except ConnectionError:
+        # The daemon went away between our request and its answer (killed, crashed): the
+        # batch may have reached its commit point, so only its journal knows how it ended.
+        raise BatchError("the daemon stopped while applying the batch; it may have been "
+                         "committed or not: run `guardian recover` to finish or undo it",
+                         category="recovery") from None
     return out
+
+
+def _check_request_size(store_path: Path, params: dict[str, Any]) -> None:
+    """Refuse, before sending it, a request the daemon would not read (its line limit):
+    the daemon would drop the connection, which looks like a daemon that died."""
+    from guardian import control
+
+    ops = params["manifest"]["operations"]
+    # JSON escapes at most sextuple a character (\u0000); base64 is 4/3 of its bytes.
+    bound = sum(64 + sum(6 * len(v) if isinstance(v, str) else len(json.dumps(v))
+                         for v in op.values()) for op in ops)
+    if bound <= control.MAX_LINE:
+        return
+    size = len(control.encode(params))
+    if size <= control.MAX_LINE:
+        return
+    from guardian.client import daemon
+
+    conn = daemon(store_path, timeout=10)
+    if conn is None:
+        return  # applied in this process: no line limit
+    conn.close()
+    raise GuardianError(f"the batch is {size / 2**20:.1f} MiB as a request, more than the "
+                        f"daemon takes ({control.MAX_LINE // 2**20} MiB); split it into "
+                        "smaller batches", exit_code=ExitCode.USAGE)
 
 
 class Batch:
@@ -102,9 +139,11 @@ class Batch:
         self.lock_timeout = lock_timeout
         self.session = session
         self.operations: list[Operation] = []
+        #: A loaded manifest's directory: its template_path may point there too.
+        self.template_dir: str | None = None
 
     def _add(self, op: str, path: str, **kw: Any) -> Batch:
-        self.operations.append(Operation(len(self.operations), op, str(path), **kw))
+        self.operations.append(Operation(len(self.operations) + 1, op, str(path), **kw))
         return self
 
     def write(self, path: str, content: str | bytes, *, mode: int | None = None) -> Batch:
@@ -136,15 +175,17 @@ class Batch:
     @classmethod
     async def load(cls, manifest: str | os.PathLike[str], root: str | os.PathLike[str] = ".",
                    **kw: Any) -> Batch:
-        """A batch from a JSON or TOML manifest file (read without blocking the loop)."""
+        """A batch from a JSON, TOML or YAML manifest file (read without blocking the loop;
+        at most ``MAX_MANIFEST_BYTES``)."""
         import aiofiles
 
         from guardian import manifest as mf
 
         async with aiofiles.open(manifest, "rb") as f:
-            m = mf.load(await f.read(), str(manifest))
+            m = mf.load(await f.read(mf.MAX_MANIFEST_BYTES + 1), str(manifest))
         b = cls(root, validate=m.validate, lock_timeout=m.lock_timeout, session=m.session, **kw)
         b.operations = m.operations
+        b.template_dir = os.path.dirname(os.path.abspath(manifest))
         return b
 
     async def commit(self, *, dry_run: bool = False) -> Applied:
@@ -157,5 +198,5 @@ class Batch:
                             self.session)
         out = await anyio.to_thread.run_sync(
             lambda: apply(manifest, self.root, store=self.store, dry_run=dry_run,
-                          session=self.session))
+                          session=self.session, template_dir=self.template_dir))
         return Applied.from_json(out)

@@ -4,6 +4,7 @@ whether that may be written (writable, unlocked, not protected, valid)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import stat
@@ -15,9 +16,10 @@ from typing import Any
 
 from guardian import faults, patch, templates
 from guardian.batchio import Budget
-from guardian.batchtarget import Target, signature
+from guardian.batchtarget import BatchError, Target, signature
 from guardian.capture import Recorder
 from guardian.errors import OutsideRootError
+from guardian.exitcodes import ExitCode
 from guardian.manifest import Manifest, Operation
 from guardian.paths import SEP, show
 from guardian.policy import check_many
@@ -153,7 +155,7 @@ def fold(targets: list[Target], manifest: Manifest, base: Path) -> None:
                 content = _edit(t, op, content)
                 t.optimisations.add("incremental")
             elif op.op == "render":
-                content = _render(t, op, base, template_files)
+                content = _render(t, op, base, manifest.template_dirs, template_files)
             if op.mode is not None:
                 t.mode = op.mode
         t.final = content
@@ -186,28 +188,111 @@ def _edit(t: Target, op: Operation, content: bytes | None) -> bytes:
     return text.replace(op.old, op.new, 1).encode("utf-8")
 
 
-def _render(t: Target, op: Operation, base: Path, read: dict[str, str]) -> bytes:
+def _render(t: Target, op: Operation, base: Path, dirs: tuple[str, ...],
+            read: dict[str, str]) -> bytes:
     if op.template_path is not None:
         text = read.get(op.template_path)  # a template file is read once per batch
         if text is None:
-            try:
-                text = read[op.template_path] = (base / op.template_path).read_text(
-                    encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                raise t.error(f"template {op.template_path}: cannot read: {e}", "usage",
-                              op) from None
+            text = read[op.template_path] = read_template(t, op, base, dirs)
     else:
         assert op.template is not None
         text = op.template
     hits = templates.cache_info()[0]
     try:
         compiled = templates.compile_template(text)
-        out = compiled.render(op.vars)
+        out = compiled.render(op.vars, limit=MAX_RENDERED_CHARS)
     except templates.TemplateError as e:
         raise t.error(f"template: {e}", "usage", op) from None
     if templates.cache_info()[0] > hits:
         t.optimisations.add("template_cache")
     return out.encode("utf-8")
+
+
+#: A template file larger than this is refused (it is read whole, on the store's thread).
+MAX_TEMPLATE_BYTES = 16 * 1024 * 1024
+#: A render whose output would be longer than this is refused before it is built.
+MAX_RENDERED_CHARS = 64 * 1024 * 1024
+
+
+def read_template(t: Target, op: Operation, base: Path, dirs: tuple[str, ...]) -> str:
+    """The text of ``op.template_path``, read as untrusted input: the path (relative to the
+    batch's base; ``..`` folded as text) must lie inside the target's root or one of
+    ``dirs`` (the other roots, the manifest's directory); every directory on the way is
+    opened from that directory's fd without following a symlink, the file itself with
+    O_NOFOLLOW | O_NONBLOCK, and it must be a regular file of at most MAX_TEMPLATE_BYTES.
+    So a FIFO, a device or a link out of the tree is refused at once, never waited on or
+    read into the tree."""
+    assert op.template_path is not None
+    name = op.template_path
+
+    def refuse(why: str, category: str = "usage") -> BatchError:
+        return t.error(f"template_path {name}: {why}", category, op)
+
+    full = os.path.normpath(os.path.join(os.path.realpath(base), name))
+    allowed = {str(t.root.path)}
+    for d in dirs:  # as given and resolved: the template's own path may use either
+        allowed.update((os.path.normpath(d), os.path.realpath(d)))
+    inside = [d for d in allowed if full == d or full.startswith(d.rstrip("/") + "/")]
+    if not inside:
+        e = refuse("outside the watched roots and the manifest's directory", "permission")
+        e.exit_code = ExitCode.USAGE  # the manifest alone decides this: a usage error
+        raise e
+    top = max(inside, key=len)
+    parts = [os.fsencode(p) for p in full[len(top.rstrip("/")) + 1:].split("/") if p]
+    if not parts:
+        raise refuse("is a directory")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = -1
+    try:
+        # The root or the manifest's directory itself is trusted (its own path may well go
+        # through a symlink); nothing below it is followed.
+        fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        for part in parts[:-1]:
+            nfd = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            raise refuse(f"is {_kind(st.st_mode)}, not a regular file")
+        dfd, fd = fd, -1
+        try:
+            fd = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=dfd)
+        finally:
+            os.close(dfd)
+        st = os.fstat(fd)  # what was opened, if it was swapped since the stat
+        if not stat.S_ISREG(st.st_mode):
+            raise refuse(f"is {_kind(st.st_mode)}, not a regular file")
+        chunks: list[bytes] = []
+        size = st.st_size if st.st_size > MAX_TEMPLATE_BYTES else 0  # too big: no read
+        while size <= MAX_TEMPLATE_BYTES and (chunk := os.read(fd, 1 << 20)):
+            chunks.append(chunk)
+            size += len(chunk)
+    except FileNotFoundError:
+        raise refuse("no such file") from None
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise refuse("a component is a symlink or not a directory (templates are read "
+                         "without following links)") from None
+        raise refuse(f"cannot read: {e.strerror or e}", "permission") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if size > MAX_TEMPLATE_BYTES:
+        raise refuse(f"larger than {MAX_TEMPLATE_BYTES // (1024 * 1024)} MiB (the cap on "
+                     "a template file)")
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise refuse(f"not UTF-8 text (byte {e.start})") from None
+
+
+def _kind(mode: int) -> str:
+    for test, what in ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return what
+    return "not a file"
 
 
 def check_writable(t: Target, seen: dict[tuple[int, bytes], Any]) -> None:

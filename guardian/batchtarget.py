@@ -28,8 +28,8 @@ class BatchError(GuardianError):
     def __init__(self, message: str, *, category: str = "system", index: int | None = None,
                  op: str | None = None, path: str | None = None, line: int | None = None,
                  column: int | None = None, rolled_back: bool = False,
-                 batch_id: int | None = None) -> None:
-        super().__init__(message)
+                 batch_id: int | None = None, exit_code: ExitCode | None = None) -> None:
+        super().__init__(message, exit_code=exit_code)
         self.category = category
         self.index, self.op, self.path = index, op, path
         self.line, self.column = line, column

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guardian.errors import UsageError
 from guardian.manifest import Manifest, Operation
 
 # From ../shared/seed/write-optimization-spec.md.
@@ -200,7 +201,8 @@ class Bench:
         quiesce()
         t = time.perf_counter()
         try:
-            execute(self.recorder, Manifest(ops), self.root)
+            # The scratch dir holds the template file, as a manifest's directory would.
+            execute(self.recorder, Manifest(ops, template_dirs=(str(self.dir),)), self.root)
         except BatchError:
             return time.perf_counter() - t, 0, len(ops)
         finally:
@@ -472,7 +474,11 @@ def run(*, files: int = 200, size: int = 4096, repeats: int = 5, large: int = 10
     from guardian.verify import verify
 
     say = progress or (lambda _m: None)
-    base = Path(tempfile.mkdtemp(prefix="guardian-bench-", dir=workdir))
+    try:  # --dir: a scratch directory made inside DIR, which must exist and be writable
+        base = Path(tempfile.mkdtemp(prefix="guardian-bench-", dir=workdir))
+    except OSError as e:
+        raise UsageError(f"--dir {workdir}: cannot make a scratch directory there: "
+                         f"{e.strerror or e}") from None
     b = Bench(base)
     t_all = time.perf_counter()
     try:

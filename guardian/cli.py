@@ -48,6 +48,70 @@ def _parser_class() -> type[argparse.ArgumentParser]:
     return _Parser
 
 
+def _command_parser(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser:
+    """The parser of command ``name`` (so its errors point at `guardian NAME --help`)."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    return parser
+
+
+#: SQLite's integers (and so ids, counts and nanosecond times) stop here.
+INT64_MAX = 2**63 - 1
+
+
+def _whole(minimum: int, maximum: int = INT64_MAX) -> Callable[[str], int]:
+    """An argparse type: a whole number in [minimum, maximum] (argparse's ``int`` takes
+    10**100, which SQLite cannot hold)."""
+
+    def whole(text: str) -> int:
+        import argparse
+
+        digits = text.strip().lstrip("+-")
+        try:
+            value = int(text) if len(digits) <= 19 else None
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value is None or value > maximum:
+            if value is None and not digits.isdigit():
+                raise argparse.ArgumentTypeError(f"{text[:30]!r} is not a whole number")
+            raise argparse.ArgumentTypeError(f"{text[:30]}: too large (at most {maximum:,})")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text}: must be at least {minimum}")
+        return value
+
+    return whole
+
+
+def _number(minimum: float, maximum: float, *, positive: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in [minimum, maximum] (``float`` takes nan and inf,
+    which compare false with every bound)."""
+
+    def number(text: str) -> float:
+        import argparse
+        import math
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or not minimum <= value <= maximum or (
+                positive and value <= minimum):
+            low = "more than" if positive else "at least"
+            raise argparse.ArgumentTypeError(f"{text}: expected a number {low} {minimum:g} "
+                                             f"and at most {maximum:.0f}")
+        return value
+
+    return number
+
+
+#: A limit of 0 means no limit, for every command that takes -n.
+LIMIT_HELP = "0 = all"
+
+
 def _store_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", metavar="DIR",
                    help=f"the store directory (default: ${STORE_ENV}, else the store whose roots "
@@ -78,9 +142,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to watch (default: .)")
         p.add_argument("--headless", action="store_true",
                        help="no TUI; JSON lines on stderr (the only mode until the TUI lands)")
-        p.add_argument("--reconcile-interval", type=float, default=600.0, metavar="SECONDS",
+        p.add_argument("--reconcile-interval", type=_number(0, 86400 * 365, positive=True),
+                       default=600.0, metavar="SECONDS",
                        help="full rescan period, a safety net for lost events (default: 600)")
-        p.add_argument("--poll-interval", type=float, default=30.0, metavar="SECONDS",
+        p.add_argument("--poll-interval", type=_number(0, 86400 * 365, positive=True),
+                       default=30.0, metavar="SECONDS",
                        help="rescan period when the inotify watch limit is reached (default: 30)")
         _store_arg(p)
         p.set_defaults(func=cmd_watch)
@@ -102,8 +168,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                        "store.")
     if only in (None, "log"):
         p.add_argument("path", nargs="?", metavar="PATH")
-        p.add_argument("-n", "--limit", type=int, default=None,
-                       help="at most N versions (default: all for a file, 50 otherwise; 0 = all)")
+        p.add_argument("-n", "--limit", type=_whole(0), default=None, metavar="N",
+                       help=f"at most N versions ({LIMIT_HELP}; default: all for a file, 50 "
+                            "otherwise)")
         _json_arg(p)
         _store_arg(p)
         p.set_defaults(func=cmd_log)
@@ -114,7 +181,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     if only in (None, "show"):
         p.add_argument("path", metavar="PATH")
         g = p.add_mutually_exclusive_group()
-        g.add_argument("--version", dest="version_id", type=int, metavar="ID")
+        g.add_argument("--version", dest="version_id", type=_whole(1), metavar="ID")
         g.add_argument("--at", metavar="TIME", help="ISO 8601, @EPOCH, or an age like 15m, 2h, 3d")
         _store_arg(p)
         p.set_defaults(func=cmd_show)
@@ -137,7 +204,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     if only in (None, "restore"):
         p.add_argument("path", metavar="PATH")
         g = p.add_mutually_exclusive_group()
-        g.add_argument("--version", dest="version_id", type=int, metavar="ID")
+        g.add_argument("--version", dest="version_id", type=_whole(1), metavar="ID")
         g.add_argument("--at", metavar="TIME", help="ISO 8601, @EPOCH, or an age like 15m, 2h, 3d")
         p.add_argument("--dry-run", action="store_true",
                        help="list what would change, change nothing")
@@ -163,21 +230,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                        "newest version of a file that exists is never dropped.")
     if only in (None, "gc"):
         p.add_argument("--dry-run", action="store_true", help="count what would go, drop nothing")
-        p.add_argument("--keep-versions", type=int, metavar="N",
+        p.add_argument("--keep-versions", type=_whole(1), metavar="N",
                        help="override keep_versions (at least 1)")
-        p.add_argument("--keep-days", type=float, metavar="D", help="override keep_days")
+        p.add_argument("--keep-days", type=_number(0, 36500), metavar="D",
+                       help="override keep_days (0 to 36500)")
         _json_arg(p)
         _store_arg(p)
         p.set_defaults(func=cmd_gc)
 
     p = sub.add_parser("apply", help="write many files at once, all or nothing (a manifest)",
-                       description="Apply a JSON or TOML manifest of operations (write, edit, "
-                       "delete, render, mkdir) atomically: every file gets its new content or "
-                       "none does, even across a crash. Every new content is validated first. "
+                       description="Apply a JSON, TOML or YAML manifest of operations (write, "
+                       "edit, delete, render, mkdir) atomically: every file gets its new content "
+                       "or none does, even across a crash. Every new content is validated first. "
                        "Exit 0 applied, 1 refused or rolled back, 2 usage error.")
     if only in (None, "apply"):
-        p.add_argument("manifest", metavar="MANIFEST", help="a .json or .toml file, or - for "
-                       "standard input")
+        p.add_argument("manifest", metavar="MANIFEST", help="a .json, .toml, .yaml or .yml "
+                       "file, or - for standard input")
         p.add_argument("--root", metavar="DIR", default=".",
                        help="paths in the manifest are relative to DIR (default: .)")
         p.add_argument("--dry-run", action="store_true",
@@ -204,10 +272,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                        "PASS/FAIL against the seed's ACCEPTANCE_CRITERIA and "
                        "PERFORMANCE_TARGETS. Exit 1 if an acceptance check fails.")
     if only in (None, "bench"):
-        p.add_argument("--files", type=int, default=200, help="files per scenario (200)")
-        p.add_argument("--size", type=int, default=4096, help="bytes per file (4096)")
-        p.add_argument("--repeats", type=int, default=5, help="rounds per scenario (5)")
-        p.add_argument("--large", type=int, default=1000,
+        p.add_argument("--files", type=_whole(1, 100_000), default=200,
+                       help="files per scenario (200)")
+        p.add_argument("--size", type=_whole(1, 64 * 2**20), default=4096,
+                       help="bytes per file (4096; at most 64 MiB)")
+        p.add_argument("--repeats", type=_whole(1, 1000), default=5,
+                       help="rounds per scenario (5)")
+        p.add_argument("--large", type=_whole(0, 100_000), default=1000,
                        help="files in the large-batch run (1000; 0 to skip)")
         p.add_argument("--dir", metavar="DIR", help="scratch directory (default: $TMPDIR)")
         _json_arg(p)
@@ -217,7 +288,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                        description="Newest first: invalid writes, reverts, writers left alone "
                        "after flapping, broken rule files, untrusted commands.")
     if only in (None, "alerts"):
-        p.add_argument("-n", "--limit", type=int, default=20, help="at most N (default 20)")
+        p.add_argument("-n", "--limit", type=_whole(0), default=20, metavar="N",
+                       help=f"at most N ({LIMIT_HELP}; default 20)")
         _json_arg(p)
         _store_arg(p)
         p.set_defaults(func=cmd_alerts)
@@ -679,27 +751,35 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from guardian.journal import BatchError
     from guardian.paths import absolute
 
+    cap = mf.MAX_MANIFEST_BYTES + 1  # /dev/zero must not fill the memory
+    template_dir = None
     if args.manifest == "-":
-        raw, source = sys.stdin.buffer.read(), "<stdin>"
+        raw, source = sys.stdin.buffer.read(cap), "<stdin>"
     else:
-        try:
-            raw, source = Path(args.manifest).read_bytes(), args.manifest
+        try:  # a FIFO or <(command) is read like stdin: the user named it
+            with open(args.manifest, "rb") as f:
+                raw, source = f.read(cap), args.manifest
         except OSError as e:
             raise UsageError(f"{args.manifest}: {e.strerror or e}") from None
+        template_dir = os.path.dirname(os.path.abspath(args.manifest))
     m = mf.load(raw, source)
     base = absolute(args.root)
     if not base.is_dir():
         raise UsageError(f"{args.root}: not a directory")
+    session = _session(args)
+    if session is not None:
+        mf.check_session(session, "--session")
     try:
         out = apply(m, base, store=_explicit_store(args), dry_run=args.dry_run,
-                    session=_session(args))
+                    session=session, template_dir=template_dir)
     except BatchError as e:
         if args.json:
             _print_json({"ok": False, "error": e.to_json()})
         else:
-            what = "rolled back" if e.rolled_back else "refused"
+            what = ("error" if e.category == "recovery" or e.exit_code == ExitCode.USAGE
+                    else "rolled back" if e.rolled_back else "refused")
             sys.stderr.write(f"guardian apply: {what}: {e}\n")
-        return ExitCode.FAILURE
+        return int(e.exit_code)
     if args.json:
         _print_json(out)
     elif out["dry_run"]:
@@ -748,7 +828,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     from guardian.timespec import iso, short
 
     with _open_reader(args, None) as store:
-        alerts = store.alerts(max(1, args.limit))
+        alerts = store.alerts(args.limit or -1)  # SQLite: LIMIT -1 is no limit
     if args.json:
         for a in alerts:
             a["time"] = iso(a["time_ns"])
@@ -827,7 +907,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from guardian.rules import RuleSet
     from guardian.scan import WalkReport, walk
 
-    files: list[tuple[Path, Path]] = []  # (root, file)
+    files: dict[Path, Path] = {}  # file -> root; a file named twice (or in two trees) once
     for arg in args.paths:
         target = absolute(arg)
         if not target.exists():
@@ -839,13 +919,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
             for r, st in walk(os.fsencode(root), under, IgnoreMatcher(os.fsencode(root)),
                               report):
                 if stat.S_ISREG(st.st_mode):
-                    files.append((root, root / os.fsdecode(r)))
+                    files.setdefault(root / os.fsdecode(r), root)
         else:
-            files.append((root, target))
+            files.setdefault(target, root)
     rulesets: dict[Path, RuleSet] = {}
     reports = []
     bad = 0
-    for root, f in files:
+    for f, root in files.items():
         rs = rulesets.setdefault(root, RuleSet(str(root)))
         rel = str(f.relative_to(root)) if f != root else f.name
         eff = rs.effective(rel)
@@ -865,7 +945,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for f, v in reports:
             for name, p in v.problems():
                 sev = "" if p.severity == "error" else f"{p.severity}: "
-                print(f"{f}:{p.line or 0}:{p.column or 0}: {sev}{p.message} [{name}]")
+                where = f"{f}:{p.line}" if p.line else f"{f}"  # no line: no made-up 0:0
+                where += f":{p.column}" if p.line and p.column else ""
+                print(f"{where}: {sev}{p.message} [{name}]")
             for why in v.untrusted:
                 print(f"{f}: skipped {why}", file=sys.stderr)
         print(f"{len(reports)} file{'s' if len(reports) != 1 else ''} checked, {bad} invalid",
@@ -878,16 +960,22 @@ def cmd_trust(args: argparse.Namespace) -> int:
     from guardian.trust import trust
 
     path = Path(args.file)
-    if not path.is_file():
-        raise UsageError(f"{args.file}: no such file")
     if not args.revoke:
+        if not path.is_file():
+            raise UsageError(f"{args.file}: no such file")
         load_rule_file(path, "")  # refuse to trust a file that does not even parse
-    real, digest = trust(path, revoke=args.revoke)
+    # Revoking what was not trusted is not an error (exit 0: the file is not trusted, as
+    # asked), but it is said, so a mistyped path is noticed. A deleted file can be revoked.
+    real, digest, changed = trust(path, revoke=args.revoke)
     if args.json:
-        _print_json({"path": real, "sha256": digest, "trusted": not args.revoke})
+        _print_json({"path": real, "sha256": digest, "trusted": not args.revoke,
+                     "changed": changed})
+    elif args.revoke:
+        print(f"revoked trust in {real} (sha256 {(digest or '')[:16]}…)" if changed
+              else f"{real} was not trusted; nothing to revoke")
     else:
-        verb = "revoked trust in" if args.revoke else "trusted"
-        print(f"{verb} {real} (sha256 {digest[:16]}…)")
+        print(f"{'trusted' if changed else 'already trusted:'} {real} "
+              f"(sha256 {(digest or '')[:16]}…)")
     return ExitCode.OK
 
 
@@ -932,7 +1020,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args is None:
         command = next((w for w in words if not w.startswith("-")), None)
         parser = build_parser(command if command in COMMANDS else None)
-        args = parser.parse_args(words)
+        args, extra = parser.parse_known_args(words)
+        if extra:  # said by the command's parser, so the hint is its own --help
+            _command_parser(parser, getattr(args, "command", None)).error(
+                f"unrecognized arguments: {' '.join(extra)}")
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")
     func: Callable[[argparse.Namespace], int] = args.func

@@ -667,7 +667,8 @@ class Daemon:
                 out = await self._in_store(self.service.apply, params.get("manifest") or {},
                                            str(params.get("base") or "/"),
                                            dry_run=bool(params.get("dry_run")),
-                                           session=params.get("session"))
+                                           session=params.get("session"),
+                                           template_dir=params.get("template_dir"))
             except BatchError as e:
                 raise control.DaemonError(str(e), exit_code=e.exit_code) from e
             for vid in out.get("versions", []):

@@ -47,6 +47,7 @@ from guardian import batchio, batchplan, faults, targetlocks
 from guardian.batchtarget import BatchError, Target
 from guardian.capture import Recorder
 from guardian.errors import GuardianError, OutsideRootError
+from guardian.exitcodes import ExitCode
 from guardian.history import unified_diff
 from guardian.ignore import TEMP_PREFIX
 from guardian.manifest import Manifest
@@ -250,10 +251,12 @@ def _resolve(recorder: Recorder, manifest: Manifest, base: Path) -> list[Target]
             full = os.path.normpath(os.path.join(base_s, op.path))
             if any(os.path.realpath(full) == str(r.path) for r in roots):
                 raise BatchError(f"{op.describe()}: is a watched root itself", category="usage",
-                                 index=op.index, op=op.op, path=op.path)
+                                 index=op.index, op=op.op, path=op.path,
+                                 exit_code=ExitCode.USAGE)
             shown = ", ".join(str(r.path) for r in roots)
             raise BatchError(f"{op.describe()}: {full}: outside the watched roots ({shown})",
-                             category="permission", index=op.index, op=op.op, path=op.path)
+                             category="permission", index=op.index, op=op.op, path=op.path,
+                             exit_code=ExitCode.USAGE)  # like every path outside the roots
         root, prefix = located
         rel = prefix + SEP + os.fsencode(name) if prefix else os.fsencode(name)
         t = by_key.get((root.id, rel))

@@ -42,8 +42,10 @@ class Check:
         return [(r.validator, p) for r in self.results for p in r.problems]
 
     def summary(self, path: str, limit: int = 3) -> str:
-        """``path:line:col: message`` of the first problems, for alerts and errors."""
-        lines = [f"{path}:{p.line or 0}:{p.column or 0}: {p.message}"
+        """``path:line:col: message`` of the first problems, for alerts and errors (a
+        problem with no line or column says ``path:line:`` or ``path:``, never ``:0``)."""
+        lines = [f"{path}{f':{p.line}' if p.line else ''}"
+                 f"{f':{p.column}' if p.line and p.column else ''}: {p.message}"
                  for _v, p in self.problems() if p.severity == "error"]
         more = f" (+{len(lines) - limit} more)" if len(lines) > limit else ""
         return "; ".join(lines[:limit]) + more

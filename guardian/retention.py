@@ -8,6 +8,7 @@ Objects are dropped only when no kept version names them; loose files go after t
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Callable
@@ -39,6 +40,19 @@ class GcResult:
         }
 
 
+_INT64_MAX = 2**63 - 1
+
+
+def _horizon(now: int, keep_days: float) -> int:
+    """``now - keep_days`` in ns, as SQLite can hold it: a keep_days that is NaN, infinite
+    or longer than any stored time keeps every version by age (gc never drops more than
+    the rules ask for)."""
+    age = float(keep_days) * 86400e9
+    if not math.isfinite(age) or now - age < -_INT64_MAX:
+        return -_INT64_MAX
+    return now - int(age)
+
+
 def gc(store: Store, *, keep_versions: int, keep_days: float, dry_run: bool = False,
        now_ns: int | None = None,
        per_file: Callable[[int, bytes], tuple[int, float]] | None = None) -> GcResult:
@@ -56,7 +70,7 @@ def gc(store: Store, *, keep_versions: int, keep_days: float, dry_run: bool = Fa
     keep_rows = []
     for fid, rid, rel in db.execute("SELECT id, root_id, relpath FROM files"):
         kv, kd = per_file(rid, bytes(rel)) if per_file else (keep_versions, keep_days)
-        keep_rows.append((fid, max(1, int(kv)), now - int(float(kd) * 86400 * 1e9)))
+        keep_rows.append((fid, min(max(1, int(kv)), _INT64_MAX), _horizon(now, kd)))
     db.executemany("INSERT INTO gc_keep VALUES(?,?,?)", keep_rows)
     rows = db.execute(
         "SELECT v.id, v.file_id, v.time_ns FROM ("

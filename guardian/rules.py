@@ -54,7 +54,7 @@ TOP_KEYS = {"extends": "a preset name: " + ", ".join(PRESETS),
             "ignore": "a list of globs of paths not to record",
             "rule": "an array of [[rule]] tables"}
 VALIDATOR_NAMES = ("auto", "python", "json", "yaml", "toml", "ini", "markdown", "text")
-VALIDATOR_TABLE_KEYS = ("command", "timeout", "schema", "name")
+VALIDATOR_TABLE_KEYS = ("command", "timeout", "stdin", "schema", "name")
 
 
 class RuleError(UsageError):
@@ -291,7 +291,10 @@ def _validator_spec(loc: _Locator, i: int, v: Any, base_dir: str, path: str,
         timeout = v.get("timeout", 10)
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
             raise RuleError(loc.error(i, "validators", "timeout must be a positive number"))
-        return ValidatorSpec("command", {"command": cmd, "timeout": float(timeout)},
+        if not isinstance(v.get("stdin", False), bool):
+            raise RuleError(loc.error(i, "validators", "stdin must be true or false"))
+        return ValidatorSpec("command", {"command": cmd, "timeout": float(timeout),
+                                         "stdin": v.get("stdin", False)},
                              source=path, source_digest=digest)
     if "schema" in v:
         schema = v["schema"]

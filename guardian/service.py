@@ -79,8 +79,10 @@ class Service:
         return res.to_json()
 
     def apply(self, manifest: dict[str, Any], base: str, *, dry_run: bool = False,
-              session: str | None = None) -> dict[str, Any]:
-        """Run a batch (see guardian.journal); a refused batch raises BatchError."""
+              session: str | None = None, template_dir: str | None = None) -> dict[str, Any]:
+        """Run a batch (see guardian.journal); a refused batch raises BatchError.
+        ``template_dir``: the manifest file's directory, where its template_path may point
+        besides the watched roots."""
         import time
         from pathlib import Path
 
@@ -88,6 +90,9 @@ class Service:
         from guardian import manifest as manifest_mod
 
         m = manifest_mod.from_dict(manifest)
+        m.template_dirs = tuple(str(r.path) for r in self.roots.values()) + (
+            (template_dir,) if isinstance(template_dir, str) and os.path.isabs(template_dir)
+            else ())  # as given: batchplan.read_template matches it resolved, too
         t0 = time.perf_counter_ns()
         try:
             return journal.execute(self.recorder, m, Path(base), dry_run=dry_run,

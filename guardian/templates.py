@@ -32,15 +32,24 @@ class Compiled:
     def names(self) -> set[str]:
         return {text for is_var, text, _ in self.parts if is_var}
 
-    def render(self, variables: Mapping[str, object]) -> str:
+    def render(self, variables: Mapping[str, object], *, limit: int | None = None) -> str:
+        """The text with every placeholder replaced; with ``limit``, refused (before it is
+        built) when it would be longer than ``limit`` characters: a small template and a
+        large value could otherwise ask for any amount of memory."""
         out = []
+        size = 0
         for is_var, text, line in self.parts:
             if not is_var:
-                out.append(text)
-                continue
-            if text not in variables:
+                piece = text
+            elif text not in variables:
                 raise TemplateError(f"line {line}: no value for ${text}")
-            out.append(str(variables[text]))
+            else:
+                piece = str(variables[text])
+            size += len(piece)
+            if limit is not None and size > limit:
+                raise TemplateError(f"the rendered text would be longer than {limit:,} "
+                                    "characters")
+            out.append(piece)
         return "".join(out)
 
 
@@ -53,8 +62,10 @@ def compile_template(text: str) -> Compiled:
 def _compile(digest: str, text: str) -> Compiled:
     parts: list[tuple[bool, str, int]] = []
     pos = 0
+    line, counted = 1, 0  # lines are counted from the previous token: linear in the text
     for m in _TOKEN.finditer(text):
-        line = text.count("\n", 0, m.start()) + 1
+        line += text.count("\n", counted, m.start())
+        counted = m.start()
         if m.start() > pos:
             parts.append((False, text[pos:m.start()], line))
         if m.group("escaped") is not None:
@@ -67,7 +78,7 @@ def _compile(digest: str, text: str) -> Compiled:
             parts.append((True, m.group("named") or m.group("braced"), line))
         pos = m.end()
     if pos < len(text):
-        parts.append((False, text[pos:], text.count("\n", 0, pos) + 1))
+        parts.append((False, text[pos:], line + text.count("\n", counted, pos)))
     return Compiled(digest, tuple(parts))
 
 

@@ -33,13 +33,19 @@ def is_trusted(path: str, digest: str) -> bool:
     return _read().get(os.path.realpath(path)) == digest
 
 
-def trust(path: str | Path, *, revoke: bool = False) -> tuple[str, str]:
-    """Pin (or with ``revoke`` remove) the current hash of a rule file; return (path, hash)."""
+def trust(path: str | Path, *, revoke: bool = False) -> tuple[str, str | None, bool]:
+    """Pin (or with ``revoke`` remove) the current hash of a rule file. Returns (the real
+    path, its hash — for a revoke, the hash that had been trusted, None if none —, whether
+    anything changed): trusting a file already trusted as it is, or revoking a file that was
+    not trusted, changes nothing, and the caller says so. A file may be revoked after it was
+    deleted (its entry would otherwise stay)."""
     real = os.path.realpath(path)
-    try:
-        digest = hashlib.sha256(Path(real).read_bytes()).hexdigest()
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
+    digest: str | None = None
+    if not revoke:
+        try:
+            digest = hashlib.sha256(Path(real).read_bytes()).hexdigest()
+        except OSError as e:
+            raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
     target = trust_file()
     ensure_private_dir(target.parent)
     from filelock import FileLock  # two `guardian trust` at once must not lose an entry
@@ -47,11 +53,16 @@ def trust(path: str | Path, *, revoke: bool = False) -> tuple[str, str]:
     with FileLock(str(target) + ".lock", mode=0o600):
         entries = _read()
         if revoke:
-            entries.pop(real, None)
+            digest = entries.pop(real, None)
+            if digest is None:
+                return real, None, False
+        elif entries.get(real) == digest:
+            return real, digest, False
         else:
+            assert digest is not None
             entries[real] = digest
         _write(target, entries)
-    return real, digest
+    return real, digest, True
 
 
 def _write(target: Path, entries: dict[str, str]) -> None:

@@ -882,13 +882,18 @@ def test_command_ruff(tmp_path: Path) -> None:
     if not os.access(ruff, os.X_OK):
         pytest.skip("ruff is not installed")
     target = tmp_path / "mod.py"
-    target.write_text("import os\nx = 1\n")
+    target.write_text("x = 1\n")
     argv = [ruff, "check", "--isolated", "--select", "F", "--no-cache", "--quiet", "{path}"]
-    result = check("command", b"", str(target), command=argv)
+    # The content checked is the one given, not the file on disk (a write not yet made).
+    result = check("command", b"import os\nx = 1\n", str(target), command=argv)
     assert [(p.line, p.column) for p in result.problems] == [(1, 8)]
     assert "F401" in result.problems[0].message
-    target.write_text("x = 1\n")
-    assert check("command", b"", str(target), command=argv).problems == ()
+    assert check("command", b"x = 1\n", str(target), command=argv).problems == ()
+    # With stdin = true, ruff reads the content and is told the real name.
+    stdin = [ruff, "check", "--isolated", "--select", "F", "--no-cache", "--quiet",
+             "--stdin-filename", "{path}", "-"]
+    result = run("command", b"import os\n", str(target), {"command": stdin, "stdin": True})
+    assert [(p.line, p.column) for p in result.problems] == [(1, 8)]
 
 
 def test_command_outcomes(tmp_path: Path) -> None:
