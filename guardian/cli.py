@@ -647,16 +647,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from guardian.progress import Progress
-    from guardian.store import Store
-    from guardian.verify import verify
+    from guardian.store import DamagedStoreError, Store
+    from guardian.verify import unopenable, verify
 
     store_path = _find_store(args, None)
-    with Store.open(store_path, write=False) as store:
-        progress = Progress("verify")
-        try:
-            result = verify(store, progress, full=args.full)
-        finally:
-            progress.close()
+    try:
+        store = Store.open(store_path, write=False)
+    except DamagedStoreError as e:  # damage is what verify reports: exit 1, not 2
+        result = unopenable(e, full=args.full)
+    else:
+        with store:
+            progress = Progress("verify")
+            try:
+                result = verify(store, progress, full=args.full)
+            finally:
+                progress.close()
     report = result.to_json()
     fixed: dict[str, Any] = {}
     problem = ""

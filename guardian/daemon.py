@@ -153,31 +153,11 @@ class Daemon:
         self._reader = Store.open(self.store.path, write=False)
         try:
             await self._run()
-        finally:
-            self._reader.close()
-
-    async def _run(self) -> None:
-        try:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async with anyio.create_task_group() as tg:
-                    self._tg = tg
-                    tg.start_soon(self._signals, signals)
-                    await tg.start(self._serve_control)
-                    await self._start_watching()
-                    tg.start_soon(self._pump)
-                    if not self._stop.is_set():
-                        await self._baseline()
-                    tg.start_soon(self._process_loop)
-                    tg.start_soon(self._periodic)
-                    tg.start_soon(self._checkpoint_when_idle)
-                    await self._stop.wait()
-                    await self._shutdown()
-                    tg.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             # A fatal error (a damaged store at baseline) reaches the CLI as itself: one line.
-            leaves = group.exceptions
-            if len(leaves) == 1 and not isinstance(leaves[0], BaseExceptionGroup):
-                raise leaves[0] from None
+            if len(group.exceptions) == 1 and not isinstance(group.exceptions[0],
+                                                             BaseExceptionGroup):
+                raise group.exceptions[0] from None
             raise
         finally:
             # However the task group ended, nothing may keep the process alive: the pump's
@@ -185,6 +165,24 @@ class Daemon:
             self.bridge.close()
             with contextlib.suppress(Exception):
                 self.watcher.stop()
+            self._reader.close()
+
+    async def _run(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._signals, signals)
+                await tg.start(self._serve_control)
+                await self._start_watching()
+                tg.start_soon(self._pump)
+                if not self._stop.is_set():
+                    await self._baseline()
+                tg.start_soon(self._process_loop)
+                tg.start_soon(self._periodic)
+                tg.start_soon(self._checkpoint_when_idle)
+                await self._stop.wait()
+                await self._shutdown()
+                tg.cancel_scope.cancel()
 
     async def _signals(self, signals: Any) -> None:
         async for signum in signals:

@@ -824,17 +824,24 @@ class Store:
         return self.db.execute(sql + " LIMIT 1", args).fetchone() is not None
 
     def recent_unlabelled_heads(self, since_ns: int, origin: str) -> list[Version]:
-        """Newest versions of files recorded at or after ``since_ns`` with ``origin`` and no
-        session, that are still their file's newest version (newest first; ids grow with
-        time, so this reads only the recent end of the table)."""
-        out = []
-        for row in self.db.execute(
-                f"SELECT {_VERSION_COLS}, f.head_id FROM {_VERSION_FROM} ORDER BY v.id DESC"):
-            v = Version.from_row(row[:-1])
-            if v.time_ns < since_ns:
+        """Versions recorded at or after ``since_ns`` with ``origin`` and no session that are
+        still their file's newest, newest first. Ids grow with time: windows of ids are read
+        from the newest back (each twice the last) until one reaches before ``since_ns``, so
+        this costs the recent end of the table, not all of it."""
+        top = self.db.execute("SELECT MAX(id) FROM versions").fetchone()[0]
+        out: list[Version] = []
+        hi, step = (int(top) if top is not None else 0), 1024
+        while hi > 0:
+            lo = max(0, hi - step)
+            out += [Version.from_row(r) for r in self.db.execute(
+                f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM} WHERE v.id > ? AND v.id <= ?"
+                " AND v.time_ns >= ? AND v.origin = ? AND v.session IS NULL"
+                " AND f.head_id = v.id ORDER BY v.id DESC", (lo, hi, since_ns, origin))]
+            oldest = self.db.execute("SELECT MIN(time_ns) FROM versions WHERE id > ? AND id <= ?",
+                                     (lo, hi)).fetchone()[0]
+            if oldest is None or oldest < since_ns:
                 break
-            if row[-1] == v.id and v.origin == origin and v.session is None:
-                out.append(v)
+            hi, step = lo, step * 2
         return out
 
     def set_session(self, version_ids: Iterable[int], session: str) -> None:

@@ -109,6 +109,14 @@ def verify(store: Store, progress: Callable[[int, int], None] | None = None, *,
     return result
 
 
+def unopenable(e: DamagedStoreError, *, full: bool = False) -> VerifyResult:
+    """The report for a store whose database cannot even be opened (its header is damaged,
+    or it is not a database): damage, like any other."""
+    return VerifyResult(database_ok=False, database_message=_why(e),
+                        database_check="integrity_check" if full else "quick_check",
+                        database_hit=["the database file (header or schema)"])
+
+
 def _check_database(store: Store, result: VerifyResult) -> None:
     """SQLite's own check; on damage, which b-trees are hit."""
     try:

@@ -150,8 +150,10 @@ def test_a_file_that_is_not_a_database(cli: Cli, root: Path, store: Path) -> Non
     _one_line(cli.run("log"), 2, b"database is damaged")
     _one_line(cli.run("watch", str(root), timeout=60), 2, b"database is damaged")
     p = cli.run("verify", "--json")
-    assert p.returncode in (1, 2) and b"Traceback" not in p.stderr, p.stderr
-    assert b"internal error" not in p.stderr
+    assert p.returncode == 1 and b"Traceback" not in p.stderr, p.stderr
+    report = json.loads(p.stdout)
+    assert report["ok"] is False and report["database"]["ok"] is False
+    assert "not a database" in report["database"]["message"], report
 
 
 # ----------------------------------------------------------------------------- point 11
