@@ -83,8 +83,13 @@ def apply(manifest: Manifest, base: Path, *, store: Path | None = None, dry_run:
 
     try:
         if dry_run and not (store_path / "guardian.db").is_file():
-            # A dry run creates nothing: with no store yet it runs on a scratch one.
+            # A dry run creates nothing: with no store yet it runs on a scratch one (and
+            # refuses a directory the real run would refuse).
             import tempfile
+
+            from guardian.store import check_new_store_dir
+
+            check_new_store_dir(store_path)
 
             with tempfile.TemporaryDirectory(prefix="guardian-dry-run-") as scratch:
                 return dict(as_writer(Path(scratch) / "store", "apply", params, direct,

@@ -356,7 +356,7 @@ _STORE_NAMES = frozenset({"guardian.db", "guardian.db-wal", "guardian.db-shm",
                           f"{ROOTS_FILE}.tmp"})
 
 
-def _check_new_store_dir(path: Path) -> None:
+def check_new_store_dir(path: Path) -> None:
     """Raise unless ``path`` may become a store: absent, empty, or holding only what an
     interrupted creation left (never a directory of someone's files, never ``/tmp``)."""
     try:
@@ -416,11 +416,11 @@ class Store:
             if mark == "empty" and not create:
                 raise NotFoundError(f"no Guardian store at {path}")
             if mark == "empty":
-                _check_new_store_dir(path)
+                check_new_store_dir(path)
         elif not create:
             raise NotFoundError(f"no Guardian store at {path}")
         else:
-            _check_new_store_dir(path)
+            check_new_store_dir(path)
         try:
             ensure_private_dir(path)
             (path / "objects").mkdir(mode=0o700, exist_ok=True)

@@ -93,7 +93,8 @@ def test_creating_commands_refuse_a_directory_of_user_files(cli: Cli, root: Path
                                                     "content": "b"}]}))
     before = _state(user_dir)
     for argv in (["watch", str(root)], ["snapshot"], ["snapshot", str(root / "a.txt")],
-                 ["apply", str(manifest), "--root", str(root)]):
+                 ["apply", str(manifest), "--root", str(root)],
+                 ["apply", str(manifest), "--root", str(root), "--dry-run"]):
         p = cli.run(*argv, "--store", str(user_dir), store=False, cwd=root, timeout=60)
         assert p.returncode == 2, (argv, p.stderr)
         err = _err(p)
@@ -209,3 +210,7 @@ def test_snapshot_session_label_sticks_when_the_watcher_was_first(cli: Cli, root
     out = cli.json("snapshot", "--session", "S3", str(root), cwd=root)
     assert [x["path"] for x in out["labelled"]] == [str(g)]
     assert cli.log(g)[0]["session"] == "S3" and cli.log(f)[0]["session"] == "S1"
+    # Through the daemon too, a path that never held anything is an error.
+    p = cli.run("snapshot", "--session", "S4", str(root / "nope.txt"), cwd=root)
+    assert p.returncode == 2 and "nope.txt: no such file or directory" in _err(p)
+    assert w.proc.poll() is None
