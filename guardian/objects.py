@@ -229,6 +229,10 @@ class Objects:
                 raise CorruptObjectError(
                     f"object {info.hash.hex()}: loose file is missing"
                 ) from None
+            except OSError as e:  # EIO from a failing disk, EACCES: the bytes are not there
+                raise CorruptObjectError(
+                    f"object {info.hash.hex()}: loose file cannot be read: {e.strerror or e}"
+                ) from None
         row = self.store.db.execute("SELECT data FROM objects WHERE id=?", (info.id,)).fetchone()
         return bytes(row[0]) if row and row[0] is not None else b""
 

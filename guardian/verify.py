@@ -82,31 +82,37 @@ def verify(store: Store, progress: Callable[[int, int], None] | None = None, *,
     total = len(infos)
     roots = _roots(store)
     for i, item in enumerate(infos, 1):
-        if isinstance(item, ObjectInfo):
-            info = item
-        else:  # (id, hash) from the index: the row itself must be read now
-            oid, h = item
-            try:
-                info = objects.info(oid)
-            except (DamagedStoreError, CorruptObjectError) as e:
-                result.damaged.append(Damage(h.hex(), f"its row cannot be read ({_why(e)})",
-                                             False, _users(store, oid, roots), False))
-                result.objects += 1
-                continue
-        try:
-            objects.check(info)
-        except (CorruptObjectError, DamagedStoreError) as e:
-            reason = str(e) if isinstance(e, CorruptObjectError) else (
-                f"its bytes cannot be read ({_why(e)})")
-            result.damaged.append(Damage(info.hash.hex(), reason, info.loose,
-                                         _users(store, info.id, roots)))
-        result.objects += 1
-        result.bytes += info.size
+        _check_object(store, objects, item, roots, result)
         if progress:
             progress(i, total)
-    if result.damaged and any(not d.row_readable for d in result.damaged):
+    if any(not d.row_readable for d in result.damaged):
         result.database_ok = False
+    if not result.database_ok and not result.database_hit:
+        result.database_hit = _hit_btrees(store)
     return result
+
+
+def _check_object(store: Store, objects: Objects, item: ObjectInfo | tuple[int, bytes],
+                  roots: dict[int, Root], result: VerifyResult) -> None:
+    result.objects += 1
+    if isinstance(item, ObjectInfo):
+        info = item
+    else:  # (id, hash) from the hash index: the row itself is read now
+        oid, h = item
+        try:
+            info = objects.info(oid)
+        except (DamagedStoreError, CorruptObjectError) as e:
+            result.damaged.append(Damage(h.hex(), f"its row cannot be read ({_why(e)})",
+                                         False, _users(store, oid, roots), False))
+            return
+    result.bytes += info.size
+    try:
+        objects.check(info)
+    except (CorruptObjectError, DamagedStoreError) as e:
+        reason = str(e) if isinstance(e, CorruptObjectError) else (
+            f"its bytes cannot be read ({_why(e)})")
+        result.damaged.append(Damage(info.hash.hex(), reason, info.loose,
+                                     _users(store, info.id, roots)))
 
 
 def unopenable(e: DamagedStoreError, *, full: bool = False) -> VerifyResult:
