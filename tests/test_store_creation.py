@@ -84,7 +84,7 @@ def test_commands_that_do_not_create_make_nothing_at_a_new_path(cli: Cli, root: 
         assert not (tmp_path / "no").exists(), args
 
 
-def test_creating_commands_refuse_a_directory_of_user_files(cli: Cli, root: Path,
+def test_creating_commands_only_create_in_a_new_or_empty_directory(cli: Cli, root: Path,
                                                             user_dir: Path,
                                                             tmp_path: Path) -> None:
     (root / "a.txt").write_text("a")
@@ -101,11 +101,7 @@ def test_creating_commands_refuse_a_directory_of_user_files(cli: Cli, root: Path
         assert f"no Guardian store at {user_dir}" in err and "not empty" in err, err
         assert _state(user_dir) == before, argv
     assert not (root / "b.txt").exists()
-
-
-def test_a_store_is_created_in_a_new_or_empty_directory_and_reused(cli: Cli, root: Path,
-                                                                   tmp_path: Path) -> None:
-    (root / "a.txt").write_text("a")
+    # A new or an empty directory becomes a store (0700), and is a store from then on.
     empty = tmp_path / "empty"
     empty.mkdir()
     new = tmp_path / "new" / "store"
