@@ -86,7 +86,20 @@ def apply(manifest: Manifest, base: Path, *, store: Path | None = None, dry_run:
             rec.close()
 
     try:
-        out: dict[str, Any] = as_writer(store_path, "apply", params, direct)
+        if dry_run and not (store_path / "guardian.db").is_file():
+            # A dry run creates nothing: with no store yet it runs on a scratch one (and
+            # refuses a directory the real run would refuse).
+            import tempfile
+
+            from guardian.store import check_new_store_dir
+
+            check_new_store_dir(store_path)
+
+            with tempfile.TemporaryDirectory(prefix="guardian-dry-run-") as scratch:
+                return dict(as_writer(Path(scratch) / "store", "apply", params, direct,
+                                      create=True))
+        out: dict[str, Any] = as_writer(store_path, "apply", params, direct,
+                                        create=not dry_run)
     except DaemonError as e:
         if e.data:  # a refused or failed batch: the same error as without a daemon
             err = BatchError.from_json(e.data)

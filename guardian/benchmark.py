@@ -178,7 +178,7 @@ class Bench:
         self.naive_root.mkdir()
         self.backups = workdir / "backups"
         self.backups.mkdir()
-        self.store = Store.open(workdir / "store", write=True)
+        self.store = Store.open(workdir / "store", write=True, create=True)
         roots = self.store.add_roots([self.root])
         self.recorder = Recorder(self.store, roots, load_defaults(),
                                  policy=Policy({r.id: r for r in roots}))
@@ -404,7 +404,7 @@ def io_floor(directory: Path, n: int, size: int, *, rows: bool = False) -> float
 
     work = Path(tempfile.mkdtemp(prefix="floor-", dir=directory))  # removed with the run
     payload = [os.urandom(size) for _ in range(n)]
-    store = Store.open(work / "store", write=True)
+    store = Store.open(work / "store", write=True, create=True)
     db = store.db
     db.execute("PRAGMA synchronous=NORMAL")
     quiesce()

@@ -399,6 +399,8 @@ class Recorder:
         if live and head is not None and head.hash == s.hash and head.mode == st.st_mode:
             result.unchanged += 1
             assert fid is not None
+            if store.damaged and s.hash in store.damaged:  # intact bytes of a damaged object
+                self.objects.put(s.data, s.hash, s.packed)
             store.cache_put(fid, st, seen_ns=now)
             self._warned.pop(key, None)
             return

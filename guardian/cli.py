@@ -219,8 +219,18 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         _store_arg(p)
         p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("verify", help="re-hash every stored object; exit 1 if any is damaged")
+    p = sub.add_parser("verify", help="re-hash every stored object; exit 1 if any is damaged",
+                       description="Check the store's database (SQLite quick_check; --full: "
+                       "integrity_check) and re-hash every object; exit 1 naming each damaged "
+                       "object and the versions that use it. Damaged objects are marked: the "
+                       "next intact copy of their bytes Guardian reads rewrites them.")
     if only in (None, "verify"):
+        p.add_argument("--full", action="store_true",
+                       help="SQLite's integrity_check (every index against its table) instead "
+                       "of quick_check")
+        p.add_argument("--repair", action="store_true",
+                       help="re-read the paths that held each damaged object and rewrite it "
+                       "from the first whose bytes still hash right")
         _json_arg(p)
         _store_arg(p)
         p.set_defaults(func=cmd_verify)
@@ -400,7 +410,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     settings = load_defaults()
     store_path = _explicit_store(args) or store_dir_for_roots(roots)
     _install_json_logging(emit_json_line)
-    store = Store.open(store_path, write=True)
+    store = Store.open(store_path, write=True, create=True)
     daemon = None
     try:
         root_objs = store.add_roots(roots)
@@ -461,15 +471,20 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from guardian.paths import Root, absolute, locate
 
     cwd = Path.cwd()
-    first = absolute(args.paths[0]) if args.paths else cwd
-    store_path = _explicit_store(args) or find_store_for(first)
+    targets = [absolute(p) for p in args.paths]
+    store_path = _explicit_store(args) or find_store_for(targets[0] if targets else cwd)
+    roots = read_store_roots(store_path) if store_path is not None else []
     new_roots: list[Path] = []
-    if store_path is None:
-        store_path = store_dir_for_roots([cwd])
-    roots = read_store_roots(store_path)
     if not roots:
-        new_roots = [cwd]
+        # A new store: its roots are the paths given (a file's directory), like `watch ROOT`
+        # and `apply --root`; with none, the current directory.
+        for p, t in zip(args.paths, targets, strict=True):
+            if not os.path.lexists(t):
+                raise UsageError(f"{p}: no such file or directory")
+        new_roots = _roots_for(targets) if targets else [cwd]
+        store_path = store_path or store_dir_for_roots(new_roots)
         roots = new_roots
+    assert store_path is not None
     fake = [Root(i, r) for i, r in enumerate(roots)]
     paths = []
     for p in args.paths:
@@ -494,7 +509,8 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             progress.close()
 
     out = as_writer(store_path, "snapshot",
-                    {"paths": paths, "session": _session(args), "full": args.full}, direct)
+                    {"paths": paths, "session": _session(args), "full": args.full}, direct,
+                    create=True)
     if args.json:
         _print_json(out)
     else:
@@ -505,8 +521,24 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             print(f"… and {len(out['versions']) - shown} more (guardian log lists them)")
         for w in out["warnings"]:
             print(f"warning: {w['path']}: {w['message']}", file=sys.stderr)
-        print(f"{out['recorded']} recorded, {out['unchanged']} unchanged")
+        labelled = len(out.get("labelled", []))
+        also = f" ({labelled} labelled with session {_session(args)})" if labelled else ""
+        print(f"{out['recorded']} recorded, {out['unchanged']} unchanged{also}")
     return ExitCode.OK
+
+
+def _roots_for(targets: list[Path]) -> list[Path]:
+    """The roots of a new store for these paths: each directory itself, a file's (or a
+    symlink's) directory; a root inside another is left to the outer one."""
+    from guardian.paths import check_root
+
+    dirs = [t if t.is_dir() and not t.is_symlink() else t.parent for t in targets]
+    roots = sorted(dict.fromkeys(check_root(d) for d in dirs), key=lambda r: len(r.parts))
+    out: list[Path] = []
+    for r in roots:
+        if not any(o == r or o in r.parents for o in out):
+            out.append(r)
+    return out
 
 
 def cmd_log(args: argparse.Namespace) -> int:
@@ -654,8 +686,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         if conn is not None:
             with conn:
                 info = conn.call("status")
-        elif not (store_path / "guardian.db").exists():
-            info = {"running": False, "store": str(store_path), "roots": []}
         else:
             from guardian.daemon import store_size
             from guardian.timespec import iso
@@ -689,26 +719,93 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from guardian.progress import Progress
-    from guardian.verify import verify
+    from guardian.store import DamagedStoreError, Store
+    from guardian.verify import unopenable, verify
 
-    with _open_reader(args, None) as store:
-        progress = Progress("verify")
+    store_path = _find_store(args, None)
+    try:
+        store = Store.open(store_path, write=False)
+    except DamagedStoreError as e:  # damage is what verify reports: exit 1, not 2
+        result = unopenable(e, full=args.full)
+    else:
+        with store:
+            progress = Progress("verify")
+            try:
+                result = verify(store, progress, full=args.full)
+            finally:
+                progress.close()
+    report = result.to_json()
+    fixed: dict[str, Any] = {}
+    problem = ""
+    if result.damaged and not result.database_ok:
+        problem = ("the database itself is damaged: nothing was written to it (objects are "
+                   "marked and repaired once it is sound)")
+    elif result.damaged:
         try:
-            result = verify(store, progress)
-        finally:
-            progress.close()
+            done = _repair(store_path, result, reread=args.repair)
+            fixed = {o["sha256"]: o for o in done["objects"]}
+        except GuardianError as e:
+            problem = f"the damaged objects could not be marked for repair: {e}"
+    remaining = [d for d in result.damaged if not fixed.get(d.sha256, {}).get("repaired")]
+    ok = result.database_ok and not remaining
+    if args.repair:
+        for c in report["corrupt"]:
+            o = fixed.get(c["sha256"], {})
+            c["repaired"] = bool(o.get("repaired"))
+            c["repaired_from"] = o.get("from")
+        report["ok"] = ok
     if args.json:
-        _print_json(result.to_json())
+        if problem:
+            report["repair_error"] = problem
+        _print_json(report)
     else:
         if not result.database_ok:
-            print(f"database: {result.database_message}")
+            hit = f"; hit: {', '.join(result.database_hit)}" if result.database_hit else ""
+            print(f"database: damaged ({result.database_check}: {result.database_message})"
+                  f"{hit}")
         for d in result.damaged:
             print(f"corrupt object {d.sha256}: {d.reason}")
             for v in d.versions:
                 print(f"  used by version {v['id']} of {v['path']} ({v['time']})")
+            o = fixed.get(d.sha256)
+            if o and o.get("repaired"):
+                print(f"  repaired from {o['from']}")
+            elif o and args.repair:
+                print(f"  not repaired: {o.get('why')}")
+        if problem:
+            print(f"guardian verify: {problem}", file=sys.stderr)
         status = "ok" if result.ok else f"{len(result.damaged)} damaged"
+        if not result.database_ok:
+            status += ", database damaged"
+        if args.repair and result.damaged:
+            status += f", {len(result.damaged) - len(remaining)} repaired"
         print(f"{result.objects} objects, {_human_size(result.bytes)} checked: {status}")
-    return ExitCode.OK if result.ok else ExitCode.FAILURE
+        if result.damaged and not args.repair and not problem:
+            print("the damaged objects are rewritten from the next intact copy of their bytes "
+                  "Guardian reads; `guardian verify --repair` looks for one now")
+    return ExitCode.OK if ok else ExitCode.FAILURE
+
+
+def _repair(store_path: Path, result: Any, *, reread: bool) -> Any:
+    """Mark the damaged objects in the store's writer (the daemon, if one runs) and, with
+    ``reread``, rewrite each from a path that still holds its bytes."""
+    from guardian.client import as_writer
+
+    hashes = [d.sha256 for d in result.damaged]
+    reasons = {d.sha256: d.reason for d in result.damaged}
+
+    def direct(store: Any) -> Any:
+        from guardian.settings import load_defaults
+        from guardian.verify import repair
+
+        rec = _recorder(store, store.roots(), load_defaults())
+        try:
+            return repair(rec, hashes, reasons, reread=reread)
+        finally:
+            rec.close()
+
+    return as_writer(store_path, "repair", {"objects": hashes, "reasons": reasons,
+                                            "reread": reread}, direct, wait=5.0)
 
 
 def cmd_gc(args: argparse.Namespace) -> int:

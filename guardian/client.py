@@ -35,8 +35,12 @@ def daemon(store_path: Path, timeout: float | None = 30.0) -> Connection | None:
 
 def as_writer(store_path: Path, method: str, params: dict[str, Any],
               direct: Callable[[Store], T], *, wait: float = 30.0,
-              timeout: float | None = None) -> T | Any:
-    """Run ``method`` on the daemon if one runs; else ``direct(store)`` holding the writer lock."""
+              timeout: float | None = None, create: bool = False) -> T | Any:
+    """Run ``method`` on the daemon if one runs; else ``direct(store)`` holding the writer lock.
+
+    ``create`` makes the store if there is none yet (``snapshot`` and ``apply`` only; see
+    ``Store.open``); without it a directory that is not a store is an error.
+    """
     deadline = time.monotonic() + wait
     while True:
         conn = daemon(store_path, timeout=timeout)
@@ -46,7 +50,7 @@ def as_writer(store_path: Path, method: str, params: dict[str, Any],
         from guardian.store import Store  # only when no daemon answers
 
         try:
-            store = Store.open(store_path, write=True)
+            store = Store.open(store_path, write=True, create=create)
         except StoreBusyError:
             if time.monotonic() > deadline:
                 raise StoreBusyError(

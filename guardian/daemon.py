@@ -58,7 +58,7 @@ from guardian.rules import Effective
 from guardian.service import Service, check_inside, summary, version_event
 from guardian.settings import Settings
 from guardian.settle import Settler
-from guardian.store import Store
+from guardian.store import DamagedStoreError, Store
 from guardian.timespec import iso
 from guardian.watcher import Bridge, FsEvent, Watcher
 
@@ -153,7 +153,18 @@ class Daemon:
         self._reader = Store.open(self.store.path, write=False)
         try:
             await self._run()
+        except BaseExceptionGroup as group:
+            # A fatal error (a damaged store at baseline) reaches the CLI as itself: one line.
+            if len(group.exceptions) == 1 and not isinstance(group.exceptions[0],
+                                                             BaseExceptionGroup):
+                raise group.exceptions[0] from None
+            raise
         finally:
+            # However the task group ended, nothing may keep the process alive: the pump's
+            # worker thread (not a daemon thread) waits on the bridge until it is closed.
+            self.bridge.close()
+            with contextlib.suppress(Exception):
+                self.watcher.stop()
             self._reader.close()
 
     async def _run(self) -> None:
@@ -190,6 +201,8 @@ class Daemon:
                 self.emit(Warning(message=f"recovered batch {r.batch_id} ({r.state_before}): "
                                           f"{r.outcome.replace('_', ' ')}, {r.files} files",
                                   source="journal"))
+        except DamagedStoreError:
+            raise  # nothing can be recorded: `guardian watch` exits 2 saying so
         except Exception as e:  # the journal stays for `guardian recover`; watching goes on
             self.emit(Error(message=f"cannot recover interrupted batches: {e}; run `guardian "
                                     "recover` once the cause is fixed"))
@@ -639,6 +652,11 @@ class Daemon:
                         out[k] += more[k]
                     out["versions"] += more["versions"]
                     out["warnings"] += more["warnings"]
+                    out["labelled"] = more.get("labelled", [])
+                if params.get("session"):  # what the watcher just recorded takes the label
+                    trees_named = [p for p in paths if os.path.isdir(p) and not os.path.islink(p)]
+                    out["labelled"] = out.get("labelled", []) + await self._in_store(
+                        self.service.label_recent, trees_named, str(params["session"]))
                 out["method"] = "events"
                 return out
             out = await self._in_store(self.service.snapshot, paths,
@@ -678,6 +696,13 @@ class Daemon:
                         id=v.id, path=self.roots[v.root_id].display(v.relpath), kind=v.kind,
                         origin=v.origin, sha256=v.sha256, size=v.size, note=v.note))
             return out
+        if method == "repair":
+            from guardian.verify import repair
+
+            return await self._in_store(repair, self.recorder,
+                                        [str(x) for x in params.get("objects") or []],
+                                        dict(params.get("reasons") or {}),
+                                        reread=bool(params.get("reread")))
         if method == "recover":
             return await self._in_store(self.service.recover, sweep=bool(params.get("sweep")))
         if method == "gc":

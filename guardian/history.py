@@ -15,7 +15,7 @@ from typing import Any
 
 from guardian.errors import GuardianError, NotFoundError, UsageError
 from guardian.exitcodes import ExitCode
-from guardian.objects import Objects
+from guardian.objects import CorruptObjectError, Objects
 from guardian.paths import Root, show
 from guardian.store import Store, Version
 from guardian.timespec import iso, parse_time
@@ -95,7 +95,13 @@ def content(store: Store, v: Version, shown: str) -> bytes:
         raise GuardianError(
             f"{shown}: version {v.id} was over the size cap; only its metadata was kept",
             exit_code=ExitCode.FAILURE)
-    return Objects(store).get(v.object_id)
+    try:
+        return Objects(store).get(v.object_id)
+    except CorruptObjectError as e:
+        raise CorruptObjectError(
+            f"{shown}: version {v.id}: its stored content is damaged ({e}); `guardian verify "
+            f"--repair --store {store.path}` rewrites it from any file that still holds those "
+            "bytes") from None
 
 
 def is_binary(data: bytes) -> bool:

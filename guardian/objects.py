@@ -3,6 +3,11 @@
 Small objects live in the ``objects`` table; objects of ``LOOSE_THRESHOLD`` bytes or more are
 loose files under ``objects/ab/cdef…`` (temp + fsync + rename, read-only), so big files do not
 bloat the WAL. A loose file is durable before the row naming it commits.
+
+Repair: an object found damaged (``guardian verify``, or a read here that fails its check) is
+marked in the store (``Store.damaged``); storing bytes with that hash again rewrites it instead
+of linking a new version to the damaged copy. Every other put of a known hash costs one set
+lookup: objects are never re-read on the write path.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from guardian.errors import GuardianError
+from guardian.exitcodes import ExitCode
 from guardian.store import Store
 
 LOOSE_THRESHOLD = 256 * 1024
@@ -24,7 +30,9 @@ ZSTD_LEVEL = 3
 
 
 class CorruptObjectError(GuardianError):
-    """Stored bytes no longer hash to their name."""
+    """Stored bytes no longer hash to their name: the command found a problem (exit 1)."""
+
+    exit_code = ExitCode.FAILURE
 
 
 @dataclass(frozen=True)
@@ -100,15 +108,22 @@ class Objects:
 
     def put(self, data: bytes, h: bytes | None = None,
             packed: tuple[str, bytes] | None = None) -> int:
-        """Store ``data`` if new; return its object id. Call inside a store transaction."""
+        """Store ``data`` if new; return its object id. Call inside a store transaction.
+
+        A known hash marked damaged is rewritten from ``data`` (checked to hash right first).
+        """
         h = digest(data) if h is None else h
         existing = self.lookup(h)
         if existing is not None:
+            if h in self.store.damaged:
+                self.rewrite(existing, data, h, packed)
             return existing
         codec, stored = packed if packed is not None else compress(data)
         loose = len(data) >= LOOSE_THRESHOLD
         if loose:
             self._write_loose(h, stored)
+        if self.store.damaged and h in self.store.damaged:  # gc dropped the damaged one
+            self.store.clear_damaged(h)
         cur = self.store.db.execute(
             "INSERT INTO objects(hash, size, stored_size, codec, loose, data) VALUES(?,?,?,?,?,?)",
             (h, len(data), len(stored), codec, int(loose), None if loose else stored),
@@ -127,10 +142,13 @@ class Objects:
             for oid, h in db.execute(f"SELECT id, hash FROM objects WHERE hash IN ({marks})",  # noqa: S608
                                      part):
                 ids[bytes(h)] = int(oid)
+        damaged = self.store.damaged
         next_id = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM objects").fetchone()[0]) + 1
         rows = []
         for h, data, packed in items:
             if h in ids:
+                if damaged and h in damaged:
+                    self.rewrite(ids[h], data, h, packed)
                 continue
             codec, stored = packed if packed is not None else compress(data)
             loose = len(data) >= LOOSE_THRESHOLD
@@ -144,6 +162,23 @@ class Objects:
                        " VALUES(?,?,?,?,?,?,?)", rows)
         return ids
 
+    def rewrite(self, object_id: int, data: bytes, h: bytes,
+                packed: tuple[str, bytes] | None = None) -> bool:
+        """Replace a damaged object's stored bytes with ``data``, if ``data`` hashes to ``h``
+        (never "repair" with other bytes); clear its mark. Inside a store transaction; a
+        loose file is durable (after :meth:`sync`) before the commit."""
+        if digest(data) != h:
+            return False
+        codec, stored = packed if packed is not None else compress(data)
+        loose = len(data) >= LOOSE_THRESHOLD
+        if loose:
+            self._write_loose(h, stored, replace=True)
+        self.store.db.execute(
+            "UPDATE objects SET size=?, stored_size=?, codec=?, loose=?, data=? WHERE id=?",
+            (len(data), len(stored), codec, int(loose), None if loose else stored, object_id))
+        self.store.clear_damaged(h)
+        return True
+
     def sync(self) -> None:
         """Make new loose objects' directory entries durable (before the commit that names them)."""
         for d in self._dirs_to_sync:
@@ -154,9 +189,9 @@ class Objects:
                 os.close(fd)
         self._dirs_to_sync.clear()
 
-    def _write_loose(self, h: bytes, stored: bytes) -> None:
+    def _write_loose(self, h: bytes, stored: bytes, *, replace: bool = False) -> None:
         path = self.loose_path(h)
-        if path.exists():
+        if not replace and path.exists():
             return
         path.parent.mkdir(mode=0o700, exist_ok=True)
         tmp = path.parent / f".tmp-{path.name}-{os.getpid()}-{threading.get_ident()}"
@@ -194,13 +229,23 @@ class Objects:
                 raise CorruptObjectError(
                     f"object {info.hash.hex()}: loose file is missing"
                 ) from None
+            except OSError as e:  # EIO from a failing disk, EACCES: the bytes are not there
+                raise CorruptObjectError(
+                    f"object {info.hash.hex()}: loose file cannot be read: {e.strerror or e}"
+                ) from None
         row = self.store.db.execute("SELECT data FROM objects WHERE id=?", (info.id,)).fetchone()
         return bytes(row[0]) if row and row[0] is not None else b""
 
     def get(self, object_id: int) -> bytes:
-        """The raw bytes of an object, checked against its hash."""
+        """The raw bytes of an object, checked against its hash (a damaged one is marked, so
+        the next intact copy of its bytes rewrites it)."""
         info = self.info(object_id)
-        return self.check(info)
+        try:
+            return self.check(info)
+        except CorruptObjectError as e:
+            with contextlib.suppress(Exception):  # the mark helps; failing to store it is not news
+                self.store.mark_damaged(info.hash, str(e))
+            raise
 
     def check(self, info: ObjectInfo) -> bytes:
         """Read, decompress and re-hash; raise CorruptObjectError naming what is wrong."""

@@ -15,9 +15,14 @@ from guardian import retention
 from guardian.capture import CaptureResult, Recorded, Recorder
 from guardian.errors import UsageError
 from guardian.events import VersionRecorded
-from guardian.paths import Root, absolute, locate
+from guardian.paths import Root, absolute, locate, under
 from guardian.restore import restore
 from guardian.settings import Settings
+
+#: How long before a snapshot a watcher's version may be, to take the snapshot's session
+#: (a hook's snapshot follows the write it reports by well under a second; see
+#: :meth:`Service.label_recent`).
+LABEL_WINDOW_S = 5.0
 
 
 def version_event(r: Recorded, roots: dict[int, Root]) -> VersionRecorded:
@@ -48,18 +53,29 @@ class Service:
 
     def snapshot(self, paths: list[str], *, session: str | None = None,
                  progress: Any = None) -> dict[str, Any]:
-        """Record the current state of files or trees (default: every root), durably."""
+        """Record the current state of files or trees (default: every root), durably.
+
+        A path that does not exist is fine if something was recorded there (its deletion is
+        recorded); one that never held anything is a usage error, before anything is done.
+        With ``session``, see :meth:`label_recent`.
+        """
         rec = self.recorder
         total = CaptureResult()
         targets = [locate(p, list(self.roots.values())) for p in paths] if paths else [
             (r, b"") for r in self.roots.values()]
-        files: list[tuple[int, bytes]] = []
-        for root, rel in targets:
+        kinds: list[bool] = []
+        for (root, rel), p in zip(targets, paths or [""] * len(targets), strict=True):
             try:
                 st = os.lstat(root.join(rel))
-                is_dir = stat.S_ISDIR(st.st_mode)
+                kinds.append(stat.S_ISDIR(st.st_mode))
             except OSError:
-                is_dir = False
+                if not rec.store.has_history(root.id, rel):
+                    raise UsageError(f"{p}: no such file or directory, and nothing was ever "
+                                     "recorded there") from None
+                # A file that was recorded, or a directory whose files were: gone now.
+                kinds.append(rec.store.file_id(root.id, rel, create=False) is None)
+        files: list[tuple[int, bytes]] = []
+        for (root, rel), is_dir in zip(targets, kinds, strict=True):
             if is_dir:
                 total.merge(rec.reconcile(root.id, rel, origin="snapshot", confirm_missing=True,
                                           session=session, progress=progress))
@@ -69,7 +85,35 @@ class Service:
             res = rec.capture(files, origin="snapshot", confirm_missing=True, session=session)
             res.scanned += len(files)
             total.merge(res)
-        return summary(total, self.roots)
+        out = summary(total, self.roots)
+        if session:
+            out["labelled"] = self.label_recent(paths, session)
+        return out
+
+    def label_recent(self, paths: list[str], session: str) -> list[dict[str, Any]]:
+        """Give ``session`` to the versions the watcher recorded a moment before this snapshot.
+
+        With a daemon running, the watcher often records a change before the snapshot that
+        names it arrives, so the snapshot finds it unchanged and its label would be lost. The
+        newest version of each path named (or under a directory named; every root if none) is
+        labelled when the watcher recorded it, with no session, at most ``LABEL_WINDOW_S``
+        ago: the version this snapshot would have recorded itself. Older versions, versions
+        with a session, and versions that are no longer the newest are never relabelled.
+        """
+        import time
+
+        store = self.recorder.store
+        targets = [locate(p, list(self.roots.values())) for p in paths] if paths else [
+            (r, b"") for r in self.roots.values()]
+        since = time.time_ns() - int(LABEL_WINDOW_S * 1e9)
+        hits = [v for v in store.recent_unlabelled_heads(since, "watcher")
+                if any(v.root_id == r.id and under(v.relpath, rel) for r, rel in targets)]
+        if not hits:
+            return []
+        with store.transaction():
+            store.set_session([v.id for v in hits], session)
+        return [{"id": v.id, "path": self.roots[v.root_id].display(v.relpath)} for v in hits
+                if v.root_id in self.roots]
 
     def restore(self, path: str, *, version: int | None, at_ns: int | None, dry_run: bool,
                 session: str | None = None) -> dict[str, Any]:

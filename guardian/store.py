@@ -6,6 +6,13 @@ and every query, so the rest of the code never writes SQL.
 
 A version with ``present = 0`` is a tombstone (the file did not exist from then on). A present
 version with ``object_id`` NULL kept only metadata (the file was over the size cap).
+
+A damaged database (SQLite's "database disk image is malformed", "file is not a database")
+surfaces from any query as :class:`DamagedStoreError`: one line naming the store and what to
+do, never a raw ``sqlite3`` error. A directory is a store when its ``guardian.db`` has the
+``created_ns`` mark in ``meta`` (written in the transaction that creates the schema); only a
+caller that asks (``create=True``: ``watch``, ``snapshot``, ``apply``) makes one, and only in a
+new or empty directory.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from guardian.errors import NotFoundError, StoreBusyError, StoreError
+from guardian.errors import GuardianError, NotFoundError, StoreBusyError, StoreError
 from guardian.locations import ROOTS_FILE, ensure_private_dir
 from guardian.paths import Root, prefix_range
 
@@ -117,6 +124,11 @@ CREATE TABLE IF NOT EXISTS batch_entries(             -- the intent log of unfin
     created_dirs TEXT,                  -- JSON list of directories this batch created
     PRIMARY KEY(batch_id, seq)
 );
+CREATE TABLE IF NOT EXISTS damaged(                   -- objects found not to match their hash
+    hash BLOB PRIMARY KEY,              -- by hash, not id: gc may free an id for reuse
+    found_ns INTEGER NOT NULL,
+    reason TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS alerts(
     id INTEGER PRIMARY KEY,
     time_ns INTEGER NOT NULL,
@@ -228,6 +240,146 @@ class NewVersion:
 RACY_NS = 50_000_000
 
 
+class DamagedStoreError(StoreError, sqlite3.DatabaseError):
+    """The store's database is damaged: SQLite found a malformed page, or the file is not a
+    database. Still an ``sqlite3.DatabaseError``, so code that tolerates database errors (a
+    rollback, a best-effort alert) keeps tolerating it."""
+
+
+#: SQLite's primary result codes for damage (the low byte of an extended code).
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+
+def is_damage(e: BaseException) -> bool:
+    """Whether ``e`` is SQLite reporting a damaged database (not a busy, full or locked one)."""
+    if isinstance(e, DamagedStoreError):
+        return True
+    if not isinstance(e, sqlite3.DatabaseError):
+        return False
+    code = getattr(e, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(e)
+    return "malformed" in text or "not a database" in text
+
+
+def damaged(path: Path, e: BaseException) -> DamagedStoreError:
+    """The one line a user sees for a damaged store: which store, what SQLite said, what to do."""
+    if isinstance(e, DamagedStoreError):
+        return e
+    return DamagedStoreError(
+        f"store {path}: database is damaged ({e}); run `guardian verify --store {path} "
+        "--full` to see what is hit, and keep a copy of the store before anything writes to it")
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose reads turn SQLite's damage errors into :class:`DamagedStoreError`
+    (a SELECT reads its pages while it is being fetched, not only in ``execute``)."""
+
+    connection: _Connection
+
+    def fetchone(self) -> Any:
+        try:
+            return super().fetchone()
+        except sqlite3.DatabaseError as e:
+            raise self.connection.translate(e) from None
+
+    def fetchall(self) -> list[Any]:
+        try:
+            return super().fetchall()
+        except sqlite3.DatabaseError as e:
+            raise self.connection.translate(e) from None
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        try:
+            return super().fetchmany(self.arraysize if size is None else size)
+        except sqlite3.DatabaseError as e:
+            raise self.connection.translate(e) from None
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        # Rows a chunk at a time: a generator step per row costs less than a Python
+        # __next__, and the scan state of a big tree is read through here.
+        fetch = sqlite3.Cursor.fetchmany
+        try:
+            while rows := fetch(self, 256):
+                yield from rows
+        except sqlite3.DatabaseError as e:
+            raise self.connection.translate(e) from None
+
+
+class _Connection(sqlite3.Connection):
+    """The store's connection: every statement's damage error names the store."""
+
+    store_path: Path = Path()
+
+    def translate(self, e: sqlite3.DatabaseError) -> sqlite3.DatabaseError:
+        return damaged(self.store_path, e) if is_damage(e) else e
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
+        cur = self.cursor(_Cursor)
+        try:
+            cur.execute(sql, parameters)
+        except sqlite3.DatabaseError as e:
+            raise self.translate(e) from None
+        return cur
+
+    def executemany(self, sql: str, parameters: Any, /) -> _Cursor:
+        cur = self.cursor(_Cursor)
+        try:
+            cur.executemany(sql, parameters)
+        except sqlite3.DatabaseError as e:
+            raise self.translate(e) from None
+        return cur
+
+    def executescript(self, script: str, /) -> _Cursor:
+        cur = self.cursor(_Cursor)
+        try:
+            cur.executescript(script)
+        except sqlite3.DatabaseError as e:
+            raise self.translate(e) from None
+        return cur
+
+
+def _connect(target: str | Path, path: Path, *, uri: bool = False) -> _Connection:
+    db = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False,
+                         timeout=30, factory=_Connection)
+    assert isinstance(db, _Connection)
+    db.store_path = path
+    return db
+
+
+#: Names a store directory holds; a directory with only these (and no marked guardian.db)
+#: is a store whose creation was interrupted, which may be finished.
+_STORE_NAMES = frozenset({"guardian.db", "guardian.db-wal", "guardian.db-shm",
+                          "guardian.db-journal", "lock", "objects", "writer.pid", ROOTS_FILE,
+                          f"{ROOTS_FILE}.tmp"})
+
+
+def check_new_store_dir(path: Path) -> None:
+    """Raise unless ``path`` may become a store: absent, empty, or holding only what an
+    interrupted creation left (never a directory of someone's files, never ``/tmp``)."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise StoreError(f"{path}: not a directory") from None
+    except OSError as e:
+        raise StoreError(f"store {path}: cannot read: {e.strerror or e}") from None
+    strays = [n for n in names if n not in _STORE_NAMES and not n.startswith("writer.pid.")]
+    if "objects" in names and not strays:
+        try:
+            if os.listdir(path / "objects"):
+                strays.append("objects/")
+        except OSError:
+            strays.append("objects")
+    if strays:
+        raise StoreError(
+            f"no Guardian store at {path}, and it is not empty: refusing to make one there "
+            "(name an existing store, or a new or empty directory)")
+
+
 class Store:
     """A Guardian store directory. Use :meth:`open`."""
 
@@ -238,55 +390,64 @@ class Store:
         self._in_tx = False
         #: Commits since the last checkpoint (the daemon checkpoints when idle if any).
         self.commits_since_checkpoint = 0
+        self._damaged: set[bytes] | None = None
+        self._marks_in_tx: list[tuple[bytes, str]] = []
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
-    def open(cls, path: Path, *, write: bool, lock_timeout: float = 0.0) -> Store:
-        """Open ``path``; ``write`` takes the writer lock and creates the store if needed."""
+    def open(cls, path: Path, *, write: bool, lock_timeout: float = 0.0,
+             create: bool = False) -> Store:
+        """Open the store at ``path``; ``write`` takes the writer lock.
+
+        ``create`` (``watch``, ``snapshot`` and ``apply`` only) makes a new store when ``path``
+        is absent, empty or an interrupted creation; a directory holding anything else is
+        refused before anything in it is touched (no lock file, no chmod). Without it, a
+        directory that is not a store is ``no Guardian store at DIR`` (exit 2).
+        """
         path = Path(os.path.abspath(path))
         db_path = path / "guardian.db"
-        lock = None
-        if write:
-            try:
-                ensure_private_dir(path)
-                (path / "objects").mkdir(mode=0o700, exist_ok=True)
-            except OSError as e:
-                raise StoreError(f"store {path}: cannot create: {e.strerror or e}") from None
-            lock = _acquire_writer_lock(path, lock_timeout)
-            try:
-                db = sqlite3.connect(
-                    db_path, isolation_level=None, check_same_thread=False, timeout=30
-                )
-                _configure(db)
-                _ensure_schema(db)
-                db.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoint()
-                # A reset WAL is cut back to this size (so its size tells what it holds).
-                db.execute(f"PRAGMA journal_size_limit={WAL_INLINE_CHECKPOINT // 2}")
-                os.chmod(db_path, 0o600)
-                # Fail now, with a clear message, if the store cannot take a write lock.
-                db.execute("BEGIN IMMEDIATE")
-                db.execute("ROLLBACK")
-            except sqlite3.Error as e:
-                lock.release()
-                raise StoreError(f"store {path}: cannot write: {e}") from None
-            except OSError as e:
-                lock.release()
-                raise StoreError(f"store {path}: cannot write: {e.strerror or e}") from None
-            _write_pid(path)
-        else:
-            if not db_path.exists():
+        if not write:
+            return cls(path, _open_read_only(path, db_path), None)
+        if os.path.lexists(db_path):
+            mark = _mark_of_file(path, db_path)
+            if mark == "foreign":
+                raise NotFoundError(f"no Guardian store at {path} ({db_path.name} is not a "
+                                    "Guardian database)")
+            if mark == "empty" and not create:
                 raise NotFoundError(f"no Guardian store at {path}")
-            try:
-                db = _open_reader(db_path, "mode=ro")
-            except sqlite3.Error as e:
-                if os.access(path, os.W_OK):
-                    raise StoreError(f"store {path}: cannot read: {e}") from None
-                # A WAL database on read-only media has no -shm to share: nobody can be
-                # writing it, so reading it as immutable is safe.
-                try:
-                    db = _open_reader(db_path, "immutable=1")
-                except sqlite3.Error as e2:
-                    raise StoreError(f"store {path}: cannot read: {e2}") from None
+            if mark == "empty":
+                check_new_store_dir(path)
+        elif not create:
+            raise NotFoundError(f"no Guardian store at {path}")
+        else:
+            check_new_store_dir(path)
+        try:
+            ensure_private_dir(path)
+            (path / "objects").mkdir(mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"store {path}: cannot create: {e.strerror or e}") from None
+        lock = _acquire_writer_lock(path, lock_timeout)
+        try:
+            db = _connect(db_path, path)
+            _configure(db)
+            _ensure_schema(db)
+            db.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoint()
+            # A reset WAL is cut back to this size (so its size tells what it holds).
+            db.execute(f"PRAGMA journal_size_limit={WAL_INLINE_CHECKPOINT // 2}")
+            os.chmod(db_path, 0o600)
+            # Fail now, with a clear message, if the store cannot take a write lock.
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+        except GuardianError:
+            lock.release()
+            raise
+        except sqlite3.Error as e:
+            lock.release()
+            raise StoreError(f"store {path}: cannot write: {e}") from None
+        except OSError as e:
+            lock.release()
+            raise StoreError(f"store {path}: cannot write: {e.strerror or e}") from None
+        _write_pid(path)
         return cls(path, db, lock)
 
     def close(self) -> None:
@@ -329,9 +490,11 @@ class Store:
                 self._in_tx = False
                 with contextlib.suppress(sqlite3.Error):
                     self.db.execute("ROLLBACK")
+                self._after_rollback()
                 raise
             self._in_tx = False
             self.db.execute("COMMIT")
+            self._marks_in_tx.clear()
             self.commits_since_checkpoint += 1
         finally:
             if not durable:
@@ -359,6 +522,53 @@ class Store:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+    # ----------------------------------------------------------------- damaged objects
+    @property
+    def damaged(self) -> set[bytes]:
+        """Hashes of objects found not to match their hash and not rewritten since.
+
+        Set by ``guardian verify`` and by any read of an object that fails its check; the
+        next intact copy of those bytes that comes in (a capture, a snapshot, a batch's old
+        contents, ``verify --repair``) rewrites the object (see ``Objects.put``).
+        """
+        if self._damaged is None:
+            try:
+                rows = self.db.execute("SELECT hash FROM damaged").fetchall()
+            except sqlite3.OperationalError:  # read-only, and older than the table
+                rows = []
+            self._damaged = {bytes(r[0]) for r in rows}
+        return self._damaged
+
+    def mark_damaged(self, h: bytes, reason: str) -> None:
+        """Remember that object ``h`` is damaged (a writer stores it; a mark made inside a
+        transaction that rolls back is stored again after the rollback)."""
+        self.damaged.add(h)
+        if self._lock is None:
+            return
+        self.db.execute("INSERT OR REPLACE INTO damaged VALUES(?,?,?)",
+                        (h, time.time_ns(), reason[:500]))
+        if self._in_tx:
+            self._marks_in_tx.append((h, reason))
+
+    def clear_damaged(self, h: bytes) -> None:
+        """Object ``h`` was rewritten from bytes that hash right."""
+        self.damaged.discard(h)
+        self.db.execute("DELETE FROM damaged WHERE hash=?", (h,))
+
+    def damaged_reasons(self) -> dict[bytes, str]:
+        try:
+            rows = self.db.execute("SELECT hash, reason FROM damaged").fetchall()
+        except sqlite3.OperationalError:
+            return {}
+        return {bytes(h): str(r) for h, r in rows}
+
+    def _after_rollback(self) -> None:
+        marks, self._marks_in_tx = self._marks_in_tx, []
+        self._damaged = None  # a rewrite rolled back too: read the marks again
+        for h, reason in marks:
+            with contextlib.suppress(sqlite3.Error):
+                self.mark_damaged(h, reason)
 
     # ----------------------------------------------------------------- meta
     def meta_get(self, key: str) -> str | None:
@@ -596,6 +806,49 @@ class Store:
         )
         return {v.relpath: v for v in map(Version.from_row, rows)}
 
+    def versions_using(self, object_id: int) -> list[int]:
+        """Ids of the versions whose content is this object, oldest first."""
+        return [int(r[0]) for r in self.db.execute(
+            "SELECT id FROM versions WHERE object_id=? ORDER BY id", (object_id,))]
+
+    def has_history(self, root_id: int, relpath: bytes) -> bool:
+        """Whether anything was ever recorded at ``relpath`` or under it."""
+        if self.file_id(root_id, relpath, create=False) is not None:
+            return True
+        lo, hi = prefix_range(relpath)
+        sql = "SELECT 1 FROM files WHERE root_id=?"
+        args: tuple[Any, ...] = (root_id,)
+        if relpath:
+            sql += " AND relpath >= ? AND relpath < ?"
+            args += (lo, hi)
+        return self.db.execute(sql + " LIMIT 1", args).fetchone() is not None
+
+    def recent_unlabelled_heads(self, since_ns: int, origin: str) -> list[Version]:
+        """Versions recorded at or after ``since_ns`` with ``origin`` and no session that are
+        still their file's newest, newest first. Ids grow with time: windows of ids are read
+        from the newest back (each twice the last) until one reaches before ``since_ns``, so
+        this costs the recent end of the table, not all of it."""
+        top = self.db.execute("SELECT MAX(id) FROM versions").fetchone()[0]
+        out: list[Version] = []
+        hi, step = (int(top) if top is not None else 0), 1024
+        while hi > 0:
+            lo = max(0, hi - step)
+            out += [Version.from_row(r) for r in self.db.execute(
+                f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM} WHERE v.id > ? AND v.id <= ?"
+                " AND v.time_ns >= ? AND v.origin = ? AND v.session IS NULL"
+                " AND f.head_id = v.id ORDER BY v.id DESC", (lo, hi, since_ns, origin))]
+            oldest = self.db.execute("SELECT MIN(time_ns) FROM versions WHERE id > ? AND id <= ?",
+                                     (lo, hi)).fetchone()[0]
+            if oldest is None or oldest < since_ns:
+                break
+            hi, step = lo, step * 2
+        return out
+
+    def set_session(self, version_ids: Iterable[int], session: str) -> None:
+        """Label versions that have no session yet (a label is never replaced)."""
+        self.db.executemany("UPDATE versions SET session=? WHERE id=? AND session IS NULL",
+                            [(session, vid) for vid in version_ids])
+
     # ----------------------------------------------------------------- scan cache
     def cache_put(self, file_id: int, st: os.stat_result, *, seen_ns: int | None = None) -> None:
         """Remember what we saw; a stat taken within RACY_NS of its change is marked racy."""
@@ -707,15 +960,70 @@ def _signature(st: os.stat_result, seen_ns: int) -> tuple[int, int, int, int, in
             st.st_mode)
 
 
-def _open_reader(db_path: Path, flags: str) -> sqlite3.Connection:
-    db = sqlite3.connect(f"file:{db_path}?{flags}", uri=True, isolation_level=None,
-                         check_same_thread=False, timeout=30)
+def _open_reader(db_path: Path, path: Path, flags: str) -> _Connection:
+    db = _connect(f"file:{db_path}?{flags}", path, uri=True)
     try:
         db.execute("PRAGMA busy_timeout=30000")
-        db.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
     except sqlite3.Error:
         db.close()
         raise
+    return db
+
+
+def _mark(db: sqlite3.Connection) -> str:
+    """``store`` (meta holds ``created_ns``, written with the schema), ``empty`` (no schema:
+    a creation interrupted before its first commit) or ``foreign`` (some other database)."""
+    try:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+                      ).fetchone() is None:
+            anything = db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
+            return "foreign" if anything else "empty"
+        row = db.execute("SELECT 1 FROM meta WHERE key='created_ns'").fetchone()
+    except DamagedStoreError:
+        raise
+    except sqlite3.OperationalError:  # a meta table of another shape
+        return "foreign"
+    return "store" if row else "foreign"
+
+
+def _mark_of_file(path: Path, db_path: Path) -> str:
+    """:func:`_mark` of an existing ``guardian.db``, read without writing anything."""
+    db = _open_read_only(path, db_path, check=False)
+    try:
+        return _mark(db)
+    finally:
+        db.close()
+
+
+def _open_read_only(path: Path, db_path: Path, *, check: bool = True) -> _Connection:
+    if not db_path.is_file():
+        raise NotFoundError(f"no Guardian store at {path}")
+    try:
+        db = _open_reader(db_path, path, "mode=ro")
+    except DamagedStoreError:
+        raise
+    except sqlite3.Error as e:
+        if os.access(path, os.W_OK):
+            raise StoreError(f"store {path}: cannot read: {e}") from None
+        # A WAL database on read-only media has no -shm to share: nobody can be
+        # writing it, so reading it as immutable is safe.
+        try:
+            db = _open_reader(db_path, path, "immutable=1")
+        except DamagedStoreError:
+            raise
+        except sqlite3.Error as e2:
+            raise StoreError(f"store {path}: cannot read: {e2}") from None
+    if check:
+        try:
+            mark = _mark(db)
+        except BaseException:
+            db.close()
+            raise
+        if mark != "store":
+            db.close()
+            why = "" if mark == "empty" else f" ({db_path.name} is not a Guardian database)"
+            raise NotFoundError(f"no Guardian store at {path}{why}")
     return db
 
 

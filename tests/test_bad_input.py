@@ -69,6 +69,7 @@ def test_nonexistent_root_and_file_root(cli: Cli, root: Path) -> None:
     _one_line_error(cli.run("watch", str(root / "missing")), b"no such directory")
     (root / "file").write_text("x")
     _one_line_error(cli.run("watch", str(root / "file")), b"not a directory")
+    cli.run("snapshot", cwd=root, check=True)  # the store's root is now `root`
     _one_line_error(cli.run("snapshot", "/etc/hostname", cwd=root), b"outside the watched roots")
 
 

@@ -26,7 +26,7 @@ from .conftest import wait_until
 def rec(tmp_path: Path):
     root = tmp_path / "root"
     root.mkdir()
-    store = Store.open(tmp_path / "store", write=True)
+    store = Store.open(tmp_path / "store", write=True, create=True)
     roots = store.add_roots([root.resolve()])
     r = Recorder(store, roots, Settings(max_file_size=1024 * 1024))
     yield r
@@ -127,7 +127,7 @@ def test_file_replaced_by_directory_and_back(rec: Recorder) -> None:
 
 
 def test_writer_lock_is_exclusive_and_readers_work(tmp_path: Path) -> None:
-    s = Store.open(tmp_path / "s", write=True)
+    s = Store.open(tmp_path / "s", write=True, create=True)
     try:
         with pytest.raises(StoreBusyError):
             Store.open(tmp_path / "s", write=True)
@@ -156,7 +156,7 @@ def test_the_wal_is_checkpointed_off_the_write_path_and_stays_bounded(
 
     pages_1000 = 1000 * store_mod.PAGE_SIZE
     monkeypatch.setattr(store_mod, "WAL_INLINE_CHECKPOINT", 2 * pages_1000)
-    s = Store.open(tmp_path / "big", write=True)
+    s = Store.open(tmp_path / "big", write=True, create=True)
     try:
         assert s.page_size() == store_mod.PAGE_SIZE
         sizes, _ = fill(s, 1, until=pages_1000 + 1024 * 1024)
@@ -168,7 +168,7 @@ def test_the_wal_is_checkpointed_off_the_write_path_and_stays_bounded(
 
     limit = 2 * 1024 * 1024
     monkeypatch.setattr(store_mod, "WAL_INLINE_CHECKPOINT", limit)
-    s = Store.open(tmp_path / "small", write=True)
+    s = Store.open(tmp_path / "small", write=True, create=True)
     try:
         sizes, ids = fill(s, 40)
         assert max(sizes) <= limit + 512 * 1024          # checkpointed inline near the limit
