@@ -3,11 +3,18 @@ keeps recording whatever a rule file holds; and Guardian says when a path is ign
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from guardian.globs import GlobError, compile_glob
+from guardian.rules import RULE_FILE, RuleSet
 
-from .conftest import Watch
+from .conftest import Cli, Watch, sha256
 
 #: 4 KB that made tomllib recurse: RecursionError is not a TOMLDecodeError (exit 70).
 DEEP = "x = " + "[" * 2000 + "]" * 2000 + "\n"
@@ -18,6 +25,77 @@ PATHOLOGICAL = "**/**/**/**/*a*a*a*a*a*b"
 def wait_alert(w: Watch, kind: str, start: int) -> dict:
     return w.wait(lambda e: e["event"] == "alert" and e["kind"] == kind,
                   what=f"a {kind} alert", start=start)
+
+
+# ----------------------------------------------------------------------------- the daemon
+def test_a_deeply_nested_rule_file_written_while_running_is_refused_and_capture_goes_on(
+        root: Path, cli: Cli, watch) -> None:
+    sub = root / "sub"
+    sub.mkdir()
+    notes = sub / "notes.txt"
+    notes.write_text("v1\n")
+    w = watch(root)
+    m = w.mark()
+    rule = sub / RULE_FILE
+    rule.write_text(DEEP)
+    w.version(rule, start=m)  # the write that loads it is recorded
+    alert = wait_alert(w, "rules", m)
+    assert f"{rule}:1: nested deeper than 32 levels (limit 32)" in alert["message"]
+    for text in ("v2\n", "v3\n"):  # the write in that directory, and a later one
+        notes.write_text(text)
+        w.version(notes, kind="modified", start=m, sha256=sha256(text.encode()))
+    status = cli.json("status", timeout=30)
+    assert status["running"] is True
+    assert [v["sha256"] for v in cli.log(rule)] == [sha256(DEEP.encode())]
+    assert w.proc.poll() is None
+    assert w.stop() == 0
+
+
+def _many_rules(n: int) -> str:
+    return "".join(f'[[rule]]\npaths = ["d{i}/**"]\nkeep_versions = 3\n' for i in range(n))
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    (DEEP, ":1: nested deeper than 32 levels (limit 32)"),
+    (_many_rules(100_000), ": too big: "),                 # 4 MB, 100k rules
+    (_many_rules(1_001), ":3001: rule: more than 1,000 rules (limit 1,000)"),
+    ('ignore = [' + ", ".join(f'"g{i}"' for i in range(5_001)) + "]\n",
+     ": 5,001 globs in paths and ignore (limit 5,000)"),
+    ('[[rule]]\npaths = ["' + "*a" * 70 + '"]\n',
+     ":2: paths: bad glob '*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*...': "
+     "too many wildcards (limit 64) (at column 129)"),
+    ('[[rule]]\npaths = ["**"]\noptions.json.' + ".".join(f"k{i}" for i in range(40))
+     + " = 1\n", ":3: options: nested deeper than 32 levels (limit 32)"),
+], ids=["deep", "huge", "rules", "globs", "wildcards", "dotted"])
+def test_watch_refuses_a_rule_file_over_a_limit_with_one_line(root: Path, cli: Cli, text: str,
+                                                             needle: str) -> None:
+    rule = root / "sub" / RULE_FILE
+    rule.parent.mkdir()
+    rule.write_text(text)
+    p = cli.run("watch", str(root), timeout=60)
+    assert p.returncode == 2, p.stderr[-500:]
+    assert p.stderr.count(b"\n") == 1, p.stderr[-500:]
+    line = p.stderr.decode()
+    assert f"{rule}{needle}" in line, line
+    if needle == ": too big: ":
+        assert "(limit 256 KiB)" in line
+
+
+def test_a_pathological_glob_does_not_stall_the_daemon(root: Path, cli: Cli, watch) -> None:
+    (root / RULE_FILE).write_text(f'[[rule]]\npaths = ["{PATHOLOGICAL}"]\non_invalid = "alert"\n')
+    deep = root.joinpath(*["a" * 30] * 12)
+    deep.mkdir(parents=True)
+    target = deep / "notes.xb"  # ends like the glob, so no prefilter can answer for it
+    target.write_text("v1\n")
+    w = watch(root)  # the baseline evaluates the rules for every file: within the usual time
+    m = w.mark()
+    target.write_text("v2\n")
+    w.version(target, kind="modified", start=m)
+    t = time.monotonic()
+    assert cli.json("status", timeout=30)["running"] is True
+    assert time.monotonic() - t < 10
+    w.proc.send_signal(signal.SIGTERM)
+    assert w.proc.wait(10) == 0
 
 
 # ----------------------------------------------------------------------------- globs
@@ -87,3 +165,38 @@ def test_glob_errors_say_what_and_where(glob: str, message: str) -> None:
     with pytest.raises(GlobError) as info:
         compile_glob(glob)
     assert str(info.value) == message
+
+
+# ----------------------------------------------------------------------------- discovery
+@pytest.fixture
+def deep_tree(root: Path) -> Iterator[Path]:
+    """A directory 1,200 levels under ``root``, removed without recursion afterwards (a
+    recursive rmtree, pytest's included, would fail on it)."""
+    levels = 1200
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(levels):
+            os.mkdir("d", dir_fd=fd)
+            nxt = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    finally:
+        os.close(fd)
+    bottom = root.joinpath(*["d"] * levels)
+    yield bottom
+    for n in range(levels, 0, -1):
+        here = root.joinpath(*["d"] * n)
+        for child in here.iterdir():
+            child.unlink()
+        here.rmdir()
+
+
+def test_discovery_walks_a_tree_deeper_than_pythons_recursion_limit(
+        root: Path, cli: Cli, deep_tree: Path) -> None:
+    rule = deep_tree / RULE_FILE
+    rule.write_text('[[rule]]\npaths = ["**"]\nbogus = 1\n')
+    errors = RuleSet(str(root)).discover()
+    assert [e.split(": ", 1)[0] for e in errors] == [f"{rule}:3"]
+    p = cli.run("watch", str(root), timeout=60)
+    assert p.returncode == 2 and p.stderr.count(b"\n") == 1, p.stderr[-300:]
+    assert f"{rule}:3: bogus: unknown key".encode() in p.stderr
