@@ -3,6 +3,7 @@ keeps recording whatever a rule file holds; and Guardian says when a path is ign
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -200,3 +201,74 @@ def test_discovery_walks_a_tree_deeper_than_pythons_recursion_limit(
     p = cli.run("watch", str(root), timeout=60)
     assert p.returncode == 2 and p.stderr.count(b"\n") == 1, p.stderr[-300:]
     assert f"{rule}:3: bogus: unknown key".encode() in p.stderr
+
+
+# ----------------------------------------------------------------------------- ignored paths
+@pytest.fixture
+def ignoring_tree(root: Path) -> Path:
+    (root / ".gitignore").write_text("# build output\n\n*.log\nbuild/\n!keep.log\n")
+    (root / "sub").mkdir()
+    (root / "sub" / RULE_FILE).write_text('ignore = ["*.tmp", "cache/**"]\n')
+    (root / "build").mkdir()
+    (root / ".git").mkdir()
+    for rel in ("a.log", "keep.log", "build/x.o", "sub/a.tmp", "sub/a.txt", ".git/config",
+                "plain.txt"):
+        (root / rel).write_text("x\n")
+    return root
+
+
+@pytest.mark.parametrize(("rel", "ignored"), [
+    ("a.log", {"by": "gitignore", "pattern": "*.log", "from": ".gitignore:3", "path": "a.log"}),
+    ("build/x.o", {"by": "gitignore", "pattern": "build/", "from": ".gitignore:4",
+                   "path": "build"}),
+    ("build", {"by": "gitignore", "pattern": "build/", "from": ".gitignore:4", "path": "build"}),
+    ("sub/a.tmp", {"by": "rules", "pattern": "*.tmp", "from": f"sub/{RULE_FILE}:1",
+                   "path": "sub/a.tmp"}),
+    ("sub/cache/x", {"by": "rules", "pattern": "cache/**", "from": f"sub/{RULE_FILE}:1",
+                     "path": "sub/cache/x"}),
+    (".git/config", {"by": "git", "pattern": ".git/", "path": ".git"}),
+    ("keep.log", None),
+    ("sub/a.txt", None),
+    ("plain.txt", None),
+])
+def test_rules_says_whether_and_why_a_path_is_ignored(cli: Cli, ignoring_tree: Path, rel: str,
+                                                      ignored: dict | None) -> None:
+    root = ignoring_tree
+    out = cli.json("rules", str(root / rel), cwd=root)
+    if ignored is not None and "from" in ignored:
+        ignored = {**ignored, "from": f"{root}/{ignored['from']}"}
+    assert out["ignored"] == ignored
+    human = cli.run("rules", str(root / rel), check=True, cwd=root).stdout.decode()
+    if ignored is None:
+        assert "ignored" not in human
+    else:
+        [line] = [x for x in human.splitlines() if "ignored" in x]
+        assert line.endswith(": Guardian does not record it")
+        if ignored["by"] != "git":
+            assert f"{ignored['pattern']!r} at {ignored['from']}" in line, line
+
+
+def test_rules_says_the_store_inside_a_root_is_ignored(cli: Cli, root: Path) -> None:
+    store = root / "history"
+    p = cli.run("rules", str(store / "guardian.db"), "--json", "--store", str(store),
+                store=False, check=True, cwd=root)
+    assert json.loads(p.stdout)["ignored"] == {"by": "store", "pattern": "history/",
+                                               "path": "history"}
+
+
+def test_log_of_an_ignored_path_says_it_is_ignored(cli: Cli, ignoring_tree: Path,
+                                                  watch) -> None:
+    root = ignoring_tree
+    w = watch(root)
+    for rel, why in (("a.log", f"(by .gitignore pattern '*.log' at {root}/.gitignore:3)"),
+                     ("build/x.o", f"(by .gitignore pattern 'build/' at {root}/.gitignore:4)"),
+                     ("sub/a.tmp", f"(by ignore glob '*.tmp' at {root}/sub/{RULE_FILE}:1)"),
+                     (".git/config", "(inside .git/)")):
+        p = cli.run("log", str(root / rel), cwd=root)
+        assert p.returncode == 2, (rel, p.stderr)
+        assert p.stderr.decode() == (f"guardian log: error: {root / rel} is ignored {why}; "
+                                     "Guardian does not record it\n")
+    p = cli.run("log", str(root / "missing.txt"), cwd=root)
+    assert p.returncode == 2 and b"missing.txt: no recorded versions" in p.stderr
+    assert cli.log(root / "keep.log")  # re-included by "!keep.log": recorded
+    assert w.proc.poll() is None
