@@ -80,13 +80,22 @@ class Glob:
         rest = body[3:] if self._tail_only else body
         self._segments = (None if any(c in rest for c in "?[]{}\\") or "**" in rest else
                           tuple(tuple(seg.split("*")) for seg in rest.split("/")))
-        self._bounds = nfa.bounds
+        self._bounds: list[int] = []
         self._chars: dict[str, int] = {}
         self._lock = threading.Lock()
-        # The DFA starts after the literal prefix, which match() checks first.
-        for ch in prefix:
-            nfa.begin = nfa.step(nfa.begin, bisect_right(self._bounds, ord(ch)))
-        self._dfa = _Dfa(nfa)
+        self._dfa: _Dfa | None = None  # made on first use: most globs never need it
+
+    def _first_dfa(self) -> _Dfa:
+        with self._lock:
+            if self._dfa is None:
+                nfa = self._nfa
+                nfa.finish()
+                self._bounds = nfa.bounds
+                # The DFA starts after the literal prefix, which match() checks first.
+                for ch in self._prefix:
+                    nfa.begin = nfa.step(nfa.begin, bisect_right(self._bounds, ord(ch)))
+                self._dfa = _Dfa(nfa)
+            return self._dfa
 
     def __repr__(self) -> str:
         return f"Glob({self.text!r})"
@@ -110,7 +119,7 @@ class Glob:
             path = path[path.rfind("/") + 1:]
         elif self._prefix:
             path = path[len(self._prefix):]
-        dfa = self._dfa
+        dfa = self._dfa or self._first_dfa()
         fate, trans, chars = dfa.fate, dfa.trans, self._chars
         state = 0
         if fate[0]:
@@ -139,7 +148,7 @@ class Glob:
                 return dfa, nxt
             current = dfa.sets[state]
             if dfa is not self._dfa or len(dfa.sets) >= _MAX_DFA_STATES:
-                dfa = self._dfa
+                dfa = self._dfa or dfa
                 if len(dfa.sets) >= _MAX_DFA_STATES:
                     dfa = self._dfa = _Dfa(self._nfa)
                 state = dfa.add(current)
@@ -160,10 +169,13 @@ class _Nfa:
         self.arg: list[Any] = []  # _CHAR: a code point; _CLASS: (ranges, negated)
         self.out: list[int] = []
         self.eps: list[list[int]] = []
+        self.entry = -1         # the first state
         # Filled by finish():
         self.start = 0          # mask of the states before any character
         self.begin = 0          # ... and after the glob's literal prefix (set by Glob)
-        self.follow: list[int] = []  # per state: mask of the states after it consumes
+        self.follow: list[int] = []  # per state: mask of the states after it consumes (-1:
+        #                              not worked out yet)
+        self._memo: dict[int, int] = {}
         self.match = 0          # mask of the accepting state
         self.universal = 0      # mask of ".*" loops that accept whatever follows
         self.bounds: list[int] = []  # code points where some state's test changes
@@ -183,16 +195,18 @@ class _Nfa:
             else:
                 self.out[t] = target
 
-    def finish(self, start: int) -> None:
-        memo: dict[int, int] = {}
-        self.start = self.begin = self._closure(start, memo)
-        self.follow = [self._closure(o, memo) if o >= 0 else 0 for o in self.out]
+    def finish(self) -> None:
+        """Get ready to simulate (once, before the first DFA is made)."""
+        self.start = self.begin = self._closure(self.entry)
+        self.follow = [-1] * len(self.kind)
         for s, k in enumerate(self.kind):
             if k == _MATCH:
                 self.match |= 1 << s
         for s, k in enumerate(self.kind):
-            if k == _ANY and self.follow[s] >> s & 1 and self.follow[s] & self.match:
-                self.universal |= 1 << s
+            if k == _ANY:
+                after = self.follow[s] = self._closure(self.out[s])
+                if after >> s & 1 and after & self.match:
+                    self.universal |= 1 << s
         points = {_SLASH, _SLASH + 1}
         for k, a in zip(self.kind, self.arg, strict=True):
             if k == _CHAR:
@@ -202,8 +216,9 @@ class _Nfa:
                     points.update((lo, hi + 1))
         self.bounds = sorted(points)
 
-    def _closure(self, s: int, memo: dict[int, int]) -> int:
-        """Mask of the non-epsilon states reachable from ``s`` without consuming."""
+    def _closure(self, s: int) -> int:
+        """Mask of the non-epsilon states reachable from ``s`` without consuming (memoised)."""
+        memo = self._memo
         got = memo.get(s)
         if got is not None:
             return got
@@ -252,7 +267,11 @@ class _Nfa:
         follow = self.follow
         while live:
             low = live & -live
-            out |= follow[low.bit_length() - 1]
+            s = low.bit_length() - 1
+            f = follow[s]
+            if f < 0:
+                f = follow[s] = self._closure(self.out[s])
+            out |= f
             live ^= low
         return out
 
@@ -441,7 +460,7 @@ def _parse(glob: str) -> tuple[_Nfa, str, str, str, bool]:
     if stack:
         raise GlobError(f"unclosed '{{' (at column {stack[-1][3]})")
     nfa.patch(tails, nfa.state(_MATCH))
-    nfa.finish(start)
+    nfa.entry = start
     return nfa, "".join(prefix), "".join(suffix), needle, literal
 
 

@@ -127,11 +127,11 @@ class Rule:
     base: str                 # directory the globs are relative to ("" = the root)
     globs: tuple[Glob, ...]   # compiled when the rule file is loaded
     settings: Mapping[str, tuple[Any, Origin]]
+    #: "**" (the default rule's) matches every path: nothing to run.
+    always: bool = field(init=False, compare=False)
 
-    @property
-    def always(self) -> bool:
-        """"**" (the default rule's) matches every path: nothing to run."""
-        return any(g.text == "**" for g in self.globs)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "always", any(g.text == "**" for g in self.globs))
 
     def matches(self, relpath: str) -> bool:
         rel = _under(self.base, relpath)
@@ -598,15 +598,23 @@ def load_preset(name: str) -> RuleFile:
 # ----------------------------------------------------------------------------- resolution
 @dataclass(frozen=True)
 class _Scope:
-    """What is in force in one directory: the rule files from the presets down to it.
+    """What is in force in one directory: the rule files from the presets down to it, and
+    their rules grouped by base directory, in order.
 
     Directories without a rule file share their parent's scope object."""
 
     chain: tuple[RuleFile, ...]
+    groups: tuple[tuple[str, tuple[Rule, ...]], ...]
+    files: tuple[str, ...]
     globs: int  # in force here, for MAX_GLOBS_IN_FORCE
 
+    @classmethod
+    def of(cls, rf: RuleFile) -> _Scope:
+        return cls((rf,), rf.groups, (rf.path,), rf.glob_count)
+
     def extended(self, rf: RuleFile) -> _Scope:
-        return _Scope((*self.chain, rf), self.globs + rf.glob_count)
+        return _Scope((*self.chain, rf), self.groups + rf.groups, (*self.files, rf.path),
+                      self.globs + rf.glob_count)
 
 
 class RuleSet:
@@ -623,8 +631,7 @@ class RuleSet:
         # Per directory: the rule files in force there (every lookup on the hot path of a
         # scan would otherwise walk the chain of rule files again).
         self._scopes: dict[str, _Scope] = {}
-        default = load_preset("default")
-        self._top = _Scope((default,), default.glob_count)
+        self._top = _Scope.of(load_preset("default"))
 
     def _path(self, d: str) -> str:
         return os.path.join(self.root, d, RULE_FILE) if d else os.path.join(self.root, RULE_FILE)
@@ -691,17 +698,22 @@ class RuleSet:
         yield from self._scope(relpath.rpartition("/")[0]).chain
 
     def effective(self, relpath: str) -> Effective:
-        scope = self._scope(relpath.rpartition("/")[0])
+        d = relpath.rpartition("/")[0]
+        scope = self._scopes.get(d) or self._scope(d)
         settings: dict[str, tuple[Any, Origin]] = {}
-        for rf in scope.chain:
-            for base, rules in rf.groups:
-                rel = _under(base, relpath)
-                if rel is None:
+        for base, rules in scope.groups:
+            rel = _under(base, relpath) if base else relpath
+            if rel is None:
+                continue
+            for rule in rules:
+                if rule.always:
+                    settings.update(rule.settings)
                     continue
-                for rule in rules:
-                    if rule.always or any(g.match(rel) for g in rule.globs):
+                for g in rule.globs:
+                    if g.match(rel):
                         settings.update(rule.settings)
-        return Effective(relpath, settings, tuple(rf.path for rf in scope.chain))
+                        break
+        return Effective(relpath, settings, scope.files)
 
     def ignored(self, relpath: str) -> bool:
         return self.ignored_by(relpath) is not None
