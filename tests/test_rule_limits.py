@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -272,3 +274,22 @@ def test_log_of_an_ignored_path_says_it_is_ignored(cli: Cli, ignoring_tree: Path
     assert p.returncode == 2 and b"missing.txt: no recorded versions" in p.stderr
     assert cli.log(root / "keep.log")  # re-included by "!keep.log": recorded
     assert w.proc.poll() is None
+
+
+# ----------------------------------------------------------------------------- benchmark
+def test_the_rules_benchmark_group_runs(cli: Cli, tmp_path: Path) -> None:
+    """`python -m bench --quick rules`: every row measured, beside the re-based baseline."""
+    repo = Path(__file__).resolve().parent.parent
+    env = {**cli.env, "TMPDIR": str(tmp_path), "PYTHONPATH": str(repo)}
+    p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", "rules"],
+                       capture_output=True, env=env, cwd=repo, timeout=300)
+    assert p.returncode in (0, 1), p.stderr.decode()[-2000:]
+    tables = {t["name"]: t for t in json.loads(p.stdout)["tables"]}
+    assert set(tables) == {"rules.evaluate", "rules.pathological"}
+    for t in tables.values():
+        assert not t["error"] and t["rows"], t
+        for row in t["rows"]:
+            assert row["value"] > 0, row
+    assert all(r["baseline"] > 0 for r in tables["rules.evaluate"]["rows"])
+    patho = tables["rules.pathological"]["rows"][0]
+    assert patho["baseline"] > 100 * patho["value"], patho  # re: seconds; now: microseconds
