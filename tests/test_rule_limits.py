@@ -101,6 +101,42 @@ def test_a_pathological_glob_does_not_stall_the_daemon(root: Path, cli: Cli, wat
     assert w.proc.wait(10) == 0
 
 
+def test_an_edit_over_a_limit_keeps_the_last_good_rules(root: Path) -> None:
+    rule = root / RULE_FILE
+    rule.write_text('[[rule]]\npaths = ["*.json"]\non_invalid = "revert"\n')
+    rs = RuleSet(str(root))
+    assert rs.effective("a.json").on_invalid == "revert"
+    for bad, needle in ((DEEP, ":1: nested deeper than 32 levels (limit 32)"),
+                        ("#" * (300 * 1024), ": too big: 307,200 bytes (limit 256 KiB)")):
+        rule.write_text(bad)
+        assert rs.reload("") == f"{rule}{needle}"
+        assert rs.effective("a.json").on_invalid == "revert"
+    rule.unlink()
+    rule.symlink_to(root / "elsewhere.toml")  # a symlink is not followed: no rule file here
+    (root / "elsewhere.toml").write_text('[[rule]]\npaths = ["*.json"]\non_invalid = "alert"\n')
+    assert rs.reload("") is None and rs.effective("a.json").on_invalid == "record"
+
+
+def test_globs_in_force_in_a_directory_are_bounded(root: Path, cli: Cli) -> None:
+    def rules(n: int, tag: str) -> str:
+        return "".join(f'[[rule]]\npaths = ["{tag}{i}/**", "**/{tag}{i}.x", "{tag}{i}.y", '
+                       f'"{tag}{i}.z"]\nprotect = true\n' for i in range(n // 4))
+
+    (root / RULE_FILE).write_text(rules(4000, "a"))
+    (root / "b").mkdir()
+    (root / "b" / RULE_FILE).write_text(rules(4000, "b"))
+    deepest = root / "b" / "c" / RULE_FILE
+    deepest.parent.mkdir()
+    deepest.write_text(rules(4000, "c"))
+    rs = RuleSet(str(root))
+    assert rs.discover() == [f"{deepest}: 4,000 globs here and 8,001 in the rule files above "
+                             "would be in force (limit 10,000); this file is not applied"]
+    assert not rs.effective("b/c/c1.x").protected and rs.effective("b/c/b1.x").protected
+    p = cli.run("watch", str(root), timeout=60)
+    assert p.returncode == 2 and p.stderr.count(b"\n") == 1
+    assert f"{deepest}: 4,000 globs here".encode() in p.stderr
+
+
 # ----------------------------------------------------------------------------- globs
 @pytest.mark.parametrize(("glob", "yes", "no"), [
     ("*.py", ["a.py", ".py"], ["a/b.py", "a.pyc", "py"]),
