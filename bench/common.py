@@ -178,7 +178,9 @@ def fmt(x: float | None, unit: str) -> str:
     if unit == "":
         return f"{x:,.0f}"
     if unit == "ms":
-        return f"{x:.1f} ms"
+        return f"{x:.1f} ms" if x >= 1 else f"{x:.3f} ms"
+    if unit == "µs":
+        return f"{x:,.1f} µs"
     if unit == "s":
         return f"{x:.3f} s" if x < 10 else f"{x:.1f} s"
     if unit == "MB":

@@ -559,7 +559,13 @@ def cmd_log(args: argparse.Namespace) -> int:
                 versions = store.versions_under(root.id, rel, limit=50 if limit is None
                                                 else (limit or None))
             if not versions:
-                raise NotFoundError(f"{show(root.join(rel))}: no recorded versions")
+                shown = show(root.join(rel))
+                why = _why_ignored(root.path, os.fsdecode(rel), os.path.isdir(root.join(rel)),
+                                   store.path, _rule_set(root.path))
+                if why is not None:
+                    raise NotFoundError(f"{shown} is ignored {_ignored_text(why)}; Guardian "
+                                        "does not record it")
+                raise NotFoundError(f"{shown}: no recorded versions")
         else:
             versions = store.versions_under(None, limit=50 if limit is None else (limit or None))
         if args.json:
@@ -972,6 +978,7 @@ def _rules_root(args: argparse.Namespace, target: Path) -> Path:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
+    from guardian.locations import find_store_for
     from guardian.paths import absolute
     from guardian.rules import RuleSet
 
@@ -983,16 +990,64 @@ def cmd_rules(args: argparse.Namespace) -> int:
     eff = rs.effective(probe)
     if rs.errors:
         raise UsageError(next(iter(rs.errors.values())))
+    ignored = _why_ignored(root, rel, target.is_dir(),
+                           _explicit_store(args) or find_store_for(target), rs)
     out = eff.to_json()
     out["path"] = str(target)
     out["root"] = str(root)
+    out["ignored"] = ignored
     if args.json:
         _print_json(out)
         return ExitCode.OK
     print(f"{target}  (root {root})")
+    if ignored:
+        print(f"  ignored {_ignored_text(ignored)}: Guardian does not record it")
     for key, item in out["settings"].items():
         print(f"  {key} = {json.dumps(item['value'])}    # {item['from']}")
     return ExitCode.OK
+
+
+def _rule_set(root: Path) -> Any:
+    from guardian.rules import RuleSet
+
+    return RuleSet(str(root))
+
+
+def _why_ignored(root: Path, rel: str, is_dir: bool, store: Path | None,
+                 rs: Any) -> dict[str, Any] | None:
+    """Why capture does not record ROOT/REL (the checks capture makes, with the pattern and
+    the file:line behind each), or None if it does."""
+    from guardian.ignore import IgnoreMatcher
+
+    extra: list[bytes] = []
+    if store is not None:
+        real = Path(os.path.realpath(store))
+        if root in real.parents:
+            extra.append(os.fsencode(real.relative_to(root)))
+    matcher = IgnoreMatcher(os.fsencode(root), extra_ignored=extra,
+                            rules=lambda r: bool(rs.ignored(os.fsdecode(r))))
+    why: dict[str, Any] | None = matcher.explain(os.fsencode(rel), is_dir=is_dir)
+    if why is not None and why["by"] == "rules":
+        glob = rs.ignored_by(why["path"])
+        if glob is not None:
+            why["pattern"] = glob.glob.text
+            why["from"] = str(glob.origin)
+    return why
+
+
+def _ignored_text(why: dict[str, Any]) -> str:
+    """``(by FILE:LINE: PATTERN)`` and the like, for one line of output."""
+    by, pattern, where = why["by"], why.get("pattern"), why.get("from")
+    if by == "store":
+        return f"(the Guardian store is {pattern})"
+    if by == "temp":
+        return "(a Guardian temp file)"
+    if by == "git":
+        return "(inside .git/)"
+    what = "ignore glob" if by == "rules" else ".gitignore pattern"
+    if pattern is None:
+        return f"(by a {what})"
+    return f"(by {what} {pattern!r} at {where})" if where else f"(by {what} {pattern!r})"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -132,3 +132,72 @@ class IgnoreMatcher:
                 spec = None
         self._specs[dirrel] = spec
         return spec
+
+    # ----------------------------------------------------------------- explaining
+    def explain(self, relpath: bytes, *, is_dir: bool = False) -> dict[str, Any] | None:
+        """Why ``relpath`` is ignored, or None if it is not (for ``guardian rules`` and
+        ``log``): ``{"by": "git" | "temp" | "store" | "rules" | "gitignore", "pattern": …,
+        "from": "file:line", "path": the ignored path or directory}`` (``from`` for
+        .gitignore lines). The same checks as :meth:`ignored`, from the top directory down,
+        so the outermost reason is given."""
+        parts = relpath.split(SEP) if relpath else []
+        for n in range(1, len(parts) + 1):
+            sub = SEP.join(parts[:n])
+            name = parts[n - 1]
+            sub_is_dir = is_dir or n < len(parts)
+            why: dict[str, Any] | None = None
+            if name == b".git":
+                why = {"by": "git", "pattern": ".git/"}
+            elif name.startswith(TEMP_PREFIX):
+                why = {"by": "temp", "pattern": os.fsdecode(TEMP_PREFIX) + "*"}
+            elif sub in self.extra:
+                why = {"by": "store", "pattern": os.fsdecode(sub) + "/"}
+            elif self.rules is not None and self.rules(sub):
+                why = {"by": "rules", "pattern": None}
+            else:
+                why = self._explain_gitignore(sub, SEP.join(parts[:n - 1]), is_dir=sub_is_dir)
+            if why is not None:
+                why["path"] = os.fsdecode(sub)
+                return why
+        return None
+
+    def _explain_gitignore(self, relpath: bytes, parent: bytes, *,
+                           is_dir: bool) -> dict[str, Any] | None:
+        # As _gitignored (the deepest directory's definitive answer wins), with each
+        # pattern traced back to its file and line.
+        d = parent
+        while True:
+            lines: list[tuple[bytes, int, str]] = []  # (file, line number, text)
+            base = self.root + SEP + d if d else self.root
+            sources = [base + SEP + GITIGNORE]
+            if not d:
+                sources.insert(0, base + b"/.git/info/exclude")
+            for src in sources:
+                try:
+                    with open(src, "rb") as f:
+                        text = f.read().decode("utf-8", "surrogateescape")
+                except OSError:
+                    continue
+                lines += [(src, i, line) for i, line in enumerate(text.splitlines(), 1)
+                          if line]  # pathspec drops empty lines: keep indices aligned
+            if any(t.strip() and not t.startswith("#") for _s, _i, t in lines):
+                import pathspec
+
+                try:
+                    spec = pathspec.GitIgnoreSpec.from_lines([t for _s, _i, t in lines])
+                except Exception:  # as _spec: a malformed file is not used
+                    spec = None
+                if spec is not None:
+                    sub = relpath[len(d) + 1:] if d else relpath
+                    res = spec.check_file(os.fsdecode(sub) + ("/" if is_dir else ""))
+                    if res.include is not None:
+                        if not res.include:
+                            return None  # re-included by a "!pattern"
+                        if res.index is None or len(spec.patterns) != len(lines):
+                            return {"by": "gitignore", "pattern": None}
+                        src, number, text = lines[res.index]
+                        return {"by": "gitignore", "pattern": text,
+                                "from": f"{os.fsdecode(src)}:{number}"}
+            if not d:
+                return None
+            d = d.rpartition(SEP)[0]

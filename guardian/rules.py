@@ -17,22 +17,38 @@ Errors name the file, the line and the key, and suggest the closest valid name.
 from __future__ import annotations
 
 import difflib
+import errno
 import hashlib
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from guardian.errors import UsageError
-from guardian.globs import GlobError, compile_glob
+from guardian.globs import Glob, GlobError, compile_glob
 from guardian.settings import parse_size, presets_dir
 
 RULE_FILE = ".guardian.toml"
 ON_INVALID = ("record", "alert", "revert")
 PRESETS = ("default", "strict", "python")
+
+# What one rule file may cost: everything in a watched tree is untrusted input, and rules are
+# read at start-up and evaluated for every event. Each limit is named in its error message.
+#: Largest rule file (tomllib parses ~3 MB/s: about a tenth of a second).
+MAX_FILE_BYTES = 256 * 1024
+#: Deepest nesting of arrays and tables (tomllib recurses on it; real files need 4).
+MAX_NESTING = 32
+#: ``[[rule]]`` tables in one file, and globs (``paths`` and ``ignore``) in one file.
+MAX_RULES = 1000
+MAX_GLOBS = 5000
+#: Globs in force for one directory (its rule file and those above it, presets included):
+#: every path is matched against all of them.
+MAX_GLOBS_IN_FORCE = 10000
 
 #: Keys of a ``[[rule]]`` table, with what each accepts (also the JSON Schema's source).
 RULE_KEYS: dict[str, str] = {
@@ -86,19 +102,42 @@ class ValidatorSpec:
         return self.name
 
 
+def _under(base: str, relpath: str) -> str | None:
+    """``relpath`` relative to directory ``base`` ("" = the root), or None if outside it."""
+    if not base:
+        return relpath
+    if relpath.startswith(base) and relpath[len(base):len(base) + 1] == "/":
+        return relpath[len(base) + 1:]
+    return None
+
+
 @dataclass(frozen=True)
 class Rule:
     base: str                 # directory the globs are relative to ("" = the root)
-    globs: tuple[str, ...]
+    globs: tuple[Glob, ...]   # compiled when the rule file is loaded
     settings: Mapping[str, tuple[Any, Origin]]
+    #: "**" (the default rule's) matches every path: nothing to run.
+    always: bool = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "always", any(g.text == "**" for g in self.globs))
 
     def matches(self, relpath: str) -> bool:
-        if self.base:
-            if not relpath.startswith(self.base + "/"):
-                return False
-            relpath = relpath[len(self.base) + 1:]
-        # "**" (the default rule's) matches every path: no regex needed.
-        return any(g == "**" or compile_glob(g).match(relpath) for g in self.globs)
+        rel = _under(self.base, relpath)
+        return rel is not None and (self.always or any(g.match(rel) for g in self.globs))
+
+
+@dataclass(frozen=True)
+class IgnoreGlob:
+    """One ``ignore`` glob of a rule file: paths it matches are not recorded."""
+
+    base: str
+    glob: Glob
+    origin: Origin
+
+    def matches(self, relpath: str) -> bool:
+        rel = _under(self.base, relpath)
+        return rel is not None and self.glob.match(rel)
 
 
 @dataclass(frozen=True)
@@ -106,8 +145,24 @@ class RuleFile:
     path: str
     base: str
     rules: tuple[Rule, ...]
-    ignore: tuple[tuple[str, Origin], ...]
+    ignore: tuple[IgnoreGlob, ...]
     digest: str
+
+    @property
+    def glob_count(self) -> int:
+        return sum(len(r.globs) for r in self.rules) + len(self.ignore)
+
+    @cached_property
+    def groups(self) -> tuple[tuple[str, tuple[Rule, ...]], ...]:
+        """The rules in order, consecutive ones with the same base together (a path is made
+        relative to a base once per group, not once per rule)."""
+        out: list[tuple[str, list[Rule]]] = []
+        for r in self.rules:
+            if out and out[-1][0] == r.base:
+                out[-1][1].append(r)
+            else:
+                out.append((r.base, [r]))
+        return tuple((b, tuple(rs)) for b, rs in out)
 
 
 @dataclass(frozen=True)
@@ -153,30 +208,88 @@ class Effective:
 
 
 # ----------------------------------------------------------------------------- parsing
+def read_rule_file(path: str) -> bytes | None:
+    """The bytes of the rule file at ``path``; None if there is none there (absent, or not a
+    regular file: a symlink is not followed, a FIFO is not waited on). RuleError if it cannot
+    be read or is over the size limit."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return None  # a symlink: never followed
+        raise RuleError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        if st.st_size > MAX_FILE_BYTES:
+            raise RuleError(_too_big(path, st.st_size))
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_FILE_BYTES:  # it may grow while we read
+            chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_FILE_BYTES:
+            raise RuleError(_too_big(path, size))
+        return b"".join(chunks)
+    except OSError as e:
+        raise RuleError(f"{path}: cannot read: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+
+
+def _too_big(path: str, size: int) -> str:
+    return f"{path}: too big: {size:,} bytes (limit {MAX_FILE_BYTES // 1024} KiB)"
+
+
 def load_rule_file(path: str | Path, base: str, *, data: bytes | None = None) -> RuleFile:
-    """Parse and check one rule file; raise RuleError naming file, line and key."""
+    """Parse and check one rule file; raise RuleError naming file, line and key.
+
+    Every failure is a RuleError: the daemon keeps its last good rules on one, and start-up
+    reports it (exit 2)."""
     path = str(path)
     if data is None:
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise RuleError(f"{path}: cannot read: {e.strerror or e}") from None
+        data = read_rule_file(path)
+        if data is None:
+            raise RuleError(f"{path}: not a regular file")
+    if len(data) > MAX_FILE_BYTES:
+        raise RuleError(_too_big(path, len(data)))
+    try:
+        return _load(path, base, data)
+    except RuleError:
+        raise
+    except RecursionError:  # _nesting() should have caught it first
+        raise RuleError(f"{path}: nested too deeply (limit {MAX_NESTING} levels)") from None
+    except Exception as e:  # a bug or an input we did not foresee: still one clear line
+        raise RuleError(f"{path}: cannot load: {type(e).__name__}: {e}") from None
+
+
+def _load(path: str, base: str, data: bytes) -> RuleFile:
     digest = hashlib.sha256(data).hexdigest()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise RuleError(f"{path}: not UTF-8 (byte {e.start})") from None
+    line = _nesting(text)
+    if line:
+        raise RuleError(f"{path}:{line}: nested deeper than {MAX_NESTING} levels "
+                        f"(limit {MAX_NESTING})")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise RuleError(f"{path}:{_toml_line(str(e))}: {_strip_pos(str(e))}") from None
     locator = _Locator(path, text)
     rules: list[Rule] = []
-    ignore: list[tuple[str, Origin]] = []
+    ignore: list[IgnoreGlob] = []
     for key in doc:
         if key not in TOP_KEYS:
             raise RuleError(locator.error(None, key, _unknown(key, [*TOP_KEYS, *RULE_KEYS])))
+    _check_depth(locator, doc)
     extends = doc.get("extends")
     if extends is not None:
         if not isinstance(extends, str) or extends not in PRESETS:
@@ -186,20 +299,112 @@ def load_rule_file(path: str | Path, base: str, *, data: bytes | None = None) ->
                                           f"presets: {', '.join(PRESETS)}"))
         preset = load_preset(extends)
         rules.extend(Rule(_join(base, r.base), r.globs, r.settings) for r in preset.rules)
-        ignore.extend(preset.ignore if not base else
-                      ((_join(base, g), o) for g, o in preset.ignore))
+        ignore.extend(IgnoreGlob(_join(base, g.base), g.glob, g.origin) for g in preset.ignore)
     raw_ignore = doc.get("ignore", [])
     if not isinstance(raw_ignore, list) or not all(isinstance(g, str) for g in raw_ignore):
         raise RuleError(locator.error(None, "ignore", "expected a list of globs"))
-    for g in raw_ignore:
-        _check_glob(locator, None, "ignore", g)
-        ignore.append((_join(base, g.lstrip("/")), locator.origin(None, "ignore")))
     raw_rules = doc.get("rule", [])
     if not isinstance(raw_rules, list):
         raise RuleError(locator.error(None, "rule", "use [[rule]] tables"))
+    if len(raw_rules) > MAX_RULES:
+        raise RuleError(locator.error(MAX_RULES, "rule", f"more than {MAX_RULES:,} rules "
+                                                         f"(limit {MAX_RULES:,})"))
+    globs = len(raw_ignore)
+    for table in raw_rules:
+        paths = table.get("paths") if isinstance(table, dict) else None
+        globs += len(paths) if isinstance(paths, list) else 1
+    if globs > MAX_GLOBS:
+        raise RuleError(f"{path}: {globs:,} globs in paths and ignore (limit {MAX_GLOBS:,})")
+    if raw_ignore:
+        origin = locator.origin(None, "ignore")
+        for g in raw_ignore:
+            ignore.append(IgnoreGlob(base, _check_glob(locator, None, "ignore", g), origin))
     for i, table in enumerate(raw_rules):
         rules.append(_parse_rule(locator, i, table, base, path, digest))
     return RuleFile(path, base, tuple(rules), tuple(ignore), digest)
+
+
+def _nesting(text: str) -> int:
+    """The line where arrays and inline tables nest deeper than MAX_NESTING, or 0.
+
+    A scan without recursion, before tomllib (which recurses on nesting: RecursionError is
+    not a TOMLDecodeError). Strings and comments are skipped; anything it misreads is a TOML
+    error tomllib reports before reaching the part misread."""
+    depth, line, i = 0, 1, 0
+    special = _SPECIAL
+    while True:
+        m = special.search(text, i)
+        if m is None:
+            return 0
+        j = m.start()
+        c = text[j]
+        if c == "\n":
+            line += 1
+            i = j + 1
+        elif c == "#":
+            i = text.find("\n", j)
+            if i < 0:
+                return 0
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return line
+            i = j + 1
+        elif c in "]}":
+            depth = max(0, depth - 1)
+            i = j + 1
+        else:  # a string: " ' """ or '''
+            quote = c * 3 if text.startswith(c * 3, j) else c
+            k = j + len(quote)
+            while True:
+                end = text.find(quote, k)
+                if end < 0:
+                    return 0  # unterminated: tomllib says where
+                if c == '"':
+                    back = end
+                    while back > k and text[back - 1] == "\\":
+                        back -= 1
+                    if (end - back) % 2:  # an escaped quote
+                        k = end + 1
+                        continue
+                break
+            end += len(quote)
+            if len(quote) == 3:  # up to two quotes of the content may touch the closing ones
+                end += (text.startswith(c, end)) + (text.startswith(c * 2, end))
+            line += text.count("\n", j, end)
+            i = end
+
+
+_SPECIAL = re.compile(r"[\n#\[\]{}\"']")
+
+
+def _check_depth(loc: _Locator, doc: dict[str, Any]) -> None:
+    """Dotted keys (``a.b.c = 1``) nest without brackets: bound the parsed document too
+    (what reads it later - repr, json.dumps - recurses)."""
+    for key, value in doc.items():
+        if key == "rule" and isinstance(value, list):
+            for i, table in enumerate(value):
+                if isinstance(table, dict):
+                    for k, v in table.items():
+                        if _deeper_than(v, MAX_NESTING - 3):
+                            raise RuleError(loc.error(i, k, f"nested deeper than {MAX_NESTING}"
+                                                            f" levels (limit {MAX_NESTING})"))
+        elif _deeper_than(value, MAX_NESTING - 1):
+            raise RuleError(loc.error(None, key, f"nested deeper than {MAX_NESTING} levels "
+                                                 f"(limit {MAX_NESTING})"))
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    todo = [(value, 0)]
+    while todo:
+        v, d = todo.pop()
+        if d > limit:
+            return True
+        if isinstance(v, dict):
+            todo.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            todo.extend((x, d + 1) for x in v)
+    return False
 
 
 def _parse_rule(loc: _Locator, i: int, table: Any, base: str, path: str, digest: str) -> Rule:
@@ -215,15 +420,14 @@ def _parse_rule(loc: _Locator, i: int, table: Any, base: str, path: str, digest:
         globs = [globs]
     if not isinstance(globs, list) or not globs or not all(isinstance(g, str) for g in globs):
         raise RuleError(loc.error(i, "paths", "expected a non-empty list of globs"))
-    for g in globs:
-        _check_glob(loc, i, "paths", g)
+    compiled = tuple(_check_glob(loc, i, "paths", g) for g in globs)
     settings: dict[str, tuple[Any, Origin]] = {}
     for key, value in table.items():
         if key == "paths":
             continue
         origin = loc.origin(i, key)
         settings[key] = (_check_value(loc, i, key, value, path, digest), origin)
-    return Rule(base, tuple(g.lstrip("/") for g in globs), settings)
+    return Rule(base, compiled, settings)
 
 
 def _check_value(loc: _Locator, i: int, key: str, value: Any, path: str, digest: str) -> Any:
@@ -310,11 +514,12 @@ def _validator_spec(loc: _Locator, i: int, v: Any, base_dir: str, path: str,
     return ValidatorSpec(str(name), {k: x for k, x in v.items() if k != "name"})
 
 
-def _check_glob(loc: _Locator, i: int | None, key: str, g: str) -> None:
+def _check_glob(loc: _Locator, i: int | None, key: str, g: str) -> Glob:
     try:
-        compile_glob(g)
+        return compile_glob(g)
     except GlobError as e:
-        raise RuleError(loc.error(i, key, f"bad glob {g!r}: {e}")) from None
+        shown = g if len(g) <= 60 else g[:57] + "..."
+        raise RuleError(loc.error(i, key, f"bad glob {shown!r}: {e}")) from None
 
 
 def _join(base: str, rel: str) -> str:
@@ -360,7 +565,7 @@ class _Locator:
             start = self.rule_starts[rule]
             end = (self.rule_starts[rule + 1] if rule + 1 < len(self.rule_starts)
                    else len(self.lines) + 1)
-        pat = re.compile(r"^\s*(?:" + re.escape(key) + r'|"' + re.escape(key) + r'")\s*=')
+        pat = re.compile(r"^\s*(?:" + re.escape(key) + r'|"' + re.escape(key) + r'")\s*[=.]')
         for n in range(start, end):
             if pat.match(self.lines[n - 1]):
                 return n
@@ -378,11 +583,37 @@ _presets: dict[str, RuleFile] = {}
 
 def load_preset(name: str) -> RuleFile:
     if name not in _presets:
-        _presets[name] = load_rule_file(presets_dir() / f"{name}.toml", "")
+        path = presets_dir() / f"{name}.toml"
+        try:
+            data = path.read_bytes()  # shipped with Guardian: a packager may symlink it
+        except OSError as e:
+            raise RuleError(f"{path}: cannot read: {e.strerror or e}") from None
+        _presets[name] = load_rule_file(path, "", data=data)
     return _presets[name]
 
 
 # ----------------------------------------------------------------------------- resolution
+@dataclass(frozen=True)
+class _Scope:
+    """What is in force in one directory: the rule files from the presets down to it, and
+    their rules grouped by base directory, in order.
+
+    Directories without a rule file share their parent's scope object."""
+
+    chain: tuple[RuleFile, ...]
+    groups: tuple[tuple[str, tuple[Rule, ...]], ...]
+    files: tuple[str, ...]
+    globs: int  # in force here, for MAX_GLOBS_IN_FORCE
+
+    @classmethod
+    def of(cls, rf: RuleFile) -> _Scope:
+        return cls((rf,), rf.groups, (rf.path,), rf.glob_count)
+
+    def extended(self, rf: RuleFile) -> _Scope:
+        return _Scope((*self.chain, rf), self.groups + rf.groups, (*self.files, rf.path),
+                      self.globs + rf.glob_count)
+
+
 class RuleSet:
     """All rule files of one root, loaded on demand and cached per directory.
 
@@ -394,83 +625,136 @@ class RuleSet:
         self.root = root
         self._files: dict[str, RuleFile | None] = {}
         self.errors: dict[str, str] = {}
-        # Per directory: the rules and ignore globs that apply there (every lookup on the hot
-        # path of a scan would otherwise walk the chain of rule files again).
-        self._rules: dict[str, tuple[list[Rule], tuple[str, ...]]] = {}
-        self._ignores: dict[str, list[str]] = {}
+        # Per directory: the rule files in force there (every lookup on the hot path of a
+        # scan would otherwise walk the chain of rule files again).
+        self._scopes: dict[str, _Scope] = {}
+        self._top = _Scope.of(load_preset("default"))
+
+    def _path(self, d: str) -> str:
+        return os.path.join(self.root, d, RULE_FILE) if d else os.path.join(self.root, RULE_FILE)
 
     def _load_dir(self, d: str) -> RuleFile | None:
         if d in self._files:
             return self._files[d]
-        path = os.path.join(self.root, d, RULE_FILE) if d else os.path.join(self.root, RULE_FILE)
+        path = self._path(d)
         rf: RuleFile | None = None
-        if os.path.isfile(path) and not os.path.islink(path):
-            try:
-                rf = load_rule_file(path, d)
-                self.errors.pop(path, None)
-            except RuleError as e:
-                self.errors[path] = str(e)
-                rf = self._files.get(d)  # the last good rules stay in force
+        try:
+            data = read_rule_file(path)
+            if data is not None:
+                rf = load_rule_file(path, d, data=data)
+            self.errors.pop(path, None)
+        except RuleError as e:
+            self.errors[path] = str(e)
         self._files[d] = rf
         return rf
 
     def reload(self, d: str) -> str | None:
-        """Re-read the rule file of directory ``d``; return its error, if any."""
-        old = self._files.pop(d, None)
-        self._rules.clear()
-        self._ignores.clear()
-        path = os.path.join(self.root, d, RULE_FILE) if d else os.path.join(self.root, RULE_FILE)
-        if old is not None:
-            self._files[d] = old  # keep it while loading: a broken edit leaves it in force
+        """Re-read the rule file of directory ``d``; return its error, if any (the last good
+        version of the file then stays in force)."""
+        self._scopes.clear()
+        path = self._path(d)
         try:
-            rf = load_rule_file(path, d) if os.path.isfile(path) else None
+            data = read_rule_file(path)
+            rf = load_rule_file(path, d, data=data) if data is not None else None
+            if rf is not None:
+                above = self._scope(d.rpartition("/")[0]) if d else self._top
+                if above.globs + rf.glob_count > MAX_GLOBS_IN_FORCE:
+                    raise RuleError(_too_many_in_force(path, rf, above))
         except RuleError as e:
             self.errors[path] = str(e)
             return str(e)
+        finally:
+            self._scopes.clear()
         self.errors.pop(path, None)
         self._files[d] = rf
         return None
 
-    def chain(self, relpath: str) -> Iterator[RuleFile]:
-        yield load_preset("default")
-        parts = relpath.split("/")[:-1]
-        d = ""
-        for depth in range(len(parts) + 1):
-            rf = self._load_dir(d)
+    def _scope(self, d: str) -> _Scope:
+        """The rule files in force in directory ``d`` (cached; no recursion on depth)."""
+        scope = self._scopes.get(d)
+        if scope is not None:
+            return scope
+        pending: list[str] = []  # d and its ancestors without a cached scope, deepest first
+        cur: str | None = d
+        while cur is not None and cur not in self._scopes:
+            pending.append(cur)
+            cur = cur.rpartition("/")[0] if cur else None
+        scope = self._scopes[cur] if cur is not None else self._top
+        for dd in reversed(pending):
+            rf = self._load_dir(dd)
             if rf is not None:
-                yield rf
-            if depth < len(parts):
-                d = f"{d}/{parts[depth]}" if d else parts[depth]
+                if scope.globs + rf.glob_count > MAX_GLOBS_IN_FORCE:
+                    self.errors.setdefault(rf.path, _too_many_in_force(rf.path, rf, scope))
+                else:
+                    scope = scope.extended(rf)
+            self._scopes[dd] = scope
+        return scope
+
+    def chain(self, relpath: str) -> Iterator[RuleFile]:
+        """The rule files that apply to ``relpath``, the shipped default first."""
+        yield from self._scope(relpath.rpartition("/")[0]).chain
 
     def effective(self, relpath: str) -> Effective:
         d = relpath.rpartition("/")[0]
-        cached = self._rules.get(d)
-        if cached is None:
-            chain = list(self.chain(relpath))
-            cached = ([r for rf in chain for r in rf.rules], tuple(rf.path for rf in chain))
-            self._rules[d] = cached
+        scope = self._scopes.get(d) or self._scope(d)
         settings: dict[str, tuple[Any, Origin]] = {}
-        for rule in cached[0]:
-            if rule.matches(relpath):
-                settings.update(rule.settings)
-        return Effective(relpath, settings, cached[1])
+        for base, rules in scope.groups:
+            rel = _under(base, relpath) if base else relpath
+            if rel is None:
+                continue
+            for rule in rules:
+                if rule.always:
+                    settings.update(rule.settings)
+                    continue
+                for g in rule.globs:
+                    if g.match(rel):
+                        settings.update(rule.settings)
+                        break
+        return Effective(relpath, settings, scope.files)
 
     def ignored(self, relpath: str) -> bool:
-        d = relpath.rpartition("/")[0]
-        globs = self._ignores.get(d)
-        if globs is None:
-            globs = self._ignores[d] = [g for rf in self.chain(relpath) for g, _o in rf.ignore]
-        return any(compile_glob(g).match(relpath) for g in globs)
+        return self.ignored_by(relpath) is not None
+
+    def ignored_by(self, relpath: str) -> IgnoreGlob | None:
+        """The ``ignore`` glob of a rule file that matches ``relpath``, if any."""
+        for rf in self._scope(relpath.rpartition("/")[0]).chain:
+            for g in rf.ignore:
+                if g.matches(relpath):
+                    return g
+        return None
 
     def discover(self, skip_dir: Any = None) -> list[str]:
-        """Load every rule file under the root now; return their errors (for start-up)."""
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            rel = os.path.relpath(dirpath, self.root)
-            rel = "" if rel == "." else rel
-            dirnames[:] = [n for n in dirnames
-                           if n != ".git" and not (skip_dir and skip_dir(os.path.join(rel, n)))]
-            if RULE_FILE in filenames:
-                self._load_dir(rel)
-        self._rules.clear()
-        self._ignores.clear()
+        """Load every rule file under the root now; return their errors (for start-up).
+
+        An explicit stack, not os.walk (which recurses: a tree ~1,000 levels deep raised
+        RecursionError); symlinks are not followed; ``.git`` and ``skip_dir`` are pruned."""
+        found: list[str] = []
+        stack = [""]
+        while stack:
+            rel = stack.pop()
+            try:
+                with os.scandir(os.path.join(self.root, rel) if rel else self.root) as it:
+                    entries = sorted(it, key=lambda e: e.name, reverse=True)
+            except OSError:
+                continue  # unreadable or vanished: as os.walk, skip it
+            for entry in entries:
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    continue
+                child = f"{rel}/{entry.name}" if rel else entry.name
+                if is_dir:
+                    if entry.name != ".git" and not (skip_dir and skip_dir(child)):
+                        stack.append(child)
+                elif entry.name == RULE_FILE:
+                    found.append(rel)
+        for rel in found:
+            self._load_dir(rel)
+        for rel in found:
+            self._scope(rel)  # the limit on globs in force, per directory
         return list(self.errors.values())
+
+
+def _too_many_in_force(path: str, rf: RuleFile, above: _Scope) -> str:
+    return (f"{path}: {rf.glob_count:,} globs here and {above.globs:,} in the rule files above "
+            f"would be in force (limit {MAX_GLOBS_IN_FORCE:,}); this file is not applied")
