@@ -38,6 +38,11 @@ class Check:
             return None
         return all(r.ok for r in ran)
 
+    def not_validated(self) -> list[str]:
+        """Why each validator that did not run did not, e.g. "python: not validated: too
+        large (13.0 MiB > 4.0 MiB limit)"."""
+        return [f"{r.validator}: {r.skipped}" for r in self.results if r.skipped is not None]
+
     def problems(self) -> list[tuple[str, Problem]]:
         return [(r.validator, p) for r in self.results for p in r.problems]
 
