@@ -83,9 +83,11 @@ def memory_bomb(size: int) -> bytes:
 
 class Writer:
     """Writes a new, unique content to a file every ``interval`` seconds, like an editor or
-    an agent working on another file; remembers when each was written."""
+    an agent working on another file; remembers when each was written. (A content
+    overwritten before the daemon read it is never recorded: 0.25 s is beyond the daemon's
+    normal p99 even with this 2-core machine loaded 4x, where 0.1 s sometimes was not.)"""
 
-    def __init__(self, path: Path, interval: float = 0.1) -> None:
+    def __init__(self, path: Path, interval: float = 0.25) -> None:
         self.path = path
         self.interval = interval
         self.written: list[tuple[float, str]] = []  # (wall time after the write, sha256)
@@ -113,7 +115,7 @@ class Writer:
         self._thread.join(10)
 
 
-def edits_while(w: Watch, cli: Cli, path: Path, until: Any, *, at_least: int = 20
+def edits_while(w: Watch, cli: Cli, path: Path, until: Any, *, at_least: int = 12
                 ) -> list[float]:
     """Run a Writer on ``path`` until ``until()`` is true and it has written ``at_least``
     contents; then assert every content it wrote was recorded, and return each one's
@@ -129,11 +131,15 @@ def edits_while(w: Watch, cli: Cli, path: Path, until: Any, *, at_least: int = 2
     with contextlib.suppress(AssertionError):  # what is missing is reported below
         wait_until(lambda: shas <= recorded(), 15, "a version event for every content")
     logged = {v["sha256"] for v in cli.log(path)}
-    assert shas <= logged, f"{len(shas - logged)} of {len(shas)} edits never recorded"
     seen: dict[str, float] = {}
     for e in w.versions_since(0):
         if e.get("path") == str(path) and e.get("sha256") not in seen:
             seen[e["sha256"]] = datetime.fromisoformat(e["time"]).timestamp()
+    t0 = writer.written[0][0]
+    story = ", ".join(f"{t - t0:.2f}s:" + (f"{seen[s] - t:.2f}" if s in seen else "LOST")
+                      for t, s in writer.written)
+    assert shas <= logged, (f"{len(shas - logged)} of {len(shas)} edits never recorded "
+                            f"(written at: latency) {story}")
     return [seen[s] - t for t, s in writer.written]
 
 
@@ -150,6 +156,8 @@ def has_validation(w: Watch, path: Path) -> bool:
 
 def test_edits_to_other_files_are_recorded_at_once_while_a_big_module_is_validated(
         root: Path, cli: Cli, watch) -> None:
+    (root / RULE_FILE).write_text(  # time to finish even on a loaded machine
+        '[[rule]]\npaths = ["**"]\noptions = { python = { timeout = 60 } }\n')
     w = watch(root)
     big, notes = root / "generated.py", root / "notes.txt"
     data = functions_module(2_500_000)  # under the 4 MiB budget: validated, ~3 s of compile
@@ -208,7 +216,7 @@ def test_a_check_over_its_time_budget_is_stopped_and_not_validated(root: Path, c
     (root / RULE_FILE).write_text(REVERT_PY + "options = { python = { timeout = 0.5 } }\n")
     big = root / "generated.py"
     w = watch(root)
-    data = functions_module(2_500_000)  # ~3 s to compile: over its 0.5 s
+    data = functions_module(3_900_000)  # ~5 s to compile: far over its 0.5 s
     start = w.mark()
     big.write_bytes(data)
     recorded = w.version(big, sha256=sha256(data), start=start, timeout=60)
@@ -274,12 +282,13 @@ def test_a_batch_with_a_file_over_budget_is_applied_and_recorded_as_not_validate
 
 
 def test_a_costly_check_whose_worker_dies_is_not_redone_here(tmp_path: Path) -> None:
-    """A cheap check is redone in the caller when its worker dies; a costly one is not
-    validated (it may be what killed the worker), and never runs in the caller."""
+    """A costly check whose worker dies is not validated (it may be what killed the worker)
+    and never runs in the caller; the batch's other checks are answered as usual. (A cheap
+    one is redone here: test_validatepool.)"""
     validatepool._close()
     jobs: list[validatepool.Job] = [
         ("python", functions_module(3_000_000), str(tmp_path / "big.py"), {}),
-        ("python", b"x = 1\n" * 5000, str(tmp_path / "small.py"), {})]
+        ("json", b'{"a": 1}', str(tmp_path / "small.json"), {})]
     box: list[list[validators.Result]] = []
     thread = threading.Thread(target=lambda: box.append(validatepool.run_many(jobs)))
     thread.start()
@@ -287,6 +296,7 @@ def test_a_costly_check_whose_worker_dies_is_not_redone_here(tmp_path: Path) -> 
         busy = wait_until(lambda: [w for w in validatepool._workers
                                    if w not in validatepool._idle and w.greeted(0.0)],
                           30, "a worker checking the big module")
+        assert len(validatepool._workers) == 1
         os.kill(busy[0].proc.pid, signal.SIGKILL)
         thread.join(60)
     finally:
