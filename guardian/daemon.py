@@ -147,7 +147,7 @@ class Daemon:
     async def run(self) -> None:
         self._limiter = anyio.CapacityLimiter(1)
         self._read_limiter = anyio.CapacityLimiter(1)
-        validatepool.keep_warm()  # batch after batch: validators on every core when it pays
+        validatepool.keep_warm()  # costly checks, and batch after batch, in worker processes
         # Status and other reads use their own connection: WAL readers never wait for the
         # writer, so `guardian status` answers even during a long baseline.
         self._reader = Store.open(self.store.path, write=False)
