@@ -70,6 +70,9 @@ SLACK_S = 0.5
 #: A worker bigger than this after its checks (a big input leaves a big heap) is replaced.
 RECYCLE_BYTES = 160 * 1024 * 1024
 MAX_WORKERS = 4
+#: Workers run at this niceness: validation is background work, and on a busy machine the
+#: capture path (the daemon's threads) must get the CPU first.
+WORKER_NICE = 10
 
 #: The worker program.
 WORKER_ARGV = [sys.executable, "-m", "guardian.validatepool"]
@@ -480,6 +483,8 @@ def _read_frame(f: IO[bytes]) -> bytes | None:
 def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """A worker's loop: jobs in, one result out per job, until the parent closes the pipe.
     Each check runs inline (the parent keeps the clock) under its memory bound."""
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICE)
     _write_frame(stdout, pickle.dumps([], pickle.HIGHEST_PROTOCOL))  # ready
     while (frame := _read_frame(stdin)) is not None:
         jobs: list[tuple[Any, ...]] = pickle.loads(frame)  # noqa: S301 (from our parent)
