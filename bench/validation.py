@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import configparser
+import hashlib
 import json
+import math
 import sysconfig
 import time
 import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.common import (
     BenchError,
     Config,
+    Goal,
+    LoggedProcess,
+    LogLine,
     Row,
     Table,
     Workspace,
@@ -166,5 +173,135 @@ def revert_latency(ws: Workspace, cfg: Config) -> Table:
     return table
 
 
+def _generated_module(size: int) -> bytes:
+    """``size`` bytes of what a code generator writes: a table, one assignment a line."""
+    out: list[bytes] = []
+    n = i = 0
+    while n < size:
+        line = b"value_%d = (%d, 'name_%d')\n" % (i, i, i)
+        out.append(line)
+        n += len(line)
+        i += 1
+    return b"".join(out)[:size].rpartition(b"\n")[0] + b"\n"
+
+
+def _edit_stream(g: LoggedProcess, path: Path, rate: float, done: Callable[[], bool],
+                 at_least: int) -> tuple[list[float], int, int]:
+    """Write a unique small content to ``path`` ``rate`` times a second until ``done()`` and
+    at least ``at_least`` writes: each one's latency, ms (write -> the version event of it or
+    of a later write: when the store caught up with it), and how many were never recorded
+    (overwritten before Guardian read them), and how many writes there were."""
+    start = len(g.lines)
+    writes: list[tuple[float, str]] = []
+    t0 = time.perf_counter()
+    while len(writes) < at_least or not done():
+        delay = t0 + len(writes) / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        data = f"edit {len(writes)} {time.time_ns()}\n".encode()
+        t = time.perf_counter()
+        write_file(path, data)
+        writes.append((t, hashlib.sha256(data).hexdigest()))
+    want = {s for _t, s in writes}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not want <= {
+            x.obj.get("sha256") for x in g.lines[start:] if x.event == "version"}:
+        g.since(len(g.lines), 0.5)
+    seen: dict[str, float] = {}
+    for line in g.lines[start:]:
+        sha = line.obj.get("sha256")
+        if line.event == "version" and isinstance(sha, str):
+            seen.setdefault(sha, line.t)
+    lat: list[float] = []
+    caught_up = math.inf  # the earliest version event of this write or a later one
+    for t, s in reversed(writes):
+        caught_up = min(caught_up, seen.get(s, math.inf))
+        lat.append((caught_up - t) * 1000)
+    return ([x for x in reversed(lat) if x != math.inf], sum(s not in seen for _t, s in writes),
+            len(writes))
+
+
+@dataclass
+class _Busy:
+    quiet: list[float]
+    quiet_lost: int
+    busy: list[float]
+    busy_lost: int
+    busy_n: int
+    took: float
+    verdict: dict[str, Any]
+    anomalies: list[str]
+
+
+def _edits_while_checking(ws: Workspace, tag: str, env: dict[str, str], big: bytes,
+                          rate: float, quiet_n: int) -> _Busy:
+    root = ws.dir(tag, "tree")
+    store = ws.root / tag / "store"
+    (root / ".guardian.toml").write_text(
+        '[[rule]]\npaths = ["*.py"]\nvalidators = ["python"]\n'
+        "options = { python = { max_bytes = 16777216, timeout = 120, "
+        'max_memory = "4GiB" } }\n')
+    notes, module = root / "notes.txt", root / "generated.py"
+    with guardian_watch(root, store, env) as g:
+        g.wait_for(is_ready, 120, "ready")
+        _edit_stream(g, notes, rate, lambda: True, 10)  # warm-up, untimed
+        cursor = len(g.lines)
+        write_file(module, big)
+        g.wait_for(lambda x: x.event == "version" and x.obj.get("path") == str(module),
+                   60, "the big module's version", cursor)
+        t_check = time.perf_counter()
+
+        def verdict(x: LogLine) -> bool:
+            return x.event == "validation" and x.obj.get("path") == str(module)
+
+        busy, busy_lost, busy_n = _edit_stream(g, notes, rate,
+                                       lambda: any(map(verdict, g.lines[cursor:])), 10)
+        line = g.wait_for(verdict, 1, "its verdict", cursor)
+        took = line.t - t_check
+        # The baseline: as many edits again, with nothing being validated.
+        quiet, quiet_lost, _ = _edit_stream(g, notes, rate, lambda: True,
+                                            max(quiet_n, busy_n))
+    return _Busy(quiet, quiet_lost, busy, busy_lost, busy_n, took, line.obj, g.anomalies())
+
+
+def capture_while_checking(ws: Workspace, cfg: Config) -> Table:
+    size = 4_000_000 if cfg.quick else 13_000_000
+    rate = 10.0
+    quiet_n = 20 if cfg.quick else 50
+    table = Table("validation.capture_while_checking",
+                  f"small edits to another file, {rate:g}/s: write -> its version event, while "
+                  f"a {size / 1e6:g} MB generated .py is validated (a rule raises python's "
+                  "budget so that it is: max_bytes 16 MiB, timeout 120 s, max_memory 4 GiB)",
+                  "the same daemon and writer right after, nothing being validated (as "
+                  f"many edits, at least {quiet_n})")
+    big = _generated_module(size)
+    env = ws.env()
+    modes = [("default", {}), ("GUARDIAN_NO_VALIDATE_POOL=1", {"GUARDIAN_NO_VALIDATE_POOL": "1"})]
+    for n, (label, extra) in enumerate(modes):
+        progress(f"validation.capture_while_checking: {label}")
+        r = _edits_while_checking(ws, f"busy{n}", {**env, **extra}, big, rate, quiet_n)
+        worker = not extra
+        table.rows += [
+            Row(f"{label}: edit recorded, p50", median(r.busy), "ms", median(r.quiet)),
+            Row(f"{label}: edit recorded, p99", percentile(r.busy, 99), "ms",
+                percentile(r.quiet, 99), Goal("<=", 200) if worker else None),
+            Row(f"{label}: edits never recorded", r.busy_lost, "", r.quiet_lost,
+                Goal("<=", 0) if worker else None),
+        ]
+        table.notes += r.anomalies
+        table.notes.append(f"{label}: the check took {r.took:.1f} s (valid = "
+                           f"{r.verdict.get('valid')}, skipped {r.verdict.get('skipped')}); "
+                           f"{r.busy_n} edits meanwhile")
+    table.notes.append("edit recorded: write -> the version event of that content or of a "
+                       "later write (when the store caught up with it), read by this process")
+    table.notes.append("default: the check runs in a worker process (niced); "
+                       "GUARDIAN_NO_VALIDATE_POOL=1: in the daemon's process, as every check "
+                       "did before: compile holds the GIL, so the watcher, the event loop and "
+                       "the store thread stop, and an edit overwritten meanwhile is never "
+                       "recorded")
+    return table
+
+
 BENCHMARKS: dict[str, Callable[[Workspace, Config], Table]] = {
-    "validation.throughput": throughput, "validation.revert_latency": revert_latency}
+    "validation.throughput": throughput, "validation.revert_latency": revert_latency,
+    "validation.capture_while_checking": capture_while_checking}

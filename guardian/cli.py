@@ -1100,6 +1100,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 where = f"{f}:{p.line}" if p.line else f"{f}"  # no line: no made-up 0:0
                 where += f":{p.column}" if p.line and p.column else ""
                 print(f"{where}: {sev}{p.message} [{name}]")
+            for res in v.results:  # over a budget: unknown, which is not invalid (exit 0)
+                if res.skipped and res.skipped.startswith("not validated: "):
+                    print(f"{f}: {res.skipped} [{res.validator}]")
             for why in v.untrusted:
                 print(f"{f}: skipped {why}", file=sys.stderr)
         print(f"{len(reports)} file{'s' if len(reports) != 1 else ''} checked, {bad} invalid",

@@ -147,7 +147,7 @@ class Daemon:
     async def run(self) -> None:
         self._limiter = anyio.CapacityLimiter(1)
         self._read_limiter = anyio.CapacityLimiter(1)
-        validatepool.keep_warm()  # batch after batch: validators on every core when it pays
+        validatepool.keep_warm()  # costly checks, and batch after batch, in worker processes
         # Status and other reads use their own connection: WAL readers never wait for the
         # writer, so `guardian status` answers even during a long baseline.
         self._reader = Store.open(self.store.path, write=False)
@@ -474,23 +474,58 @@ class Daemon:
         self._tg.start_soon(run)
 
     async def _validate(self, r: Recorded, eff: Effective, data: bytes) -> None:
+        """Validate a new version off the store thread (a costly check runs in a worker
+        process: ``validatepool``), and before a revert, the earlier versions it could put
+        back that were never validated (a baseline): the store thread only records verdicts,
+        so no capture ever waits for a validator."""
         path = self.roots[r.root_id].display(r.relpath)
         verdict = await anyio.to_thread.run_sync(check, eff, data, path,
                                                  limiter=self._validate_limiter)
-        await self._judge(r, eff, verdict, "invalid")
+        earlier: dict[int, Check] = {}
+        if verdict.valid is False and eff.on_invalid == "revert":
+            with contextlib.suppress(Exception):  # unread, it counts as not validated
+                while (older := await anyio.to_thread.run_sync(
+                        self._unchecked_earlier, r.version_id, earlier,
+                        limiter=self._read_limiter)) is not None:
+                    earlier[older[0]] = await anyio.to_thread.run_sync(
+                        check, eff, older[1], path, limiter=self._validate_limiter)
+        await self._judge(r, eff, verdict, "invalid", earlier)
+
+    def _unchecked_earlier(self, version_id: int,
+                           known: dict[int, Check]) -> tuple[int, bytes] | None:
+        """The next earlier version (id, content) the reverter would consider that has no
+        verdict yet, or None when the one it would put back is known (as Reverter._target
+        walks them: newest first, skipping absent, metadata-only and invalid ones)."""
+        from guardian.objects import Objects
+
+        reader = self._reader or self.store
+        v = reader.version(version_id)
+        if v is None:
+            return None
+        for x in reader.versions_of(v.file_id):
+            if x.id >= v.id or not x.present or x.object_id is None or x.valid is False:
+                continue
+            if x.valid is None and x.id not in known:
+                return x.id, Objects(reader).get(x.object_id)
+            if x.valid is None and known[x.id].valid is False:
+                continue
+            return None
+        return None
 
     async def _judge(self, r: Recorded, eff: Effective, verdict: Check | None,
-                     reason: str) -> None:
+                     reason: str, earlier: dict[int, Check] | None = None) -> None:
         path = self.roots[r.root_id].display(r.relpath)
         try:
-            j = await self._in_store(self.reverter.judge, r.version_id, eff, verdict, reason)
+            j = await self._in_store(self.reverter.judge, r.version_id, eff, verdict, reason,
+                                     earlier)
         except Exception as e:  # a bad file or a bug must not kill the daemon
             self.emit(Error(message=f"cannot judge version {r.version_id}: "
                                     f"{type(e).__name__}: {e}", path=path))
             return
         if verdict is not None:
             self.emit(Validation(id=r.version_id, path=path, valid=verdict.valid,
-                                 problems=j.problems, skipped=list(verdict.untrusted)))
+                                 problems=j.problems,
+                                 skipped=[*verdict.not_validated(), *verdict.untrusted]))
             for why in verdict.untrusted:
                 if why not in self._untrusted_alerted:
                     self._untrusted_alerted.add(why)

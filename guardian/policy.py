@@ -38,6 +38,11 @@ class Check:
             return None
         return all(r.ok for r in ran)
 
+    def not_validated(self) -> list[str]:
+        """Why each validator that did not run did not, e.g. "python: not validated: too
+        large (13.0 MiB > 4.0 MiB limit)"."""
+        return [f"{r.validator}: {r.skipped}" for r in self.results if r.skipped is not None]
+
     def problems(self) -> list[tuple[str, Problem]]:
         return [(r.validator, p) for r in self.results for p in r.problems]
 
@@ -77,9 +82,11 @@ def check(eff: Effective, data: bytes, path: str, *, timeout: float = 10.0) -> C
 
 def check_many(items: list[tuple[Effective, bytes, str]], *, timeout: float = 10.0,
                offloaded: set[int] | None = None) -> list[Check]:
-    """:func:`check` of many contents at once: the costly built-in checks are spread over
-    the machine's cores (:mod:`guardian.validatepool`; the indices of the items a worker
-    process checked are added to ``offloaded``)."""
+    """:func:`check` of many contents at once, each check within its budget (size, time,
+    memory: :func:`guardian.validators.budget`): a costly built-in check runs in a worker
+    process, never here, and cheap ones are spread over the machine's cores when there are
+    enough (:mod:`guardian.validatepool`; the indices of the items a worker process checked
+    are added to ``offloaded``). A check over its budget is "not validated" (valid None)."""
     from guardian import validatepool
 
     verdicts: list[Check | list[Result | str | None]] = []  # per item; str: untrusted

@@ -16,6 +16,7 @@ from __future__ import annotations
 import stat
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from guardian.capture import FILE, LINK, MISSING, Recorder
@@ -53,8 +54,10 @@ class Reverter:
         self._history: dict[tuple[int, bytes], deque[float]] = {}
 
     def judge(self, version_id: int, eff: Effective, verdict: Check | None,
-              reason: str) -> Judgement:
-        """Apply the verdict on a version; call in the store's writer thread."""
+              reason: str, earlier: Mapping[int, Check] | None = None) -> Judgement:
+        """Apply the verdict on a version; call in the store's writer thread. ``earlier``:
+        verdicts on never-validated earlier versions, found off this thread (the daemon's
+        validation path), so no validator runs here."""
         store = self.store
         v = store.version(version_id)
         if v is None:
@@ -81,10 +84,11 @@ class Reverter:
             if eff.on_invalid == "alert":
                 j.action = "alert"
                 return j
-        return self._revert(v, eff, j, shown)
+        return self._revert(v, eff, j, shown, earlier)
 
     # ----------------------------------------------------------------- revert
-    def _revert(self, v: Version, eff: Effective, j: Judgement, shown: str) -> Judgement:
+    def _revert(self, v: Version, eff: Effective, j: Judgement, shown: str,
+                earlier: Mapping[int, Check] | None = None) -> Judgement:
         store = self.store
         head = store.head(v.file_id)
         if head is None or head.id != v.id:
@@ -101,7 +105,7 @@ class Reverter:
             j.message = (f"{shown}: reverted {len(recent)} times in the last minute; leaving "
                          f"version {v.id} in place (max_reverts_per_minute = {limit})")
             return j
-        target, none_why = self._target(v, eff, j.reason)
+        target, none_why = self._target(v, eff, j.reason, earlier)
         if target is None and none_why:
             j.action = "kept"
             j.message = f"{shown}: {none_why}; version {v.id} stays" + (
@@ -148,7 +152,8 @@ class Reverter:
                         if target is not None else f"removed (version {j.reverted_version})"))
         return j
 
-    def _target(self, v: Version, eff: Effective, reason: str) -> tuple[Version | None, str]:
+    def _target(self, v: Version, eff: Effective, reason: str,
+                earlier: Mapping[int, Check] | None = None) -> tuple[Version | None, str]:
         """The version to put back, or (None, why not) / (None, "") for "remove the file"."""
         store = self.store
         older = [x for x in store.versions_of(v.file_id) if x.id < v.id]
@@ -167,11 +172,14 @@ class Reverter:
         for x in older:
             if not x.present or x.object_id is None or x.valid is False:
                 continue
-            if x.valid is None:  # never validated (a baseline): judge it now
-                verdict = check(eff, objects.get(x.object_id), path)
-                with store.transaction():
-                    store.set_verdict(x.id, verdict.valid)
-                if verdict.valid is False:
+            if x.valid is None:  # never validated (a baseline): judge it now, or take the
+                # verdict found in ``earlier`` (none there: not validated, like a too-large one)
+                verdict = earlier.get(x.id) if earlier is not None else check(
+                    eff, objects.get(x.object_id), path)
+                if verdict is not None:
+                    with store.transaction():
+                        store.set_verdict(x.id, verdict.valid)
+                if verdict is not None and verdict.valid is False:
                     continue
             return x, ""
         return None, "it never had a valid version to go back to"

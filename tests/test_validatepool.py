@@ -59,14 +59,17 @@ def test_a_worker_killed_mid_batch_changes_no_answer(workers, tmp_path: Path) ->
 
 def test_a_program_that_never_says_ready_is_never_sent_work(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An odd ``sys.executable`` (an embedding host): the batch is checked here, at once."""
+    """An odd ``sys.executable`` (an embedding host): the cheap checks of a batch are done
+    here, at once; a costly one is not validated (never here: it would hold the GIL)."""
     validatepool._close()
     monkeypatch.setattr(validatepool, "_mute", False)  # restored (False) after the test
     monkeypatch.setattr(validatepool, "WORKER_ARGV",
                         [sys.executable, "-c", "import time; time.sleep(600)"])
     monkeypatch.setattr(validatepool, "STARTUP_S", 0.5)
     jobs: list[validatepool.Job] = [
-        ("python", python_source(i, 12000), str(tmp_path / f"m{i}.py"), {}) for i in range(16)]
+        ("python", python_source(i, 4000), str(tmp_path / f"m{i}.py"), {}) for i in range(20)]
+    assert all(0 < validatepool._cost(j) <= validatepool.INLINE_BUDGET_S for j in jobs)
+    assert sum(map(validatepool._cost, jobs)) >= validatepool.START_WORK_S  # worth a start
     offloaded: set[int] = set()
     try:
         assert validatepool.run_many(jobs, offloaded=offloaded) == [
@@ -75,6 +78,11 @@ def test_a_program_that_never_says_ready_is_never_sent_work(
         # They are dropped (killed), and none is started again: no batch waits for them.
         assert not validatepool._workers
         assert validatepool.run_many(jobs, offloaded=offloaded)[0].ok and not offloaded
+        assert not validatepool._workers
+        costly = ("python", python_source(0, 40000), str(tmp_path / "big.py"), {})
+        assert validatepool.run_many([costly]) == [validators.Result("python", skipped=(
+            "not validated: too costly to check here, and no validator process could be "
+            "started"))]
         assert not validatepool._workers
     finally:
         validatepool._close()

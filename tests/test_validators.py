@@ -109,14 +109,22 @@ def test_result_ok_ignores_warnings() -> None:
 def test_run_size_limit() -> None:
     data = b"{}" + b" " * 100
     assert run("json", data, "x.json", {"max_bytes": 10}).skipped == \
-        "102 bytes is over the validator size limit"
+        "not validated: too large (102 bytes > 10 bytes limit)"
     assert run("json", data, "x.json", max_bytes=10).skipped == \
-        "102 bytes is over the validator size limit"
+        "not validated: too large (102 bytes > 10 bytes limit)"
     assert run("json", data, "x.json", {"max_bytes": 10}, max_bytes=1000).ok
     assert run("json", data, "x.json").skipped is None  # default: 20 MiB
+    assert run("json", data, "x.json", {"max_bytes": "1KiB"}).skipped is None
+    assert run("json", b" " * 2000, "x.json", {"max_bytes": "1 KB"}).skipped == \
+        "not validated: too large (2.0 KiB > 1000 bytes limit)"
     assert validators.DEFAULT_MAX_BYTES == 20 * 1024 * 1024
-    assert errors(run("json", data, "x.json", {"max_bytes": "big"})) == [
-        ("invalid option: max_bytes must be a whole number of bytes, not 'big'", None, None)]
+    assert validators.MAX_BYTES["python"] == 4 * 1024 * 1024  # the slow parsers: less
+    for bad in ("big", -1, True, 1.5):
+        assert errors(run("json", data, "x.json", {"max_bytes": bad})) == [
+            (f"invalid option: max_bytes must be a size such as 5MiB or a whole number of "
+             f"bytes, not {bad!r}", None, None)]
+    assert errors(run("json", data, "x.json", {"timeout": "soon"})) == [
+        ("invalid option: timeout must be a positive number of seconds, not 'soon'", None, None)]
 
 
 class _Slow:
@@ -162,7 +170,7 @@ def test_run_timeout_abandons_the_validator(registered: list[str]) -> None:
     start = time.monotonic()
     result = run(slow.name, b"x", "x", {}, timeout=0.2)
     assert time.monotonic() - start < 2
-    assert result == Result(slow.name, skipped="timed out after 0.2s")
+    assert result == Result(slow.name, skipped="not validated: timed out after 0.2s")
     assert result.ok  # not validated is not invalid: callers decide what a skip means
     slow.release.set()
 

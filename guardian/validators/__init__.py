@@ -9,27 +9,47 @@ module (and its parser: yaml, jsonschema, …) is imported the first time it is 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from guardian.validators.base import (
+    OptionError,
     Problem,
     Result,
     Validator,
     internal_error,
+    out_of_memory,
 )
 
-__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_TIMEOUT", "Problem", "Result", "Validator", "for_path",
-           "get", "names", "register", "run", "unregister"]
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_TIMEOUT", "Budget", "Problem", "Result", "Validator",
+           "budget", "for_path", "get", "names", "register", "run", "unregister"]
 
-#: Larger files are not validated (a validator holds the whole file, and more, in memory).
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+MiB = 1024 * 1024
+#: Larger files are not validated (a validator holds the whole file, and more, in memory)...
+DEFAULT_MAX_BYTES = 20 * MiB
+#: ...and for the slow parsers, less: about what the slowest generated input measured (README,
+#: Rules) checks in half of DEFAULT_TIMEOUT on one core, well within its memory bound. A rule
+#: can raise or lower it: ``options = { python = { max_bytes = "16MiB" } }``.
+MAX_BYTES = {"python": 4 * MiB, "ini": 4 * MiB, "schema": 4 * MiB, "yaml": 8 * MiB,
+             "toml": 8 * MiB}
+#: Seconds a check may take (option ``timeout``); then its verdict is "not validated".
 DEFAULT_TIMEOUT = 10.0
+#: Memory a check may use in a validator process (:mod:`guardian.validatepool`), per byte of
+#: input: 1.5 x the peak measured per input byte on generated files (Python's ``compile``
+#: builds ~160 bytes of AST and code per byte of dense source), with a floor. Option
+#: ``max_memory`` sets it outright.
+MEMORY_PER_BYTE = {"python": 240, "ini": 96, "toml": 48, "schema": 32, "yaml": 24, "json": 16,
+                   "markdown": 16, "text": 8}
+MEMORY_FLOOR = 256 * MiB
 #: Built-in validators run inline (no timeout thread) on inputs up to this size.
 INLINE_MAX = 256 * 1024
+#: Every verdict that is not one (too large, timed out, over its memory) starts with this.
+NOT_VALIDATED = "not validated: "
 
 #: Built-in validator name -> module (json_, yaml_, toml_ so as not to shadow the libraries).
 _MODULES = {
@@ -110,39 +130,99 @@ def for_path(path: str) -> list[str]:
     return [_BY_EXTENSION.get(ext, "text")]
 
 
+@dataclass(frozen=True)
+class Budget:
+    """What one check may cost: its input's size, its wall-clock time (None: no limit) and,
+    in a validator process, how much memory it may add."""
+
+    max_bytes: int
+    timeout: float | None
+    memory: int
+
+
+def budget(name: str, size: int, options: Mapping[str, Any], *,
+           timeout: float | None = DEFAULT_TIMEOUT, max_bytes: int | None = None
+           ) -> Budget | Result:
+    """The budget of checking ``size`` bytes with ``name``, or the verdict that settles it
+    without running: "not validated: too large (…)", or a problem with a budget option.
+
+    ``max_bytes`` (else option ``max_bytes``, else :data:`MAX_BYTES` or 20 MiB) bounds the
+    input. Option ``timeout`` replaces the caller's ``timeout`` (the command validator's own
+    ``timeout`` is its command's: the wait is at least that plus a second, so the command is
+    killed and reported by its validator first). Option ``max_memory`` replaces the memory
+    bound sized from the input (:data:`MEMORY_PER_BYTE`, at least :data:`MEMORY_FLOOR`).
+    """
+    try:
+        limit = max_bytes if max_bytes is not None else _size_option(
+            options, "max_bytes", MAX_BYTES.get(name, DEFAULT_MAX_BYTES))
+        memory = _size_option(options, "max_memory", max(
+            MEMORY_FLOOR, MEMORY_PER_BYTE.get(name, MEMORY_PER_BYTE["python"]) * size))
+        own = options.get("timeout")
+        if own is not None and (not isinstance(own, int | float) or isinstance(own, bool)
+                                or not own > 0):
+            raise OptionError(f"timeout must be a positive number of seconds, not {own!r}")
+    except OptionError as e:
+        return Result(name, (Problem(f"invalid option: {e}"),))
+    if size > limit:
+        return Result(name, skipped=f"{NOT_VALIDATED}too large ({size_text(size)} > "
+                                    f"{size_text(limit)} limit)")
+    wait = timeout
+    if own is not None and wait is not None:
+        wait = max(wait, own + 1) if name == "command" else float(own)
+    return Budget(limit, wait, memory)
+
+
+def _size_option(options: Mapping[str, Any], key: str, default: int) -> int:
+    value = options.get(key)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        from guardian.errors import UsageError
+        from guardian.settings import parse_size
+
+        with contextlib.suppress(UsageError):
+            return parse_size(value, key)
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise OptionError(f"{key} must be a size such as 5MiB or a whole number of bytes, "
+                      f"not {value!r}")
+
+
+def size_text(n: int) -> str:
+    """A size as people read it: "13.0 MiB", "512.0 KiB", "37 bytes"."""
+    for unit, scale in (("GiB", 1024 ** 3), ("MiB", MiB), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def run(name: str, data: bytes, path: str, options: Mapping[str, Any] | None = None, *,
         timeout: float | None = DEFAULT_TIMEOUT, max_bytes: int | None = None) -> Result:
-    """Validate ``data`` (the content of ``path``) with one validator; never raises.
+    """Validate ``data`` (the content of ``path``) with one validator, here; never raises.
 
-    - Files over ``max_bytes`` (default: option ``max_bytes``, else 20 MiB) are skipped.
-    - The validator runs in a daemon thread; if it has not answered after ``timeout`` seconds
-      the result is skipped ("timed out after …s") and the thread is abandoned: Python cannot
-      stop it, but it can no longer hold up the caller. ``timeout=None`` runs inline. When the
-      options carry a ``timeout`` of their own (the command validator's), the wait is at least
-      that plus a second, so the command is killed and reported by its validator first.
-    - An exception, even from a third-party validator, becomes an "internal validator error".
+    - A file over its size budget (see :func:`budget`) is not validated.
+    - The validator runs in a daemon thread; if it has not answered within its time budget
+      the result is "not validated: timed out after …s" and the thread is abandoned: Python
+      cannot stop it, but it can no longer hold up the caller. ``timeout=None`` runs inline.
+      (:mod:`guardian.validatepool` runs costly checks in a process it can kill instead.)
+    - An exception, even from a third-party validator, becomes an "internal validator
+      error"; running out of memory makes the verdict "not validated" (never "invalid").
     """
     opts: Mapping[str, Any] = options if options is not None else {}
-    limit = max_bytes if max_bytes is not None else opts.get("max_bytes", DEFAULT_MAX_BYTES)
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-        return Result(name, (Problem(f"invalid option: max_bytes must be a whole number of "
-                                     f"bytes, not {limit!r}"),))
-    if len(data) > limit:
-        return Result(name, skipped=f"{len(data)} bytes is over the validator size limit")
+    b = budget(name, len(data), opts, timeout=timeout, max_bytes=max_bytes)
+    if isinstance(b, Result):
+        return b
     try:
         validator = get(name)
     except KeyError as e:
         return Result(name, (Problem(str(e.args[0])),))
     except Exception as e:  # a broken validator module must not break the caller
         return Result(name, (internal_error(e),))
-    if timeout is None or (len(data) <= INLINE_MAX and name in _MODULES and name != "command"):
+    wait = b.timeout
+    if wait is None or (len(data) <= INLINE_MAX and name in _MODULES and name != "command"):
         # A built-in parser on a small input is bounded work: a thread would cost more than
         # the check (batch writes validate thousands of small files).
         return _call(validator, name, data, path, opts)
-    wait = timeout
-    own = opts.get("timeout")
-    if isinstance(own, int | float) and not isinstance(own, bool) and own + 1 > wait:
-        wait = own + 1
     box: list[Result] = []
 
     def work() -> None:
@@ -155,7 +235,7 @@ def run(name: str, data: bytes, path: str, options: Mapping[str, Any] | None = N
     thread.start()
     thread.join(wait)
     if not box:
-        return Result(name, skipped=f"timed out after {wait:g}s")
+        return Result(name, skipped=f"{NOT_VALIDATED}timed out after {wait:g}s")
     return box[0]
 
 
@@ -163,6 +243,8 @@ def _call(validator: Validator, name: str, data: bytes, path: str,
           options: Mapping[str, Any]) -> Result:
     try:
         result: object = validator.validate(data, path, options)
+    except MemoryError:
+        return Result(name, skipped=out_of_memory())
     except Exception as e:
         return Result(name, (internal_error(e),))
     if not isinstance(result, Result):

@@ -93,11 +93,66 @@ class BaseValidator:
             return Result(self.name, (Problem(f"invalid option: {e}"),))
         except RecursionError:
             return Result(self.name, (Problem("nesting too deep to check"),))
+        except MemoryError:
+            raise  # not the file's fault: the caller's verdict is "not validated"
         except Exception as e:  # a validator never raises: a bug becomes a problem
             return Result(self.name, (internal_error(e),))
 
     def check(self, data: bytes, path: str, options: Mapping[str, Any]) -> Iterable[Problem]:
         raise NotImplementedError
+
+
+#: Set by a validator process while a check runs under its memory bound: (the resident
+#: memory when the check started, the bytes the check may add to its address space).
+memory_bound: tuple[int, int] | None = None
+
+
+def out_of_memory() -> str:
+    """The verdict of a check that ran out of memory: never "invalid" (the file is not at
+    fault), so it can never make Guardian revert a write."""
+    if memory_bound is None:
+        return "not validated: out of memory"
+    from guardian.validators import size_text
+
+    return f"not validated: over the memory limit ({size_text(memory_bound[1])})"
+
+
+def memory_exhausted() -> bool:
+    """After a MemoryError: was it this process's memory bound? CPython's parser reports its
+    own stack guard (absurdly nested code) as a MemoryError too. Under a bound, a peak at
+    least half way to the bound since the check started means memory ran out: the parser's
+    largest single allocation on an input within its size budget is far smaller than half
+    the bound's floor, and its stack guard trips long before the input fills memory. (The
+    worker resets the peak before each check; if it cannot, the lifetime peak says "memory",
+    the safe answer: not validated, rather than invalid.)"""
+    if memory_bound is None:
+        return False
+    start, allowed = memory_bound
+    peak = memory_status("VmHWM")
+    return peak is None or peak - start >= allowed // 2
+
+
+def memory_status(field: str) -> int | None:
+    """A memory figure of this process from ``/proc/self/status`` ("VmSize", "VmRSS",
+    "VmHWM": the peak resident size), in bytes."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(field.encode() + b":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def reset_peak() -> bool:
+    """Start VmHWM afresh (Linux 4.0+): each check's peak is its own."""
+    try:
+        with open("/proc/self/clear_refs", "wb") as f:
+            f.write(b"5")
+    except OSError:
+        return False
+    return True
 
 
 def internal_error(e: BaseException) -> Problem:

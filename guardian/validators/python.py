@@ -35,6 +35,7 @@ from guardian.validators.base import (
     byte_position,
     decode_problem,
     lower_first,
+    memory_exhausted,
     one_line,
     opt_bool,
 )
@@ -72,7 +73,9 @@ class PythonValidator(BaseValidator):
                 error = None
             except (SyntaxError, ValueError) as e:
                 error = _syntax_problem(data, e)
-            except MemoryError:  # the parser's own stack guard on absurdly nested code
+            except MemoryError:  # the parser's own stack guard on absurdly nested code...
+                if memory_exhausted():  # ...or the validator process's memory bound
+                    raise
                 error = Problem("code too deeply nested to compile")
             except RecursionError:
                 error = Problem("code too deeply nested to compile "
