@@ -32,7 +32,7 @@ from anyio.abc import SocketStream, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectSendStream
 
-from guardian import control, validatepool
+from guardian import control, faults, startsignals, validatepool
 from guardian.capture import CaptureResult, Recorded, Recorder
 from guardian.errors import GuardianError
 from guardian.events import (
@@ -197,6 +197,7 @@ class Daemon:
 
     # ----------------------------------------------------------------- main
     async def run(self) -> None:
+        faults.point("daemon.start")
         self._limiter = anyio.CapacityLimiter(1)
         self._read_limiter = anyio.CapacityLimiter(1)
         validatepool.keep_warm()  # batch after batch: validators on every core when it pays
@@ -210,6 +211,9 @@ class Daemon:
 
     async def _run(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            early = startsignals.requested()  # one that came before the loop took them over
+            if early is not None:
+                self.request_stop(early)
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._signals, signals)
@@ -224,6 +228,7 @@ class Daemon:
                 await self._stop.wait()
                 await self._shutdown()
                 tg.cancel_scope.cancel()
+        startsignals.reinstall()  # the loop gave SIGINT/SIGTERM back to their defaults
 
     async def _signals(self, signals: Any) -> None:
         async for signum in signals:
