@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
-from anyio.abc import SocketStream, TaskStatus
+from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectSendStream
 
@@ -51,7 +51,7 @@ from guardian.events import (
 )
 from guardian.exitcodes import ExitCode
 from guardian.ignore import TEMP_PREFIX
-from guardian.locations import ensure_private_dir, socket_path
+from guardian.locations import runtime_dir_problem, socket_path
 from guardian.paths import Root
 from guardian.policy import Check, Policy, check
 from guardian.revert import Reverter
@@ -124,7 +124,7 @@ class Daemon:
         self._store_busy_until = 0.0  # monotonic time the last store job ended
         self._store_used = anyio.Event()  # set by each store job: a checkpoint may be due
         self.ready = False
-        self.socket = socket_path(store.path)
+        self.socket: Path | None = None  # set by _serve_control, once it has a private place
 
     # ----------------------------------------------------------------- plumbing
     def emit(self, event: Event) -> None:
@@ -318,7 +318,7 @@ class Daemon:
                         roots=[str(r.path) for r in self.roots.values()],
                         pid=os.getpid(), files=counts["files"], versions=counts["versions"],
                         recorded=recorded, elapsed_ms=int((time.monotonic() - t0) * 1000),
-                        socket=str(self.socket)))
+                        socket=str(self.socket) if self.socket else None))
 
     def _mark_baseline(self) -> None:
         with self.store.transaction():
@@ -683,13 +683,26 @@ class Daemon:
     # ----------------------------------------------------------------- control socket
     async def _serve_control(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                              ) -> None:
-        path = self.socket
+        """The control socket, in a directory only we can use: the standard runtime one, or
+        (if another user made that first) a private one under the state dir."""
+        path: Path | str = "(no private runtime directory)"
         try:
-            ensure_private_dir(path.parent)
+            path = self.socket = socket_path(self.store.path, create=True)
+            problem = runtime_dir_problem()
+            if problem is not None:
+                self.emit(Warning(message=(
+                    f"{problem}, so it is not used for the control socket (another user may "
+                    f"have made it to receive what clients send); the socket is {path}")))
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()  # we hold the writer lock: any socket here is a stale one
-            listener = await anyio.create_unix_listener(path, mode=0o600)
+            target, fd = control.sun_path(str(path))
+            try:
+                listener = await anyio.create_unix_listener(target, mode=0o600)
+            finally:
+                if fd is not None:
+                    os.close(fd)
         except (OSError, GuardianError) as e:
+            self.socket = None
             self.emit(Warning(message=f"no control socket ({path}): {e}"))
             task_status.started()
             return
@@ -699,10 +712,14 @@ class Daemon:
                 await listener.serve(self._client)
         finally:
             with contextlib.suppress(OSError):
-                path.unlink()
+                os.unlink(path)
 
     async def _client(self, stream: SocketStream) -> None:
         async with stream:
+            raw = stream.extra(SocketAttribute.raw_socket, None)  # noqa: S610 (anyio)
+            uid = control.peer_uid(raw) if raw is not None else None
+            if uid is not None and uid not in (os.geteuid(), 0):
+                return  # only our user (or root) may talk to us; the 0700 directory says so too
             reader = BufferedByteReceiveStream(stream)
             while True:
                 try:
@@ -834,7 +851,7 @@ class Daemon:
             "ready": self.ready,
             "pid": os.getpid(),
             "store": str(self.store.path),
-            "socket": str(self.socket),
+            "socket": str(self.socket) if self.socket else None,
             "roots": [str(r.path) for r in self.roots.values()],
             "files": counts["files"],
             "versions": counts["versions"],
