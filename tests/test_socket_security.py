@@ -20,12 +20,18 @@ from pathlib import Path
 
 import pytest
 
-from guardian.locations import socket_name
-
 from .conftest import Cli, Watch, sha256, wait_until
 from .test_bad_input import NOBODY, needs_nobody
 
 NOBODY_UID = 65534
+
+
+def socket_name(store: Path) -> str:
+    """The daemon's socket file name for ``store`` (as guardian.locations computes it; the
+    impostor needs it to sit at the exact path)."""
+    import hashlib
+
+    return hashlib.sha256(os.fsencode(store.resolve())).hexdigest()[:16] + ".sock"
 
 #: A daemon impostor: listens on argv[1], logs each request line to argv[2], answers "ok".
 IMPOSTOR = r"""
