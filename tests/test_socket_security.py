@@ -181,3 +181,26 @@ def test_a_socket_of_another_user_in_our_own_dir_is_refused(
         wait_until(lambda: cli.json("status")["running"] is False, what="status not fooled")
     finally:
         _stop(impostor)
+
+
+def test_a_socket_path_longer_than_sun_path_still_works(root: Path, cli: Cli,
+                                                        env: dict[str, str], store: Path,
+                                                        tmp_path: Path) -> None:
+    """The fallback directory is under the state dir, whose path may be long: a socket path
+    over sun_path's 107 bytes is bound and reached through /proc/self/fd."""
+    runtime = Path(env["XDG_RUNTIME_DIR"])
+    (runtime / "guardian").symlink_to(tmp_path)  # not a directory of ours: not used
+    env = dict(env, XDG_STATE_HOME=str(tmp_path / ("s" * 80)))
+    cli.env = env
+    w = Watch([root], store, env)
+    try:
+        socket = w.ready()["socket"]
+        assert len(socket.encode()) > 107 and socket.startswith(env["XDG_STATE_HOME"])
+        assert cli.json("status")["pid"] == w.proc.pid
+        m = w.mark()
+        (root / "f.txt").write_text("through the daemon")
+        assert cli.json("snapshot", str(root / "f.txt"), cwd=root)["recorded"] in (0, 1)
+        w.version(root / "f.txt", start=m)
+        assert w.stop() == 0
+    finally:
+        w.close()
