@@ -177,7 +177,8 @@ class Daemon:
         self._health_changed.set()
 
     def _causes(self) -> list[dict[str, str]]:
-        return [{"cause": c, "message": m} for c, m in self._degraded.items()]
+        items = list(self._degraded.items())  # one C call: status() runs in a worker thread
+        return [{"cause": c, "message": m} for c, m in items]
 
     def _degraded_until_reconciled(self, cause: str, message: str) -> None:
         """``cause`` lasts until every root has had a full reconcile that started from now."""
@@ -255,9 +256,10 @@ class Daemon:
             while not self._stop.is_set():
                 what = "; ".join(self.watcher.take_failures()) or "its threads stopped"
                 message = f"the file watcher failed ({what})"
-                self._degraded_until_reconciled(
-                    "watcher", f"{message}; restarting it, rescanning every "
-                               f"{self.poll_interval:g}s meanwhile")
+                degraded = (f"{message}; restarting it, rescanning every "
+                            f"{self.poll_interval:g}s meanwhile")
+                self._until_reconciled.pop("watcher", None)  # no reconcile counts until then
+                self._set_degraded("watcher", degraded)
                 self.emit(Warning(message=f"{message}; restarting it and reconciling",
                                   source="watcher"))
                 if not alerted:
@@ -277,10 +279,11 @@ class Daemon:
                     ok = False
                 for err in self.watcher.errors:
                     self.emit(Warning(message=err, source="watcher"))
-                # Reconciles from now on count: they see every change the dead watcher missed.
-                self._degraded_until_reconciled("watcher", self._degraded["watcher"])
+                healthy = ok and self.watcher.alive() and not self.watcher.failures_pending()
+                if healthy:  # reconciles from now on see every change the dead one missed
+                    self._degraded_until_reconciled("watcher", degraded)
                 self.request_reconcile("watcher-restart")
-                if ok and self.watcher.alive() and not self.watcher.failures_pending():
+                if healthy:
                     return
                 delay = min(MAX_BACKOFF_S, max(1.0, delay * 2))
         finally:
@@ -846,6 +849,12 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         reader = self._reader or self.store
         counts = reader.counts()
+        causes = self._causes()
+        if self.ready and not self.watcher.alive() and not self._stop.is_set() \
+                and not any(c["cause"] == "watcher" for c in causes):
+            # Its death is reported through the bridge at once; this is the cheap check that
+            # would catch a way of dying that is not.
+            causes.append({"cause": "watcher", "message": "the file watcher is not running"})
         return {
             "running": True,
             "ready": self.ready,
@@ -860,8 +869,8 @@ class Daemon:
             "last_event": iso(counts["last_version_ns"]) if counts["last_version_ns"] else None,
             "reconcile_count": int(reader.meta_get("reconcile_count") or 0),
             "pending": len(self.settler),
-            "degraded": self.degraded or (self.ready and not self.watcher.alive()),
-            "degraded_causes": self._causes(),
+            "degraded": bool(causes),
+            "degraded_causes": causes,
             "uptime_s": round(time.time() - self.started, 3),
         }
 

@@ -138,10 +138,15 @@ class Watcher:
         self._failures: list[str] = []
         self._stopping = threading.Event()  # this observer is being stopped on purpose
         self._cancel = threading.Event()  # the daemon is stopping: cut walks short
+        self._serial = threading.RLock()  # start, stop and restart, one at a time
 
     def start(self, timeout: float = 120.0) -> bool:
         """Start watching; returns once every root's watches are in place (False if a root
         could not be watched: see :attr:`errors`)."""
+        with self._serial:
+            return self._start(timeout)
+
+    def _start(self, timeout: float) -> bool:
         handler = _Handler(self.bridge)
         self.errors = []
         self._stopping = stopping = threading.Event()
@@ -170,17 +175,22 @@ class Watcher:
         return ok
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=10)
-            self._observer = None
+        with self._serial:
+            self._stopping.set()
+            if self._observer is not None:
+                self._observer.stop()
+                self._observer.join(timeout=10)
+                self._observer = None
 
     def restart(self, timeout: float = 120.0) -> bool:
-        """A new observer in place of the old one (whose threads may be dead)."""
-        self.stop()
-        self.take_failures()  # what the old one reported is known already
-        return self.start(timeout)
+        """A new observer in place of the old one (whose threads may be dead); none once
+        :meth:`cancel` was called (the daemon is stopping)."""
+        with self._serial:
+            self.stop()
+            self.take_failures()  # what the old one reported is known already
+            if self._cancel.is_set():
+                return False
+            return self._start(timeout)
 
     def cancel(self) -> None:
         """Stopping: a walk putting watches in place ends early."""
