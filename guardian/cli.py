@@ -392,9 +392,14 @@ def _session(args: argparse.Namespace) -> str | None:
 
 # ----------------------------------------------------------------------------- commands
 def cmd_watch(args: argparse.Namespace) -> int:
+    from guardian import faults, startsignals
+
+    startsignals.install()  # before anything slow: SIGINT/SIGTERM are recorded from here on
+    faults.point("watch.start")
     import anyio
 
     from guardian.daemon import Daemon, emit_json_line
+    from guardian.events import Stopped, Stopping
     from guardian.locations import store_dir_for_roots
     from guardian.paths import check_root
     from guardian.settings import load_defaults
@@ -413,12 +418,24 @@ def cmd_watch(args: argparse.Namespace) -> int:
     store = Store.open(store_path, write=True, create=True)
     daemon = None
     try:
+        faults.point("watch.opened")
         root_objs = store.add_roots(roots)
-        policy = _load_policy(root_objs)
+        try:
+            with startsignals.interruptible():  # reading every rule file: seconds on big trees
+                faults.point("watch.rules")
+                policy = _load_policy(root_objs)
+        except startsignals.Interrupted:
+            policy = None
+        faults.point("watch.run")
+        stop = startsignals.requested()
+        if stop is not None or policy is None:  # stopped before the daemon's loop ran
+            emit_json_line(Stopping(reason=stop or "signal"))
+            emit_json_line(Stopped(versions=store.counts()["versions"]))
+            return ExitCode.OK
         daemon = Daemon(store, root_objs, settings, emit=emit_json_line,
                         reconcile_interval=args.reconcile_interval,
                         poll_interval=args.poll_interval, policy=policy)
-        anyio.run(daemon.run)
+        anyio.run(daemon.run)  # it honours a signal recorded before its loop took them over
     finally:
         if daemon is not None:
             daemon.recorder.close()
@@ -1171,9 +1188,13 @@ def quick_snapshot_args(words: list[str]) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
+    command = next((w for w in words if not w.startswith("-")), None)
+    if command == "watch":  # first: a SIGINT/SIGTERM from now on is recorded, then honoured
+        from guardian import startsignals
+
+        startsignals.install()
     args = quick_snapshot_args(words)
     if args is None:
-        command = next((w for w in words if not w.startswith("-")), None)
         parser = build_parser(command if command in COMMANDS else None)
         args, extra = parser.parse_known_args(words)
         if extra:  # said by the command's parser, so the hint is its own --help

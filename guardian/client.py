@@ -3,16 +3,23 @@
 The CLI and the TUI go through here: ``daemon()`` answers whether a daemon serves a store;
 ``as_writer()`` runs a writer request through the daemon if one runs, else takes the store's
 writer lock itself (waiting while a daemon is starting up and not yet answering).
+
+Only a daemon we can trust is talked to: its socket's directory is the store owner's alone
+(0700) and the process behind it runs as that user (SO_PEERCRED). Anything else is "no
+daemon" (said once on stderr); the writer lock then decides whether the work can be done
+directly, so nothing is written beside a daemon that may run.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 
-from guardian.control import Connection
-from guardian.errors import StoreBusyError
-from guardian.locations import socket_path
+from guardian.control import Connection, PeerError
+from guardian.errors import StoreBusyError, StoreError
+from guardian.locations import client_socket_path, runtime_dir_problem
 
 TYPE_CHECKING = False  # keeps `typing` off the CLI's start-up path
 if TYPE_CHECKING:
@@ -24,11 +31,31 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 
+_warned: set[str] = set()
+
+
+def _warn(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        sys.stderr.write(f"guardian: warning: {message}\n")
+
+
 def daemon(store_path: Path, timeout: float | None = 30.0) -> Connection | None:
-    """A connection to the daemon writing ``store_path``, or None if none answers."""
-    path = socket_path(store_path)
+    """A connection to the daemon writing ``store_path``, or None if none answers (or only
+    one we must not trust answers: that is said on stderr)."""
     try:
-        return Connection(str(path), timeout=timeout)
+        path, uid = client_socket_path(store_path)
+    except StoreError as e:
+        _warn(f"{e}: not talking to a daemon through it")
+        return None
+    if uid == os.geteuid() and (problem := runtime_dir_problem()) is not None:
+        _warn(f"{problem}, so it is not used (another user may have made it to receive what "
+              f"clients send); looking for the daemon in {path.parent}")
+    try:
+        return Connection(str(path), timeout=timeout, expect_uid=uid)
+    except PeerError as e:
+        _warn(str(e))
+        return None
     except OSError:
         return None
 

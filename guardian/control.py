@@ -10,6 +10,7 @@ closes. The server side runs in the daemon (anyio); the client side is blocking 
 from __future__ import annotations
 
 import json
+import os
 import socket
 
 from guardian.errors import GuardianError
@@ -45,17 +46,59 @@ class DaemonError(GuardianError):
     data: dict[str, Any] | None = None
 
 
-class Connection:
-    """A blocking client connection to a daemon."""
+class PeerError(GuardianError):
+    """The process behind a control socket is not the user a daemon must run as."""
 
-    def __init__(self, path: str, timeout: float | None = 10.0) -> None:
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The effective uid of the process at the other end of a Unix socket (SO_PEERCRED;
+    None where the platform cannot tell)."""
+    opt = getattr(socket, "SO_PEERCRED", None)
+    if opt is None:  # pragma: no cover - not Linux
+        return None
+    import struct
+
+    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, opt,
+                                                         struct.calcsize("3i")))
+    return int(uid)
+
+
+def sun_path(path: str) -> tuple[str, int | None]:
+    """``path`` as bind/connect can take it: sun_path holds 107 bytes, so a longer path goes
+    through ``/proc/self/fd/N/`` of its directory (the caller closes the returned fd)."""
+    if len(os.fsencode(path)) < 108:
+        return path, None
+    head, _, name = path.rpartition("/")
+    fd = os.open(head or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return f"/proc/self/fd/{fd}/{name}", fd
+
+
+class Connection:
+    """A blocking client connection to a daemon.
+
+    With ``expect_uid``, the process that answers must run as that user (SO_PEERCRED): a
+    socket another user planted in a directory we checked, or swapped in after the check,
+    is refused before anything is sent to it.
+    """
+
+    def __init__(self, path: str, timeout: float | None = 10.0, *,
+                 expect_uid: int | None = None) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
+        target, fd = sun_path(path)
         try:
-            self.sock.connect(path)
-        except OSError:
+            self.sock.connect(target)
+            if expect_uid is not None:
+                uid = peer_uid(self.sock)
+                if uid is not None and uid != expect_uid:
+                    raise PeerError(f"{path}: the process behind this control socket runs as "
+                                    f"uid {uid}, not {expect_uid}; refusing to talk to it")
+        except BaseException:
             self.sock.close()
             raise
+        finally:
+            if fd is not None:
+                os.close(fd)
         self._buf = b""
         self._next_id = 0
 

@@ -28,17 +28,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
-from anyio.abc import SocketStream, TaskStatus
+from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectSendStream
 
-from guardian import control, validatepool
+from guardian import control, faults, startsignals, validatepool
 from guardian.capture import CaptureResult, Recorded, Recorder
 from guardian.errors import GuardianError
 from guardian.events import (
     Alert,
     Error,
     Event,
+    Health,
     Ready,
     Reconciled,
     RulesReloaded,
@@ -50,7 +51,7 @@ from guardian.events import (
 )
 from guardian.exitcodes import ExitCode
 from guardian.ignore import TEMP_PREFIX
-from guardian.locations import ensure_private_dir, socket_path
+from guardian.locations import runtime_dir_problem, socket_path
 from guardian.paths import Root
 from guardian.policy import Check, Policy, check
 from guardian.revert import Reverter
@@ -67,6 +68,8 @@ Key = tuple[str, int, bytes]  # (action, root id, relpath): p = path, t = tree, 
 
 DELETE_GRACE_S = 0.25
 MAX_BACKOFF_S = 60.0
+#: Causes of "not every write is being recorded" that polling rescans stand in for.
+POLLING_CAUSES = ("watcher", "watch-limit")
 #: Writes must have paused this long before the WAL is checkpointed.
 IDLE_CHECKPOINT_S = 1.0
 
@@ -91,7 +94,14 @@ class Daemon:
                                              settings.settle_cap_ms / 1000)
         self.reconcile_interval = reconcile_interval
         self.poll_interval = poll_interval
-        self.degraded = False
+        #: Why not every write is being recorded right now (cause -> message); see `degraded`.
+        self._degraded: dict[str, str] = {}
+        #: Causes that end once every root has been reconciled since (cause -> monotonic time).
+        self._until_reconciled: dict[str, float] = {}
+        self._reconciled_since: dict[str, set[int]] = {}
+        self._health_changed = anyio.Event()
+        self._failed_keys: set[Key] = set()  # deferred after a store error, not yet recorded
+        self._restarting = False
         self.started = time.time()
         self._emit_sink = emit
         self._subscribers: list[MemoryObjectSendStream[dict[str, Any]]] = []
@@ -114,7 +124,7 @@ class Daemon:
         self._store_busy_until = 0.0  # monotonic time the last store job ended
         self._store_used = anyio.Event()  # set by each store job: a checkpoint may be due
         self.ready = False
-        self.socket = socket_path(store.path)
+        self.socket: Path | None = None  # set by _serve_control, once it has a private place
 
     # ----------------------------------------------------------------- plumbing
     def emit(self, event: Event) -> None:
@@ -141,10 +151,54 @@ class Daemon:
         if not self._stop.is_set():
             self._stop_reason = reason
             self._cancel_baseline.set()
+            self.watcher.cancel()
             self._stop.set()
+
+    # ----------------------------------------------------------------- health
+    @property
+    def degraded(self) -> bool:
+        """True while some write may not be recorded (at once, or at all): the watcher is
+        down or blind somewhere, events were lost and the reconcile is not done, or the store
+        cannot record."""
+        return bool(self._degraded)
+
+    def _set_degraded(self, cause: str, message: str) -> None:
+        new = cause not in self._degraded
+        self._degraded[cause] = message
+        if new:
+            self._health_report()
+
+    def _clear_degraded(self, cause: str) -> None:
+        if self._degraded.pop(cause, None) is not None:
+            self._health_report()
+
+    def _health_report(self) -> None:
+        self.emit(Health(degraded=self.degraded, causes=self._causes()))
+        self._health_changed.set()
+
+    def _causes(self) -> list[dict[str, str]]:
+        items = list(self._degraded.items())  # one C call: status() runs in a worker thread
+        return [{"cause": c, "message": m} for c, m in items]
+
+    def _degraded_until_reconciled(self, cause: str, message: str) -> None:
+        """``cause`` lasts until every root has had a full reconcile that started from now."""
+        self._until_reconciled[cause] = time.monotonic()
+        self._reconciled_since[cause] = set()
+        self._set_degraded(cause, message)
+
+    def _root_reconciled(self, root_id: int, started: float) -> None:
+        for cause, since in list(self._until_reconciled.items()):
+            if started < since:
+                continue
+            done = self._reconciled_since[cause]
+            done.add(root_id)
+            if done >= set(self.roots) and (cause != "watcher" or self.watcher.alive()):
+                del self._until_reconciled[cause], self._reconciled_since[cause]
+                self._clear_degraded(cause)
 
     # ----------------------------------------------------------------- main
     async def run(self) -> None:
+        faults.point("daemon.start")
         self._limiter = anyio.CapacityLimiter(1)
         self._read_limiter = anyio.CapacityLimiter(1)
         validatepool.keep_warm()  # costly checks, and batch after batch, in worker processes
@@ -169,6 +223,9 @@ class Daemon:
 
     async def _run(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            early = startsignals.requested()  # one that came before the loop took them over
+            if early is not None:
+                self.request_stop(early)
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._signals, signals)
@@ -183,15 +240,65 @@ class Daemon:
                 await self._stop.wait()
                 await self._shutdown()
                 tg.cancel_scope.cancel()
+        startsignals.reinstall()  # the loop gave SIGINT/SIGTERM back to their defaults
 
     async def _signals(self, signals: Any) -> None:
         async for signum in signals:
             self.request_stop(signal.Signals(signum).name)
 
     async def _start_watching(self) -> None:
-        await anyio.to_thread.run_sync(self.watcher.start)
+        try:
+            await anyio.to_thread.run_sync(self.watcher.start)
+        except Exception as e:  # e.g. no inotify instance left: run, degraded, and retry
+            self.watcher.failed(f"cannot start: {type(e).__name__}: {e}")
         for err in self.watcher.errors:
-            self.emit(Warning(message=err))
+            self.emit(Warning(message=err, source="watcher"))
+
+    async def _restart_watcher(self) -> None:
+        """One of watchdog's threads died (or a root could not be watched): say so, start a
+        new observer, reconcile every root. Retried with a back-off while it keeps failing;
+        meanwhile rescans every ``poll_interval`` stand in for the watcher."""
+        if self._restarting:
+            return
+        self._restarting = True
+        delay = 0.0
+        alerted = False
+        try:
+            while not self._stop.is_set():
+                what = "; ".join(self.watcher.take_failures()) or "its threads stopped"
+                message = f"the file watcher failed ({what})"
+                degraded = (f"{message}; restarting it, rescanning every "
+                            f"{self.poll_interval:g}s meanwhile")
+                self._until_reconciled.pop("watcher", None)  # no reconcile counts until then
+                self._set_degraded("watcher", degraded)
+                self.emit(Warning(message=f"{message}; restarting it and reconciling",
+                                  source="watcher"))
+                if not alerted:
+                    alerted = True
+                    await self._alert("critical", "watcher",
+                                      f"{message}; Guardian restarts it and reconciles every "
+                                      "root, so changes meanwhile are still recorded", None, [])
+                if delay:
+                    with anyio.move_on_after(delay):
+                        await self._stop.wait()
+                    if self._stop.is_set():
+                        return
+                try:
+                    ok = await anyio.to_thread.run_sync(self.watcher.restart)
+                except Exception as e:
+                    self.watcher.failed(f"cannot restart: {type(e).__name__}: {e}")
+                    ok = False
+                for err in self.watcher.errors:
+                    self.emit(Warning(message=err, source="watcher"))
+                healthy = ok and self.watcher.alive() and not self.watcher.failures_pending()
+                if healthy:  # reconciles from now on see every change the dead one missed
+                    self._degraded_until_reconciled("watcher", degraded)
+                self.request_reconcile("watcher-restart")
+                if healthy:
+                    return
+                delay = min(MAX_BACKOFF_S, max(1.0, delay * 2))
+        finally:
+            self._restarting = False
 
     async def _baseline(self) -> None:
         from guardian import journal
@@ -227,7 +334,7 @@ class Daemon:
                         roots=[str(r.path) for r in self.roots.values()],
                         pid=os.getpid(), files=counts["files"], versions=counts["versions"],
                         recorded=recorded, elapsed_ms=int((time.monotonic() - t0) * 1000),
-                        socket=str(self.socket)))
+                        socket=str(self.socket) if self.socket else None))
 
     def _mark_baseline(self) -> None:
         with self.store.transaction():
@@ -236,8 +343,9 @@ class Daemon:
     async def _shutdown(self) -> None:
         self.emit(Stopping(reason=self._stop_reason, pending=len(self.settler)))
         # Events still in the kernel or in watchdog's threads are work in flight: let them
-        # through before the watches go. If the barrier fails, reconcile instead.
-        if self.ready and not await self.sync():
+        # through before the watches go. If the barrier fails (or the watcher is down, so no
+        # cookie can come back), reconcile instead.
+        if self.ready and not (self.watcher.alive() and await self.sync()):
             self.request_reconcile("shutdown")
         await anyio.to_thread.run_sync(self.watcher.stop)
         self.bridge.close()
@@ -266,18 +374,27 @@ class Daemon:
         for ev in items:
             self._route(ev, now)
         for reason in sorted(lost):
-            if reason == "watch-limit" and not self.degraded:
-                self.degraded = True
-                self.emit(Warning(message=(
-                    "inotify watch limit reached: some directories are not watched; rescanning "
-                    f"every {self.poll_interval:g}s instead. Raise the limit with "
-                    "`sysctl fs.inotify.max_user_watches=524288`"), source="watcher"))
+            if reason == "watcher-failed":
+                if not self._stop.is_set():
+                    assert self._tg is not None
+                    self._tg.start_soon(self._restart_watcher)
+                continue  # the restart reconciles once the new watches are in place
+            if reason == "watch-limit" and "watch-limit" not in self._degraded:
+                message = ("inotify watch limit reached: some directories are not watched; "
+                           f"rescanning every {self.poll_interval:g}s instead. Raise the limit "
+                           "with `sysctl fs.inotify.max_user_watches=524288`")
+                self.emit(Warning(message=message, source="watcher"))
+                self._set_degraded("watch-limit", message)
             elif reason == "overflow":
                 self.emit(Warning(message="inotify queue overflowed: events were lost; reconciling",
                                   source="watcher"))
+                self._degraded_until_reconciled(
+                    "events-lost", "inotify queue overflowed; reconciling every root")
             elif reason == "bridge-full":
                 self.emit(Warning(message="event backlog full: events dropped; reconciling",
                                   source="watcher"))
+                self._degraded_until_reconciled(
+                    "events-lost", "event backlog full, events dropped; reconciling every root")
             self.request_reconcile(reason, now)
 
     def _route(self, ev: FsEvent, now: float) -> None:
@@ -380,6 +497,10 @@ class Daemon:
             self._retry_later(due, f"internal error while recording: {type(e).__name__}: {e}")
             raise
         self._backoff = 0.0
+        if self._failed_keys:
+            self._failed_keys.difference_update(due)
+            if not self._failed_keys:
+                self._clear_degraded("store")
         now = time.monotonic()
         for rid, rel in result.missing:
             self.settler.defer(("m", rid, rel), now + DELETE_GRACE_S)
@@ -389,7 +510,9 @@ class Daemon:
             self.settler.touch(("t", rid, rel), now)
         self._report(result)
         self._judge_all(result)
-        for (rid, rel), reason, res, ms in trees:
+        for (rid, rel), reason, res, ms, started in trees:
+            if not rel and res.complete:
+                self._root_reconciled(rid, started)
             if reason != "directory":
                 self.emit(Reconciled(reason=reason, path=self.roots[rid].display(rel),
                                      scanned=res.scanned, recorded=len(res.recorded),
@@ -397,7 +520,7 @@ class Daemon:
         return result
 
     def _capture_batch(self, due: list[Key], final: bool) -> tuple[
-            CaptureResult, list[tuple[tuple[int, bytes], str, CaptureResult, int]]]:
+            CaptureResult, list[tuple[tuple[int, bytes], str, CaptureResult, int, float]]]:
         rec = self.recorder
         paths = [(r, p) for a, r, p in due if a == "p"]
         confirm = [(r, p) for a, r, p in due if a == "m"]
@@ -416,7 +539,7 @@ class Daemon:
             if not key[1]:
                 with self.store.transaction():
                     self.store.meta_incr("reconcile_count")
-            done.append((key, reason, res, int((time.monotonic() - t0) * 1000)))
+            done.append((key, reason, res, int((time.monotonic() - t0) * 1000), t0))
             result.merge(res)
         if confirm:
             result.merge(rec.capture(confirm, origin="watcher", confirm_missing=True))
@@ -425,6 +548,9 @@ class Daemon:
     def _retry_later(self, due: list[Key], message: str) -> None:
         self._backoff = min(MAX_BACKOFF_S, max(1.0, self._backoff * 2))
         self.emit(Error(message=f"{message}; retrying in {self._backoff:g}s"))
+        # Until these are recorded, writes are not: degraded (cleared when they are).
+        self._failed_keys.update(due)
+        self._set_degraded("store", f"{message}; retrying")
         until = time.monotonic() + self._backoff
         for key in due:
             self.settler.defer(key, until)
@@ -590,20 +716,44 @@ class Daemon:
                 self._store_used = anyio.Event()  # (the checkpoint itself used the store)
 
     async def _periodic(self) -> None:
+        """A slow reconcile anyway; rescans every ``poll_interval`` while the watcher is down
+        or blind somewhere (woken when that changes)."""
+        last = time.monotonic()
         while True:
-            await anyio.sleep(self.poll_interval if self.degraded else self.reconcile_interval)
-            self.request_reconcile("periodic-poll" if self.degraded else "periodic")
+            polling = any(c in self._degraded for c in POLLING_CAUSES)
+            changed = self._health_changed = anyio.Event()
+            wait = last + (self.poll_interval if polling else self.reconcile_interval) \
+                - time.monotonic()
+            if wait > 0:
+                with anyio.move_on_after(wait):
+                    await changed.wait()
+                continue
+            last = time.monotonic()
+            self.request_reconcile("periodic-poll" if polling else "periodic")
 
     # ----------------------------------------------------------------- control socket
     async def _serve_control(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                              ) -> None:
-        path = self.socket
+        """The control socket, in a directory only we can use: the standard runtime one, or
+        (if another user made that first) a private one under the state dir."""
+        path: Path | str = "(no private runtime directory)"
         try:
-            ensure_private_dir(path.parent)
+            path = self.socket = socket_path(self.store.path, create=True)
+            problem = runtime_dir_problem()
+            if problem is not None:
+                self.emit(Warning(message=(
+                    f"{problem}, so it is not used for the control socket (another user may "
+                    f"have made it to receive what clients send); the socket is {path}")))
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()  # we hold the writer lock: any socket here is a stale one
-            listener = await anyio.create_unix_listener(path, mode=0o600)
+            target, fd = control.sun_path(str(path))
+            try:
+                listener = await anyio.create_unix_listener(target, mode=0o600)
+            finally:
+                if fd is not None:
+                    os.close(fd)
         except (OSError, GuardianError) as e:
+            self.socket = None
             self.emit(Warning(message=f"no control socket ({path}): {e}"))
             task_status.started()
             return
@@ -613,10 +763,14 @@ class Daemon:
                 await listener.serve(self._client)
         finally:
             with contextlib.suppress(OSError):
-                path.unlink()
+                os.unlink(path)
 
     async def _client(self, stream: SocketStream) -> None:
         async with stream:
+            raw = stream.extra(SocketAttribute.raw_socket, None)  # noqa: S610 (anyio)
+            uid = control.peer_uid(raw) if raw is not None else None
+            if uid is not None and uid not in (os.geteuid(), 0):
+                return  # only our user (or root) may talk to us; the 0700 directory says so too
             reader = BufferedByteReceiveStream(stream)
             while True:
                 try:
@@ -756,12 +910,18 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         reader = self._reader or self.store
         counts = reader.counts()
+        causes = self._causes()
+        if self.ready and not self.watcher.alive() and not self._stop.is_set() \
+                and not any(c["cause"] == "watcher" for c in causes):
+            # Its death is reported through the bridge at once; this is the cheap check that
+            # would catch a way of dying that is not.
+            causes.append({"cause": "watcher", "message": "the file watcher is not running"})
         return {
             "running": True,
             "ready": self.ready,
             "pid": os.getpid(),
             "store": str(self.store.path),
-            "socket": str(self.socket),
+            "socket": str(self.socket) if self.socket else None,
             "roots": [str(r.path) for r in self.roots.values()],
             "files": counts["files"],
             "versions": counts["versions"],
@@ -770,7 +930,8 @@ class Daemon:
             "last_event": iso(counts["last_version_ns"]) if counts["last_version_ns"] else None,
             "reconcile_count": int(reader.meta_get("reconcile_count") or 0),
             "pending": len(self.settler),
-            "degraded": self.degraded,
+            "degraded": bool(causes),
+            "degraded_causes": causes,
             "uptime_s": round(time.time() - self.started, 3),
         }
 
@@ -800,11 +961,24 @@ def _skip_matcher(recorder: Recorder, root: Root) -> Callable[[bytes], bool]:
 
 
 def store_size(path: Path) -> int:
+    """Bytes of the store's files (an explicit stack: no walk that recurses on depth)."""
     total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, f)).st_size
+    stack = [os.fsencode(path)]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        total += entry.stat(follow_symlinks=False).st_size
+                except OSError:
+                    continue
     return total
 
 

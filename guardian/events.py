@@ -120,3 +120,16 @@ class RulesReloaded(Event):
     path: str
     ok: bool
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class Health(Event):
+    """Whether every write is being recorded now; emitted each time that changes.
+
+    ``causes``: what stops it (``watcher``, ``watch-limit``, ``events-lost``, ``store``),
+    each ``{"cause": …, "message": …}``; empty when healthy again.
+    """
+
+    name: ClassVar[str] = "health"
+    degraded: bool
+    causes: list[dict[str, str]] = field(default_factory=list)

@@ -8,7 +8,7 @@ the root. Matchers are cached per directory and dropped when a ``.gitignore`` ch
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 from guardian.paths import SEP
@@ -16,6 +16,23 @@ from guardian.paths import SEP
 #: Prefix of the temp files Guardian writes beside a target before renaming them over it.
 TEMP_PREFIX = b".~guardian."
 GITIGNORE = b".gitignore"
+
+
+def _uncached_chain(dirrel: bytes, cache: Container[bytes], *,
+                    stop_at_root: bool) -> list[bytes]:
+    """``dirrel`` and its parents up to the first cached one (excluded), innermost first.
+
+    With ``stop_at_root`` the root (``b""``) is never part of the chain (as for
+    :meth:`IgnoreMatcher.dir_ignored`, where the root is not a candidate), else it is its end.
+    """
+    chain = [dirrel]
+    d = dirrel
+    while d:
+        d = d.rpartition(SEP)[0]
+        if d in cache or (stop_at_root and not d):
+            break
+        chain.append(d)
+    return chain
 
 
 class IgnoreMatcher:
@@ -30,7 +47,8 @@ class IgnoreMatcher:
         self.rules = rules
         self._specs: dict[bytes, Any] = {}
         self._dirs: dict[bytes, bool] = {}
-        self._has_specs: dict[bytes, bool] = {}
+        #: Per directory: it and its parents that hold ignore rules, innermost first.
+        self._chains: dict[bytes, tuple[bytes, ...]] = {}
 
     def __repr__(self) -> str:
         return f"IgnoreMatcher(root={self.root!r}, extra={self.extra!r})"
@@ -39,7 +57,7 @@ class IgnoreMatcher:
         """Forget cached matchers (a .gitignore changed)."""
         self._specs.clear()
         self._dirs.clear()
-        self._has_specs.clear()
+        self._chains.clear()
 
     def ignored(self, relpath: bytes, *, is_dir: bool = False) -> bool:
         if not relpath:
@@ -52,17 +70,23 @@ class IgnoreMatcher:
         return self._gitignored(relpath, head, is_dir=is_dir)
 
     def dir_ignored(self, dirrel: bytes) -> bool:
-        """Whether directory ``dirrel`` or any of its parents is ignored (cached)."""
+        """Whether directory ``dirrel`` or any of its parents is ignored (cached).
+
+        Iterative on purpose: a tree in the root may be thousands of levels deep, and a
+        recursion on its depth would end in RecursionError (uncached parents are worked out
+        outermost first, each from its parent's answer).
+        """
         cached = self._dirs.get(dirrel)
         if cached is not None:
             return cached
-        head, _, name = dirrel.rpartition(SEP)
-        result = (
-            self._name_ignored(name, dirrel)
-            or (bool(head) and self.dir_ignored(head))
-            or self._gitignored(dirrel, head, is_dir=True)
-        )
-        self._dirs[dirrel] = result
+        todo = _uncached_chain(dirrel, self._dirs, stop_at_root=True)
+        top = todo[-1].rpartition(SEP)[0]
+        result = bool(top) and self._dirs[top]
+        for d in reversed(todo):
+            head, _, name = d.rpartition(SEP)
+            result = result or self._name_ignored(name, d) or self._gitignored(d, head,
+                                                                               is_dir=True)
+            self._dirs[d] = result
         return result
 
     def child_ignored(self, dirrel: bytes, name: bytes, *, is_dir: bool) -> bool:
@@ -78,12 +102,7 @@ class IgnoreMatcher:
 
     def specs_apply(self, dirrel: bytes) -> bool:
         """Whether any ignore file applies inside ``dirrel`` (cached; most trees have few)."""
-        cached = self._has_specs.get(dirrel)
-        if cached is None:
-            cached = self._spec(dirrel) is not None or (
-                bool(dirrel) and self.specs_apply(dirrel.rpartition(SEP)[0]))
-            self._has_specs[dirrel] = cached
-        return cached
+        return bool(self._spec_chain(dirrel))
 
     # ----------------------------------------------------------------- internals
     def _name_ignored(self, name: bytes, relpath: bytes) -> bool:
@@ -94,19 +113,33 @@ class IgnoreMatcher:
         return any(relpath == p or relpath.startswith(p + SEP) for p in self.extra)
 
     def _gitignored(self, relpath: bytes, parent: bytes, *, is_dir: bool) -> bool:
-        # Walk from the deepest directory up; the first definitive answer wins.
-        d = parent
-        while True:
-            spec = self._spec(d)
-            if spec is not None:
-                sub = relpath[len(d) + 1:] if d else relpath
-                text = os.fsdecode(sub) + ("/" if is_dir else "")
-                res = spec.check_file(text)
-                if res.include is not None:
-                    return bool(res.include)
-            if not d:
-                return False
-            d = d.rpartition(SEP)[0]
+        # From the deepest directory with ignore rules up; the first definitive answer wins.
+        for d in self._spec_chain(parent):
+            sub = relpath[len(d) + 1:] if d else relpath
+            text = os.fsdecode(sub) + ("/" if is_dir else "")
+            res = self._specs[d].check_file(text)
+            if res.include is not None:
+                return bool(res.include)
+        return False
+
+    def _spec_chain(self, dirrel: bytes) -> tuple[bytes, ...]:
+        """``dirrel`` and its parents that hold ignore rules, innermost first (cached).
+
+        Each directory's chain is its parent's, plus itself if it has rules: a lookup per path
+        costs the number of ignore files above it, not the depth of the tree, and nothing
+        recurses on that depth.
+        """
+        cached = self._chains.get(dirrel)
+        if cached is not None:
+            return cached
+        todo = _uncached_chain(dirrel, self._chains, stop_at_root=False)
+        top = todo[-1]
+        chain = self._chains[top.rpartition(SEP)[0]] if top else ()
+        for d in reversed(todo):
+            if self._spec(d) is not None:
+                chain = (d, *chain)
+            self._chains[d] = chain
+        return chain
 
     def _spec(self, dirrel: bytes) -> Any:
         if dirrel in self._specs:

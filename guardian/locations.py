@@ -86,19 +86,115 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def runtime_dir() -> Path:
-    """Where control sockets live: ``$XDG_RUNTIME_DIR/guardian``, else a private temp dir."""
+def _standard_runtime_dir(uid: int) -> Path:
+    """``$XDG_RUNTIME_DIR/guardian``, else ``/tmp/guardian-UID`` (a predictable name: anyone
+    may create it first, which is why its owner and mode are checked before any use)."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isdir(xdg):
         return Path(xdg) / "guardian"
     import tempfile
 
-    return Path(tempfile.gettempdir()) / f"guardian-{os.getuid()}"
+    return Path(tempfile.gettempdir()) / f"guardian-{uid}"
 
 
-def socket_path(store: Path) -> Path:
-    """The control socket of the daemon writing ``store`` (short: sun_path holds 108 bytes)."""
+def private_dir_problem(path: Path, uid: int, *, tighten: bool = False) -> str | None:
+    """Why ``path`` is not a directory of ``uid``'s (None: it is one, or is absent).
+
+    Only its owner can change who may use a directory, so the owner is what is checked; with
+    ``tighten`` (a directory of ours) a mode letting others in is set back to 0700 (a socket
+    or lock planted while it was open is caught by the peer check, or is ours to replace).
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"cannot be checked ({e.strerror})"
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symlink"
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a directory"
+    if st.st_uid != uid:
+        return f"is owned by uid {st.st_uid}, not {uid}"
+    if tighten and stat.S_IMODE(st.st_mode) & 0o077:
+        try:
+            os.chmod(path, 0o700, follow_symlinks=False)
+        except OSError as e:
+            return f"has mode {stat.S_IMODE(st.st_mode):04o} and cannot be made 0700 ({e})"
+    return None
+
+
+def runtime_dir(*, create: bool = False) -> Path:
+    """Where control sockets and batch locks live: the standard runtime directory if it is
+    ours (then 0700) or absent, else a private one under the state dir.
+
+    Another user may create ``/tmp/guardian-UID`` before us: a socket there would be theirs,
+    and would receive what clients send (manifests) and answer in the daemon's place. Daemon
+    and clients of one user make the same choice, so they still find each other. ``create``
+    makes the directory (0700); a standard one planted meanwhile means the fallback.
+    """
+    uid = os.geteuid()
+    std = _standard_runtime_dir(uid)
+    std_problem = private_dir_problem(std, uid, tighten=True)
+    if std_problem is None:
+        if not create:
+            return std
+        try:
+            return ensure_private_dir(std)
+        except (OSError, StoreError) as e:  # made by someone else since the check
+            std_problem = str(e)
+    fallback = state_dir() / "run"
+    problem = private_dir_problem(fallback, uid, tighten=True)
+    if create and problem is None:
+        try:
+            ensure_private_dir(fallback)
+        except (OSError, StoreError) as e:
+            problem = f"cannot be made ({e})"
+    if problem is not None:
+        raise StoreError(f"no private runtime directory: {std} {std_problem}, and {fallback} "
+                         f"{problem}; remove them or set XDG_RUNTIME_DIR to a directory of yours")
+    return fallback
+
+
+def runtime_dir_problem() -> str | None:
+    """What is wrong with the standard runtime directory, if anything (for warnings)."""
+    std = _standard_runtime_dir(os.geteuid())
+    problem = private_dir_problem(std, os.geteuid())
+    return None if problem is None else f"{std} {problem}"
+
+
+def socket_name(store: Path) -> str:
+    """The control socket's file name for ``store`` (short: sun_path holds 108 bytes)."""
     import hashlib
 
-    digest = hashlib.sha256(os.fsencode(store.resolve())).hexdigest()[:16]
-    return runtime_dir() / f"{digest}.sock"
+    return hashlib.sha256(os.fsencode(store.resolve())).hexdigest()[:16] + ".sock"
+
+
+def socket_path(store: Path, *, create: bool = False) -> Path:
+    """The control socket of the daemon writing ``store``, for a daemon of this user."""
+    return runtime_dir(create=create) / socket_name(store)
+
+
+def store_owner(store: Path) -> int:
+    """The uid a daemon writing ``store`` runs as: its owner (ours if it does not exist)."""
+    try:
+        return os.stat(store).st_uid
+    except OSError:
+        return os.geteuid()
+
+
+def client_socket_path(store: Path) -> tuple[Path, int]:
+    """Where a client finds the daemon of ``store``, and the uid that daemon must run as.
+
+    A store of ours: :func:`runtime_dir`. Another user's (root looking at a service user's
+    store): that user's standard runtime directory, which must be theirs alone (their
+    fallback cannot be known from here).
+    """
+    owner = store_owner(store)
+    if owner == os.geteuid():
+        return runtime_dir() / socket_name(store), owner
+    std = _standard_runtime_dir(owner)
+    problem = private_dir_problem(std, owner)
+    if problem is not None:
+        raise StoreError(f"the control socket directory {std} {problem}")
+    return std / socket_name(store), owner

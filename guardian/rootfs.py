@@ -59,24 +59,34 @@ class RootFS:
             os.close(self._fds.pop(k))
 
     def _dir(self, dirrel: bytes, create: bool) -> int:
+        """The cached fd of ``dirrel``, opening (and with ``create`` making) what is missing
+        from the deepest cached parent down: a loop, since a tree may be thousands of levels
+        deep (no recursion on its depth)."""
         assert self._fds is not None
-        fd = self._fds.get(dirrel)
-        if fd is not None:
-            return fd
-        if not create and dirrel in self._missing:
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), dirrel)
-        if not dirrel:
-            fd = os.open(self.root, _DIR_FLAGS)
-        else:
-            head, _, name = dirrel.rpartition(SEP)
-            pfd = self._dir(head, create)
+        fds = self._fds
+        todo: list[bytes] = []  # dirrel and its parents without a cached fd, innermost first
+        d = dirrel
+        while True:
+            fd = fds.get(d)
+            if fd is not None:
+                break
+            if not create and d in self._missing:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), d)
+            todo.append(d)
+            if not d:
+                fd = os.open(self.root, _DIR_FLAGS)
+                fds[d] = fd
+                todo.pop()
+                break
+            d = d.rpartition(SEP)[0]
+        for d in reversed(todo):
             try:
-                fd = _open_dir(pfd, name, create, dirrel)
+                fd = _open_dir(fd, d.rpartition(SEP)[2], create, d)
             except FileNotFoundError:
-                self._missing.add(dirrel)
+                self._missing.add(d)
                 raise
-            self._missing.discard(dirrel)
-        self._fds[dirrel] = fd
+            self._missing.discard(d)
+            fds[d] = fd
         return fd
 
     def _check(self, relpath: bytes) -> list[bytes]:

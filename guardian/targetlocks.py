@@ -70,7 +70,7 @@ def hold(paths: Iterable[bytes], timeout: float) -> Iterator[None]:
     Raises :class:`Busy` naming the first path whose lock stayed held for ``timeout`` s.
     """
     wanted = list(paths)
-    directory = ensure_private_dir(runtime_dir() / "locks")
+    directory = ensure_private_dir(runtime_dir(create=True) / "locks")  # (0700 all the way)
     deadline = time.monotonic() + timeout
     if _OFD_SETLK is None:
         with _hold_files(directory, wanted, deadline):

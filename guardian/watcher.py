@@ -10,6 +10,13 @@ descriptor below is subclassed to report both, to skip watching ignored director
 ``.gitignore``d trees), and to let tests inject a watch limit. Open and close-nowrite events are
 filtered at the kernel (``event_filter``): otherwise our own reads and watchdog's own walks would
 flood the queue.
+
+watchdog walks new directories with ``os.walk``, which recurses on depth in Python 3.11: a tree
+~1,000 levels deep moved into a root killed its thread with RecursionError. Our watch group walks
+with an explicit stack instead (no symlinks followed, ignored directories pruned), and does not
+synthesise an event per file of a new directory: the daemon reconciles a directory it hears of,
+which finds them. Any exception that still ends one of watchdog's threads, or a thread that stops
+on its own, is reported at once (``on_failure``); the daemon restarts the observer and reconciles.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
+
+from guardian import faults
 
 EVENT_FILTER: list[type[FileSystemEvent]] = [
     FileCreatedEvent, FileModifiedEvent, FileDeletedEvent, FileMovedEvent, FileClosedEvent,
@@ -112,7 +121,11 @@ class _Handler(FileSystemEventHandler):
 
 
 class Watcher:
-    """Watches roots recursively; reports into a :class:`Bridge`."""
+    """Watches roots recursively; reports into a :class:`Bridge`.
+
+    ``on_failure`` (called from watchdog's threads) hears of any thread that died or stopped
+    on its own; :meth:`restart` replaces the whole observer.
+    """
 
     def __init__(self, roots: list[bytes], bridge: Bridge,
                  skip_dir: Callable[[bytes], bool]) -> None:
@@ -121,12 +134,30 @@ class Watcher:
         self.errors: list[str] = []
         self._observer: Any = None
         self._skip_dir = skip_dir
+        self._lock = threading.Lock()
+        self._failures: list[str] = []
+        self._stopping = threading.Event()  # this observer is being stopped on purpose
+        self._cancel = threading.Event()  # the daemon is stopping: cut walks short
+        self._serial = threading.RLock()  # start, stop and restart, one at a time
 
-    def start(self, timeout: float = 120.0) -> None:
-        """Start watching; returns once every root's watches are in place."""
+    def start(self, timeout: float = 120.0) -> bool:
+        """Start watching; returns once every root's watches are in place (False if a root
+        could not be watched: see :attr:`errors`)."""
+        with self._serial:
+            return self._start(timeout)
+
+    def _start(self, timeout: float) -> bool:
         handler = _Handler(self.bridge)
+        self.errors = []
+        self._stopping = stopping = threading.Event()
+
+        def failed(message: str) -> None:
+            if not stopping.is_set():  # else a thread of an observer we are stopping
+                self.failed(message)
+
         if sys.platform.startswith("linux"):
-            self._observer = _make_inotify_observer(self.bridge, self._skip_dir, self.errors)
+            self._observer = _make_inotify_observer(self.bridge, self._skip_dir, self.errors,
+                                                    failed, self._cancel)
         else:  # pragma: no cover - other platforms: watchdog's default, periodic reconcile helps
             from watchdog.observers import Observer
 
@@ -135,23 +166,78 @@ class Watcher:
             self._observer.schedule(handler, os.fsdecode(root), recursive=True,
                                     event_filter=EVENT_FILTER)
         self._observer.start()
+        ok = True
         for emitter in list(self._observer.emitters):
             started = getattr(emitter, "started", None)
             if started is not None:
                 started.wait(timeout)
+            ok = ok and not getattr(emitter, "start_failed", False)
+        return ok
 
     def stop(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=10)
-            self._observer = None
+        with self._serial:
+            self._stopping.set()
+            if self._observer is not None:
+                self._observer.stop()
+                self._observer.join(timeout=10)
+                self._observer = None
+
+    def restart(self, timeout: float = 120.0) -> bool:
+        """A new observer in place of the old one (whose threads may be dead); none once
+        :meth:`cancel` was called (the daemon is stopping)."""
+        with self._serial:
+            self.stop()
+            self.take_failures()  # what the old one reported is known already
+            if self._cancel.is_set():
+                return False
+            return self._start(timeout)
+
+    def cancel(self) -> None:
+        """Stopping: a walk putting watches in place ends early."""
+        self._cancel.set()
+
+    def failed(self, message: str) -> None:
+        """Report that watching failed (from any thread): the daemon restarts the observer."""
+        with self._lock:
+            self._failures.append(message)
+        self.bridge.lost("watcher-failed")
+
+    def take_failures(self) -> list[str]:
+        with self._lock:
+            out, self._failures = self._failures, []
+        return out
+
+    def failures_pending(self) -> bool:
+        with self._lock:
+            return bool(self._failures)
+
+    def alive(self) -> bool:
+        """Whether every thread of the observer runs (a cheap check: no system call)."""
+        obs = self._observer
+        if obs is None or not obs.is_alive():
+            return False
+        fd = getattr(obs, "_inotify_fd", None)
+        if fd is not None and not fd.is_alive():
+            return False
+        return all(e.is_alive() for e in list(obs.emitters))
 
 
 def _make_inotify_observer(bridge: Bridge, skip_dir: Callable[[bytes], bool],
-                           errors: list[str]) -> Any:
+                           errors: list[str], failed: Callable[[str], None],
+                           cancel: threading.Event) -> Any:
+    """watchdog's inotify observer, hooked where it must be.
+
+    Private API of watchdog 7.1 relied on (hence the pin ``watchdog>=7.1,<8``):
+    ``InotifyFD._get_or_create_watch``, ``InotifyFD._is_reading``, the thread bodies ``run()``
+    of ``InotifyFD``, ``InotifyEmitter`` and ``BaseObserver``; ``InotifyEmitter``'s
+    ``on_thread_start`` (rewritten below with its ``_inotify``/``_inotify_fd`` attributes),
+    ``build_and_queue_event`` and ``_decode_path``; ``InotifyWatchGroup._add_all_callbacks``,
+    ``_add_callback`` and ``_recursive_simulate``.
+    """
     from watchdog.observers.api import BaseObserver
-    from watchdog.observers.inotify import InotifyEmitter, InotifyObserver
+    from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
     from watchdog.observers.inotify_c import InotifyFD
+    from watchdog.observers.inotify_move_event_grouper import PathedInotifyEvent
 
     limit_env = os.environ.get(TEST_MAX_WATCHES_ENV)
     limit = int(limit_env) if limit_env else None
@@ -160,7 +246,16 @@ def _make_inotify_observer(bridge: Bridge, skip_dir: Callable[[bytes], bool],
         watches = 0
         roots: ClassVar[set[bytes]] = set()
 
+        def run(self) -> None:
+            try:
+                super().run()
+            except BaseException as e:  # the thread is dead: say so (and no traceback)
+                with self._lock:
+                    self._is_reading = False  # so that close() releases the descriptor
+                failed(f"inotify reader died: {type(e).__name__}: {e}")
+
         def handle_event(self, event: Any) -> None:
+            faults.point("watcher.event")
             if event.is_queue_overflow:
                 bridge.lost("overflow")
             super().handle_event(event)
@@ -180,21 +275,86 @@ def _make_inotify_observer(bridge: Bridge, skip_dir: Callable[[bytes], bool],
             self.watches += 1
             return watch
 
+    class WatchGroup(InotifyWatchGroup):
+        def _add_all_callbacks(self, path: bytes) -> None:
+            """Watch ``path`` and every directory under it: an explicit stack, not os.walk."""
+            if path != self.path and skip_dir(path):
+                return
+            self._add_callback(path)
+            if not self.is_recursive:
+                return
+            stack = [path]
+            while stack and not cancel.is_set():
+                d = stack.pop()
+                try:
+                    it = os.scandir(d)
+                except OSError:
+                    continue  # gone, not a directory, unreadable: as os.walk does
+                with it:
+                    for entry in it:
+                        try:
+                            if not entry.is_dir(follow_symlinks=False):
+                                continue
+                        except OSError:
+                            continue
+                        child = entry.path
+                        if skip_dir(child):
+                            continue
+                        self._add_callback(child)
+                        stack.append(child)
+
+        def _recursive_simulate(self, src_path: bytes) -> list[Any]:
+            return []  # the daemon reconciles a new directory: that finds what it holds
+
     class Emitter(InotifyEmitter):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.started = threading.Event()
+            self.start_failed = False
 
         def on_thread_start(self) -> None:
-            GuardedFD.roots.add(os.fsencode(self.watch.path))
+            path = os.fsencode(self.watch.path)
+            GuardedFD.roots.add(path)
             try:
-                super().on_thread_start()
-            except OSError as e:
-                errors.append(f"{self.watch.path}: cannot watch: {e.strerror or e}")
-                bridge.lost("watch-limit" if e.errno in (errno.ENOSPC, errno.EMFILE) else "error")
+                self._inotify = WatchGroup(  # as watchdog's on_thread_start, with our group
+                    self._inotify_fd, path, is_recursive=self.watch.is_recursive,
+                    event_mask=self.get_event_mask_from_filter(),
+                    follow_symlink=self.watch.follow_symlink)
+            except Exception as e:
+                self.start_failed = True
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                errors.append(f"{self.watch.path}: cannot watch: {reason}")
+                if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EMFILE):
+                    bridge.lost("watch-limit")  # polling rescans stand in for it
+                else:
+                    failed(f"cannot watch {self.watch.path}: {reason}")
                 self.stop()
             finally:
                 self.started.set()
+
+        def run(self) -> None:
+            try:
+                super().run()
+            except BaseException as e:
+                failed(f"emitter of {self.watch.path} died: {type(e).__name__}: {e}")
+                return
+            if not self.start_failed:  # e.g. the root itself was deleted
+                failed(f"stopped watching {self.watch.path}")
+
+        def build_and_queue_event(self, event: Any, *, full_events: bool = False) -> None:
+            faults.point("watcher.emit")
+            # A directory moved in or renamed: watchdog would walk it (os.walk) to queue an
+            # event per entry; the daemon reconciles the directory instead.
+            if not isinstance(event, PathedInotifyEvent):
+                move_from, move_to = event
+                if move_from.ev.is_directory:
+                    self.queue_event(DirMovedEvent(self._decode_path(move_from.path),
+                                                   self._decode_path(move_to.path)))
+                    return
+            elif event.ev.is_moved_to and event.ev.is_directory:
+                self.queue_event(DirCreatedEvent(self._decode_path(event.path)))
+                return
+            super().build_and_queue_event(event, full_events=full_events)
 
     class Observer(InotifyObserver):
         def __init__(self) -> None:
@@ -202,5 +362,11 @@ def _make_inotify_observer(bridge: Bridge, skip_dir: Callable[[bytes], bool],
             fd.start()
             BaseObserver.__init__(self, Emitter, timeout=1.0, inotify_fd=fd)
             self._inotify_fd = fd
+
+        def run(self) -> None:
+            try:
+                super().run()
+            except BaseException as e:
+                failed(f"event dispatcher died: {type(e).__name__}: {e}")
 
     return Observer()
