@@ -110,6 +110,53 @@ def test_reconcile_of_a_directory_now_a_symlink_records_the_link_not_what_it_poi
     assert not [v for v in every if v.sha256 in OUTSIDE_HASHES]
 
 
+# Guards of the anchored walk and reads themselves (they hold directory fds: none may be lost,
+# leaked or exhausted, whatever the tree's shape).
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_deep_tree_with_a_subdirectory_pending_at_every_level_is_walked_whole(
+        root: Path) -> None:
+    # 400 levels, each with a leaf directory still to walk when the walk goes deeper: far
+    # more directories with pending subdirectories than the walk keeps fds for.
+    expected = set()
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    rel = b""
+    for _ in range(400):
+        os.mkdir("leaf", dir_fd=fd)
+        os.close(os.open("leaf/f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+        expected.add(rel + b"leaf/f")
+        os.mkdir("d", dir_fd=fd)
+        nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd, rel = nfd, rel + b"d/"
+    os.close(fd)
+    base = os.fsencode(root)
+    before = _open_fds()
+    most = 0
+    got = set()
+    for r, _st in walk(base, b"", IgnoreMatcher(base), WalkReport()):
+        got.add(r)
+        most = max(most, _open_fds())
+    assert got == expected
+    assert most - before <= 70 and _open_fds() == before
+
+
+def test_one_capture_across_many_directories_records_all_and_keeps_no_fd(
+        root: Path, rec: Recorder) -> None:
+    keys = []
+    for k in range(300):  # more directories than a batch keeps fds for
+        (root / f"d{k}" / "in").mkdir(parents=True)
+        (root / f"d{k}" / "in" / "f.txt").write_bytes(b"%d\n" % k)
+        keys.append((1, f"d{k}/in/f.txt".encode()))
+    before = _open_fds()
+    res = rec.capture(keys, origin="snapshot", confirm_missing=True)
+    assert sorted(r.relpath for r in res.recorded) == sorted(k for _, k in keys)
+    assert {r.sha256 for r in res.recorded} == {sha256(b"%d\n" % k) for k in range(300)}
+    assert _open_fds() == before
+
+
 # ------------------------------------------------------------------ the daemon
 def test_swapping_a_directory_for_a_symlink_never_records_outside_bytes(
         root: Path, outside: Path, cli: Cli, watch) -> None:
