@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from guardian import anchored
 from guardian import objects as obj
-from guardian.anchored import NOT_A_DIR, RootDirs
+from guardian.anchored import MAX_KEPT, NOT_A_DIR, RootDirs
 from guardian.ignore import GITIGNORE, IgnoreMatcher
 from guardian.objects import Objects
 from guardian.paths import SEP, Root
@@ -240,10 +240,13 @@ class Recorder:
         read); the returned function waits for the results.
 
         Every path is looked at from its root's fd, one directory at a time with
-        ``O_NOFOLLOW`` (:mod:`guardian.anchored`); the directory fds are shared by the
-        slices and closed once all are done.
+        ``O_NOFOLLOW`` (:mod:`guardian.anchored`); the directory fds (at most MAX_KEPT for
+        the batch, whatever the number of roots) are shared by the slices and closed once
+        all are done.
         """
-        dirs = {rid: RootDirs(self.roots[rid].bpath) for rid in {k[0] for k in keys}}
+        ids = {k[0] for k in keys}
+        share = max(8, MAX_KEPT // max(1, len(ids)))  # one fd budget for the whole batch
+        dirs = {rid: RootDirs(self.roots[rid].bpath, share) for rid in ids}
 
         def some(part: list[PathKey]) -> list[Seen]:
             out = []
