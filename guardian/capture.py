@@ -240,18 +240,21 @@ class Recorder:
         read); the returned function waits for the results.
 
         Every path is looked at from its root's fd, one directory at a time with
-        ``O_NOFOLLOW`` (:mod:`guardian.anchored`); the directory fds (at most MAX_KEPT for
-        the batch, whatever the number of roots) are shared by the slices and closed once
-        all are done.
+        ``O_NOFOLLOW`` (:mod:`guardian.anchored`).
         """
-        ids = {k[0] for k in keys}
-        share = max(8, MAX_KEPT // max(1, len(ids)))  # one fd budget for the whole batch
-        dirs = {rid: RootDirs(self.roots[rid].bpath, share) for rid in ids}
+        # Each thread its own directory fds (see RootDirs), all closed once every slice is
+        # done; one budget of MAX_KEPT for the batch, whatever its roots and threads.
+        share = MAX_KEPT // (self._workers * len({k[0] for k in keys}) or 1)
+        per_thread: dict[int, dict[int, RootDirs]] = {}
 
         def some(part: list[PathKey]) -> list[Seen]:
+            mine = per_thread.setdefault(threading.get_ident(), {})  # only this thread's key
             out = []
             for key in part:
-                s = self._observe(key, dirs[key[0]])
+                dirs = mine.get(key[0])
+                if dirs is None:
+                    dirs = mine[key[0]] = RootDirs(self.roots[key[0]].bpath, share)
+                s = self._observe(key, dirs)
                 if s.data is not None:
                     # Most content that changed is new to the store: compress it here, in
                     # parallel, rather than later in the single recording thread.
@@ -260,8 +263,9 @@ class Recorder:
             return out
 
         def close() -> None:
-            for d in dirs.values():
-                d.close()
+            for mine in per_thread.values():
+                for dirs in mine.values():
+                    dirs.close()
 
         if len(keys) <= 2:
             try:
@@ -287,19 +291,11 @@ class Recorder:
         if name in _BAD_NAMES:
             return Seen(root_id, rel, MISSING)
         try:
-            dfd, owned = dirs.lease(parent)
+            dfd = dirs.lease(parent)
         except OSError as e:
             if e.errno in NOT_A_DIR:  # a parent is absent, a file or a symlink
                 return Seen(root_id, rel, MISSING)
             return Seen(root_id, rel, UNREADABLE, error=e.strerror or str(e))
-        try:
-            return self._observe_at(root_id, rel, dfd, name)
-        finally:
-            if owned:
-                os.close(dfd)
-
-    def _observe_at(self, root_id: int, rel: bytes, dfd: int, name: bytes) -> Seen:
-        """:meth:`_observe` of ``name`` in the directory open as ``dfd``."""
         try:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
