@@ -13,15 +13,18 @@ a grace period first, so an editor's brief absence of a file during a safe save 
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from guardian import anchored
 from guardian import objects as obj
+from guardian.anchored import MAX_KEPT, NOT_A_DIR, RootDirs
 from guardian.ignore import GITIGNORE, IgnoreMatcher
 from guardian.objects import Objects
 from guardian.paths import SEP, Root
@@ -32,6 +35,7 @@ from guardian.store import NewVersion, Store, Version
 
 PathKey = tuple[int, bytes]  # (root id, relpath)
 _ABSENT: tuple[int, ...] = ()
+_BAD_NAMES = (b"", b".", b"..")
 
 # Observed states of a path.
 FILE, LINK, DIR, MISSING, SPECIAL, UNREADABLE, UNSTABLE, OVERSIZE, IGNORED = (
@@ -146,7 +150,7 @@ class Recorder:
                 session: str | None = None, note: str | None = None) -> CaptureResult:
         """Record the current state of each path (one group commit)."""
         keys = list(dict.fromkeys(keys))
-        seen = self._observe_all(keys, check_parents=True)
+        seen = self._observe_all(keys)
         return self._record(seen, origin=origin, confirm_missing=confirm_missing,
                             baseline=False, session=session, note=note)
 
@@ -195,7 +199,7 @@ class Recorder:
             if cancel is not None and cancel.is_set():
                 result.complete = False
                 return result
-            seen = self._observe_all([(root_id, rel) for rel in chunk], check_parents=False)
+            seen = self._observe_all([(root_id, rel) for rel in chunk])
             result.merge(self._record(seen, origin=origin, confirm_missing=confirm_missing,
                                       baseline=baseline, session=session, fresh=fresh))
             done += len(chunk)
@@ -203,7 +207,7 @@ class Recorder:
                 progress(done, total)
         for i in range(0, len(gone), _CHUNK_FILES):
             part = gone[i:i + _CHUNK_FILES]
-            seen = self._observe_all([(root_id, rel) for rel in part], check_parents=True)
+            seen = self._observe_all([(root_id, rel) for rel in part])
             result.merge(self._record(seen, origin=origin, confirm_missing=confirm_missing,
                                       baseline=False, session=session))
             done += len(part)
@@ -213,7 +217,7 @@ class Recorder:
 
     def observe(self, keys: list[PathKey]) -> list[Seen]:
         """Look at paths without recording anything (dry runs)."""
-        return self._observe_all(keys, check_parents=True)
+        return self._observe_all(keys)
 
     def locate_key(self, path: bytes) -> PathKey | None:
         """The (root, relpath) of an absolute path, if it is inside a root."""
@@ -228,19 +232,29 @@ class Recorder:
         return root.id, path[len(root.bpath) + 1:]
 
     # ----------------------------------------------------------------- observe
-    def _observe_all(self, keys: list[PathKey], *, check_parents: bool) -> list[Seen]:
-        return self._observe_start(keys, check_parents=check_parents)()
+    def _observe_all(self, keys: list[PathKey]) -> list[Seen]:
+        return self._observe_start(keys)()
 
-    def _observe_start(self, keys: list[PathKey], *,
-                       check_parents: bool = False) -> Callable[[], list[Seen]]:
+    def _observe_start(self, keys: list[PathKey]) -> Callable[[], list[Seen]]:
         """Start observing in parallel, in slices (a task per file costs more than a small
-        read); the returned function waits for the results."""
-        parents: dict[tuple[int, bytes], bool] = {}
+        read); the returned function waits for the results.
+
+        Every path is looked at from its root's fd, one directory at a time with
+        ``O_NOFOLLOW`` (:mod:`guardian.anchored`).
+        """
+        # Each thread its own directory fds (see RootDirs), all closed once every slice is
+        # done; one budget of MAX_KEPT for the batch, whatever its roots and threads.
+        share = MAX_KEPT // (self._workers * len({k[0] for k in keys}) or 1)
+        per_thread: dict[int, dict[int, RootDirs]] = {}
 
         def some(part: list[PathKey]) -> list[Seen]:
+            mine = per_thread.setdefault(threading.get_ident(), {})  # only this thread's key
             out = []
             for key in part:
-                s = self._observe(key, parents if check_parents else None)
+                dirs = mine.get(key[0])
+                if dirs is None:
+                    dirs = mine[key[0]] = RootDirs(self.roots[key[0]].bpath, share)
+                s = self._observe(key, dirs)
                 if s.data is not None:
                     # Most content that changed is new to the store: compress it here, in
                     # parallel, rather than later in the single recording thread.
@@ -248,23 +262,42 @@ class Recorder:
                 out.append(s)
             return out
 
+        def close() -> None:
+            for mine in per_thread.values():
+                for dirs in mine.values():
+                    dirs.close()
+
         if len(keys) <= 2:
-            done = some(keys)
+            try:
+                done = some(keys)
+            finally:
+                close()
             return lambda: done
         step = max(1, min(64, len(keys) // (self._workers * 2) or 1))
         futures = [self._pool.submit(some, keys[i:i + step]) for i in range(0, len(keys), step)]
-        return lambda: [s for f in futures for s in f.result()]
 
-    def _observe(self, key: PathKey, parents: dict[tuple[int, bytes], bool] | None) -> Seen:
+        def results() -> list[Seen]:
+            wait(futures)  # every slice is done with the fds before they are closed
+            close()
+            return [s for f in futures for s in f.result()]
+
+        return results
+
+    def _observe(self, key: PathKey, dirs: RootDirs) -> Seen:
         root_id, rel = key
-        root = self.roots[root_id]
         if not rel or self.ignore[root_id].ignored(rel):
             return Seen(root_id, rel, IGNORED)
-        if parents is not None and not _parents_are_dirs(root, rel, parents):
+        parent, _, name = rel.rpartition(SEP)
+        if name in _BAD_NAMES:
             return Seen(root_id, rel, MISSING)
-        path = root.join(rel)
         try:
-            st = os.lstat(path)
+            dfd = dirs.lease(parent)
+        except OSError as e:
+            if e.errno in NOT_A_DIR:  # a parent is absent, a file or a symlink
+                return Seen(root_id, rel, MISSING)
+            return Seen(root_id, rel, UNREADABLE, error=e.strerror or str(e))
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             return Seen(root_id, rel, MISSING)
         except OSError as e:
@@ -274,19 +307,21 @@ class Recorder:
             return Seen(root_id, rel, DIR, st)
         if stat.S_ISLNK(mode):
             try:
-                target = os.readlink(path)
+                target = os.readlink(name, dir_fd=dfd)
             except FileNotFoundError:
                 return Seen(root_id, rel, MISSING)
             except OSError as e:
+                if e.errno == errno.EINVAL:  # no longer a symlink: read it again
+                    return Seen(root_id, rel, UNSTABLE)
                 return Seen(root_id, rel, UNREADABLE, error=e.strerror or str(e))
             return Seen(root_id, rel, LINK, st, target, obj.digest(target))
         if not stat.S_ISREG(mode):
             return Seen(root_id, rel, SPECIAL, st)
-        if st.st_size > self._max_size(root_id, rel):
+        if st.st_size > self.max_size(root_id, rel):
             return Seen(root_id, rel, OVERSIZE, st)
-        return _read_regular(root_id, rel, path)
+        return _read_regular(root_id, rel, dfd, name)
 
-    def _max_size(self, root_id: int, rel: bytes) -> int:
+    def max_size(self, root_id: int, rel: bytes) -> int:
         if self.policy is None:
             return self.settings.max_file_size
         return int(self.policy.effective(root_id, rel).get("max_file_size",
@@ -389,7 +424,7 @@ class Recorder:
                 fid = fid or store.new_file(s.root_id, s.relpath)
                 kind = self._kind(head, baseline)
                 msg = (f"{st.st_size} bytes is over the size cap "
-                       f"({self._max_size(s.root_id, s.relpath)}); recorded metadata only")
+                       f"({self.max_size(s.root_id, s.relpath)}); recorded metadata only")
                 self._add(result, NewVersion(fid, None, True, kind, origin, st.st_mode,
                                              st.st_size, note=msg, session=session), s, now, st)
                 self._warn(result, key, msg)
@@ -453,8 +488,9 @@ class Recorder:
             if head is None or not head.present or head.hash != h:
                 continue
             try:
-                now_st = os.lstat(self.roots[src_root].join(src_rel))
-                if now_st.st_ino == st.st_ino and now_st.st_dev == st.st_dev:
+                now_st = anchored.lstat(self.roots[src_root].bpath, src_rel)
+                if now_st is not None and now_st.st_ino == st.st_ino \
+                        and now_st.st_dev == st.st_dev:
                     continue  # still there: a hard link, not a move
             except OSError:
                 pass
@@ -486,15 +522,16 @@ def _recorded(v: Version) -> Recorded:
                     v.mode, v.note)
 
 
-def _read_regular(root_id: int, rel: bytes, path: bytes) -> Seen:
-    """Read a regular file whole, refusing symlinks and noticing writes during the read."""
+def _read_regular(root_id: int, rel: bytes, dfd: int, name: bytes) -> Seen:
+    """Read regular file ``name`` of directory ``dfd`` whole, refusing symlinks and noticing
+    writes during the read."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags)
+        fd = os.open(name, flags, dir_fd=dfd)
     except (FileNotFoundError, NotADirectoryError):
         return Seen(root_id, rel, MISSING)
     except OSError as e:
-        if e.errno == 40:  # ELOOP: it became a symlink between lstat and open
+        if e.errno == errno.ELOOP:  # it became a symlink between lstat and open
             return Seen(root_id, rel, UNSTABLE)
         return Seen(root_id, rel, UNREADABLE, error=e.strerror or str(e))
     try:
@@ -512,25 +549,6 @@ def _read_regular(root_id: int, rel: bytes, path: bytes) -> Seen:
             or len(data) != after.st_size:
         return Seen(root_id, rel, UNSTABLE)
     return Seen(root_id, rel, FILE, after, data, obj.digest(data))
-
-
-def _parents_are_dirs(root: Root, rel: bytes, cache: dict[tuple[int, bytes], bool]) -> bool:
-    """Every directory between the root and ``rel`` is a real directory (not a symlink)."""
-    parts = rel.split(SEP)[:-1]
-    cur = b""
-    for part in parts:
-        cur = cur + SEP + part if cur else part
-        k = (root.id, cur)
-        ok = cache.get(k)
-        if ok is None:
-            try:
-                ok = stat.S_ISDIR(os.lstat(root.join(cur)).st_mode)
-            except OSError:
-                ok = False
-            cache[k] = ok
-        if not ok:
-            return False
-    return True
 
 
 def _inside(store_path: os.PathLike[str], root: Root) -> bytes:

@@ -658,11 +658,13 @@ class Daemon:
                     await self._alert("warning", "untrusted",
                                       f"skipped untrusted command validator: {why}", path,
                                       [r.version_id])
-        if j.action == "reverted" and j.reverted_version is not None:
-            v = await self._in_store(self.store.version, j.reverted_version)
+        done = [j.reverted_version] if j.action == "reverted" and j.reverted_version else []
+        for vid in [*j.recorded, *done]:  # recorded: what stood in the way, and its removal
+            v = await self._in_store(self.store.version, vid)
             if v is not None:
-                self.emit(VersionRecorded(id=v.id, path=path, kind=v.kind, origin=v.origin,
-                                          sha256=v.sha256, size=v.size, note=v.note))
+                self.emit(VersionRecorded(id=v.id, path=self.roots[v.root_id].display(v.relpath),
+                                          kind=v.kind, origin=v.origin, sha256=v.sha256,
+                                          size=v.size, note=v.note))
         severity, kind = {
             "alert": ("warning", "invalid"), "reverted": ("warning", "reverted"),
             "kept": ("warning", "kept"), "gave-up": ("critical", "gave-up"),

@@ -13,6 +13,9 @@ alert) so a writer that keeps rewriting the same content cannot make Guardian fl
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 import stat
 import time
 from collections import deque
@@ -20,7 +23,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from guardian.capture import FILE, LINK, MISSING, Recorder
-from guardian.objects import Objects
+from guardian.errors import OutsideRootError
+from guardian.ignore import TEMP_PREFIX
+from guardian.objects import Objects, digest
+from guardian.paths import SEP
 from guardian.policy import Check, check
 from guardian.rootfs import RootFS
 from guardian.rules import Effective
@@ -45,6 +51,8 @@ class Judgement:
     reverted_version: int | None = None
     restored_from: int | None = None
     problems: list[dict[str, str | int | None]] = field(default_factory=list)
+    #: Other versions the revert recorded (what stood in the way of the file, and its removal).
+    recorded: list[int] = field(default_factory=list)
 
 
 class Reverter:
@@ -121,7 +129,10 @@ class Reverter:
             store.set_verdict(v.id, j.valid if j.valid is not None else None, kind="rejected")
         fs = RootFS(self.recorder.roots[v.root_id].bpath)
         why = "invalid" if j.reason == "invalid" else "protected path"
+        cleared = ""
         try:
+            if target is not None:
+                cleared = self._make_way(fs, v, j)
             if target is None:  # the path did not exist before: a protected area stays as it was
                 fs.remove(v.relpath)
                 nv = NewVersion(v.file_id, None, False, "reverted", "guardian", None, None,
@@ -137,9 +148,9 @@ class Reverter:
                                 st.st_mode, len(data),
                                 note=f"version {v.id} rejected ({why}); content of version "
                                      f"{target.id} put back", valid=target.valid)
-        except OSError as e:
+        except (OSError, OutsideRootError) as e:
             j.action = "failed"
-            j.message = f"{shown}: cannot revert: {e.strerror or e}"
+            j.message = f"{shown}: cannot revert: {getattr(e, 'strerror', None) or e}"
             return j
         with store.transaction():
             j.reverted_version = store.add_version(nv, st=st)
@@ -149,8 +160,76 @@ class Reverter:
         j.message = (f"{shown}: version {v.id} rejected ({why}"
                      + (f": {j.message}" if j.message else "") + "); "
                      + (f"version {target.id} put back as version {j.reverted_version}"
-                        if target is not None else f"removed (version {j.reverted_version})"))
+                        if target is not None else f"removed (version {j.reverted_version})")
+                     + cleared)
         return j
+
+    def _make_way(self, fs: RootFS, v: Version, j: Judgement) -> str:
+        """Clear the way to write ``v``'s path back when one of its directories was replaced
+        by a symlink or a file (``mv conf conf.bak; ln -s elsewhere conf``): that is a change
+        at the protected place too. What stands there is stored first (a link as a link
+        version), then removed; the write then makes the directory again. Returns what to
+        add to the message ("" if the way was clear)."""
+        cur = b""
+        for part in v.relpath.split(SEP)[:-1]:
+            cur = cur + SEP + part if cur else part
+            st = fs.lstat(cur)
+            if st is None:
+                return ""  # absent: the write makes it (and everything below it)
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            what, kept = self._take_out(fs, v, cur, j)
+            return (f"; the {what} at {self.recorder.roots[v.root_id].display(cur)} was "
+                    f"removed first (kept as version {kept})")
+        return ""
+
+    def _take_out(self, fs: RootFS, v: Version, rel: bytes, j: Judgement) -> tuple[str, int]:
+        """Store what is at ``rel`` (a symlink or a file), then remove it; return its kind and
+        the version that holds it.
+
+        It is renamed aside first, so what is stored is exactly what is removed, even if
+        ``rel`` changes meanwhile; anything else (a directory back in place) is put back.
+        """
+        store = self.store
+        with fs.parent(rel, create=False) as (dfd, name):
+            tmp = TEMP_PREFIX + name[:150] + b"." + secrets.token_hex(4).encode()
+            os.rename(name, tmp, src_dir_fd=dfd, dst_dir_fd=dfd)
+            try:
+                st = os.stat(tmp, dir_fd=dfd, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    what, data = "symlink", os.readlink(tmp, dir_fd=dfd)
+                elif stat.S_ISREG(st.st_mode) and st.st_size <= self.recorder.max_size(
+                        v.root_id, rel):
+                    what, data = "file", _read_file(dfd, tmp)
+                else:
+                    raise IsADirectoryError(f"{os.fsdecode(rel)}: not a symlink or a file "
+                                            "Guardian can store; left in place")
+                h = digest(data)
+                with store.transaction():
+                    fid, head = store.file_and_head(v.root_id, rel)
+                    if head is None or not head.present or head.hash != h \
+                            or head.mode != st.st_mode:
+                        fid = fid or store.new_file(v.root_id, rel)
+                        oid = Objects(store).put(data, h)
+                        kept = store.add_version(NewVersion(
+                            fid, oid, True, "modified" if head and head.present else "created",
+                            "guardian", st.st_mode, len(data),
+                            note=f"captured before the revert of version {v.id}"))
+                        j.recorded.append(kept)
+                    else:
+                        assert fid is not None
+                        kept = head.id
+            except BaseException:
+                _put_back(dfd, tmp, name)
+                raise
+            os.unlink(tmp, dir_fd=dfd)
+            os.fsync(dfd)
+        with store.transaction():
+            j.recorded.append(store.add_version(NewVersion(
+                fid, None, False, "reverted", "guardian", None, None,
+                note=f"removed: a {what} stood where the directory of "
+                     f"{os.fsdecode(v.relpath)} belongs (version {v.id} rejected)")))
+        return what, kept
 
     def _target(self, v: Version, eff: Effective, reason: str,
                 earlier: Mapping[int, Check] | None = None) -> tuple[Version | None, str]:
@@ -184,3 +263,24 @@ class Reverter:
             return x, ""
         return None, "it never had a valid version to go back to"
 
+
+
+def _read_file(dfd: int, name: bytes) -> bytes:
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+    try:
+        with open(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
+def _put_back(dfd: int, tmp: bytes, name: bytes) -> None:
+    """Undo the rename of ``name`` to ``tmp``, never replacing what may have taken its place
+    meanwhile (a link for files and symlinks; a directory's rename only replaces an empty
+    directory)."""
+    with contextlib.suppress(OSError):
+        if stat.S_ISDIR(os.stat(tmp, dir_fd=dfd, follow_symlinks=False).st_mode):
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        else:
+            os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+            os.unlink(tmp, dir_fd=dfd)

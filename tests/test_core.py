@@ -47,9 +47,9 @@ def test_reconcile_does_not_reread_unchanged_files(rec: Recorder, monkeypatch) -
     reads: list[bytes] = []
     real = capture._read_regular
 
-    def spy(root_id: int, rel: bytes, path: bytes) -> capture.Seen:
+    def spy(root_id: int, rel: bytes, dfd: int, name: bytes) -> capture.Seen:
         reads.append(rel)
-        return real(root_id, rel, path)
+        return real(root_id, rel, dfd, name)
 
     # Files seen within the racy window of their last change are re-read once; then never.
     newest = max(p.stat().st_ctime_ns for p in root.iterdir())
