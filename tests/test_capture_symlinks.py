@@ -80,7 +80,7 @@ def test_a_directory_swapped_for_a_symlink_while_the_walk_runs_is_not_entered(
 
 @pytest.fixture
 def rec(tmp_path: Path, root: Path):
-    store = Store.open(tmp_path / "store", write=True)
+    store = Store.open(tmp_path / "store", write=True, create=True)
     r = Recorder(store, store.add_roots([root]), Settings())
     yield r
     r.close()
