@@ -636,13 +636,31 @@ def _roll_forward(recorder: Recorder, targets: list[Target]) -> None:
 
 
 def sweep_temps(root: Root) -> int:
-    """Remove Guardian temp files left anywhere under a root (their data is in the store)."""
+    """Remove Guardian temp files left anywhere under a root (their data is in the store).
+
+    An explicit stack, like :func:`guardian.scan.walk`: the tree's depth is untrusted (os.walk
+    recurses once per level). Symlinks are neither followed nor removed.
+    """
     removed = 0
-    for dirpath, dirnames, filenames in os.walk(root.bpath):
-        dirnames[:] = [d for d in dirnames if d != b".git"]
-        for name in filenames:
-            if name.startswith(TEMP_PREFIX):
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(dirpath, name))
-                    removed += 1
+    stack = [root.bpath]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = os.scandir(d)
+        except OSError:
+            continue  # vanished or unreadable: nothing of ours can be swept there
+        with entries:
+            for entry in entries:
+                name = entry.name
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    continue
+                if is_dir:
+                    if name != b".git":
+                        stack.append(entry.path)
+                elif name.startswith(TEMP_PREFIX):
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+                        removed += 1
     return removed
