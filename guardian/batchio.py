@@ -302,6 +302,7 @@ def put_in_place(targets: list[Target]) -> None:
     named one over its target; delete, rmdir, mkdir; write what had to wait for a removal
     (``deferred``); then fsync each directory touched."""
     dirs: set[tuple[int, bytes]] = set()
+    removed_dirs = False
     try:
         for t in targets:
             t0 = time.perf_counter_ns()
@@ -311,6 +312,7 @@ def put_in_place(targets: list[Target]) -> None:
                 fs.makedirs(t.relpath)
             elif t.remove_dir:
                 _rmdir(t)
+                removed_dirs = True
             elif t.final is None:  # a delete: the directory is fsynced below, once
                 dfd, name = t.where()
                 _unchanged_since_read(t, dfd, name)
@@ -331,6 +333,9 @@ def put_in_place(targets: list[Target]) -> None:
             t.elapsed_ns += time.perf_counter_ns() - t0
     finally:
         close_tmpfds(targets)
+        if removed_dirs:  # the removed directories' fds are closed: look parents up again
+            for t in targets:
+                t.forget_where()
     fs_of = {t.root.id: t.rootfs for t in targets}
     for rid, d in sorted(dirs):
         # A directory this batch removed (emptied, or replaced) is gone: its parent's fsync
@@ -475,7 +480,8 @@ def look(t: Target, fds: Budget) -> None:
         t.kind = "link"
         t.current = os.readlink(name, dir_fd=dfd)
         if signature(os.stat(name, dir_fd=dfd, follow_symlinks=False)) != t.read_sig:
-            raise t.error("changed while the restore read it; not replacing it", "conflict")
+            raise t.error("changed while the batch ran (another program wrote it); not "
+                          "replacing it", "conflict")
     elif not stat.S_ISREG(st.st_mode):
         t.kind = "other"
     else:
@@ -486,8 +492,8 @@ def look(t: Target, fds: Budget) -> None:
             t.read_sig = signature(st)
             t.current_mode, t.current_uid, t.current_gid = st.st_mode, st.st_uid, st.st_gid
             if not stat.S_ISREG(st.st_mode):
-                raise t.error("changed while the restore read it; not replacing it",
-                              "conflict")
+                raise t.error("changed while the batch ran (another program wrote it); "
+                              "not replacing it", "conflict")
             chunks: list[bytes] = []
             while chunk := os.read(fd, max(st.st_size + 1, 65536) if not chunks else 65536):
                 chunks.append(chunk)

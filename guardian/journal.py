@@ -80,6 +80,7 @@ class BatchResult:
     duration_ms: float
     diff: str = ""
     versions: list[int] = field(default_factory=list)
+    version_of: dict[bytes, int] = field(default_factory=dict)  # relpath -> version id
 
     def to_json(self) -> dict[str, Any]:
         opts: dict[str, int] = {}
@@ -202,7 +203,7 @@ def execute_targets(recorder: Recorder, targets: list[Target],
                     return BatchResult(None, dry_run, _outcomes(changing, {}), _ms(t0))
                 batch_id, versions = _write(recorder, changing, fds, session)
                 return BatchResult(batch_id, False, _outcomes(changing, versions), _ms(t0),
-                                   versions=sorted(versions.values()))
+                                   versions=sorted(versions.values()), version_of=versions)
         finally:
             batchio.close_fds(targets)
     except BatchError:
@@ -399,8 +400,8 @@ def _prepare(recorder: Recorder, targets: list[Target], session: str | None, *,
                     raise t.error("its current content could not be stored (over the size "
                                   "cap); not overwriting it", "system")
                 if head.hash != current[seq]:
-                    raise t.error("changed while the batch read it (another program wrote "
-                                  "it); not replacing it", "conflict")
+                    raise t.error("changed while the batch ran (another program wrote it); "
+                                  "not replacing it", "conflict")
                 t.old_object_id = head.object_id
             if t.final is not None:
                 if t.new_object_id is None:
@@ -462,6 +463,10 @@ def _finish(recorder: Recorder, batch_id: int, targets: list[Target], session: s
             continue
         faults.point("batch.verify")
         if not _verified(t, st):
+            if t.written is not None and st is not None and t.final is not None:
+                # Ours was in place (every step succeeded): another program wrote after us.
+                raise t.error("changed while the batch ran (another program wrote it after "
+                              "the batch did); keeping theirs", "conflict")
             raise t.error("verification failed: the file on disk is not what was written",
                           "system")
     versions: dict[bytes, int] = {}
@@ -499,8 +504,8 @@ def _verified(t: Target, st: os.stat_result | None) -> bool:
         return st is not None and stat.S_ISDIR(st.st_mode)
     if t.remove_dir:  # gone (a file may stand there now), or left in use on purpose
         return True
-    if t.final is None:
-        return st is None
+    if t.final is None:  # gone (a directory of the batch may stand there now)
+        return st is None or stat.S_ISDIR(st.st_mode)
     if t.final_link:
         if st is None or not stat.S_ISLNK(st.st_mode):
             return False
@@ -513,7 +518,13 @@ def _verified(t: Target, st: os.stat_result | None) -> bool:
         # The very inode we wrote, whole (every write() was checked): reading it back
         # from the page cache would prove nothing more.
         return (st.st_dev, st.st_ino) == t.written
-    return t.rootfs.read(t.relpath) == t.final  # recovery: a process that died wrote it
+    # Recovery: a process that died wrote it.
+    return stat.S_IMODE(st.st_mode) == t.mode and t.rootfs.read(t.relpath) == t.final
+
+
+def _mode_is(t: Target, relpath: bytes) -> bool:
+    st = t.rootfs.lstat(relpath)
+    return st is not None and stat.S_IMODE(st.st_mode) == t.mode
 
 
 def _now(t: Target) -> tuple[str, bytes | None]:
@@ -751,18 +762,19 @@ def _roll_forward(recorder: Recorder, targets: list[Target]) -> None:
         if t.remove_dir:
             try:
                 _rmdir(fs, t.relpath)
-            except FileNotFoundError:
-                pass
-            except OSError as e:  # in use, or no longer a directory
+            except (FileNotFoundError, NotADirectoryError):
+                pass  # gone already (a file of the batch may stand there now)
+            except OSError as e:  # in use
                 if not (t.optional and e.errno in (errno.ENOTEMPTY, errno.EEXIST)):
                     raise
             fs.forget(t.relpath)
             continue
-        if t.final is None:
-            fs.remove(t.relpath)
+        if t.final is None:  # (a directory the batch made may stand there already)
+            if _now(t)[0] in ("file", "link"):
+                fs.remove(t.relpath)
             continue
         want = ("link" if t.final_link else "file", t.final)
-        if _now(t) == want:
+        if _now(t) == want and (t.final_link or _mode_is(t, t.relpath)):
             _remove_temp(t, t.temp)
             continue
         d = t.relpath.rpartition(SEP)[0]
@@ -770,7 +782,7 @@ def _roll_forward(recorder: Recorder, targets: list[Target]) -> None:
         temp_holds = False
         if temp_rel is not None:
             temp_holds = _now(Target(t.root, temp_rel, fs=fs)) == want
-        if temp_holds:
+        if temp_holds and (t.final_link or _mode_is(t, temp_rel or b"")):
             with fs.parent(t.relpath, create=False) as (dfd, name):
                 os.rename(t.temp or b"", name, src_dir_fd=dfd, dst_dir_fd=dfd)
             fs.fsync_dir(d)
