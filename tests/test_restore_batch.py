@@ -522,6 +522,11 @@ def test_random_kills_during_directory_restores(cli: Cli, root: Path) -> None:
         (d / f"f{i}.txt").write_text(f"gen B {i}\n")
     snap(cli)
     at_b, tree_b = now_spec(), tree(d)
+    # How long a whole restore takes here (there and back): the kills land anywhere in it.
+    t0 = time.monotonic()
+    assert restore(cli, str(d), "--at", at_a).returncode == 0 and tree(d) == tree_a
+    assert restore(cli, str(d), "--at", at_b).returncode == 0 and tree(d) == tree_b
+    span = (time.monotonic() - t0) / 2
     outcomes = {"done": 0, "not done": 0}
     want = "a"
     for _ in range(int(os.environ.get("GUARDIAN_STRESS_ROUNDS", "150"))):
@@ -529,7 +534,7 @@ def test_random_kills_during_directory_restores(cli: Cli, root: Path) -> None:
         proc = subprocess.Popen([sys.executable, "-m", "guardian", "restore", str(d), "--at",
                                  at, "--store", str(cli.store)], env=cli.env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.0, 0.5))  # a random moment: this is the point of the test
+        time.sleep(rng.uniform(0.0, span))  # a random moment: this is the point of the test
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         _recover_or_explain(cli)
@@ -546,3 +551,4 @@ def test_random_kills_during_directory_restores(cli: Cli, root: Path) -> None:
         if entry[0] == "file":
             assert sha256(entry[1]) in stored(cli, d / rel), rel
     assert outcomes["done"] and outcomes["not done"], outcomes
+    print(f"restore kills: {outcomes}")  # shown with -s
