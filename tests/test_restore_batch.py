@@ -507,6 +507,7 @@ def _recover_or_explain(cli: Cli, timeout: float = 60) -> None:
 
 
 @pytest.mark.stress
+@pytest.mark.timeout(3600)  # ~150 rounds of a second or two each: not the suite's 120 s
 def test_random_kills_during_directory_restores(cli: Cli, root: Path) -> None:
     """Real SIGKILLs at random moments of real `guardian restore DIR --at T` processes,
     restoring alternately to two times with type changes, links and deletions between."""
