@@ -265,13 +265,15 @@ class _Planner:
         (deepest first), directories removed (deepest first), then what is written."""
         fs = targets[0].rootfs
         none = batchio.Budget(0)
-        for t in targets:
-            batchio.look(t, none if t.remove_dir else fds)
+        for t in self.dirs.values():
+            batchio.look(t, none)
         removals: list[Target] = []
         writes: list[Target] = []
         objects = Objects(self.store)
         removed: set[bytes] = set()  # what this restore removes
         for rel, t in self.files.items():
+            # Read and judged one at a time: only what changes stays in memory.
+            batchio.look(t, fds)
             want = self.desired.get(rel) if rel in self.keep else None
             if want is None:  # to be absent
                 if t.kind in ("file", "link"):
@@ -291,7 +293,10 @@ class _Planner:
             if t.kind == ("link" if is_link else "file") and t.current is not None \
                     and digest(t.current) == want.hash \
                     and (is_link or stat.S_IMODE(t.current_mode or 0) == mode):
-                t.current = None  # memory stays bounded by what changes
+                t.current = None
+                if t.oldfd is not None:
+                    os.close(t.oldfd)
+                    t.oldfd = None
                 self.result.unchanged += 1
                 continue
             t.final = objects.get(want.object_id)
@@ -303,13 +308,14 @@ class _Planner:
         # Directories: one a file now takes the place of must go, with all it holds; one
         # the removals empty goes too (Guardian cannot tell it existed then).
         gone: list[Target] = []
+        keep_dirs = {d for k in self.keep for d in _parents(k)}
         for rel in sorted(self.dirs, key=_depth, reverse=True):
             t = self.dirs[rel]
             if t.kind != "dir":
                 continue
             if rel in self.keep:
                 gone += self._replaced_dir(t, removed, fs)
-            elif self.tree and self._emptied(rel, removed, fs):
+            elif self.tree and rel not in keep_dirs and self._emptied(rel, removed, fs):
                 t.optional = True
                 gone.append(t)
                 removed.add(rel)
@@ -364,10 +370,8 @@ class _Planner:
         return out
 
     def _emptied(self, rel: bytes, removed: set[bytes], fs: RootFS) -> bool:
-        """Whether directory ``rel`` holds nothing once this restore's removals are done
-        (and nothing is written in it)."""
-        if any(_inside(k, rel) for k in self.keep):
-            return False
+        """Whether directory ``rel`` (where nothing is written) holds nothing once this
+        restore's removals are done."""
         try:
             return all(rel + SEP + name in removed for name, _d in _names(fs, rel))
         except OSError:
