@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
+import signal
 import stat
 import threading
 import time
@@ -17,7 +19,7 @@ from typing import Any
 from guardian import faults
 from guardian.batchtarget import Target, signature
 from guardian.errors import OutsideRootError
-from guardian.paths import SEP
+from guardian.paths import SEP, show
 from guardian.store import Store
 
 # Temps are written by a few threads from this many files and bytes on: below, creating a
@@ -315,8 +317,7 @@ def put_in_place(targets: list[Target]) -> None:
                 removed_dirs = True
             elif t.final is None:  # a delete: the directory is fsynced below, once
                 dfd, name = t.where()
-                _unchanged_since_read(t, dfd, name)
-                os.unlink(name, dir_fd=dfd)
+                _remove(t, dfd, name)
             elif t.deferred:
                 _write_deferred(t)
             elif t.tmpfd is not None:
@@ -325,8 +326,7 @@ def put_in_place(targets: list[Target]) -> None:
                 assert t.temp is not None
                 dfd, name = t.where()
                 if t.kind in ("file", "link"):
-                    _unchanged_since_read(t, dfd, name)
-                    os.rename(t.temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+                    _replace(t, dfd, name)
                 else:
                     _link_named(t, dfd, name)
             dirs.add((t.root.id, t.relpath.rpartition(SEP)[0]))
@@ -343,6 +343,91 @@ def put_in_place(targets: list[Target]) -> None:
         with contextlib.suppress(FileNotFoundError, OutsideRootError):
             fs_of[rid].fsync_dir(d)
     faults.point("batch.applied")
+
+
+def _replace(t: Target, dfd: int, name: bytes) -> None:
+    """Rename the temp over the file the batch read, and never over another one.
+
+    The check that the file is unchanged and the rename are two steps: a program that
+    replaces or writes the file between them (a preempted thread makes that milliseconds)
+    would lose its bytes to a plain rename. So the two are exchanged atomically
+    (``renameat2(RENAME_EXCHANGE)``), and what comes out under the temp's name is checked
+    to be the file read; if it is not, the exchange is undone (theirs back in place) and the
+    batch refused. Where the filesystem cannot exchange, a plain rename."""
+    assert t.temp is not None
+    _unchanged_since_read(t, dfd, name)
+    faults.point("batch.replace")
+    if not _renameat2(dfd, t.temp, dfd, name, _RENAME_EXCHANGE):
+        os.rename(t.temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        return
+    if not _is_the_one_read(t, dfd, t.temp):
+        _renameat2(dfd, t.temp, dfd, name, _RENAME_EXCHANGE)
+        raise t.error("changed while the batch ran (another program wrote it); not "
+                      "replacing it", "conflict")
+    os.unlink(t.temp, dir_fd=dfd)  # the old file (its blocks are freed by release_later)
+
+
+def _remove(t: Target, dfd: int, name: bytes) -> None:
+    """Delete the file the batch read, and never another one: it is moved aside under the
+    temp's name first (one atomic rename), checked, then unlinked; a file that is not the
+    one read is moved back (a link: it never replaces what may have appeared since)."""
+    _unchanged_since_read(t, dfd, name)
+    faults.point("batch.replace")
+    aside = t.temp
+    if aside is None:  # a journal of an earlier version: no name to move it aside to
+        os.unlink(name, dir_fd=dfd)
+        return
+    os.rename(name, aside, src_dir_fd=dfd, dst_dir_fd=dfd)
+    if _is_the_one_read(t, dfd, aside):
+        os.unlink(aside, dir_fd=dfd)
+        return
+    try:
+        os.link(aside, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+        os.unlink(aside, dir_fd=dfd)
+    except FileExistsError:  # a third program's file took the place: theirs stays aside
+        t.temp = None  # (and nothing removes it)
+        raise t.error("changed while the batch ran (other programs wrote it twice); not "
+                      f"deleting it: one of their versions is kept as {show(aside)}",
+                      "conflict") from None
+    raise t.error("changed while the batch ran (another program wrote it); not deleting it",
+                  "conflict")
+
+
+def _is_the_one_read(t: Target, dfd: int, name: bytes) -> bool:
+    """Whether ``name`` is the very file the batch read, unchanged (a rename changes only
+    its ctime)."""
+    try:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    sig = signature(st)
+    read = t.read_sig
+    return read is not None and (sig[0], sig[1], sig[2], sig[3], sig[5]) == (
+        read[0], read[1], read[2], read[3], read[5])
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_RENAMEAT2: Any = False
+
+
+def _renameat2(src_dfd: int, src: bytes, dst_dfd: int, dst: bytes, flags: int) -> bool:
+    """``renameat2`` with ``flags``; False where the C library or the filesystem has none."""
+    global _RENAMEAT2
+    if _RENAMEAT2 is False:
+        _RENAMEAT2 = None
+        with contextlib.suppress(OSError, AttributeError):
+            fn = ctypes.CDLL(None, use_errno=True).renameat2
+            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                           ctypes.c_uint]
+            _RENAMEAT2 = fn
+    if _RENAMEAT2 is None:
+        return False
+    if _RENAMEAT2(src_dfd, src, dst_dfd, dst, flags) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), src)
 
 
 def _rmdir(t: Target) -> None:
@@ -455,6 +540,43 @@ def _unchanged_since_read(t: Target, dfd: int, name: bytes, *,
     if not same:
         raise t.error("changed while the batch ran (another program wrote it); not "
                       "replacing it", "conflict")
+    if not identity_only and now is not None and stat.S_ISREG(now[5]) and _open_for_writing(
+            t, dfd, name):
+        raise t.error("changed while the batch ran (another program has it open for "
+                      "writing); not replacing it", "conflict")
+
+
+def _open_for_writing(t: Target, dfd: int, name: bytes) -> bool:
+    """Whether some process holds the file open for writing: an in-place write in progress
+    (opened and truncated, its bytes still to come) would land in the replaced inode, lost.
+
+    A read lease is granted only while no one has the file open for writing; it is taken and
+    dropped at once (an open for writing meanwhile waits those microseconds; its lease-break
+    signal is SIGURG, ignored by default). Where leases are not allowed (not the file's
+    owner, some filesystems), this cannot tell and says no.
+    """
+    if _SETLEASE is None:
+        return False
+    own = t.oldfd is None  # else the inode read (the signature says it is still there)
+    try:
+        fd = t.oldfd if t.oldfd is not None else os.open(
+            name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+    except OSError:
+        return False
+    try:
+        fcntl.fcntl(fd, _SETSIG, signal.SIGURG)
+        fcntl.fcntl(fd, _SETLEASE, fcntl.F_RDLCK)
+        fcntl.fcntl(fd, _SETLEASE, fcntl.F_UNLCK)
+    except OSError as e:
+        return e.errno == errno.EAGAIN
+    finally:
+        if own:
+            os.close(fd)  # (which drops a lease too)
+    return False
+
+
+_SETLEASE: int | None = getattr(fcntl, "F_SETLEASE", None)
+_SETSIG: int = getattr(fcntl, "F_SETSIG", 10)
 
 
 def look(t: Target, fds: Budget) -> None:

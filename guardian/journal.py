@@ -403,11 +403,12 @@ def _prepare(recorder: Recorder, targets: list[Target], session: str | None, *,
                     raise t.error("changed while the batch ran (another program wrote it); "
                                   "not replacing it", "conflict")
                 t.old_object_id = head.object_id
-            if t.final is not None:
-                if t.new_object_id is None:
-                    t.new_object_id = new_ids[t.digest] if t.digest else None
+            if t.final is not None and t.new_object_id is None:
+                t.new_object_id = new_ids[t.digest] if t.digest else None
+            if not (t.final_dir or t.remove_dir):
                 # A name even when the content goes through an unnamed O_TMPFILE: the
-                # fallback, and what recovery looks for.
+                # fallback, and what recovery looks for; a deleted file is moved aside
+                # under it before it is unlinked (see batchio._remove).
                 t.temp = TEMP_PREFIX + t.relpath.rpartition(SEP)[2][:120] + suffix
             key = (tuple(t.created_dirs), t.origin, t.version_kind, t.note, t.deferred,
                    t.optional)
@@ -772,6 +773,7 @@ def _roll_forward(recorder: Recorder, targets: list[Target]) -> None:
         if t.final is None:  # (a directory the batch made may stand there already)
             if _now(t)[0] in ("file", "link"):
                 fs.remove(t.relpath)
+            _remove_temp(t, t.temp)  # moved aside before it was unlinked
             continue
         want = ("link" if t.final_link else "file", t.final)
         if _now(t) == want and (t.final_link or _mode_is(t, t.relpath)):

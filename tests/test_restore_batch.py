@@ -389,6 +389,66 @@ def test_recover_sweeps_temps_in_a_very_deep_tree(cli: Cli, root: Path) -> None:
         rmtree_deep(root / "d")
 
 
+def _stopped(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "T"
+
+
+@pytest.mark.parametrize("action", ["write", "delete"])
+def test_a_file_replaced_right_after_the_last_check_is_kept(cli: Cli, root: Path,
+                                                             action: str) -> None:
+    """Another program replaces the file between the restore's last check of it and its
+    rename (the restore is stopped right there): theirs is never replaced or deleted."""
+    d = root / "d"
+    d.mkdir()
+    f = d / "f.txt"
+    (d / "other.txt").write_text("other v1\n")
+    if action == "write":
+        f.write_text("v1\n")
+    snap(cli)
+    at = now_spec()
+    (d / "other.txt").write_text("other v2\n")
+    f.write_text("v2, created or changed since\n")
+    snap(cli)
+    env = dict(cli.env, GUARDIAN_FAULT="batch.replace:stop")
+    proc = subprocess.Popen([sys.executable, "-m", "guardian", "restore", str(d), "--at", at,
+                             "--store", str(cli.store)], env=env, stderr=subprocess.PIPE)
+    theirs = b"theirs, saved at the worst moment\n"
+    try:
+        wait_until(lambda: _stopped(proc.pid), what="the restore to stop before its rename")
+        tmp = d / "f.txt.saving"
+        tmp.write_bytes(theirs)
+        os.replace(tmp, f)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    assert proc.stderr is not None
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1, err
+    assert "changed while the restore ran" in err and str(f) in err, err
+    assert f.read_bytes() == theirs
+    assert (d / "other.txt").read_text() == "other v2\n"  # all or nothing
+    assert sha256(theirs) in stored(cli, f)
+    assert not temps(root)
+
+
+def test_a_file_open_for_writing_is_not_replaced(cli: Cli, root: Path) -> None:
+    """A write in progress (the file opened and truncated, its bytes still to come) would
+    land in the replaced file and be lost: the restore is refused instead."""
+    f = root / "f.txt"
+    f.write_text("v1\n")
+    snap(cli)
+    [v1] = cli.log(f)
+    f.write_text("v2\n")
+    snap(cli)
+    with open(f, "wb") as writer:  # an editor writing in place, mid-save
+        p = cli.run("restore", str(f), "--version", str(v1["id"]))
+        writer.write(b"the editor's save\n")
+    assert p.returncode == 1, p.stderr
+    assert b"open for writing" in p.stderr and p.stderr.count(b"\n") == 1, p.stderr
+    assert f.read_bytes() == b"the editor's save\n"
+    assert sha256(b"v2\n") in stored(cli, f)
+
+
 # ------------------------------------------------------------------------- 6. concurrent writers
 class Writer(threading.Thread):
     """Writes unique content to files (each at most once, so no write of its own can hide
@@ -460,11 +520,15 @@ def test_a_writer_during_a_directory_restore_loses_nothing(cli: Cli, root: Path,
         assert all(f.read_text() == f"v1 {i}\n" for i, f in enumerate(files))
 
 
-def _in_store(db: Path, data: bytes) -> bool:
+def _recorded_as(db: Path, relpath: str, data: bytes) -> bool:
+    """Whether a version of ``relpath`` holds ``data`` (read from the store directly: a
+    reader while the daemon writes)."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     try:
-        return con.execute("SELECT 1 FROM objects WHERE hash=?",
-                           (bytes.fromhex(sha256(data)),)).fetchone() is not None
+        return con.execute(
+            "SELECT 1 FROM versions v JOIN files f ON f.id = v.file_id JOIN objects o"
+            " ON o.id = v.object_id WHERE f.relpath = ? AND o.hash = ?",
+            (os.fsencode(relpath), bytes.fromhex(sha256(data)))).fetchone() is not None
     finally:
         con.close()
 
@@ -502,14 +566,19 @@ def test_a_restore_loop_against_an_editor_loses_no_save(cli: Cli, root: Path, wa
     try:
         for n in range(60):
             data = f"save {n} {secrets.token_hex(4)}\n".encode()
-            tmp = root / "doc.txt.saving"
-            tmp.write_bytes(data)
-            stop.wait(rng.uniform(0, 0.02))  # a random moment of the loop's cycle
-            os.replace(tmp, doc)
+            stop.wait(rng.uniform(0, 0.01))  # a random moment of the loop's cycle
+            if n % 2:  # a safe save (temp + rename), or in place (truncate + write)
+                tmp = root / "doc.txt.saving"
+                tmp.write_bytes(data)
+                os.replace(tmp, doc)
+            else:
+                doc.write_bytes(data)
             saves.append(data)
             try:
-                wait_until(lambda d=data: _in_store(cli.store / "guardian.db", d), 3,
-                           "the save to be stored")
+                # Recorded as doc.txt's (the temp's version does not count): only then
+                # may the next save replace it.
+                wait_until(lambda d=data: _recorded_as(cli.store / "guardian.db", "doc.txt",
+                                                       d), 3, "the save to be recorded")
             except AssertionError:
                 lost += 1
     finally:
