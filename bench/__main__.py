@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import batch, capture, resources, snapshot, validation
+from bench import batch, capture, resources, restore, snapshot, validation
 from bench.common import Config, Table, Workspace, guardian_argv, progress
 
 Bench = Callable[[Workspace, Config], Table]
@@ -24,6 +24,7 @@ GROUPS: dict[str, dict[str, Bench]] = {
     "resources": resources.BENCHMARKS,
     "validation": validation.BENCHMARKS,
     "batch": batch.BENCHMARKS,
+    "restore": restore.BENCHMARKS,
 }
 
 

@@ -647,3 +647,17 @@ def test_random_kills_during_directory_restores(cli: Cli, root: Path) -> None:
             assert sha256(entry[1]) in stored(cli, d / rel), rel
     assert outcomes["done"] and outcomes["not done"], outcomes
     print(f"restore kills: {outcomes}")  # shown with -s
+
+
+def test_the_restore_benchmark_group_runs(cli: Cli, tmp_path: Path) -> None:
+    """`python -m bench --quick restore`: the row is measured beside its baseline."""
+    repo = Path(__file__).resolve().parent.parent
+    env = {**cli.env, "TMPDIR": str(tmp_path), "PYTHONPATH": str(repo)}
+    p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", "restore"],
+                       capture_output=True, env=env, cwd=repo, timeout=300)
+    assert p.returncode in (0, 1), p.stderr.decode()[-2000:]
+    (table,) = json.loads(p.stdout)["tables"]
+    assert table["name"] == "restore.dir" and not table.get("error"), table
+    row = table["rows"][0]
+    assert row["metric"] == "500 files: batch restore vs per-file restore (s)"
+    assert row["value"] > 0 and row["baseline"] > 0 and row["result"] in ("PASS", "FAIL")
