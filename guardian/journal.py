@@ -15,9 +15,15 @@ The protocol (every step has a fault-injection point, see ``guardian.faults``):
 5. **commit** the journal, then one ``syncfs`` per filesystem makes the temps and both
    transactions durable together (without syncfs: an fsync per temp, durable transactions):
    **the commit point**. Before it, a crash leaves every target as it was;
-6. **apply**: link or rename each temp into place, delete, mkdir; fsync each directory;
+6. **apply**: link each new file's temp into place, exchange a replacement's temp with the
+   file it replaces (checking it is the file read), delete (moved aside and checked
+   first), rmdir, mkdir; fsync each directory;
 7. **verify** each target is the inode written, record the new versions (origin
    ``batch``), mark the batch done.
+
+A restore (:mod:`guardian.restore`) is a batch too (:func:`execute_targets`): its targets
+come from the store instead of a manifest, symlinks are written as links, and directories
+it empties (or a file replaces) are removed after their files and before the writes.
 
 A failure after the commit point rolls everything back from the stored old contents. At
 start (``guardian recover``, the daemon, ``guardian apply``) an unfinished batch is rolled
