@@ -224,6 +224,10 @@ def test_a_directory_to_replace_holding_untracked_files_is_refused(cli: Cli, roo
         err = p.stderr.decode()
         assert str(d / "x" / name) in err and err.count("\n") == 1, err
         assert tree(d) == before
+    p = restore(cli, str(d), "--at", at, "--json")
+    error = json.loads(p.stdout)["error"]
+    assert p.returncode == 1 and error["category"] == "conflict"
+    assert error["path"] == str(d / "x" / name) and error["rolled_back"] is False
     assert not temps(root)
 
 
