@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import batch, capture, conformance, resources, rules, snapshot, validation
+from bench import batch, capture, conformance, resources, restore, rules, snapshot, validation
 from bench.common import Config, Table, Workspace, guardian_argv, progress
 
 Bench = Callable[[Workspace, Config], Table]
@@ -26,6 +26,7 @@ GROUPS: dict[str, dict[str, Bench]] = {
     "conformance": conformance.BENCHMARKS,
     "batch": batch.BENCHMARKS,
     "rules": rules.BENCHMARKS,
+    "restore": restore.BENCHMARKS,
 }
 
 

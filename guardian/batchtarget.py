@@ -56,14 +56,19 @@ class Target:
     root: Root
     relpath: bytes
     ops: list[Operation] = field(default_factory=list)
-    kind: str = "absent"            # what is there now: file | absent | dir | other
+    kind: str = "absent"            # what is there now: file | link | absent | dir | other
     fs: RootFS | None = None        # shared by the batch's targets of one root (cached fds)
-    current: bytes | None = None
+    current: bytes | None = None    # a file's bytes, a link's target
     current_mode: int | None = None
     current_uid: int | None = None
     current_gid: int | None = None
     final: bytes | None = None      # None: absent after the batch (a delete)
     final_dir: bool = False         # a mkdir
+    final_link: bool = False        # ``final`` is a symlink's target (a restore)
+    remove_dir: bool = False        # an rmdir (a restore: emptied, or replaced by a file)
+    optional: bool = False          # an rmdir that may find the directory not empty
+    deferred: bool = False          # written after the commit point: a parent of it is a
+    #                                 file or link the batch removes first
     mode: int = 0o644
     optimisations: set[str] = field(default_factory=set)
     temp: bytes | None = None
@@ -76,6 +81,11 @@ class Target:
     digest: bytes | None = None     # SHA-256 of final
     read_sig: tuple[int, ...] | None = None  # the file as read (see signature)
     valid: bool | None = None       # the validators' verdict on final (None: none ran)
+    # How the new version is recorded (a restore's differ from a batch's).
+    origin: str = "batch"
+    version_kind: str | None = None  # None: created / modified / deleted
+    note: str | None = None          # None: "batch N"
+    skipped: bool = False            # an optional rmdir that found the directory in use
     _where: tuple[int, bytes] | None = None
     elapsed_ns: int = 0
 
@@ -87,14 +97,22 @@ class Target:
     def action(self) -> str:
         if self.final_dir:
             return "mkdir"
-        return "delete" if self.final is None else "write"
+        if self.remove_dir:
+            return "rmdir"
+        if self.final is None:
+            return "delete"
+        return "link" if self.final_link else "write"
 
     @property
     def unchanged(self) -> bool:
         if self.final_dir:
             return self.kind == "dir"
+        if self.remove_dir:
+            return self.kind == "absent"
         if self.final is None:
             return self.kind == "absent"
+        if self.final_link:
+            return self.kind == "link" and self.final == self.current
         return self.kind == "file" and self.final == self.current and (
             self.current_mode is None or stat.S_IMODE(self.current_mode) == self.mode)
 
@@ -104,6 +122,10 @@ class Target:
         if self._where is None:
             self._where = self.rootfs.locate(self.relpath, create=create)
         return self._where
+
+    def forget_where(self) -> None:
+        """Look the parent directory up again next time (it was made since)."""
+        self._where = None
 
     @property
     def rootfs(self) -> RootFS:

@@ -199,8 +199,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("restore", help="restore a file, or a directory as it was at a time",
                        description="The current contents are stored first. A directory restored "
                        "--at TIME gets back files deleted since and loses files created since "
-                       "(their bytes stay in the store). Writes are atomic per file and never "
-                       "leave the root.")
+                       "(their bytes stay in the store); files Guardian found at its start are "
+                       "left alone. One batch: all or nothing, even across a crash; a file "
+                       "another program changes meanwhile is never overwritten (the restore "
+                       "is refused, exit 1). Writes never leave the root.")
     if only in (None, "restore"):
         p.add_argument("path", metavar="PATH")
         g = p.add_mutually_exclusive_group()
@@ -658,7 +660,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from guardian.batchtarget import BatchError
     from guardian.client import as_writer
+    from guardian.control import DaemonError
     from guardian.paths import absolute
     from guardian.service import Service
     from guardian.settings import load_defaults
@@ -672,14 +676,28 @@ def cmd_restore(args: argparse.Namespace) -> int:
               "dry_run": args.dry_run, "session": _session(args)}
 
     def direct(store: Store) -> Any:
+        from guardian import journal
+
         rec = _recorder(store, store.roots(), settings)
         try:
+            if not args.dry_run:
+                journal.recover(rec)  # a batch a crash interrupted comes first
             return Service(rec, settings).restore(path, version=args.version_id, at_ns=at_ns,
                                                   dry_run=args.dry_run, session=_session(args))
         finally:
             rec.close()
 
-    out = as_writer(store_path, "restore", params, direct)
+    try:
+        out = as_writer(store_path, "restore", params, direct)
+    except (BatchError, DaemonError) as e:
+        # Refused (a conflict, a lock, something in the way) or rolled back: nothing changed.
+        data = e.to_json() if isinstance(e, BatchError) else e.data
+        if isinstance(e, DaemonError) and not data:
+            raise
+        if args.json:
+            _print_json({"ok": False, "error": data})
+            return ExitCode.FAILURE
+        raise GuardianError(str(e), exit_code=ExitCode.FAILURE) from None
     if args.json:
         _print_json(out)
         return ExitCode.OK
@@ -687,12 +705,21 @@ def cmd_restore(args: argparse.Namespace) -> int:
     for c in out["changes"]:
         src = f" (from version {c['from_version']})" if c["from_version"] else ""
         print(f"{verb + ' ' if verb else ''}{c['action']:<6} {c['path']}{src}")
-    for s in out["skipped"]:
+    for d in out.get("removed_dirs", []):
+        print(f"{verb + ' ' if verb else ''}rmdir  {d}/")
+    skipped = out["skipped"]
+    for s in skipped[:_SKIPPED_SHOWN]:
         print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
+    if len(skipped) > _SKIPPED_SHOWN:
+        print(f"skipped {len(skipped) - _SKIPPED_SHOWN} more (--json lists them all)",
+              file=sys.stderr)
     n = len(out["changes"])
     print(f"{n} file{'s' if n != 1 else ''} {'to change' if verb else 'restored'}, "
           f"{out['unchanged']} already as wanted")
     return ExitCode.OK
+
+
+_SKIPPED_SHOWN = 50
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -856,11 +856,17 @@ class Daemon:
                 self._emit_dict(v)
             return out
         if method == "restore":
+            from guardian.journal import BatchError
+
             path = check_inside([str(params.get("path", ""))], roots)[0]
-            out = await self._in_store(self.service.restore, path,
-                                       version=params.get("version"), at_ns=params.get("at_ns"),
-                                       dry_run=bool(params.get("dry_run")),
-                                       session=params.get("session"))
+            try:
+                out = await self._in_store(self.service.restore, path,
+                                           version=params.get("version"),
+                                           at_ns=params.get("at_ns"),
+                                           dry_run=bool(params.get("dry_run")),
+                                           session=params.get("session"))
+            except BatchError as e:  # refused or rolled back: the client gets the details
+                raise control.DaemonError(str(e), exit_code=e.exit_code) from e
             for c in out["changes"]:
                 if c.get("version"):
                     v = await self._in_store(self.store.version, c["version"])

@@ -15,9 +15,15 @@ The protocol (every step has a fault-injection point, see ``guardian.faults``):
 5. **commit** the journal, then one ``syncfs`` per filesystem makes the temps and both
    transactions durable together (without syncfs: an fsync per temp, durable transactions):
    **the commit point**. Before it, a crash leaves every target as it was;
-6. **apply**: link or rename each temp into place, delete, mkdir; fsync each directory;
+6. **apply**: link each new file's temp into place, exchange a replacement's temp with the
+   file it replaces (checking it is the file read), delete (moved aside and checked
+   first), rmdir, mkdir; fsync each directory;
 7. **verify** each target is the inode written, record the new versions (origin
    ``batch``), mark the batch done.
+
+A restore (:mod:`guardian.restore`) is a batch too (:func:`execute_targets`): its targets
+come from the store instead of a manifest, symlinks are written as links, and directories
+it empties (or a file replaces) are removed after their files and before the writes.
 
 A failure after the commit point rolls everything back from the stored old contents. At
 start (``guardian recover``, the daemon, ``guardian apply``) an unfinished batch is rolled
@@ -38,7 +44,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,8 +62,8 @@ from guardian.paths import SEP, Root, show
 from guardian.rootfs import RootFS
 from guardian.store import Head, NewVersion, Store
 
-__all__ = ["BatchError", "BatchResult", "FileOutcome", "Recovered", "execute", "record_failure",
-           "recover", "sweep_temps"]
+__all__ = ["BatchError", "BatchResult", "FileOutcome", "Recovered", "execute",
+           "execute_targets", "record_failure", "recover", "sweep_temps"]
 
 
 @dataclass
@@ -81,6 +87,7 @@ class BatchResult:
     duration_ms: float
     diff: str = ""
     versions: list[int] = field(default_factory=list)
+    version_of: dict[bytes, int] = field(default_factory=dict)  # relpath -> version id
 
     def to_json(self) -> dict[str, Any]:
         opts: dict[str, int] = {}
@@ -165,6 +172,61 @@ def _execute_locked(recorder: Recorder, manifest: Manifest, base: Path, targets:
         result = BatchResult(None, False, _outcomes(targets, {}), _ms(t0))
         _record_operations(recorder.store, targets, None, "ok")
         return result
+    batch_id, versions = _write(recorder, changing, fds, session, operations=targets)
+    return BatchResult(batch_id, False, _outcomes(targets, versions), _ms(t0),
+                       versions=sorted(versions.values()))
+
+
+def execute_targets(recorder: Recorder, targets: list[Target],
+                    plan: Callable[[list[Target], batchio.Budget], list[Target]], *,
+                    lock_timeout: float = 5.0, session: str | None = None,
+                    dry_run: bool = False) -> BatchResult:
+    """Run a batch whose targets the caller made (a restore) through the same protocol.
+
+    Every target is locked, then ``plan`` reads them (:func:`guardian.batchio.look`) and
+    returns the ones that change, in the order they are to be put in place (removals before
+    the writes they make room for); it may refuse with a BatchError. Nothing is validated:
+    the caller's contents come from the store. The result lists the changing targets.
+    """
+    filesystems: dict[int, RootFS] = {}
+    t0 = time.perf_counter_ns()
+    try:
+        faults.point("batch.start")
+        for t in targets:
+            if t.root.id not in filesystems:
+                filesystems[t.root.id] = RootFS(t.root.bpath, cache=True)
+            t.fs = filesystems[t.root.id]
+        fds = batchio.fd_budget()
+        try:
+            with _locked(targets, lock_timeout):
+                faults.point("batch.locked")
+                changing = plan(targets, fds)
+                keep = {id(t) for t in changing}
+                for t in targets:
+                    if id(t) not in keep and t.oldfd is not None:
+                        os.close(t.oldfd)
+                        t.oldfd = None
+                if dry_run or not changing:
+                    return BatchResult(None, dry_run, _outcomes(changing, {}), _ms(t0))
+                batch_id, versions = _write(recorder, changing, fds, session)
+                return BatchResult(batch_id, False, _outcomes(changing, versions), _ms(t0),
+                                   versions=sorted(versions.values()), version_of=versions)
+        finally:
+            batchio.close_fds(targets)
+    except BatchError:
+        raise
+    except (OSError, GuardianError) as e:
+        raise _as_batch_error(e, None, rolled_back=False) from None
+    finally:
+        for fs in filesystems.values():
+            fs.close()
+
+
+def _write(recorder: Recorder, changing: list[Target], fds: batchio.Budget,
+           session: str | None, *, operations: list[Target] | None = None
+           ) -> tuple[int, dict[bytes, int]]:
+    """Steps 3 to 7 for the targets that change: journal, temps, commit point, in place,
+    verify, record; the batch id and the versions recorded (by relpath)."""
     store = recorder.store
     # With syncfs, one flush makes the temps and the store's two transactions durable
     # together; without it, each temp is fsynced, then each transaction.
@@ -187,7 +249,7 @@ def _execute_locked(recorder: Recorder, manifest: Manifest, base: Path, targets:
         faults.point("batch.committed")
         batchio.put_in_place(changing)
         versions = _finish(recorder, batch_id, changing, session, verify=True,
-                           operations=targets)
+                           operations=operations)
     except BaseException as e:
         try:
             _roll_back(recorder, batch_id, changing, str(e))
@@ -198,8 +260,7 @@ def _execute_locked(recorder: Recorder, manifest: Manifest, base: Path, targets:
                 category="recovery", batch_id=batch_id) from None
         raise _as_batch_error(e, batch_id, rolled_back=True) from None
     batchio.release_later(changing)
-    return BatchResult(batch_id, False, _outcomes(targets, versions), _ms(t0),
-                       versions=sorted(versions.values()))
+    return batch_id, versions
 
 
 def _ms(t0: int) -> float:
@@ -311,22 +372,23 @@ def _prepare(recorder: Recorder, targets: list[Target], session: str | None, *,
     # What is there now is in the store, durably, before anything is overwritten. With a
     # daemon keeping up, the newest versions already are what we read: nothing to capture.
     heads = _heads(store, targets)
-    current = [hashlib.sha256(t.current).digest() if t.kind == "file" and t.current is not None
+    current = [hashlib.sha256(t.current).digest() if _holds_content(t) and t.current is not None
                else None for t in targets]
     stale = []
     for i, t in enumerate(targets):
         head = heads[i]
         live = head is not None and head.present
-        if t.kind == "file":
+        if _holds_content(t):
             if head is None or not live or head.hash != current[i] \
                     or head.mode != t.current_mode:
                 stale.append(i)
         elif live:
             stale.append(i)
     if stale:
+        what = "restore" if targets[0].origin == "restore" else "batch"
         recorder.capture([(targets[i].root.id, targets[i].relpath) for i in stale],
-                         origin="batch", confirm_missing=True, session=session,
-                         note="captured before a batch")
+                         origin=targets[0].origin, confirm_missing=True, session=session,
+                         note=f"captured before a {what}")
         for i in stale:
             heads[i] = Head.of(store.file_and_head(targets[i].root.id, targets[i].relpath)[1])
     faults.point("batch.prepare")
@@ -338,39 +400,63 @@ def _prepare(recorder: Recorder, targets: list[Target], session: str | None, *,
         batch_id = int(cur.lastrowid or 0)
         suffix = b".b" + str(batch_id).encode() + b"." + token
         rows = []
-        dirs_json: dict[tuple[bytes, ...], str] = {(): "[]"}  # a batch's files share dirs
+        extra: dict[tuple[Any, ...], str] = {}  # a batch's files share dirs (and notes)
         new_ids = _store_new(store, targets)
         for seq, t in enumerate(targets):
             head = heads[seq]
-            if t.kind == "file":
-                if head is None or not head.present or head.object_id is None \
-                        or head.hash != current[seq]:
+            if _holds_content(t):
+                if head is None or not head.present or head.object_id is None:
                     raise t.error("its current content could not be stored (over the size "
-                                  "cap, or changing); not overwriting it", "system")
+                                  "cap); not overwriting it", "system")
+                if head.hash != current[seq]:
+                    raise t.error("changed while the batch ran (another program wrote it); "
+                                  "not replacing it", "conflict")
                 t.old_object_id = head.object_id
-            if t.final is not None:
+            if t.final is not None and t.new_object_id is None:
                 t.new_object_id = new_ids[t.digest] if t.digest else None
+            if not (t.final_dir or t.remove_dir):
                 # A name even when the content goes through an unnamed O_TMPFILE: the
-                # fallback, and what recovery looks for.
+                # fallback, and what recovery looks for; a deleted file is moved aside
+                # under it before it is unlinked (see batchio._remove).
                 t.temp = TEMP_PREFIX + t.relpath.rpartition(SEP)[2][:120] + suffix
-            made = tuple(t.created_dirs)
-            if made not in dirs_json:
-                dirs_json[made] = json.dumps([os.fsdecode(d) for d in made])
-            rows.append((batch_id, seq, t.root.id, t.relpath, t.action, int(t.kind == "file"),
-                         t.old_object_id, t.current_mode, t.new_object_id, t.mode, t.temp,
-                         dirs_json[made]))
+            key = (tuple(t.created_dirs), t.origin, t.version_kind, t.note, t.deferred,
+                   t.optional)
+            if key not in extra:
+                extra[key] = _entry_extra(t)
+            rows.append((batch_id, seq, t.root.id, t.relpath, t.action,
+                         int(_holds_content(t)), t.old_object_id, t.current_mode,
+                         t.new_object_id, t.mode, t.temp, extra[key]))
         store.db.executemany("INSERT INTO batch_entries VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", rows)
     return batch_id
 
 
+def _holds_content(t: Target) -> bool:
+    """Whether what is at the target now is content the store keeps (a file, a link)."""
+    return t.kind in ("file", "link")
+
+
+def _entry_extra(t: Target) -> str:
+    """The ``created_dirs`` column of a journal entry: the directories the batch made for
+    it, as a JSON list; with what recovery needs to finish a restore's entry the same way
+    (how its version is recorded; whether it waits for a removal; whether an rmdir may find
+    the directory in use), a JSON object holding that list under ``dirs``."""
+    dirs = [os.fsdecode(d) for d in t.created_dirs]
+    if t.origin == "batch" and not (t.deferred or t.optional):
+        return json.dumps(dirs)
+    return json.dumps({"dirs": dirs, "origin": t.origin, "kind": t.version_kind,
+                       "note": t.note, "deferred": t.deferred, "optional": t.optional})
+
+
 def _store_new(store: Store, targets: list[Target]) -> dict[bytes, int]:
-    """Store every new content (inside the caller's transaction); hash -> object id."""
+    """Store every new content (inside the caller's transaction); hash -> object id. A
+    content that comes from the store already (a restore's) is known by its object."""
     objects = Objects(store)
     for t in targets:
-        if t.final is not None:
+        if t.final is not None and t.digest is None:
             t.digest = hashlib.sha256(t.final).digest()
     ids = objects.put_many([(t.digest, t.final, None) for t in targets
-                            if t.digest is not None and t.final is not None])
+                            if t.digest is not None and t.final is not None
+                            and t.new_object_id is None])
     objects.sync()
     return ids
 
@@ -379,27 +465,18 @@ def _finish(recorder: Recorder, batch_id: int, targets: list[Target], session: s
             *, verify: bool, operations: list[Target] | None = None) -> dict[bytes, int]:
     """Verify every target, record the new versions, mark the batch done (one commit)."""
     store = recorder.store
-    stats: dict[bytes, os.stat_result | None] = {}
+    stats: list[os.stat_result | None] = []
     for t in targets:
-        fs = t.rootfs
-        st = batchio.lstat(t)
-        stats[t.relpath] = st
+        st = None if t.remove_dir else batchio.lstat(t)
+        stats.append(st)
         if not verify:
             continue
         faults.point("batch.verify")
-        if t.final_dir:
-            ok = st is not None and stat.S_ISDIR(st.st_mode)
-        elif t.final is None:
-            ok = st is None
-        elif st is None or not stat.S_ISREG(st.st_mode) or st.st_size != len(t.final):
-            ok = False
-        elif t.written is not None:
-            # The very inode we wrote, whole (every write() was checked): reading it back
-            # from the page cache would prove nothing more.
-            ok = (st.st_dev, st.st_ino) == t.written
-        else:  # recovery: written by a process that died; compare the bytes
-            ok = fs.read(t.relpath) == t.final
-        if not ok:
+        if not _verified(t, st):
+            if t.written is not None and st is not None and t.final is not None:
+                # Ours was in place (every step succeeded): another program wrote after us.
+                raise t.error("changed while the batch ran (another program wrote it after "
+                              "the batch did); keeping theirs", "conflict")
             raise t.error("verification failed: the file on disk is not what was written",
                           "system")
     versions: dict[bytes, int] = {}
@@ -407,18 +484,18 @@ def _finish(recorder: Recorder, batch_id: int, targets: list[Target], session: s
     # target done and records it again. The next durable commit makes it durable.
     with store.transaction(durable=False):
         items: list[tuple[int, bytes, NewVersion, os.stat_result | None]] = []
-        for t in targets:
-            if t.final_dir:
-                continue
-            st = stats[t.relpath]
+        for t, st in zip(targets, stats, strict=True):
+            if t.final_dir or t.remove_dir:
+                continue  # directories have no versions
+            note = t.note or f"batch {batch_id}"
             if t.final is None:
-                nv = NewVersion(0, None, False, "deleted", "batch", None, None,
-                                note=f"batch {batch_id}", session=session)
+                nv = NewVersion(0, None, False, t.version_kind or "deleted", t.origin, None,
+                                None, note=note, session=session)
             else:
-                kind = "modified" if t.kind == "file" else "created"
-                nv = NewVersion(0, t.new_object_id, True, kind, "batch",
+                kind = t.version_kind or ("modified" if t.kind == "file" else "created")
+                nv = NewVersion(0, t.new_object_id, True, kind, t.origin,
                                 st.st_mode if st else t.mode, len(t.final),
-                                note=f"batch {batch_id}", session=session, valid=t.valid)
+                                note=note, session=session, valid=t.valid)
             items.append((t.root.id, t.relpath, nv, st))
         for (_rid, rel, _nv, _st), vid in zip(items, store.add_versions(items), strict=True):
             versions[rel] = vid
@@ -429,6 +506,56 @@ def _finish(recorder: Recorder, batch_id: int, targets: list[Target], session: s
             _record_operations(store, operations, batch_id, "ok")
         faults.point("batch.done")
     return versions
+
+
+def _verified(t: Target, st: os.stat_result | None) -> bool:
+    """Whether the target holds what the batch put there."""
+    if t.final_dir:
+        return st is not None and stat.S_ISDIR(st.st_mode)
+    if t.remove_dir:  # gone (a file may stand there now), or left in use on purpose
+        return True
+    if t.final is None:  # gone (a directory of the batch may stand there now)
+        return st is None or stat.S_ISDIR(st.st_mode)
+    if t.final_link:
+        if st is None or not stat.S_ISLNK(st.st_mode):
+            return False
+        if t.written is not None:
+            return (st.st_dev, st.st_ino) == t.written
+        return _now(t) == ("link", t.final)
+    if st is None or not stat.S_ISREG(st.st_mode) or st.st_size != len(t.final):
+        return False
+    if t.written is not None:
+        # The very inode we wrote, whole (every write() was checked): reading it back
+        # from the page cache would prove nothing more.
+        return (st.st_dev, st.st_ino) == t.written
+    # Recovery: a process that died wrote it.
+    return stat.S_IMODE(st.st_mode) == t.mode and t.rootfs.read(t.relpath) == t.final
+
+
+def _mode_is(t: Target, relpath: bytes) -> bool:
+    st = t.rootfs.lstat(relpath)
+    return st is not None and stat.S_IMODE(st.st_mode) == t.mode
+
+
+def _now(t: Target) -> tuple[str, bytes | None]:
+    """What the target holds: ("file", bytes), ("link", its target), ("absent", None), or
+    ("other", None) for a directory or a special file; never through a symlink."""
+    fs = t.rootfs
+    try:
+        st = fs.lstat(t.relpath)
+        if st is None:
+            return "absent", None
+        if stat.S_ISLNK(st.st_mode):
+            with fs.parent(t.relpath, create=False) as (dfd, name):
+                return "link", os.readlink(name, dir_fd=dfd)
+        if not stat.S_ISREG(st.st_mode):
+            return "other", None
+        data = fs.read(t.relpath)
+    except FileNotFoundError:
+        return "absent", None
+    except (OSError, OutsideRootError):
+        return "other", None
+    return ("absent", None) if data is None else ("file", data)
 
 
 # ----------------------------------------------------------------------------- failure paths
@@ -462,9 +589,19 @@ def _roll_back(recorder: Recorder, batch_id: int, targets: list[Target], why: st
             with contextlib.suppress(OSError):
                 if t.kind != "dir":
                     _rmdir(fs, t.relpath)
+        elif t.remove_dir:
+            if t.kind == "dir" and fs.lstat(t.relpath) is None:
+                fs.makedirs(t.relpath)
+                if t.current_mode is not None:
+                    with fs.parent(t.relpath, create=False) as (dfd, name):
+                        os.chmod(name, stat.S_IMODE(t.current_mode), dir_fd=dfd,
+                                 follow_symlinks=False)
         elif t.kind == "file" and t.old_object_id is not None:
             if _holds_ours(t):
                 fs.write(t.relpath, objects.get(t.old_object_id), t.current_mode or 0o100644)
+        elif t.kind == "link" and t.old_object_id is not None:
+            if _holds_ours(t):
+                fs.symlink(t.relpath, objects.get(t.old_object_id))
         elif t.kind == "absent" and t.final is not None and _holds_ours(t):
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 fs.remove(t.relpath)
@@ -480,11 +617,9 @@ def _roll_back(recorder: Recorder, batch_id: int, targets: list[Target], why: st
 
 def _holds_ours(t: Target) -> bool:
     """Whether the target holds what the batch made of it (absent, for a delete)."""
-    try:
-        now = t.rootfs.read(t.relpath)
-    except (OSError, OutsideRootError):
-        return False
-    return now == t.final
+    if t.final is None:
+        return _now(t)[0] == "absent"
+    return _now(t) == ("link" if t.final_link else "file", t.final)
 
 
 def _remove_temp(t: Target, temp: bytes | None) -> None:
@@ -579,19 +714,32 @@ def _targets_of(recorder: Recorder, batch_id: int) -> list[Target]:
         (batch_id,)).fetchall()
     objects = Objects(recorder.store)
     out = []
-    for rid, rel, action, old_present, old_oid, old_mode, new_oid, new_mode, temp, dirs in rows:
+    for rid, rel, action, old_present, old_oid, old_mode, new_oid, new_mode, temp, extra in rows:
         root = recorder.roots.get(rid)
         if root is None:
             continue
-        t = Target(root, bytes(rel), kind="file" if old_present else "absent",
-                   current_mode=old_mode, old_object_id=old_oid, new_object_id=new_oid,
-                   mode=new_mode or 0o644, temp=bytes(temp) if temp else None,
-                   created_dirs=[os.fsencode(d) for d in json.loads(dirs or "[]")])
+        meta = json.loads(extra or "[]")
+        if isinstance(meta, list):
+            meta = {"dirs": meta}
+        kind = "absent"
+        if old_present:
+            kind = "link" if old_mode is not None and stat.S_ISLNK(old_mode) else "file"
+        t = Target(root, bytes(rel), kind=kind, current_mode=old_mode,
+                   old_object_id=old_oid, new_object_id=new_oid, mode=new_mode or 0o644,
+                   temp=bytes(temp) if temp else None,
+                   created_dirs=[os.fsencode(d) for d in meta.get("dirs", [])],
+                   origin=meta.get("origin", "batch"), version_kind=meta.get("kind"),
+                   note=meta.get("note"), deferred=bool(meta.get("deferred")),
+                   optional=bool(meta.get("optional")))
         if action == "mkdir":
             t.final_dir = True
             t.kind = "absent"
-        elif action == "write":
+        elif action == "rmdir":
+            t.remove_dir = True
+            t.kind = "dir"
+        elif action in ("write", "link"):
             t.final = objects.get(new_oid)
+            t.final_link = action == "link"
         out.append(t)
     return out
 
@@ -601,15 +749,15 @@ def _written_by_others(recorder: Recorder, targets: list[Target]) -> list[tuple[
     objects = Objects(recorder.store)
     out = []
     for t in targets:
-        if t.final_dir:
+        if t.final_dir or t.remove_dir:
             continue
-        try:
-            now = t.rootfs.read(t.relpath)
-        except (OSError, OutsideRootError):
+        what, now = _now(t)
+        if what in ("absent", "other"):
             continue
-        if now is None or now == t.final:
+        if t.final is not None and (what == "link") == t.final_link and now == t.final:
             continue
-        if t.old_object_id is not None and objects.get(t.old_object_id) == now:
+        if t.old_object_id is not None and (what == "link") == (t.kind == "link") \
+                and objects.get(t.old_object_id) == now:
             continue
         out.append((t.root.id, t.relpath))
     return out
@@ -621,31 +769,68 @@ def _roll_forward(recorder: Recorder, targets: list[Target]) -> None:
         if t.final_dir:
             fs.makedirs(t.relpath)
             continue
-        if t.final is None:
-            fs.remove(t.relpath)
+        if t.remove_dir:
+            try:
+                _rmdir(fs, t.relpath)
+            except (FileNotFoundError, NotADirectoryError):
+                pass  # gone already (a file of the batch may stand there now)
+            except OSError as e:  # in use
+                if not (t.optional and e.errno in (errno.ENOTEMPTY, errno.EEXIST)):
+                    raise
+            fs.forget(t.relpath)
             continue
-        if fs.read(t.relpath) == t.final:
+        if t.final is None:  # (a directory the batch made may stand there already)
+            if _now(t)[0] in ("file", "link"):
+                fs.remove(t.relpath)
+            _remove_temp(t, t.temp)  # moved aside before it was unlinked
+            continue
+        want = ("link" if t.final_link else "file", t.final)
+        if _now(t) == want and (t.final_link or _mode_is(t, t.relpath)):
             _remove_temp(t, t.temp)
             continue
         d = t.relpath.rpartition(SEP)[0]
         temp_rel = (d + SEP + t.temp if d else t.temp) if t.temp else None
-        if temp_rel is not None and fs.read(temp_rel) == t.final:
+        temp_holds = False
+        if temp_rel is not None:
+            temp_holds = _now(Target(t.root, temp_rel, fs=fs)) == want
+        if temp_holds and (t.final_link or _mode_is(t, temp_rel or b"")):
             with fs.parent(t.relpath, create=False) as (dfd, name):
                 os.rename(t.temp or b"", name, src_dir_fd=dfd, dst_dir_fd=dfd)
             fs.fsync_dir(d)
         else:
-            fs.write(t.relpath, t.final, t.mode)
+            if t.final_link:
+                fs.symlink(t.relpath, t.final)
+            else:
+                fs.write(t.relpath, t.final, t.mode)
             _remove_temp(t, t.temp)
 
 
 def sweep_temps(root: Root) -> int:
-    """Remove Guardian temp files left anywhere under a root (their data is in the store)."""
+    """Remove Guardian temp files left anywhere under a root (their data is in the store).
+
+    An explicit stack, like :func:`guardian.scan.walk`: the tree's depth is untrusted (os.walk
+    recurses once per level). Symlinks are neither followed nor removed.
+    """
     removed = 0
-    for dirpath, dirnames, filenames in os.walk(root.bpath):
-        dirnames[:] = [d for d in dirnames if d != b".git"]
-        for name in filenames:
-            if name.startswith(TEMP_PREFIX):
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(dirpath, name))
-                    removed += 1
+    stack = [root.bpath]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = os.scandir(d)
+        except OSError:
+            continue  # vanished or unreadable: nothing of ours can be swept there
+        with entries:
+            for entry in entries:
+                name = entry.name
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    continue
+                if is_dir:
+                    if name != b".git":
+                        stack.append(entry.path)
+                elif name.startswith(TEMP_PREFIX):
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+                        removed += 1
     return removed

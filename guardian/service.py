@@ -16,7 +16,6 @@ from guardian.capture import CaptureResult, Recorded, Recorder
 from guardian.errors import UsageError
 from guardian.events import VersionRecorded
 from guardian.paths import Root, absolute, locate, under
-from guardian.restore import restore
 from guardian.settings import Settings
 
 #: How long before a snapshot a watcher's version may be, to take the snapshot's session
@@ -117,6 +116,8 @@ class Service:
 
     def restore(self, path: str, *, version: int | None, at_ns: int | None, dry_run: bool,
                 session: str | None = None) -> dict[str, Any]:
+        from guardian.restore import restore  # the batch engine: not on snapshot's path
+
         root, rel = locate(path, list(self.roots.values()))
         res = restore(self.recorder, root, rel, version=version, at_ns=at_ns, dry_run=dry_run,
                       session=session)

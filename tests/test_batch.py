@@ -576,6 +576,7 @@ def _recover_or_explain(cli: Cli, timeout: float = 60) -> None:
 
 
 @pytest.mark.stress
+@pytest.mark.timeout(3600)  # hundreds of rounds of a second each: not the suite's 120 s
 def test_random_kills_hundreds_of_times(cli: Cli, root: Path) -> None:
     """Real SIGKILLs at random moments of real `guardian apply` processes."""
     rng = random.Random(1234)
