@@ -24,7 +24,7 @@ def _setup(top: Path, n: int, size: int) -> tuple[Any, Any, int]:
     d.mkdir(parents=True)
     for i in range(n):
         (d / f"f{i:05}.txt").write_bytes(b"v1 %d " % i + os.urandom(size // 2).hex().encode())
-    store = Store.open(top / "store", write=True)
+    store = Store.open(top / "store", write=True, create=True)
     roots = store.add_roots([(top / "root").resolve()])
     rec = Recorder(store, roots, load_defaults(), policy=Policy({r.id: r for r in roots}))
     rec.reconcile(roots[0].id, b"", origin="snapshot", confirm_missing=True)
