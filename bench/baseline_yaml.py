@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from guardian.validators.base import (
+from guardian.validation.validators.base import (
     ERROR,
     WARNING,
     BaseValidator,

@@ -23,14 +23,14 @@ Verdict = Callable[[bytes], bool]  # True: accepted (no error)
 
 # ----------------------------------------------------------------------------- verdicts
 def _now(name: str) -> Verdict:
-    from guardian import validators
+    from guardian.validation import validators
 
     return lambda data: validators.run(name, data, "bench", timeout=None).ok
 
 
 def _before() -> dict[str, Verdict]:
     from bench import baseline_yaml
-    from guardian import validators
+    from guardian.validation import validators
 
     return {
         "json": lambda data: validators.run("json", data, "bench", {"duplicate_keys": "error"},

@@ -15,10 +15,10 @@ from bench.common import BenchError, Config, Goal, Row, Table, Workspace, progre
 def _setup(top: Path, n: int, size: int) -> tuple[Any, Any, int]:
     """A store and a directory of ``n`` files recorded at T, each rewritten (and recorded)
     since; (store, recorder, T)."""
-    from guardian.capture import Recorder
-    from guardian.policy import Policy
-    from guardian.settings import load_defaults
-    from guardian.store import Store
+    from guardian.capture.recorder import Recorder
+    from guardian.rules.policy import Policy
+    from guardian.rules.settings import load_defaults
+    from guardian.store.db import Store
 
     d = top / "root" / "dir"
     d.mkdir(parents=True)
@@ -36,7 +36,7 @@ def _setup(top: Path, n: int, size: int) -> tuple[Any, Any, int]:
 
 
 def _batch_restore(rec: Any, at: int) -> None:
-    from guardian.restore import restore
+    from guardian.batch.restore import restore
 
     root = next(iter(rec.roots.values()))
     restore(rec, root, b"dir", at_ns=at)
@@ -46,9 +46,9 @@ def _per_file_restore(rec: Any, at: int) -> None:
     """The restore before it was a batch (kept here as the baseline): record the tree, then
     for each file a safe write of its own (temp, fsync, rename, fsync the directory) and a
     durable commit of its version."""
-    from guardian.objects import Objects
     from guardian.rootfs import RootFS
-    from guardian.store import NewVersion
+    from guardian.store.db import NewVersion
+    from guardian.store.objects import Objects
 
     root = next(iter(rec.roots.values()))
     store = rec.store

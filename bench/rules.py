@@ -135,7 +135,7 @@ def _tree_paths(n: int) -> list[str]:
 
 def _compare(table: Table, name: str, root: Path, paths: Sequence[str], cfg: Config,
              goal: Goal | None, rounds: int, old_repeats: int | None = None) -> None:
-    from guardian.rules import Effective, RuleSet
+    from guardian.rules.rulefiles import Effective, RuleSet
 
     rs = RuleSet(str(root))
     rs.discover()
@@ -192,7 +192,7 @@ def evaluate(ws: Workspace, cfg: Config) -> Table:
     _compare(table, "2,000 distinct globs", many, paths[:8 if cfg.quick else 40], cfg,
              Goal("<=", 0.5, "ratio"), 1, old_repeats=1)
 
-    from guardian.rules import load_rule_file
+    from guardian.rules.rulefiles import load_rule_file
 
     rule_file = many / ".guardian.toml"
     text = rule_file.read_text()
@@ -207,7 +207,7 @@ def evaluate(ws: Workspace, cfg: Config) -> Table:
 
 
 def pathological(ws: Workspace, cfg: Config) -> Table:
-    from guardian.rules import RuleSet
+    from guardian.rules.rulefiles import RuleSet
 
     segments = 5 if cfg.quick else 7
     table = Table("rules.pathological",

@@ -87,7 +87,7 @@ def _baselines() -> dict[str, Parse]:
 
 
 def throughput(ws: Workspace, cfg: Config) -> Table:
-    from guardian import validators
+    from guardian.validation import validators
 
     table = Table("validation.throughput",
                   "each validator over a corpus (stdlib .py/.txt, site-packages .json/.md, "

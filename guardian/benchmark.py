@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guardian.batch.manifest import Manifest, Operation
 from guardian.errors import UsageError
-from guardian.manifest import Manifest, Operation
 
 # From ../shared/seed/write-optimization-spec.md.
 ACCEPTANCE_CRITERIA: dict[str, dict[str, float]] = {
@@ -165,11 +165,11 @@ class Bench:
     """A scratch root and store; runs batches in this process."""
 
     def __init__(self, workdir: Path) -> None:
-        from guardian import validatepool
-        from guardian.capture import Recorder
-        from guardian.policy import Policy
-        from guardian.settings import load_defaults
-        from guardian.store import Store
+        from guardian.capture.recorder import Recorder
+        from guardian.rules.policy import Policy
+        from guardian.rules.settings import load_defaults
+        from guardian.store.db import Store
+        from guardian.validation import pool as validatepool
 
         self.dir = workdir
         (workdir / "root").mkdir()
@@ -195,8 +195,8 @@ class Bench:
 
     def batch(self, ops: list[Operation]) -> tuple[float, int, int]:
         """(seconds, ok ops, failed ops) of one batch, from a quiet disk."""
-        from guardian.batchio import wait_released
-        from guardian.journal import BatchError, execute
+        from guardian.batch.io import wait_released
+        from guardian.batch.protocol import BatchError, execute
 
         quiesce()
         t = time.perf_counter()
@@ -237,7 +237,7 @@ class Bench:
     def validate(self, path: Path, data: bytes) -> None:
         """The naive path's pre-write validation: the rules of the same relative path in the
         batch's root (the naive tree mirrors it), the same validators."""
-        from guardian.policy import check
+        from guardian.rules.policy import check
 
         t = time.perf_counter()
         policy = self.recorder.policy
@@ -399,8 +399,8 @@ def io_floor(directory: Path, n: int, size: int, *, rows: bool = False) -> float
     operation rows), in the same transaction, into a real store's tables and indexes."""
     import hashlib
 
-    from guardian.batchio import syncfs as _syncfs
-    from guardian.store import Store
+    from guardian.batch.io import syncfs as _syncfs
+    from guardian.store.db import Store
 
     work = Path(tempfile.mkdtemp(prefix="floor-", dir=directory))  # removed with the run
     payload = [os.urandom(size) for _ in range(n)]
@@ -471,7 +471,7 @@ def fsync_latency(directory: Path, samples: int = 50) -> float:
 def run(*, files: int = 200, size: int = 4096, repeats: int = 5, large: int = 1000,
         workdir: Path | None = None, progress: Callable[[str], None] | None = None
         ) -> dict[str, Any]:
-    from guardian.verify import verify
+    from guardian.store.verify import verify
 
     say = progress or (lambda _m: None)
     try:  # --dir: a scratch directory made inside DIR, which must exist and be writable

@@ -360,7 +360,7 @@ def _find_store(args: argparse.Namespace, path: str | None) -> Path:
 
 
 def _open_reader(args: argparse.Namespace, path: str | None) -> Any:
-    from guardian.store import Store
+    from guardian.store.db import Store
 
     return Store.open(_find_store(args, path), write=False)
 
@@ -382,8 +382,8 @@ def _human_size(n: int | None) -> str:
 
 def _recorder(store: Any, roots: list[Any], settings: Any) -> Any:
     """The store's writer side, with the roots' rules (ignore globs, size caps, retention)."""
-    from guardian.capture import Recorder
-    from guardian.policy import Policy
+    from guardian.capture.recorder import Recorder
+    from guardian.rules.policy import Policy
 
     return Recorder(store, roots, settings, policy=Policy({r.id: r for r in roots}))
 
@@ -400,12 +400,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
     faults.point("watch.start")
     import anyio
 
-    from guardian.daemon import Daemon, emit_json_line
+    from guardian.daemon.loop import Daemon, emit_json_line
     from guardian.events import Stopped, Stopping
     from guardian.locations import store_dir_for_roots
     from guardian.paths import check_root
-    from guardian.settings import load_defaults
-    from guardian.store import Store
+    from guardian.rules.settings import load_defaults
+    from guardian.store.db import Store
 
     roots = list(dict.fromkeys(check_root(r) for r in (args.roots or ["."])))
     for a in roots:
@@ -447,8 +447,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def _load_policy(roots: list[Any]) -> Any:
     """Every rule file under the roots, checked now: a broken one stops start-up (exit 2)."""
-    from guardian.ignore import IgnoreMatcher
-    from guardian.policy import Policy
+    from guardian.rules.ignore import IgnoreMatcher
+    from guardian.rules.policy import Policy
 
     policy = Policy({r.id: r for r in roots})
     errors: list[str] = []
@@ -512,8 +512,8 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
     def direct(store: Any) -> Any:
         from guardian.progress import Progress
+        from guardian.rules.settings import load_defaults
         from guardian.service import Service
-        from guardian.settings import load_defaults
 
         settings = load_defaults()
         progress = Progress("snapshot")
@@ -561,8 +561,8 @@ def _roots_for(targets: list[Path]) -> list[Path]:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    from guardian.history import version_json
     from guardian.paths import locate, show
+    from guardian.store.history import version_json
     from guardian.timespec import short
 
     with _open_reader(args, args.path) as store:
@@ -609,8 +609,8 @@ def _resolve_at(args: argparse.Namespace) -> int | None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from guardian.history import content, resolve
     from guardian.paths import locate, show
+    from guardian.store.history import content, resolve
 
     at_ns = _resolve_at(args)
     with _open_reader(args, args.path) as store:
@@ -626,8 +626,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     import stat
 
-    from guardian.history import content, parse_version_spec, resolve, unified_diff
     from guardian.paths import locate, show
+    from guardian.store.history import content, parse_version_spec, resolve, unified_diff
     from guardian.timespec import short
 
     with _open_reader(args, args.path) as store:
@@ -660,13 +660,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from guardian.batchtarget import BatchError
+    from guardian.batch.target import BatchError
     from guardian.client import as_writer
     from guardian.control import DaemonError
     from guardian.paths import absolute
+    from guardian.rules.settings import load_defaults
     from guardian.service import Service
-    from guardian.settings import load_defaults
-    from guardian.store import Store
+    from guardian.store.db import Store
 
     at_ns = _resolve_at(args)
     store_path = _find_store(args, args.path)
@@ -676,7 +676,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
               "dry_run": args.dry_run, "session": _session(args)}
 
     def direct(store: Store) -> Any:
-        from guardian import journal
+        from guardian.batch import protocol as journal
 
         rec = _recorder(store, store.roots(), settings)
         try:
@@ -725,7 +725,7 @@ _SKIPPED_SHOWN = 50
 def cmd_status(args: argparse.Namespace) -> int:
     from guardian.client import daemon
     from guardian.locations import find_store_for
-    from guardian.store import Store
+    from guardian.store.db import Store
 
     store_path = _explicit_store(args) or find_store_for(Path.cwd())
     info: dict[str, Any]
@@ -737,7 +737,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             with conn:
                 info = conn.call("status")
         else:
-            from guardian.daemon import store_size
+            from guardian.daemon.loop import store_size
             from guardian.timespec import iso
 
             with Store.open(store_path, write=False) as store:
@@ -769,8 +769,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from guardian.progress import Progress
-    from guardian.store import DamagedStoreError, Store
-    from guardian.verify import unopenable, verify
+    from guardian.store.db import DamagedStoreError, Store
+    from guardian.store.verify import unopenable, verify
 
     store_path = _find_store(args, None)
     try:
@@ -845,8 +845,8 @@ def _repair(store_path: Path, result: Any, *, reread: bool) -> Any:
     reasons = {d.sha256: d.reason for d in result.damaged}
 
     def direct(store: Any) -> Any:
-        from guardian.settings import load_defaults
-        from guardian.verify import repair
+        from guardian.rules.settings import load_defaults
+        from guardian.store.verify import repair
 
         rec = _recorder(store, store.roots(), load_defaults())
         try:
@@ -860,8 +860,8 @@ def _repair(store_path: Path, result: Any, *, reread: bool) -> Any:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     from guardian.client import as_writer
-    from guardian.settings import load_defaults
-    from guardian.store import Store
+    from guardian.rules.settings import load_defaults
+    from guardian.store.db import Store
 
     store_path = _find_store(args, None)
     settings = load_defaults()
@@ -893,9 +893,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from guardian import manifest as mf
-    from guardian.batch import apply
-    from guardian.journal import BatchError
+    from guardian.api import apply
+    from guardian.batch import manifest as mf
+    from guardian.batch.protocol import BatchError
     from guardian.paths import absolute
 
     cap = mf.MAX_MANIFEST_BYTES + 1  # /dev/zero must not fill the memory
@@ -947,8 +947,8 @@ def cmd_recover(args: argparse.Namespace) -> int:
     store_path = _find_store(args, None)
 
     def direct(store: Any) -> Any:
+        from guardian.rules.settings import load_defaults
         from guardian.service import Service
-        from guardian.settings import load_defaults
 
         settings = load_defaults()
         rec = _recorder(store, store.roots(), settings)
@@ -1024,7 +1024,7 @@ def _rules_root(args: argparse.Namespace, target: Path) -> Path:
 def cmd_rules(args: argparse.Namespace) -> int:
     from guardian.locations import find_store_for
     from guardian.paths import absolute
-    from guardian.rules import RuleSet
+    from guardian.rules.rulefiles import RuleSet
 
     target = absolute(args.path)
     root = _rules_root(args, target)
@@ -1052,7 +1052,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def _rule_set(root: Path) -> Any:
-    from guardian.rules import RuleSet
+    from guardian.rules.rulefiles import RuleSet
 
     return RuleSet(str(root))
 
@@ -1061,7 +1061,7 @@ def _why_ignored(root: Path, rel: str, is_dir: bool, store: Path | None,
                  rs: Any) -> dict[str, Any] | None:
     """Why capture does not record ROOT/REL (the checks capture makes, with the pattern and
     the file:line behind each), or None if it does."""
-    from guardian.ignore import IgnoreMatcher
+    from guardian.rules.ignore import IgnoreMatcher
 
     extra: list[bytes] = []
     if store is not None:
@@ -1097,11 +1097,11 @@ def _ignored_text(why: dict[str, Any]) -> str:
 def cmd_validate(args: argparse.Namespace) -> int:
     import stat
 
-    from guardian.ignore import IgnoreMatcher
+    from guardian.capture.scan import WalkReport, walk
     from guardian.paths import absolute
-    from guardian.policy import check
-    from guardian.rules import RuleSet
-    from guardian.scan import WalkReport, walk
+    from guardian.rules.ignore import IgnoreMatcher
+    from guardian.rules.policy import check
+    from guardian.rules.rulefiles import RuleSet
 
     files: dict[Path, Path] = {}  # file -> root; a file named twice (or in two trees) once
     for arg in args.paths:
@@ -1155,8 +1155,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
-    from guardian.rules import load_rule_file
-    from guardian.trust import trust
+    from guardian.rules.rulefiles import load_rule_file
+    from guardian.rules.trust import trust
 
     path = Path(args.file)
     if not args.revoke:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, TypeVar
 
-    from guardian.store import Store
+    from guardian.store.db import Store
 
     T = TypeVar("T")
 
@@ -74,7 +74,7 @@ def as_writer(store_path: Path, method: str, params: dict[str, Any],
         if conn is not None:
             with conn:
                 return conn.call(method, params)
-        from guardian.store import Store  # only when no daemon answers
+        from guardian.store.db import Store  # only when no daemon answers
 
         try:
             store = Store.open(store_path, write=True, create=create)

@@ -11,12 +11,12 @@ import os
 import stat
 from typing import Any
 
-from guardian import retention
-from guardian.capture import CaptureResult, Recorded, Recorder
+from guardian.capture.recorder import CaptureResult, Recorded, Recorder
 from guardian.errors import UsageError
 from guardian.events import VersionRecorded
 from guardian.paths import Root, absolute, locate, under
-from guardian.settings import Settings
+from guardian.rules.settings import Settings
+from guardian.store import retention
 
 #: How long before a snapshot a watcher's version may be, to take the snapshot's session
 #: (a hook's snapshot follows the write it reports by well under a second; see
@@ -116,7 +116,7 @@ class Service:
 
     def restore(self, path: str, *, version: int | None, at_ns: int | None, dry_run: bool,
                 session: str | None = None) -> dict[str, Any]:
-        from guardian.restore import restore  # the batch engine: not on snapshot's path
+        from guardian.batch.restore import restore  # the batch engine: not on snapshot's path
 
         root, rel = locate(path, list(self.roots.values()))
         res = restore(self.recorder, root, rel, version=version, at_ns=at_ns, dry_run=dry_run,
@@ -131,8 +131,8 @@ class Service:
         import time
         from pathlib import Path
 
-        from guardian import journal
-        from guardian import manifest as manifest_mod
+        from guardian.batch import manifest as manifest_mod
+        from guardian.batch import protocol as journal
 
         m = manifest_mod.from_dict(manifest)
         m.template_dirs = tuple(str(r.path) for r in self.roots.values()) + (
@@ -147,7 +147,7 @@ class Service:
             raise
 
     def recover(self, *, sweep: bool = False) -> dict[str, Any]:
-        from guardian import journal
+        from guardian.batch import protocol as journal
 
         done = journal.recover(self.recorder)
         swept = sum(journal.sweep_temps(r) for r in self.roots.values()) if sweep else 0

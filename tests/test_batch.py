@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from guardian.rules import RULE_FILE
+from guardian.rules.rulefiles import RULE_FILE
 
 from .conftest import Cli, sha256, wait_until
 
@@ -241,7 +241,7 @@ def test_two_batches_on_one_file_serialise(cli: Cli, root: Path) -> None:
     (root / "x.txt").write_text("0")
     # Another process holds the target's lock, as a running batch does, until told to stop.
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys\nfrom guardian.targetlocks import hold\n"
+        [sys.executable, "-c", "import sys\nfrom guardian.batch.locks import hold\n"
          "with hold([sys.argv[1].encode()], 5):\n print('held', flush=True)\n"
          " sys.stdin.read()\n", str(root / "x.txt")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=cli.env)
@@ -277,7 +277,7 @@ def _hold_in_other_process(cli: Cli, paths: list[Path]) -> subprocess.Popen[byte
     """A process holding the target locks of ``paths`` (as a running batch does) until its
     stdin closes."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys\nfrom guardian.targetlocks import hold\n"
+        [sys.executable, "-c", "import sys\nfrom guardian.batch.locks import hold\n"
          "with hold([p.encode() for p in sys.argv[1:]], 5):\n print('held', flush=True)\n"
          " sys.stdin.read()\n", *map(str, paths)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=cli.env)
@@ -534,8 +534,8 @@ def test_through_a_running_daemon(cli: Cli, root: Path, watch) -> None:
 def test_python_async_api(root: Path, env: dict[str, str], store: Path, monkeypatch) -> None:
     import anyio
 
-    from guardian.batch import Batch
-    from guardian.journal import BatchError
+    from guardian.api import Batch
+    from guardian.batch.protocol import BatchError
 
     for k in ("XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
         monkeypatch.setenv(k, env[k])

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from guardian.capture import Recorder
-from guardian.ignore import IgnoreMatcher
-from guardian.rules import RULE_FILE
-from guardian.scan import WalkReport, walk
-from guardian.settings import Settings
-from guardian.store import Store
+from guardian.capture.recorder import Recorder
+from guardian.capture.scan import WalkReport, walk
+from guardian.rules.ignore import IgnoreMatcher
+from guardian.rules.rulefiles import RULE_FILE
+from guardian.rules.settings import Settings
+from guardian.store.db import Store
 
 from .conftest import Cli, Watch, sha256
 

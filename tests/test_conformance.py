@@ -4,7 +4,7 @@
 The suites are vendored under tests/conformance/ (see its README for the upstream commits):
 JSONTestSuite's ``test_parsing`` (``y_`` must be accepted, ``n_`` rejected), toml-test's
 TOML 1.0 list, and yaml-test-suite's data branch (a case with an ``error`` file is invalid).
-Each case runs through :func:`guardian.validators.run` with the default options, as the
+Each case runs through :func:`guardian.validation.validators.run` with the default options, as the
 watcher runs it.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from guardian import validators
-from guardian.validators.base import ERROR
+from guardian.validation import validators
+from guardian.validation.validators.base import ERROR
 from tests.conftest import Cli
 
 SUITES = Path(__file__).parent / "conformance"

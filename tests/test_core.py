@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from guardian import capture
-from guardian.capture import Recorder
+from guardian.capture import recorder as capture
+from guardian.capture.recorder import Recorder
+from guardian.daemon.settle import Settler
 from guardian.errors import StoreBusyError
-from guardian.ignore import IgnoreMatcher
-from guardian.objects import LOOSE_THRESHOLD, Objects
-from guardian.settings import Settings, load_defaults, parse_size
-from guardian.settle import Settler
-from guardian.store import RACY_NS, Store
+from guardian.rules.ignore import IgnoreMatcher
+from guardian.rules.settings import Settings, load_defaults, parse_size
+from guardian.store.db import RACY_NS, Store
+from guardian.store.objects import LOOSE_THRESHOLD, Objects
 
 from .conftest import wait_until
 
@@ -144,7 +144,7 @@ def test_the_wal_is_checkpointed_off_the_write_path_and_stays_bounded(
     """Commits leave the WAL alone (SQLite would checkpoint inside the commit that crosses
     1,000 pages) until it passes the inline limit; a checkpoint then starts it over, cut back
     to half the limit, and every version stays readable."""
-    import guardian.store as store_mod
+    import guardian.store.db as store_mod
 
     def fill(store: Store, n: int, until: int = 0) -> tuple[list[int], list[int]]:
         sizes, ids = [], []
@@ -223,7 +223,7 @@ def test_settings_presets_and_sizes() -> None:
 
 
 def test_core_import_is_cheap_and_never_touches_the_ui() -> None:
-    code = ("import sys, guardian.cli, guardian.daemon, guardian.service, guardian.history;"
+    code = ("import sys, guardian.cli, guardian.daemon.loop, guardian.service, guardian.store.history;"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'tui')];"
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from guardian.rules import RULE_FILE
+from guardian.rules.rulefiles import RULE_FILE
 
 from .conftest import Cli, Watch, sha256
 

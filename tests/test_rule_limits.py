@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from guardian.globs import GlobError, compile_glob
-from guardian.rules import RULE_FILE, RuleSet
+from guardian.rules.globs import GlobError, compile_glob
+from guardian.rules.rulefiles import RULE_FILE, RuleSet
 
 from .conftest import Cli, Watch, sha256
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from guardian.globs import GlobError, compile_glob
-from guardian.rules import RULE_FILE, RuleError, RuleSet, load_preset, load_rule_file
-from guardian.settings import presets_dir
+from guardian.rules.globs import GlobError, compile_glob
+from guardian.rules.rulefiles import RULE_FILE, RuleError, RuleSet, load_preset, load_rule_file
+from guardian.rules.settings import presets_dir
 
 from .conftest import Cli
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from guardian import validatepool, validators
+from guardian.validation import pool as validatepool
+from guardian.validation import validators
 
 from .conftest import Cli, wait_until
 
@@ -97,7 +98,7 @@ def test_workers_never_run_the_embedding_program_and_die_with_it(tmp_path: Path,
     script = tmp_path / "embed.py"
     script.write_text(textwrap.dedent(f"""
         import json, os, sys
-        from guardian import validatepool
+        from guardian.validation import pool as validatepool
         with open({str(marker)!r}, "a") as f:
             f.write("ran\\n")
         assert validatepool.warm()

@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from guardian import validatepool, validators
-from guardian.rules import RULE_FILE
+from guardian.rules.rulefiles import RULE_FILE
+from guardian.validation import pool as validatepool
+from guardian.validation import validators
 
 from .conftest import Cli, Watch, sha256, wait_until
 from .test_batch import apply

@@ -22,8 +22,17 @@ from typing import Any
 
 import pytest
 
-from guardian import validators
-from guardian.validators import Problem, Result, for_path, get, names, register, run, unregister
+from guardian.validation import validators
+from guardian.validation.validators import (
+    Problem,
+    Result,
+    for_path,
+    get,
+    names,
+    register,
+    run,
+    unregister,
+)
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 PURELIB = Path(sysconfig.get_paths()["purelib"])
@@ -89,7 +98,7 @@ def test_every_validator_is_registered_under_its_name() -> None:
 
 
 def test_importing_the_package_imports_no_parser() -> None:
-    code = ("import sys, guardian.validators as v; v.for_path('a.yaml'); "
+    code = ("import sys, guardian.validation.validators as v; v.for_path('a.yaml'); "
             "print(sorted(m for m in ('yaml', 'jsonschema', 'tomllib', 'configparser') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -206,8 +215,8 @@ def test_a_skip_known_from_the_path_is_not_asked_per_file(registered: list[str],
     """A validator's skip_for_path is asked once per rule outcome and extension; files it
     skips are never handed to it, other files are, and a validator registered later counts
     at once."""
-    from guardian.policy import check
-    from guardian.rules import RuleSet
+    from guardian.rules.policy import check
+    from guardian.rules.rulefiles import RuleSet
 
     class Picky:
         name = "text"

@@ -1,0 +1,142 @@
+"""The batch writer's unit of work: one path with every operation on it folded together,
+and the one error every refused or failed batch becomes."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import Any
+
+from guardian.batch.manifest import Operation
+from guardian.errors import GuardianError
+from guardian.exitcodes import ExitCode
+from guardian.paths import Root, show
+from guardian.rootfs import RootFS
+
+
+def signature(st: os.stat_result) -> tuple[int, ...]:
+    """What changes when anyone writes, replaces or chmods a file."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+
+
+class BatchError(GuardianError):
+    """A batch that was refused or rolled back; names the operation, the path and why."""
+
+    exit_code = ExitCode.FAILURE
+
+    def __init__(self, message: str, *, category: str = "system", index: int | None = None,
+                 op: str | None = None, path: str | None = None, line: int | None = None,
+                 column: int | None = None, rolled_back: bool = False,
+                 batch_id: int | None = None, exit_code: ExitCode | None = None) -> None:
+        super().__init__(message, exit_code=exit_code)
+        self.category = category
+        self.index, self.op, self.path = index, op, path
+        self.line, self.column = line, column
+        self.rolled_back = rolled_back
+        self.batch_id = batch_id
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> BatchError:
+        return cls(str(d.get("message", "batch failed")), category=d.get("category", "system"),
+                   index=d.get("operation"), op=d.get("op"), path=d.get("path"),
+                   line=d.get("line"), column=d.get("column"),
+                   rolled_back=bool(d.get("rolled_back")), batch_id=d.get("batch"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"message": str(self), "category": self.category, "operation": self.index,
+                "op": self.op, "path": self.path, "line": self.line, "column": self.column,
+                "rolled_back": self.rolled_back, "batch": self.batch_id}
+
+
+@dataclass
+class Target:
+    """One path the batch touches, with every operation on it folded together."""
+
+    root: Root
+    relpath: bytes
+    ops: list[Operation] = field(default_factory=list)
+    kind: str = "absent"            # what is there now: file | link | absent | dir | other
+    fs: RootFS | None = None        # shared by the batch's targets of one root (cached fds)
+    current: bytes | None = None    # a file's bytes, a link's target
+    current_mode: int | None = None
+    current_uid: int | None = None
+    current_gid: int | None = None
+    final: bytes | None = None      # None: absent after the batch (a delete)
+    final_dir: bool = False         # a mkdir
+    final_link: bool = False        # ``final`` is a symlink's target (a restore)
+    remove_dir: bool = False        # an rmdir (a restore: emptied, or replaced by a file)
+    optional: bool = False          # an rmdir that may find the directory not empty
+    deferred: bool = False          # written after the commit point: a parent of it is a
+    #                                 file or link the batch removes first
+    mode: int = 0o644
+    optimisations: set[str] = field(default_factory=set)
+    temp: bytes | None = None
+    created_dirs: list[bytes] = field(default_factory=list)
+    old_object_id: int | None = None
+    new_object_id: int | None = None
+    tmpfd: int | None = None        # an unnamed O_TMPFILE temp, open until linked
+    oldfd: int | None = None        # the replaced file, held open: see release_later
+    written: tuple[int, int] | None = None  # (st_dev, st_ino) of the temp written
+    digest: bytes | None = None     # SHA-256 of final
+    read_sig: tuple[int, ...] | None = None  # the file as read (see signature)
+    valid: bool | None = None       # the validators' verdict on final (None: none ran)
+    # How the new version is recorded (a restore's differ from a batch's).
+    origin: str = "batch"
+    version_kind: str | None = None  # None: created / modified / deleted
+    note: str | None = None          # None: "batch N"
+    skipped: bool = False            # an optional rmdir that found the directory in use
+    _where: tuple[int, bytes] | None = None
+    elapsed_ns: int = 0
+
+    @property
+    def shown(self) -> str:
+        return show(self.root.join(self.relpath))
+
+    @property
+    def action(self) -> str:
+        if self.final_dir:
+            return "mkdir"
+        if self.remove_dir:
+            return "rmdir"
+        if self.final is None:
+            return "delete"
+        return "link" if self.final_link else "write"
+
+    @property
+    def unchanged(self) -> bool:
+        if self.final_dir:
+            return self.kind == "dir"
+        if self.remove_dir:
+            return self.kind == "absent"
+        if self.final is None:
+            return self.kind == "absent"
+        if self.final_link:
+            return self.kind == "link" and self.final == self.current
+        return self.kind == "file" and self.final == self.current and (
+            self.current_mode is None or stat.S_IMODE(self.current_mode) == self.mode)
+
+    def where(self, *, create: bool = False) -> tuple[int, bytes]:
+        """(fd of the parent directory, name), found once per batch (a missing parent is not
+        remembered: it raises FileNotFoundError until ``create`` makes it)."""
+        if self._where is None:
+            self._where = self.rootfs.locate(self.relpath, create=create)
+        return self._where
+
+    def forget_where(self) -> None:
+        """Look the parent directory up again next time (it was made since)."""
+        self._where = None
+
+    @property
+    def rootfs(self) -> RootFS:
+        if self.fs is None:
+            self.fs = RootFS(self.root.bpath)
+        return self.fs
+
+    def error(self, message: str, category: str, op: Operation | None = None,
+              line: int | None = None, column: int | None = None) -> BatchError:
+        op = op or (self.ops[-1] if self.ops else None)
+        where = f"{op.describe()}: " if op else ""
+        return BatchError(f"{where}{self.shown}: {message}", category=category,
+                          index=op.index if op else None, op=op.op if op else None,
+                          path=self.shown, line=line, column=column)

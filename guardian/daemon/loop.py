@@ -1,0 +1,1000 @@
+"""``guardian watch``: the daemon that keeps every version of every watched file.
+
+Start-up: take the store's writer lock (done by the caller), open the control socket, put the
+watches in place, then reconcile each root against the stat cache (the baseline on a new store;
+on a restart, what changed while Guardian was down), then report ``ready``.
+
+Running: watchdog events cross the bridge, settle per path, and are captured in group commits by
+one store thread. Lost events (queue overflow, watch limit, a full bridge) and a slow timer
+trigger reconciles. Nothing here lets one bad file, request or disk error stop the daemon: the
+affected paths are retried with a back-off and the error is reported.
+
+Stop (SIGINT/SIGTERM): stop watching, capture everything still pending, commit, exit 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from anyio.streams.buffered import BufferedByteReceiveStream
+from anyio.streams.memory import MemoryObjectSendStream
+
+from guardian import control, faults, startsignals
+from guardian.capture.recorder import CaptureResult, Recorded, Recorder
+from guardian.daemon.revert import Reverter
+from guardian.daemon.settle import Settler
+from guardian.daemon.watcher import Bridge, FsEvent, Watcher
+from guardian.errors import GuardianError
+from guardian.events import (
+    Alert,
+    Error,
+    Event,
+    Health,
+    Ready,
+    Reconciled,
+    RulesReloaded,
+    Stopped,
+    Stopping,
+    Validation,
+    VersionRecorded,
+    Warning,
+)
+from guardian.exitcodes import ExitCode
+from guardian.locations import runtime_dir_problem, socket_path
+from guardian.paths import Root
+from guardian.rules.ignore import TEMP_PREFIX
+from guardian.rules.policy import Check, Policy, check
+from guardian.rules.rulefiles import Effective
+from guardian.rules.settings import Settings
+from guardian.service import Service, check_inside, summary, version_event
+from guardian.store.db import DamagedStoreError, Store
+from guardian.timespec import iso
+from guardian.validation import pool as validatepool
+
+T = TypeVar("T")
+Key = tuple[str, int, bytes]  # (action, root id, relpath): p = path, t = tree, m = confirm missing
+
+DELETE_GRACE_S = 0.25
+MAX_BACKOFF_S = 60.0
+#: Causes of "not every write is being recorded" that polling rescans stand in for.
+POLLING_CAUSES = ("watcher", "watch-limit")
+#: Writes must have paused this long before the WAL is checkpointed.
+IDLE_CHECKPOINT_S = 1.0
+
+
+class Daemon:
+    def __init__(self, store: Store, roots: list[Root], settings: Settings, *,
+                 emit: Callable[[Event], None], reconcile_interval: float = 600.0,
+                 poll_interval: float = 30.0, policy: Policy | None = None) -> None:
+        self.store = store
+        self.roots = {r.id: r for r in roots}
+        self.settings = settings
+        self.policy = policy or Policy(self.roots)
+        self.recorder = Recorder(store, roots, settings, policy=self.policy)
+        self.recorder.keep_content = self._wants_validation
+        self.reverter = Reverter(self.recorder)
+        self.service = Service(self.recorder, settings)
+        self.bridge = Bridge()
+        skip = {r.id: _skip_matcher(self.recorder, r) for r in roots}
+        self.watcher = Watcher([r.bpath for r in roots], self.bridge,
+                               lambda p: any(f(p) for f in skip.values()))
+        self.settler: Settler[Key] = Settler(settings.settle_ms / 1000,
+                                             settings.settle_cap_ms / 1000)
+        self.reconcile_interval = reconcile_interval
+        self.poll_interval = poll_interval
+        #: Why not every write is being recorded right now (cause -> message); see `degraded`.
+        self._degraded: dict[str, str] = {}
+        #: Causes that end once every root has been reconciled since (cause -> monotonic time).
+        self._until_reconciled: dict[str, float] = {}
+        self._reconciled_since: dict[str, set[int]] = {}
+        self._health_changed = anyio.Event()
+        self._failed_keys: set[Key] = set()  # deferred after a store error, not yet recorded
+        self._restarting = False
+        self.started = time.time()
+        self._emit_sink = emit
+        self._subscribers: list[MemoryObjectSendStream[dict[str, Any]]] = []
+        self._reasons: dict[tuple[int, bytes], str] = {}
+        self._wake = anyio.Event()
+        self._stop = anyio.Event()
+        self._stop_reason = ""
+        self._cancel_baseline = threading.Event()
+        self._cookies: dict[bytes, anyio.Event] = {}
+        self._cookie_seq = 0
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._judging = 0
+        self._judged = anyio.Event()
+        self._validate_limiter = anyio.CapacityLimiter(2)
+        self._untrusted_alerted: set[str] = set()
+        self._backoff = 0.0
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._read_limiter: anyio.CapacityLimiter | None = None
+        self._reader: Store | None = None
+        self._store_busy_until = 0.0  # monotonic time the last store job ended
+        self._store_used = anyio.Event()  # set by each store job: a checkpoint may be due
+        self.ready = False
+        self.socket: Path | None = None  # set by _serve_control, once it has a private place
+
+    # ----------------------------------------------------------------- plumbing
+    def emit(self, event: Event) -> None:
+        self._emit_sink(event)
+        if self._subscribers:
+            d = event.to_dict()
+            for s in list(self._subscribers):
+                try:
+                    s.send_nowait(d)
+                except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    self._subscribers.remove(s)
+                    s.close()
+
+    async def _in_store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        assert self._limiter is not None
+        try:
+            return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs),
+                                                  limiter=self._limiter)
+        finally:
+            self._store_busy_until = time.monotonic()
+            self._store_used.set()
+
+    def request_stop(self, reason: str) -> None:
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            self._cancel_baseline.set()
+            self.watcher.cancel()
+            self._stop.set()
+
+    # ----------------------------------------------------------------- health
+    @property
+    def degraded(self) -> bool:
+        """True while some write may not be recorded (at once, or at all): the watcher is
+        down or blind somewhere, events were lost and the reconcile is not done, or the store
+        cannot record."""
+        return bool(self._degraded)
+
+    def _set_degraded(self, cause: str, message: str) -> None:
+        new = cause not in self._degraded
+        self._degraded[cause] = message
+        if new:
+            self._health_report()
+
+    def _clear_degraded(self, cause: str) -> None:
+        if self._degraded.pop(cause, None) is not None:
+            self._health_report()
+
+    def _health_report(self) -> None:
+        self.emit(Health(degraded=self.degraded, causes=self._causes()))
+        self._health_changed.set()
+
+    def _causes(self) -> list[dict[str, str]]:
+        items = list(self._degraded.items())  # one C call: status() runs in a worker thread
+        return [{"cause": c, "message": m} for c, m in items]
+
+    def _degraded_until_reconciled(self, cause: str, message: str) -> None:
+        """``cause`` lasts until every root has had a full reconcile that started from now."""
+        self._until_reconciled[cause] = time.monotonic()
+        self._reconciled_since[cause] = set()
+        self._set_degraded(cause, message)
+
+    def _root_reconciled(self, root_id: int, started: float) -> None:
+        for cause, since in list(self._until_reconciled.items()):
+            if started < since:
+                continue
+            done = self._reconciled_since[cause]
+            done.add(root_id)
+            if done >= set(self.roots) and (cause != "watcher" or self.watcher.alive()):
+                del self._until_reconciled[cause], self._reconciled_since[cause]
+                self._clear_degraded(cause)
+
+    # ----------------------------------------------------------------- main
+    async def run(self) -> None:
+        faults.point("daemon.start")
+        self._limiter = anyio.CapacityLimiter(1)
+        self._read_limiter = anyio.CapacityLimiter(1)
+        validatepool.keep_warm()  # costly checks, and batch after batch, in worker processes
+        # Status and other reads use their own connection: WAL readers never wait for the
+        # writer, so `guardian status` answers even during a long baseline.
+        self._reader = Store.open(self.store.path, write=False)
+        try:
+            await self._run()
+        except BaseExceptionGroup as group:
+            # A fatal error (a damaged store at baseline) reaches the CLI as itself: one line.
+            if len(group.exceptions) == 1 and not isinstance(group.exceptions[0],
+                                                             BaseExceptionGroup):
+                raise group.exceptions[0] from None
+            raise
+        finally:
+            # However the task group ended, nothing may keep the process alive: the pump's
+            # worker thread (not a daemon thread) waits on the bridge until it is closed.
+            self.bridge.close()
+            with contextlib.suppress(Exception):
+                self.watcher.stop()
+            self._reader.close()
+
+    async def _run(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            early = startsignals.requested()  # one that came before the loop took them over
+            if early is not None:
+                self.request_stop(early)
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._signals, signals)
+                await tg.start(self._serve_control)
+                await self._start_watching()
+                tg.start_soon(self._pump)
+                if not self._stop.is_set():
+                    await self._baseline()
+                tg.start_soon(self._process_loop)
+                tg.start_soon(self._periodic)
+                tg.start_soon(self._checkpoint_when_idle)
+                await self._stop.wait()
+                await self._shutdown()
+                tg.cancel_scope.cancel()
+        startsignals.reinstall()  # the loop gave SIGINT/SIGTERM back to their defaults
+
+    async def _signals(self, signals: Any) -> None:
+        async for signum in signals:
+            self.request_stop(signal.Signals(signum).name)
+
+    async def _start_watching(self) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.watcher.start)
+        except Exception as e:  # e.g. no inotify instance left: run, degraded, and retry
+            self.watcher.failed(f"cannot start: {type(e).__name__}: {e}")
+        for err in self.watcher.errors:
+            self.emit(Warning(message=err, source="watcher"))
+
+    async def _restart_watcher(self) -> None:
+        """One of watchdog's threads died (or a root could not be watched): say so, start a
+        new observer, reconcile every root. Retried with a back-off while it keeps failing;
+        meanwhile rescans every ``poll_interval`` stand in for the watcher."""
+        if self._restarting:
+            return
+        self._restarting = True
+        delay = 0.0
+        alerted = False
+        try:
+            while not self._stop.is_set():
+                what = "; ".join(self.watcher.take_failures()) or "its threads stopped"
+                message = f"the file watcher failed ({what})"
+                degraded = (f"{message}; restarting it, rescanning every "
+                            f"{self.poll_interval:g}s meanwhile")
+                self._until_reconciled.pop("watcher", None)  # no reconcile counts until then
+                self._set_degraded("watcher", degraded)
+                self.emit(Warning(message=f"{message}; restarting it and reconciling",
+                                  source="watcher"))
+                if not alerted:
+                    alerted = True
+                    await self._alert("critical", "watcher",
+                                      f"{message}; Guardian restarts it and reconciles every "
+                                      "root, so changes meanwhile are still recorded", None, [])
+                if delay:
+                    with anyio.move_on_after(delay):
+                        await self._stop.wait()
+                    if self._stop.is_set():
+                        return
+                try:
+                    ok = await anyio.to_thread.run_sync(self.watcher.restart)
+                except Exception as e:
+                    self.watcher.failed(f"cannot restart: {type(e).__name__}: {e}")
+                    ok = False
+                for err in self.watcher.errors:
+                    self.emit(Warning(message=err, source="watcher"))
+                healthy = ok and self.watcher.alive() and not self.watcher.failures_pending()
+                if healthy:  # reconciles from now on see every change the dead one missed
+                    self._degraded_until_reconciled("watcher", degraded)
+                self.request_reconcile("watcher-restart")
+                if healthy:
+                    return
+                delay = min(MAX_BACKOFF_S, max(1.0, delay * 2))
+        finally:
+            self._restarting = False
+
+    async def _baseline(self) -> None:
+        from guardian.batch import protocol as journal
+
+        try:
+            for r in await self._in_store(journal.recover, self.recorder):
+                self.emit(Warning(message=f"recovered batch {r.batch_id} ({r.state_before}): "
+                                          f"{r.outcome.replace('_', ' ')}, {r.files} files",
+                                  source="journal"))
+        except DamagedStoreError:
+            raise  # nothing can be recorded: `guardian watch` exits 2 saying so
+        except Exception as e:  # the journal stays for `guardian recover`; watching goes on
+            self.emit(Error(message=f"cannot recover interrupted batches: {e}; run `guardian "
+                                    "recover` once the cause is fixed"))
+        t0 = time.monotonic()
+        recorded = 0
+        first = self.store.meta_get("baseline_done") is None
+        complete = True
+        for root in self.roots.values():
+            res = await self._in_store(self.recorder.reconcile, root.id, b"", origin="scan",
+                                       confirm_missing=True, baseline=first,
+                                       cancel=self._cancel_baseline)
+            recorded += len(res.recorded)
+            complete = complete and res.complete
+            self._report(res, quiet_kinds={"baseline"})
+            self._judge_all(res)  # what changed while Guardian was down obeys the rules too
+        if not complete:
+            return  # stopping: the next start carries on from the stat cache
+        await self._in_store(self._mark_baseline)
+        self.ready = True
+        counts = await self._in_store(self.store.counts)
+        self.emit(Ready(store=str(self.store.path),
+                        roots=[str(r.path) for r in self.roots.values()],
+                        pid=os.getpid(), files=counts["files"], versions=counts["versions"],
+                        recorded=recorded, elapsed_ms=int((time.monotonic() - t0) * 1000),
+                        socket=str(self.socket) if self.socket else None))
+
+    def _mark_baseline(self) -> None:
+        with self.store.transaction():
+            self.store.meta_set("baseline_done", str(time.time_ns()))
+
+    async def _shutdown(self) -> None:
+        self.emit(Stopping(reason=self._stop_reason, pending=len(self.settler)))
+        # Events still in the kernel or in watchdog's threads are work in flight: let them
+        # through before the watches go. If the barrier fails (or the watcher is down, so no
+        # cookie can come back), reconcile instead.
+        if self.ready and not (self.watcher.alive() and await self.sync()):
+            self.request_reconcile("shutdown")
+        await anyio.to_thread.run_sync(self.watcher.stop)
+        self.bridge.close()
+        # Whatever the bridge still holds, then everything pending, processed now.
+        items, lost = self.bridge.get_batch()
+        self._route_all(items, lost, time.monotonic())
+        pending = self.settler.pop_all()
+        if pending:
+            with contextlib.suppress(Exception):
+                await self._process(pending, final=True)
+        if self._judging:
+            with anyio.move_on_after(30):
+                await self._judged.wait()
+        counts = await self._in_store(self.store.counts)
+        self.emit(Stopped(versions=counts["versions"]))
+
+    # ----------------------------------------------------------------- events in
+    async def _pump(self) -> None:
+        while not self.bridge.closed:
+            items, lost = await anyio.to_thread.run_sync(self.bridge.get_batch,
+                                                         abandon_on_cancel=True)
+            self._route_all(items, lost, time.monotonic())
+            self._wake.set()
+
+    def _route_all(self, items: list[FsEvent], lost: set[str], now: float) -> None:
+        for ev in items:
+            self._route(ev, now)
+        for reason in sorted(lost):
+            if reason == "watcher-failed":
+                if not self._stop.is_set():
+                    assert self._tg is not None
+                    self._tg.start_soon(self._restart_watcher)
+                continue  # the restart reconciles once the new watches are in place
+            if reason == "watch-limit" and "watch-limit" not in self._degraded:
+                message = ("inotify watch limit reached: some directories are not watched; "
+                           f"rescanning every {self.poll_interval:g}s instead. Raise the limit "
+                           "with `sysctl fs.inotify.max_user_watches=524288`")
+                self.emit(Warning(message=message, source="watcher"))
+                self._set_degraded("watch-limit", message)
+            elif reason == "overflow":
+                self.emit(Warning(message="inotify queue overflowed: events were lost; reconciling",
+                                  source="watcher"))
+                self._degraded_until_reconciled(
+                    "events-lost", "inotify queue overflowed; reconciling every root")
+            elif reason == "bridge-full":
+                self.emit(Warning(message="event backlog full: events dropped; reconciling",
+                                  source="watcher"))
+                self._degraded_until_reconciled(
+                    "events-lost", "event backlog full, events dropped; reconciling every root")
+            self.request_reconcile(reason, now)
+
+    def _route(self, ev: FsEvent, now: float) -> None:
+        rec = self.recorder
+        ends = [ev.src] if ev.dest is None else [ev.src, ev.dest]
+        for path in ends:
+            if path.rpartition(b"/")[2].startswith(TEMP_PREFIX):
+                cookie = self._cookies.get(path)
+                if cookie is not None:
+                    cookie.set()
+                continue  # Guardian's own temp files and cookies are never content
+            key = rec.locate_key(path)
+            if key is None:
+                continue
+            rid, rel = key
+            if ev.is_dir or not rel:
+                self._reasons.setdefault((rid, rel), "directory")
+                self.settler.touch(("t", rid, rel), now)
+            else:
+                window, cap = self._settle_of(rid, rel)
+                self.settler.touch(("p", rid, rel), now, done=ev.kind == "closed",
+                                   window=window, cap=cap)
+
+    async def sync(self, timeout: float = 5.0) -> bool:
+        """A barrier: every event that happened before this call has been routed.
+
+        Like watchman's sync cookies: create a file in each root and wait for its event;
+        inotify delivers a watch's events in order, so everything before it has arrived.
+        False if a cookie could not be written or did not come back in time.
+        """
+        self._cookie_seq += 1
+        made: list[bytes] = []
+        waits: list[anyio.Event] = []
+        ok = True
+        for root in self.roots.values():
+            path = root.join(TEMP_PREFIX + f"cookie.{os.getpid()}.{self._cookie_seq}".encode())
+            ev = anyio.Event()
+            self._cookies[path] = ev
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                 | os.O_CLOEXEC, 0o600))
+            except OSError:
+                ok = False
+                self._cookies.pop(path, None)
+                continue
+            made.append(path)
+            waits.append(ev)
+        try:
+            with anyio.move_on_after(timeout) as scope:
+                for ev in waits:
+                    await ev.wait()
+            ok = ok and not scope.cancelled_caught
+        finally:
+            for path in made:
+                self._cookies.pop(path, None)
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        return ok
+
+    async def flush(self) -> CaptureResult:
+        """Everything observed so far, recorded now (no settling)."""
+        return await self._process(self.settler.pop_all(), final=True)
+
+    def _settle_of(self, root_id: int, relpath: bytes) -> tuple[float | None, float | None]:
+        """A rule's own settle window for this path, if it has one (seconds)."""
+        eff = self.policy.effective(root_id, relpath)
+        window, cap = eff.get("settle_ms"), eff.get("settle_cap_ms")
+        return (None if window is None or window == self.settings.settle_ms else window / 1000,
+                None if cap is None or cap == self.settings.settle_cap_ms else cap / 1000)
+
+    def request_reconcile(self, reason: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        for rid in self.roots:
+            self._reasons[(rid, b"")] = reason
+            self.settler.touch(("t", rid, b""), now)
+        self._wake.set()
+
+    # ----------------------------------------------------------------- processing
+    async def _process_loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            due = self.settler.pop_due(now)
+            if not due:
+                nxt = self.settler.next_due()
+                if self._wake.is_set():
+                    self._wake = anyio.Event()
+                with anyio.move_on_after(None if nxt is None else max(0.0, nxt - now)):
+                    await self._wake.wait()
+                continue
+            with contextlib.suppress(Exception):  # reported and rescheduled by _process
+                await self._process(due)
+
+    async def _process(self, due: list[Key], *, final: bool = False) -> CaptureResult:
+        try:
+            result, trees = await self._in_store(self._capture_batch, due, final)
+        except (sqlite3.Error, OSError, GuardianError) as e:
+            self._retry_later(due, f"cannot record: {e}")
+            raise
+        except Exception as e:  # a bug must not kill the daemon; report it and retry later
+            self._retry_later(due, f"internal error while recording: {type(e).__name__}: {e}")
+            raise
+        self._backoff = 0.0
+        if self._failed_keys:
+            self._failed_keys.difference_update(due)
+            if not self._failed_keys:
+                self._clear_degraded("store")
+        now = time.monotonic()
+        for rid, rel in result.missing:
+            self.settler.defer(("m", rid, rel), now + DELETE_GRACE_S)
+        for rid, rel in result.retry:
+            self.settler.touch(("p", rid, rel), now)
+        for rid, rel in result.subtrees:
+            self.settler.touch(("t", rid, rel), now)
+        self._report(result)
+        self._judge_all(result)
+        for (rid, rel), reason, res, ms, started in trees:
+            if not rel and res.complete:
+                self._root_reconciled(rid, started)
+            if reason != "directory":
+                self.emit(Reconciled(reason=reason, path=self.roots[rid].display(rel),
+                                     scanned=res.scanned, recorded=len(res.recorded),
+                                     unchanged=res.unchanged, elapsed_ms=ms))
+        return result
+
+    def _capture_batch(self, due: list[Key], final: bool) -> tuple[
+            CaptureResult, list[tuple[tuple[int, bytes], str, CaptureResult, int, float]]]:
+        rec = self.recorder
+        paths = [(r, p) for a, r, p in due if a == "p"]
+        confirm = [(r, p) for a, r, p in due if a == "m"]
+        trees = [(r, p) for a, r, p in due if a == "t"]
+        result = CaptureResult()
+        if paths:
+            result.merge(rec.capture(paths, origin="watcher", confirm_missing=final))
+        # Trees that exist first: a moved directory's new side claims its files as moves.
+        trees.sort(key=lambda k: not os.path.isdir(self.roots[k[0]].join(k[1])))
+        done = []
+        for key in trees:
+            reason = self._reasons.pop(key, "directory")
+            t0 = time.monotonic()
+            origin = "watcher" if reason == "directory" else "scan"
+            res = rec.reconcile(key[0], key[1], origin=origin, confirm_missing=final)
+            if not key[1]:
+                with self.store.transaction():
+                    self.store.meta_incr("reconcile_count")
+            done.append((key, reason, res, int((time.monotonic() - t0) * 1000), t0))
+            result.merge(res)
+        if confirm:
+            result.merge(rec.capture(confirm, origin="watcher", confirm_missing=True))
+        return result, done
+
+    def _retry_later(self, due: list[Key], message: str) -> None:
+        self._backoff = min(MAX_BACKOFF_S, max(1.0, self._backoff * 2))
+        self.emit(Error(message=f"{message}; retrying in {self._backoff:g}s"))
+        # Until these are recorded, writes are not: degraded (cleared when they are).
+        self._failed_keys.update(due)
+        self._set_degraded("store", f"{message}; retrying")
+        until = time.monotonic() + self._backoff
+        for key in due:
+            self.settler.defer(key, until)
+
+    def _report(self, res: CaptureResult,
+                quiet_kinds: frozenset[str] | set[str] = frozenset()) -> None:
+        for r in res.recorded:
+            if r.kind not in quiet_kinds:
+                self.emit(version_event(r, self.roots))
+        for w in res.warnings:
+            self.emit(Warning(message=w.message, path=self.roots[w.root_id].display(w.relpath)))
+
+    # ----------------------------------------------------------------- rules and validation
+    def _wants_validation(self, root_id: int, relpath: bytes) -> bool:
+        """Called by capture (store thread): keep this content for the validators?"""
+        eff = self.policy.effective(root_id, relpath)
+        return bool(eff.validators) and not eff.protected
+
+    def _judge_all(self, result: CaptureResult) -> None:
+        """Hand every new version to the rules: protected paths, validators, rule files."""
+        for r in result.recorded:
+            if r.origin in ("restore", "guardian") or r.kind in ("baseline", "reverted",
+                                                                 "restored"):
+                continue
+            if Policy.is_rule_file(r.relpath):
+                self._rules_changed(r.root_id, r.relpath)
+            eff = self.policy.effective(r.root_id, r.relpath)
+            if eff.protected:
+                self._spawn(self._judge(r, eff, None, "protected"))
+            elif r.present and r.version_id in result.contents:
+                self._spawn(self._validate(r, eff, result.contents[r.version_id]))
+
+    def _spawn(self, coro: Any) -> None:
+        assert self._tg is not None
+        self._judging += 1
+        if self._judged.is_set():
+            self._judged = anyio.Event()
+
+        async def run() -> None:
+            try:
+                await coro
+            finally:
+                self._judging -= 1
+                if not self._judging:
+                    self._judged.set()
+
+        self._tg.start_soon(run)
+
+    async def _validate(self, r: Recorded, eff: Effective, data: bytes) -> None:
+        """Validate a new version off the store thread (a costly check runs in a worker
+        process: ``validatepool``), and before a revert, the earlier versions it could put
+        back that were never validated (a baseline): the store thread only records verdicts,
+        so no capture ever waits for a validator."""
+        path = self.roots[r.root_id].display(r.relpath)
+        verdict = await anyio.to_thread.run_sync(check, eff, data, path,
+                                                 limiter=self._validate_limiter)
+        earlier: dict[int, Check] = {}
+        if verdict.valid is False and eff.on_invalid == "revert":
+            with contextlib.suppress(Exception):  # unread, it counts as not validated
+                while (older := await anyio.to_thread.run_sync(
+                        self._unchecked_earlier, r.version_id, earlier,
+                        limiter=self._read_limiter)) is not None:
+                    earlier[older[0]] = await anyio.to_thread.run_sync(
+                        check, eff, older[1], path, limiter=self._validate_limiter)
+        await self._judge(r, eff, verdict, "invalid", earlier)
+
+    def _unchecked_earlier(self, version_id: int,
+                           known: dict[int, Check]) -> tuple[int, bytes] | None:
+        """The next earlier version (id, content) the reverter would consider that has no
+        verdict yet, or None when the one it would put back is known (as Reverter._target
+        walks them: newest first, skipping absent, metadata-only and invalid ones)."""
+        from guardian.store.objects import Objects
+
+        reader = self._reader or self.store
+        v = reader.version(version_id)
+        if v is None:
+            return None
+        for x in reader.versions_of(v.file_id):
+            if x.id >= v.id or not x.present or x.object_id is None or x.valid is False:
+                continue
+            if x.valid is None and x.id not in known:
+                return x.id, Objects(reader).get(x.object_id)
+            if x.valid is None and known[x.id].valid is False:
+                continue
+            return None
+        return None
+
+    async def _judge(self, r: Recorded, eff: Effective, verdict: Check | None,
+                     reason: str, earlier: dict[int, Check] | None = None) -> None:
+        path = self.roots[r.root_id].display(r.relpath)
+        try:
+            j = await self._in_store(self.reverter.judge, r.version_id, eff, verdict, reason,
+                                     earlier)
+        except Exception as e:  # a bad file or a bug must not kill the daemon
+            self.emit(Error(message=f"cannot judge version {r.version_id}: "
+                                    f"{type(e).__name__}: {e}", path=path))
+            return
+        if verdict is not None:
+            self.emit(Validation(id=r.version_id, path=path, valid=verdict.valid,
+                                 problems=j.problems,
+                                 skipped=[*verdict.not_validated(), *verdict.untrusted]))
+            for why in verdict.untrusted:
+                if why not in self._untrusted_alerted:
+                    self._untrusted_alerted.add(why)
+                    await self._alert("warning", "untrusted",
+                                      f"skipped untrusted command validator: {why}", path,
+                                      [r.version_id])
+        done = [j.reverted_version] if j.action == "reverted" and j.reverted_version else []
+        for vid in [*j.recorded, *done]:  # recorded: what stood in the way, and its removal
+            v = await self._in_store(self.store.version, vid)
+            if v is not None:
+                self.emit(VersionRecorded(id=v.id, path=self.roots[v.root_id].display(v.relpath),
+                                          kind=v.kind, origin=v.origin, sha256=v.sha256,
+                                          size=v.size, note=v.note))
+        severity, kind = {
+            "alert": ("warning", "invalid"), "reverted": ("warning", "reverted"),
+            "kept": ("warning", "kept"), "gave-up": ("critical", "gave-up"),
+            "failed": ("critical", "revert-failed"),
+        }.get(j.action, (None, None))
+        if severity and kind:
+            ids = [x for x in (j.version_id, j.restored_from, j.reverted_version) if x]
+            await self._alert(severity, kind, j.message, path, ids)
+
+    async def _alert(self, severity: str, kind: str, message: str, path: str | None,
+                     versions: list[int]) -> None:
+        with contextlib.suppress(Exception):  # an alert that cannot be stored is still shown
+            await self._in_store(self._store_alert, severity, kind, message, path, versions)
+        self.emit(Alert(severity=severity, kind=kind, message=message, path=path,
+                        versions=versions))
+
+    def _store_alert(self, severity: str, kind: str, message: str, path: str | None,
+                     versions: list[int]) -> None:
+        with self.store.transaction():
+            self.store.add_alert(severity, kind, message,
+                                 os.fsencode(path) if path else None, versions)
+
+    def _rules_changed(self, root_id: int, relpath: bytes) -> None:
+        path = self.roots[root_id].display(relpath)
+        error = self.policy.rule_file_changed(root_id, relpath)
+        self.recorder.ignore[root_id].invalidate()
+        if error:
+            self.emit(RulesReloaded(path=path, ok=False, error=error))
+            assert self._tg is not None
+            self._tg.start_soon(self._alert, "critical", "rules",
+                                f"{error} (the last good rules stay in force)", path, [])
+        else:
+            self.emit(RulesReloaded(path=path, ok=True))
+            # Ignore globs may have changed: look at the directory again.
+            d = relpath.rpartition(b"/")[0]
+            self._reasons.setdefault((root_id, d), "rules")
+            self.settler.touch(("t", root_id, d), time.monotonic())
+            self._wake.set()
+
+    async def _checkpoint_when_idle(self) -> None:
+        """Checkpoint the store's WAL once writes have paused for a second (see
+        ``store.WAL_INLINE_CHECKPOINT``): no capture or batch waits for one."""
+        while True:
+            await self._store_used.wait()  # asleep while nothing is written
+            self._store_used = anyio.Event()
+            while (wait := self._store_busy_until + IDLE_CHECKPOINT_S - time.monotonic()) > 0:
+                await anyio.sleep(wait)
+            if self.store.commits_since_checkpoint:
+                with contextlib.suppress(Exception):  # the next pause tries again
+                    await self._in_store(self.store.checkpoint)
+                self._store_used = anyio.Event()  # (the checkpoint itself used the store)
+
+    async def _periodic(self) -> None:
+        """A slow reconcile anyway; rescans every ``poll_interval`` while the watcher is down
+        or blind somewhere (woken when that changes)."""
+        last = time.monotonic()
+        while True:
+            polling = any(c in self._degraded for c in POLLING_CAUSES)
+            changed = self._health_changed = anyio.Event()
+            wait = last + (self.poll_interval if polling else self.reconcile_interval) \
+                - time.monotonic()
+            if wait > 0:
+                with anyio.move_on_after(wait):
+                    await changed.wait()
+                continue
+            last = time.monotonic()
+            self.request_reconcile("periodic-poll" if polling else "periodic")
+
+    # ----------------------------------------------------------------- control socket
+    async def _serve_control(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                             ) -> None:
+        """The control socket, in a directory only we can use: the standard runtime one, or
+        (if another user made that first) a private one under the state dir."""
+        path: Path | str = "(no private runtime directory)"
+        try:
+            path = self.socket = socket_path(self.store.path, create=True)
+            problem = runtime_dir_problem()
+            if problem is not None:
+                self.emit(Warning(message=(
+                    f"{problem}, so it is not used for the control socket (another user may "
+                    f"have made it to receive what clients send); the socket is {path}")))
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # we hold the writer lock: any socket here is a stale one
+            target, fd = control.sun_path(str(path))
+            try:
+                listener = await anyio.create_unix_listener(target, mode=0o600)
+            finally:
+                if fd is not None:
+                    os.close(fd)
+        except (OSError, GuardianError) as e:
+            self.socket = None
+            self.emit(Warning(message=f"no control socket ({path}): {e}"))
+            task_status.started()
+            return
+        task_status.started()
+        try:
+            async with listener:
+                await listener.serve(self._client)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    async def _client(self, stream: SocketStream) -> None:
+        async with stream:
+            raw = stream.extra(SocketAttribute.raw_socket, None)  # noqa: S610 (anyio)
+            uid = control.peer_uid(raw) if raw is not None else None
+            if uid is not None and uid not in (os.geteuid(), 0):
+                return  # only our user (or root) may talk to us; the 0700 directory says so too
+            reader = BufferedByteReceiveStream(stream)
+            while True:
+                try:
+                    line = await reader.receive_until(b"\n", control.MAX_LINE)
+                except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
+                        anyio.ClosedResourceError, anyio.DelimiterNotFound, OSError):
+                    return
+                try:
+                    req = json.loads(line)
+                    if not isinstance(req, dict) or not isinstance(req.get("method"), str):
+                        raise ValueError("expected an object with a method")
+                    params = req.get("params") or {}
+                    if not isinstance(params, dict):
+                        raise ValueError("params must be an object")
+                except ValueError as e:
+                    await _send(stream, control.error_response(None, f"malformed request: {e}"))
+                    continue
+                rid, method = req.get("id"), req["method"]
+                if method == "subscribe":
+                    await _send(stream, control.ok_response(rid, {"subscribed": True}))
+                    await self._subscribe(stream)
+                    return
+                try:
+                    result = await self._dispatch(method, params)
+                    reply = control.ok_response(rid, result)
+                except GuardianError as e:
+                    to_json = getattr(e.__cause__, "to_json", None)
+                    data = to_json() if callable(to_json) else None
+                    reply = control.error_response(rid, str(e), e.exit_code, data)
+                except Exception as e:
+                    self.emit(Error(message=f"request {method!r} failed: {type(e).__name__}: {e}"))
+                    reply = control.error_response(rid, f"internal error: {e}", ExitCode.INTERNAL)
+                if not await _send(stream, reply):
+                    return
+
+    async def _subscribe(self, stream: SocketStream) -> None:
+        send, receive = anyio.create_memory_object_stream[dict[str, Any]](10_000)
+        self._subscribers.append(send)
+        try:
+            async with receive:
+                async for event in receive:
+                    if not await _send(stream, event):
+                        return
+        finally:
+            if send in self._subscribers:
+                self._subscribers.remove(send)
+
+    async def _dispatch(self, method: str, params: dict[str, Any]) -> Any:
+        roots = list(self.roots.values())
+        if method == "ping":
+            return {"pong": True, "pid": os.getpid()}
+        if method == "status":
+            return await anyio.to_thread.run_sync(self.status, limiter=self._read_limiter)
+        if method == "snapshot":
+            paths = check_inside([str(p) for p in params.get("paths", [])], roots)
+            trees = not paths or any(os.path.isdir(p) and not os.path.islink(p) for p in paths)
+            if trees and not params.get("full") and self.ready and not self.degraded \
+                    and await self.sync():
+                # The watcher has seen every change up to now: record what is pending. Files
+                # named explicitly are still read, so a hook's "before" copy is always fresh.
+                res = await self.flush()
+                out = summary(res, self.roots)
+                files = [p for p in paths if not os.path.isdir(p) or os.path.islink(p)]
+                if files:
+                    more = await self._in_store(self.service.snapshot, files,
+                                                session=params.get("session"))
+                    for k in ("recorded", "unchanged", "scanned"):
+                        out[k] += more[k]
+                    out["versions"] += more["versions"]
+                    out["warnings"] += more["warnings"]
+                    out["labelled"] = more.get("labelled", [])
+                if params.get("session"):  # what the watcher just recorded takes the label
+                    trees_named = [p for p in paths if os.path.isdir(p) and not os.path.islink(p)]
+                    out["labelled"] = out.get("labelled", []) + await self._in_store(
+                        self.service.label_recent, trees_named, str(params["session"]))
+                out["method"] = "events"
+                return out
+            out = await self._in_store(self.service.snapshot, paths,
+                                       session=params.get("session"))
+            for v in out["versions"]:
+                self._emit_dict(v)
+            return out
+        if method == "restore":
+            from guardian.batch.protocol import BatchError
+
+            path = check_inside([str(params.get("path", ""))], roots)[0]
+            try:
+                out = await self._in_store(self.service.restore, path,
+                                           version=params.get("version"),
+                                           at_ns=params.get("at_ns"),
+                                           dry_run=bool(params.get("dry_run")),
+                                           session=params.get("session"))
+            except BatchError as e:  # refused or rolled back: the client gets the details
+                raise control.DaemonError(str(e), exit_code=e.exit_code) from e
+            for c in out["changes"]:
+                if c.get("version"):
+                    v = await self._in_store(self.store.version, c["version"])
+                    if v is not None:
+                        self.emit(VersionRecorded(id=v.id, path=c["path"], kind=v.kind,
+                                                  origin=v.origin, sha256=v.sha256, size=v.size,
+                                                  note=v.note))
+            return out
+        if method == "apply":
+            from guardian.batch.protocol import BatchError
+
+            try:
+                out = await self._in_store(self.service.apply, params.get("manifest") or {},
+                                           str(params.get("base") or "/"),
+                                           dry_run=bool(params.get("dry_run")),
+                                           session=params.get("session"),
+                                           template_dir=params.get("template_dir"))
+            except BatchError as e:
+                raise control.DaemonError(str(e), exit_code=e.exit_code) from e
+            for vid in out.get("versions", []):
+                v = await self._in_store(self.store.version, vid)
+                if v is not None:
+                    self.emit(VersionRecorded(
+                        id=v.id, path=self.roots[v.root_id].display(v.relpath), kind=v.kind,
+                        origin=v.origin, sha256=v.sha256, size=v.size, note=v.note))
+            return out
+        if method == "repair":
+            from guardian.store.verify import repair
+
+            return await self._in_store(repair, self.recorder,
+                                        [str(x) for x in params.get("objects") or []],
+                                        dict(params.get("reasons") or {}),
+                                        reread=bool(params.get("reread")))
+        if method == "recover":
+            return await self._in_store(self.service.recover, sweep=bool(params.get("sweep")))
+        if method == "gc":
+            return await self._in_store(self.service.gc, dry_run=bool(params.get("dry_run")),
+                                        keep_versions=params.get("keep_versions"),
+                                        keep_days=params.get("keep_days"))
+        if method == "reconcile":
+            self.request_reconcile(str(params.get("reason", "requested")))
+            return {"requested": True}
+        raise GuardianError(f"unknown method {method!r}")
+
+    def _emit_dict(self, d: dict[str, Any]) -> None:
+        self.emit(VersionRecorded(id=d["id"], path=d["path"], kind=d["kind"], origin=d["origin"],
+                                  sha256=d["sha256"], size=d["size"], note=d.get("note")))
+
+    def status(self) -> dict[str, Any]:
+        reader = self._reader or self.store
+        counts = reader.counts()
+        causes = self._causes()
+        if self.ready and not self.watcher.alive() and not self._stop.is_set() \
+                and not any(c["cause"] == "watcher" for c in causes):
+            # Its death is reported through the bridge at once; this is the cheap check that
+            # would catch a way of dying that is not.
+            causes.append({"cause": "watcher", "message": "the file watcher is not running"})
+        return {
+            "running": True,
+            "ready": self.ready,
+            "pid": os.getpid(),
+            "store": str(self.store.path),
+            "socket": str(self.socket) if self.socket else None,
+            "roots": [str(r.path) for r in self.roots.values()],
+            "files": counts["files"],
+            "versions": counts["versions"],
+            "objects": counts["objects"],
+            "store_bytes": store_size(self.store.path),
+            "last_event": iso(counts["last_version_ns"]) if counts["last_version_ns"] else None,
+            "reconcile_count": int(reader.meta_get("reconcile_count") or 0),
+            "pending": len(self.settler),
+            "degraded": bool(causes),
+            "degraded_causes": causes,
+            "uptime_s": round(time.time() - self.started, 3),
+        }
+
+
+async def _send(stream: SocketStream, obj: dict[str, Any]) -> bool:
+    try:
+        await stream.send(control.encode(obj))
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        return False
+    return True
+
+
+def _skip_matcher(recorder: Recorder, root: Root) -> Callable[[bytes], bool]:
+    """For the watcher: is this directory ignored (so not worth an inotify watch)?"""
+    from guardian.rules.ignore import IgnoreMatcher
+
+    base = recorder.ignore[root.id]
+    own = IgnoreMatcher(root.bpath, extra_ignored=base.extra)
+    prefix = root.bpath + b"/"
+
+    def skip(path: bytes) -> bool:
+        if not path.startswith(prefix):
+            return False
+        return own.dir_ignored(path[len(prefix):])
+
+    return skip
+
+
+def store_size(path: Path) -> int:
+    """Bytes of the store's files (an explicit stack: no walk that recurses on depth)."""
+    total = 0
+    stack = [os.fsencode(path)]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        total += entry.stat(follow_symlinks=False).st_size
+                except OSError:
+                    continue
+    return total
+
+
+def emit_json_line(event: Event) -> None:
+    """The headless log: one JSON object per line on stderr."""
+    try:
+        sys.stderr.write(json.dumps(event.to_dict()) + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
