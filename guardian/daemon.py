@@ -51,6 +51,7 @@ from guardian.events import (
 from guardian.exitcodes import ExitCode
 from guardian.ignore import TEMP_PREFIX
 from guardian.locations import ensure_private_dir, socket_path
+from guardian.observe.monitor import Monitor
 from guardian.paths import Root
 from guardian.policy import Check, Policy, check
 from guardian.revert import Reverter
@@ -115,6 +116,7 @@ class Daemon:
         self._store_used = anyio.Event()  # set by each store job: a checkpoint may be due
         self.ready = False
         self.socket = socket_path(store.path)
+        self.monitor = Monitor(self)  # metrics, alert rules, sinks (guardian.observe)
 
     # ----------------------------------------------------------------- plumbing
     def emit(self, event: Event) -> None:
@@ -169,6 +171,7 @@ class Daemon:
                 tg.start_soon(self._process_loop)
                 tg.start_soon(self._periodic)
                 tg.start_soon(self._checkpoint_when_idle)
+                tg.start_soon(self.monitor.run)
                 await self._stop.wait()
                 await self._shutdown()
                 tg.cancel_scope.cancel()
@@ -326,7 +329,7 @@ class Daemon:
 
     async def flush(self) -> CaptureResult:
         """Everything observed so far, recorded now (no settling)."""
-        return await self._process(self.settler.pop_all(), final=True)
+        return await self._process(self.settler.pop_all(self.monitor.firsts), final=True)
 
     def _settle_of(self, root_id: int, relpath: bytes) -> tuple[float | None, float | None]:
         """A rule's own settle window for this path, if it has one (seconds)."""
@@ -346,7 +349,7 @@ class Daemon:
     async def _process_loop(self) -> None:
         while True:
             now = time.monotonic()
-            due = self.settler.pop_due(now)
+            due = self.settler.pop_due(now, self.monitor.firsts)
             if not due:
                 nxt = self.settler.next_due()
                 if self._wake.is_set():
@@ -359,7 +362,8 @@ class Daemon:
 
     async def _process(self, due: list[Key], *, final: bool = False) -> CaptureResult:
         try:
-            result, trees = await self._in_store(self._capture_batch, due, final)
+            result, trees = await self._in_store(self.monitor.observed(self._capture_batch),
+                                                 due, final)
         except (sqlite3.Error, OSError, GuardianError) as e:
             self._retry_later(due, f"cannot record: {e}")
             raise
@@ -462,7 +466,7 @@ class Daemon:
 
     async def _validate(self, r: Recorded, eff: Effective, data: bytes) -> None:
         path = self.roots[r.root_id].display(r.relpath)
-        verdict = await anyio.to_thread.run_sync(check, eff, data, path,
+        verdict = await anyio.to_thread.run_sync(self.monitor.timed(check), eff, data, path,
                                                  limiter=self._validate_limiter)
         await self._judge(r, eff, verdict, "invalid")
 
@@ -500,16 +504,18 @@ class Daemon:
 
     async def _alert(self, severity: str, kind: str, message: str, path: str | None,
                      versions: list[int]) -> None:
-        with contextlib.suppress(Exception):  # an alert that cannot be stored is still shown
-            await self._in_store(self._store_alert, severity, kind, message, path, versions)
-        self.emit(Alert(severity=severity, kind=kind, message=message, path=path,
-                        versions=versions))
+        try:
+            stored, new = await self._in_store(self._store_alert, severity, kind, message,
+                                               path, versions)
+        except Exception:  # an alert that cannot be stored is still shown
+            self.emit(Alert(severity=severity, kind=kind, message=message, path=path,
+                            versions=versions))
+            return
+        self.monitor.announce(stored, new)  # with its id, state and count; sinks if new
 
     def _store_alert(self, severity: str, kind: str, message: str, path: str | None,
-                     versions: list[int]) -> None:
-        with self.store.transaction():
-            self.store.add_alert(severity, kind, message,
-                                 os.fsencode(path) if path else None, versions)
+                     versions: list[int]) -> tuple[dict[str, Any], bool]:
+        return self.monitor.store_alert(severity, kind, message, path, versions)
 
     def _rules_changed(self, root_id: int, relpath: bytes) -> None:
         path = self.roots[root_id].display(relpath)
@@ -522,6 +528,7 @@ class Daemon:
                                 f"{error} (the last good rules stay in force)", path, [])
         else:
             self.emit(RulesReloaded(path=path, ok=True))
+            self.monitor.resolve_key(f"rules:{path}")
             # Ignore globs may have changed: look at the directory again.
             d = relpath.rpartition(b"/")[0]
             self._reasons.setdefault((root_id, d), "rules")
@@ -592,7 +599,7 @@ class Daemon:
                     await self._subscribe(stream)
                     return
                 try:
-                    result = await self._dispatch(method, params)
+                    result = await self.monitor.dispatch(method, params, self._dispatch)
                     reply = control.ok_response(rid, result)
                 except GuardianError as e:
                     to_json = getattr(e.__cause__, "to_json", None)
@@ -711,6 +718,8 @@ class Daemon:
             "pending": len(self.settler),
             "degraded": self.degraded,
             "uptime_s": round(time.time() - self.started, 3),
+            "metrics": self.monitor.summary(),
+            "metrics_addr": self.monitor.exporter.address if self.monitor.exporter else None,
         }
 
 

@@ -52,7 +52,9 @@ RULE_KEYS: dict[str, str] = {
 }
 TOP_KEYS = {"extends": "a preset name: " + ", ".join(PRESETS),
             "ignore": "a list of globs of paths not to record",
-            "rule": "an array of [[rule]] tables"}
+            "rule": "an array of [[rule]] tables",
+            "alerts": "a table of alert thresholds and sinks (a root's own rule file only; "
+                      "see guardian.observe.thresholds)"}
 VALIDATOR_NAMES = ("auto", "python", "json", "yaml", "toml", "ini", "markdown", "text")
 VALIDATOR_TABLE_KEYS = ("command", "timeout", "schema", "name")
 
@@ -177,6 +179,8 @@ def load_rule_file(path: str | Path, base: str, *, data: bytes | None = None) ->
     for key in doc:
         if key not in TOP_KEYS:
             raise RuleError(locator.error(None, key, _unknown(key, [*TOP_KEYS, *RULE_KEYS])))
+    if "alerts" in doc:
+        _check_alerts(doc["alerts"], path, text, base)
     extends = doc.get("extends")
     if extends is not None:
         if not isinstance(extends, str) or extends not in PRESETS:
@@ -200,6 +204,16 @@ def load_rule_file(path: str | Path, base: str, *, data: bytes | None = None) ->
     for i, table in enumerate(raw_rules):
         rules.append(_parse_rule(locator, i, table, base, path, digest))
     return RuleFile(path, base, tuple(rules), tuple(ignore), digest)
+
+
+def _check_alerts(value: Any, path: str, text: str, base: str) -> None:
+    """The ``[alerts]`` table is guardian.observe's: checked by it, reported like ours."""
+    from guardian.observe.thresholds import AlertsError, check_table
+
+    try:
+        check_table(value, path, text, base)
+    except AlertsError as e:
+        raise RuleError(str(e)) from None
 
 
 def _parse_rule(loc: _Locator, i: int, table: Any, base: str, path: str, digest: str) -> Rule:

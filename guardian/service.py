@@ -15,6 +15,7 @@ from guardian import retention
 from guardian.capture import CaptureResult, Recorded, Recorder
 from guardian.errors import UsageError
 from guardian.events import VersionRecorded
+from guardian.observe.record import recorded
 from guardian.paths import Root, absolute, locate
 from guardian.restore import restore
 from guardian.settings import Settings
@@ -46,6 +47,7 @@ class Service:
     def roots(self) -> dict[int, Root]:
         return self.recorder.roots
 
+    @recorded("snapshot")
     def snapshot(self, paths: list[str], *, session: str | None = None,
                  progress: Any = None) -> dict[str, Any]:
         """Record the current state of files or trees (default: every root), durably."""
@@ -71,6 +73,7 @@ class Service:
             total.merge(res)
         return summary(total, self.roots)
 
+    @recorded("restore")
     def restore(self, path: str, *, version: int | None, at_ns: int | None, dry_run: bool,
                 session: str | None = None) -> dict[str, Any]:
         root, rel = locate(path, list(self.roots.values()))
