@@ -55,6 +55,9 @@ def category_of(e: BaseException) -> str:
     """The error category of an exception a recorded operation raised."""
     from guardian.errors import UsageError
 
+    cause = e.__cause__ or e.__context__  # what a GuardianError was raised about
+    if isinstance(cause, OSError) and not isinstance(e, OSError):
+        return category_of(cause)
     if isinstance(e, PermissionError):
         return "permission"
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
