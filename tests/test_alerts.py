@@ -307,9 +307,9 @@ def test_sinks_file_command_and_desktop(root: Path, cli: Cli, watch, env: dict[s
     w = watch(root, env=path_env)
     m = w.mark()
     (root / "worse.json").write_text("{nope again\n")
-    wait_until(lambda: calls.exists() and "record warning invalid open" in calls.read_text(),
-               what="the command sink to run")
-    assert '"kind": "invalid"' in calls.read_text()  # the alert on its standard input
+    # Its arguments, then the alert as JSON on its standard input.
+    wait_until(lambda: calls.exists() and "record warning invalid open" in calls.read_text()
+               and '"kind": "invalid"' in calls.read_text(), what="the command sink to run")
     assert "notify-send" not in calls.read_text()    # desktop only for critical ones
     assert w.stop() == 0
 
