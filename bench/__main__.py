@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import batch, capture, conformance, resources, snapshot, validation
+from bench import batch, capture, conformance, observe, resources, snapshot, validation
 from bench.common import Config, Table, Workspace, guardian_argv, progress
 
 Bench = Callable[[Workspace, Config], Table]
@@ -25,6 +25,7 @@ GROUPS: dict[str, dict[str, Bench]] = {
     "validation": validation.BENCHMARKS,
     "conformance": conformance.BENCHMARKS,
     "batch": batch.BENCHMARKS,
+    "observe": observe.BENCHMARKS,
 }
 
 

@@ -909,7 +909,7 @@ class Store:
             f"SELECT op, outcome, {', '.join(key)}, COUNT(*), SUM({items}), SUM({nbytes}),"
             " SUM(duration_ns), MAX(duration_ns), "
             + ", ".join(f"SUM(duration_ns <= {e})" for e in edges) + f", {zeros}"
-            " FROM operations WHERE id > ? AND time_ns >= ? AND time_ns < ?"
+            f" FROM operations WHERE id > ? AND {self._raw_time()}"
             " GROUP BY 1, 2, 3, 4, 5", (wm, since_ns, until_ns)))
         first = None
         if ready and wm:
@@ -936,8 +936,15 @@ class Store:
             return []
         wm = int(self.meta_get("observe.ops_rolled") or 0)
         return [(r[0], r[1]) for r in self.db.execute(
-            "SELECT op, latency FROM operations WHERE id > ? AND time_ns >= ? AND time_ns < ?"
+            f"SELECT op, latency FROM operations WHERE id > ? AND {self._raw_time()}"
             " AND latency IS NOT NULL", (wm, since_ns, until_ns))]
+
+    def _raw_time(self) -> str:
+        """The window's condition on rows not rolled up: once rollups exist they are the
+        last hour or two, found by id (the unary + keeps SQLite off the time index, which
+        would walk every raw row the window covers); before, by the time index."""
+        rolled = self.observe_ready() and self.meta_get("observe.ops_rolled")
+        return ("+time_ns >= ? AND +time_ns < ?" if rolled else "time_ns >= ? AND time_ns < ?")
 
     def op_durations(self, since_ns: int, until_ns: int,
                      limit: int) -> list[tuple[str, int]] | None:

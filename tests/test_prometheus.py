@@ -90,3 +90,22 @@ def test_parse_addr() -> None:
     assert parse_addr("9464") == ("127.0.0.1", 9464)
     assert parse_addr("0.0.0.0:1") == ("0.0.0.0", 1)
     assert parse_addr("[::1]:9464") == ("::1", 9464)
+
+
+def test_the_shipped_examples_name_real_metrics() -> None:
+    import re
+
+    import yaml
+
+    here = Path(__file__).resolve().parent.parent / "examples" / "prometheus"
+    config = yaml.safe_load((here / "prometheus.yml").read_text())
+    assert config["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9464"]
+    assert config["rule_files"] == ["guardian-alerts.yml"]
+    rules = yaml.safe_load((here / "guardian-alerts.yml").read_text())["groups"][0]["rules"]
+    assert [r["labels"]["severity"] for r in rules] == ["critical", "warning"]
+    exported = {"guardian_operations_total", "guardian_operation_duration_seconds_sum",
+                "guardian_operation_duration_seconds_count"}
+    for r in rules:
+        used = set(re.findall(r"guardian_[a-z_]+", r["expr"]))
+        assert used and used <= exported, used
+    assert "> 0.05" in rules[0]["expr"] and "> 5" in rules[1]["expr"]  # the seed's thresholds

@@ -10,9 +10,6 @@ median of a few), and one fsync of a new 4 KiB file, in a scratch directory insi
 from __future__ import annotations
 
 import os
-import shutil
-import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +57,10 @@ def given(seconds: float) -> Baseline:
 
 def measure(directory: Path, samples: int = SAMPLES) -> Baseline:
     """Time the seed's naive safe write and a bare fsync in a scratch dir under ``directory``."""
+    import shutil
+    import statistics
+    import tempfile
+
     from guardian.benchmark import fsync_latency, naive_write
 
     scratch = Path(tempfile.mkdtemp(prefix=".calibrate-", dir=directory))

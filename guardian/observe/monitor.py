@@ -303,18 +303,22 @@ class Monitor:
 
     async def _deliver(self, alert: dict[str, Any]) -> None:
         from guardian.observe import alerts as alerts_mod
-        from guardian.observe.sinks import deliver
+        from guardian.observe.sinks import deliver, key_of, trusted
 
-        problems: list[tuple[str, str]] = []
-        await anyio.to_thread.run_sync(deliver, self.thresholds.sinks,
-                                       alerts_mod.to_json(alert),
-                                       lambda kind, msg: problems.append((kind, msg)))
-        for kind, msg in problems:
+        sinks = self.thresholds.sinks
+        problems: list[tuple[str, str, str]] = []
+        await anyio.to_thread.run_sync(deliver, sinks, alerts_mod.to_json(alert),
+                                       lambda kind, msg, key: problems.append((kind, msg, key)))
+        now_trusted = [key_of(s) for s in sinks if key_of(s) in self._untrusted_sinks
+                       and await anyio.to_thread.run_sync(trusted, s)]
+        if now_trusted:
+            self._untrusted_sinks.difference_update(now_trusted)
+            await self._resolve_alerts(now_trusted)
+        for kind, msg, key in problems:
             if kind == "untrusted":
-                if msg not in self._untrusted_sinks:
-                    self._untrusted_sinks.add(msg)
-                    await self._raise_alert(f"untrusted:{msg}", "warning", "untrusted", msg,
-                                            None)
+                if key not in self._untrusted_sinks:
+                    self._untrusted_sinks.add(key)
+                    await self._raise_alert(key, "warning", "untrusted", msg, None)
             else:
                 from guardian.events import Warning
 
@@ -415,6 +419,9 @@ class Monitor:
             self._rows.append(record.row("snapshot", int((time.monotonic() - t0) * 1e9), "ok",
                                          optimisation=["sync_cookie"],
                                          items=int(out.get("recorded", 0))))
+        # What was measured until now is in the store when the snapshot returns (a hook's
+        # snapshot is a barrier for the metrics too).
+        await self.d._in_store(self.flush)
         return out
 
     async def _observe_request(self, name: str, params: dict[str, Any]) -> Any:

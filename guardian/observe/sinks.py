@@ -1,10 +1,12 @@
 """Where alerts go besides the store and the headless log: a file, a command, the desktop.
 
 Each sink gets an alert when it opens and when it resolves (not each repeat: those are
-counted on the alert). A file sink appends one JSON object per line (one ``write`` with
-``O_APPEND``: lines of concurrent writers never interleave; a symlink at its name is refused).
-A command runs only while its rule file is trusted (``guardian trust FILE``, the same pinned
-SHA-256 as command validators), without a shell, with ``{id}``, ``{kind}``, ``{severity}``,
+counted on the alert). A rule file is untrusted input until the user trusts it, and a file or
+a command sink reaches outside the watched tree, so both work only while their rule file is
+trusted (``guardian trust FILE``, the same pinned SHA-256 as command validators; until then
+an ``untrusted`` alert says so). A file sink appends one JSON object per line (one ``write``
+with ``O_APPEND``: lines of concurrent writers never interleave; a symlink at its name is
+refused). A command runs without a shell, with ``{id}``, ``{kind}``, ``{severity}``,
 ``{state}``, ``{path}``, ``{message}`` replaced in its arguments and the alert as JSON on its
 standard input; it is killed (its whole process group) after its timeout. A desktop sink runs
 ``notify-send`` when it is installed, and is skipped quietly when it is not.
@@ -23,7 +25,16 @@ from typing import Any
 
 from guardian.observe.thresholds import Sink
 
-Problem = Callable[[str, str], None]  # (kind: "untrusted" | "sink", message)
+Problem = Callable[[str, str, str], None]  # (kind: "untrusted" | "sink", message, key)
+
+
+def key_of(sink: Sink) -> str:
+    """The key of the ``untrusted`` alert about this sink (resolved once it is trusted)."""
+    return f"untrusted:sink:{sink.source}:{sink.kind}:{sink.target}"
+
+
+def trusted(sink: Sink) -> bool:
+    return sink.kind == "desktop" or _trusted(sink)
 
 
 def deliver(sinks: tuple[Sink, ...], alert: dict[str, Any], problem: Problem) -> list[str]:
@@ -34,20 +45,21 @@ def deliver(sinks: tuple[Sink, ...], alert: dict[str, Any], problem: Problem) ->
         if not sink.wants(str(alert.get("severity", "warning"))):
             continue
         try:
+            if sink.kind in ("file", "command") and not _trusted(sink):
+                what = " ".join(_argv(sink)) if sink.kind == "command" else str(sink.target)
+                problem("untrusted", f"alert sink {sink.kind} {what} (from {sink.source}) "
+                                     f"not used: run `guardian trust {sink.source}` to allow it",
+                        key_of(sink))
+                continue
             if sink.kind == "file":
                 _to_file(str(sink.target), alert)
             elif sink.kind == "command":
-                if not _trusted(sink):
-                    problem("untrusted", f"alert sink {' '.join(_argv(sink))} (from "
-                                         f"{sink.source}) not run: run `guardian trust "
-                                         f"{sink.source}` to allow it")
-                    continue
                 _run(sink, alert)
             elif sink.kind == "desktop" and not _desktop(alert):
                 continue
             done.append(f"{sink.kind}: {sink.target or 'notify-send'}")
         except Exception as e:  # a sink must never break the daemon
-            problem("sink", f"alert sink {sink.kind} {sink.target or ''} failed: {e}")
+            problem("sink", f"alert sink {sink.kind} {sink.target or ''} failed: {e}", "")
     return done
 
 
@@ -74,7 +86,11 @@ def _argv(sink: Sink) -> list[str]:
 def _run(sink: Sink, alert: dict[str, Any]) -> None:
     fields = {k: "" if alert.get(k) is None else str(alert.get(k))
               for k in ("id", "kind", "severity", "state", "path", "message", "key")}
-    argv = [a.format_map(_Missing(fields)) for a in _argv(sink)]
+    argv = []
+    for a in _argv(sink):
+        for k, v in fields.items():
+            a = a.replace("{" + k + "}", v)
+        argv.append(a)
     cwd = os.path.dirname(sink.source) or None
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=cwd, start_new_session=True)
@@ -87,11 +103,6 @@ def _run(sink: Sink, alert: dict[str, Any]) -> None:
         raise RuntimeError(f"timed out after {sink.timeout:g}s") from None
     if proc.returncode:
         raise RuntimeError(f"exited {proc.returncode}")
-
-
-class _Missing(dict[str, str]):
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
 
 
 def _desktop(alert: dict[str, Any]) -> bool:

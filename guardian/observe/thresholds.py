@@ -73,7 +73,7 @@ class Sink:
     target: str | tuple[str, ...] | None  # a path, an argv, or None (desktop)
     min_severity: str = "warning"
     timeout: float = 10.0
-    source: str = ""                      # the rule file it came from (commands need trust)
+    source: str = ""                      # the rule file it came from (files, commands: trust)
     digest: str = ""
 
     def wants(self, severity: str) -> bool:
