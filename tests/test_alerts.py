@@ -322,3 +322,22 @@ def test_alerts_help_and_json_shape(cli: Cli, root: Path) -> None:
                          capture_output=True, text=True, check=True, env=cli.env).stdout
     assert "ack" in out and "--open" in out and "resolve" in out
     assert cli.json("alerts") == {"alerts": []}
+
+
+def test_lost_events_are_an_alert_and_counted(root: Path, cli: Cli, watch,
+                                             env: dict[str, str]) -> None:
+    """The inotify watch limit, reached for real (a test limit on the watches): events are
+    lost, a reconcile replaces them; the alert stays open while the daemon is degraded."""
+    for d in range(6):
+        (root / f"d{d}").mkdir()
+        (root / f"d{d}" / "f.txt").write_text("x")
+    (root / RULE_FILE).write_text(FAST)
+    w = watch(root, env=dict(env, GUARDIAN_TEST_MAX_WATCHES="3"),
+              extra=["--poll-interval", "1"])
+    opened = wait_state(w, "events-lost:watch-limit", "open")
+    assert opened["kind"] == "events-lost" and "watch-limit" in opened["message"]
+    cap = cli.json("metrics")["capture"]
+    assert cap["events_lost"] >= 1 and cap["reconciles"]["by_reason"]["watch-limit"] >= 1
+    cli.json("alerts")  # evaluated while degraded: it stays open
+    assert rows(cli, "events-lost:watch-limit")[0]["state"] == "open"
+    assert w.stop() == 0

@@ -67,6 +67,8 @@ def test_scrape_both_formats(root: Path, cli: Cli, watch, store: Path) -> None:
                if name == "guardian_operation_duration_seconds_bucket"
                and dict(labels)["type"] == "capture")
     assert [v for _, v in b] == sorted(v for _, v in b)
+    captures = s[("guardian_operation_duration_seconds_count", (("type", "capture"),))]
+    assert b[-1] == (float("inf"), captures) and b[-2] == (60.0, captures)  # all under 60 s
     # OpenMetrics when the scraper asks for it.
     ctype, text = _scrape(addr, "application/openmetrics-text; version=1.0.0; charset=utf-8")
     assert ctype.startswith("application/openmetrics-text"), ctype
