@@ -151,13 +151,14 @@ def test_permission_errors_raise_the_error_rates(shared: tuple[Path, dict[str, s
         assert perm["severity"] == "critical" and "permission errors" in perm["message"]
         ops = cli.json("metrics")["types"]["restore"]
         assert ops["outcomes"] == {"error": 1}
-        # The user raises the threshold: the condition clears, the alert resolves itself.
+        # The user raises the thresholds: the conditions clear, the alerts resolve themselves.
         m = w.mark()
-        (root / RULE_FILE).write_text(FAST + 'error_window = "1h"\nerror_rates = '
-                                      '{ permission = 100 }\n')
+        (root / RULE_FILE).write_text(FAST + 'error_window = "1h"\nerror_rate = 0.9\n'
+                                      'error_rates = { permission = 100 }\n')
         wait_state(w, "error-rate:permission", "resolved", m)
-        assert [e["state"] for e in alert_events(w, "error-rate:permission")] == [
-            "open", "resolved"]
+        wait_state(w, "high-error-rate", "resolved", m)
+        for key in ("error-rate:permission", "high-error-rate"):
+            assert [e["state"] for e in alert_events(w, key)] == ["open", "resolved"], key
     finally:
         assert w.stop() == 0
         w.close()

@@ -140,5 +140,7 @@ def test_metrics_command_and_its_start(cli: Cli, root: Path, store: Path) -> Non
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=cli.env, check=True)
     assert p.stderr.strip().splitlines()[-1] == "[]", p.stderr
-    helptext = cli.run("metrics", "--help", store=False, check=True).stdout.decode()
-    assert "Time saved is an estimate" in " ".join(helptext.split())
+    for command in ("metrics", "report", "suggest", "health"):
+        helptext = cli.run(command, "--help", store=False, check=True).stdout.decode()
+        assert "Time saved is an estimate: for each successful batch operation" in " ".join(
+            helptext.split()), command
