@@ -23,7 +23,7 @@ from .conftest import Cli, Watch, wait_until
 from .test_bad_input import NOBODY, needs_nobody
 from .test_bad_input import shared as shared  # a fixture
 
-FAST = '[alerts]\nevaluate_every = 0.5\n'
+FAST = '[alerts]\nevaluate_every = 0.5\nmin_operations = 1\n'
 JSON_ALERT = '[[rule]]\npaths = ["**/*.json"]\nvalidators = ["json"]\non_invalid = "alert"\n'
 
 

@@ -50,8 +50,7 @@ def evaluate(window: dict[str, Any], errors: dict[str, Any], th: Thresholds) -> 
     out: list[Condition] = []
     for name, t in window.get("types", {}).items():
         avg = t["duration_s"]["average"]
-        if t["count"] >= th.min_operations and avg is not None \
-                and avg > th.average_operation_time:
+        if t["count"] and avg is not None and avg > th.average_operation_time:
             out.append(Condition(
                 f"performance-degradation:{name}", "performance-degradation", "warning",
                 f"average {name} operation time {avg:.2f}s exceeds threshold "

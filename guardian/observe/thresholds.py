@@ -2,8 +2,9 @@
 
 Defaults (the seed's Real-time Performance Monitoring and Error Rate Monitoring): average
 operation time above 5 s is a warning, an error rate above 5 % critical, a success rate below
-95 % a warning, and per hour, over 24 hours, more than 0.1 permission, 0.2 validation, 0.05
-optimisation, 0.1 system or 0.01 recovery errors critical. A watched root's own
+95 % a warning (rates judged once the window holds 10 operations: Guardian's guard against
+tiny samples, not the seed's), and per hour, over 24 hours, more than 0.1 permission, 0.2
+validation, 0.05 optimisation, 0.1 system or 0.01 recovery errors critical. A watched root's own
 ``.guardian.toml`` may change any of them, and name sinks::
 
     [alerts]
@@ -12,7 +13,7 @@ optimisation, 0.1 system or 0.01 recovery errors critical. A watched root's own
     success_rate = 0.95              # below: warning (over `window`)
     window = "1h"                    # an age (90s, 15m, 1h, 1d) or seconds
     error_window = "24h"             # the per-category hourly rates are taken over this
-    min_operations = 1               # fewer operations in the window: no rate alerts
+    min_operations = 10              # fewer operations in the window: no rate alerts
     error_rates = { permission = 0.1, validation = 0.2, optimisation = 0.05, system = 0.1,
                     recovery = 0.01 }
     sinks = [{ file = "alerts.jsonl" }, { command = ["notify", "{severity}", "{message}"] },
@@ -51,7 +52,8 @@ KEYS: dict[str, str] = {
     "error_window": 'the window of the per-category error rates: an age such as "24h", or '
                     "seconds",
     "min_operations": "a whole number of at least 1: fewer operations in the window raise no "
-                      "rate alert",
+                      "error-rate or success-rate alert (default 10: a rate of 2 operations "
+                      "says little)",
     "evaluate_every": "seconds between two evaluations by the daemon (a number above 0)",
     "error_rates": "a table of errors per hour, critical above: "
                    + ", ".join(f"{c} = {v}" for c, v in DEFAULT_ERROR_RATES.items()),
@@ -93,7 +95,7 @@ class Thresholds:
     success_rate: float = 0.95
     window_s: float = 3600.0
     error_window_s: float = 86400.0
-    min_operations: int = 1
+    min_operations: int = 10
     evaluate_every_s: float = 10.0
     error_rates: Mapping[str, float] = field(default_factory=lambda: DEFAULT_ERROR_RATES)
     sinks: tuple[Sink, ...] = ()
