@@ -13,7 +13,17 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import batch, capture, conformance, resources, restore, rules, snapshot, validation
+from bench import (
+    batch,
+    capture,
+    conformance,
+    observe,
+    resources,
+    restore,
+    rules,
+    snapshot,
+    validation,
+)
 from bench.common import Config, Table, Workspace, guardian_argv, progress
 
 Bench = Callable[[Workspace, Config], Table]
@@ -27,6 +37,7 @@ GROUPS: dict[str, dict[str, Bench]] = {
     "batch": batch.BENCHMARKS,
     "rules": rules.BENCHMARKS,
     "restore": restore.BENCHMARKS,
+    "observe": observe.BENCHMARKS,
 }
 
 

@@ -32,7 +32,8 @@ error.
 
 
 COMMANDS = ("watch", "snapshot", "log", "show", "diff", "restore", "status", "verify", "gc",
-            "rules", "validate", "trust", "apply", "recover", "bench", "alerts")
+            "rules", "validate", "trust", "apply", "recover", "bench", "alerts", "metrics",
+            "health", "report", "suggest")
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
@@ -148,6 +149,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--poll-interval", type=_number(0, 86400 * 365, positive=True),
                        default=30.0, metavar="SECONDS",
                        help="rescan period when the inotify watch limit is reached (default: 30)")
+        p.add_argument("--metrics-addr", metavar="HOST:PORT",
+                       help="serve Prometheus metrics there (e.g. 127.0.0.1:9464; a bare :PORT "
+                            "listens on 127.0.0.1 only)")
         _store_arg(p)
         p.set_defaults(func=cmd_watch)
 
@@ -296,15 +300,24 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         _json_arg(p)
         p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("alerts", help="the alerts raised: invalid writes, reverts, rules",
-                       description="Newest first: invalid writes, reverts, writers left alone "
-                       "after flapping, broken rule files, untrusted commands.")
+    p = sub.add_parser("alerts", help="the alerts raised; `alerts ack ID...` acknowledges",
+                       description="Newest activity first: invalid writes, reverts, writers "
+                       "left alone after flapping, broken rule files, untrusted commands, lost "
+                       "events, and metric alerts (slow operations, error and success rates, "
+                       "per-category error rates; thresholds in a root's [alerts] table). An "
+                       "alert is open, then acknowledged (`guardian alerts ack ID...` or "
+                       "`--all`), then resolved: metric alerts resolve themselves when their "
+                       "condition clears; a repeat of an unresolved alert counts on it.")
     if only in (None, "alerts"):
+        p.add_argument("action", nargs="*", metavar="ack ID", help="ack and the alert ids")
+        p.add_argument("--open", action="store_true", help="only alerts not resolved")
+        p.add_argument("--all", action="store_true", help="with ack: every open alert")
         p.add_argument("-n", "--limit", type=_whole(0), default=20, metavar="N",
                        help=f"at most N ({LIMIT_HELP}; default 20)")
         _json_arg(p)
         _store_arg(p)
         p.set_defaults(func=cmd_alerts)
+    _observe_parsers(sub, only)
 
     p = sub.add_parser("rules", help="which rules apply to a path, and where each came from",
                        description="The settings in force for PATH (default: .) after the "
@@ -336,6 +349,98 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         _store_arg(p)  # accepted everywhere; trust itself is per user, not per store
         p.set_defaults(func=cmd_trust)
     return parser
+
+
+TIME_SAVED_HELP = (
+    "Time saved is an estimate: for each successful batch operation that used an "
+    "optimisation, the seed's naive safe write of one file (back up with metadata, write, "
+    "fsync, read back, verify), timed on this store's disk (or --baseline-s), minus what the "
+    "operation took; for each capture commit of several versions, one fsync per version "
+    "beyond the first. Other operations save nothing.")
+
+
+def _observe_parsers(sub: Any, only: str | None) -> None:
+    """metrics, health, report, suggest (guardian.observe)."""
+    import argparse
+
+    def baseline_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--baseline-s", type=float, metavar="SECONDS",
+                       help="the naive safe write of one file takes SECONDS, an fsync a "
+                            "third of it (default: as measured on this store's disk)")
+
+    p = sub.add_parser("metrics", help="operations, durations, error rates, time saved, capture",
+                       description="Per operation type (capture, reconcile, validate, revert, "
+                       "restore, snapshot, batch) over a window: operations per minute, "
+                       "average/p50/p95/max duration, success rates (overall, optimised, "
+                       "standard), optimisation usage, time saved, throughput; error rates by "
+                       "the seed's five categories; templates; capture latency, versions by "
+                       "kind and origin, reconciles, lost events, store size and dedupe. "
+                       + TIME_SAVED_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if only in (None, "metrics"):
+        p.add_argument("--since", metavar="TIME", help="start of the window (default: 24h ago)")
+        p.add_argument("--until", metavar="TIME", help="end of the window (default: now)")
+        baseline_arg(p)
+        _json_arg(p)
+        _store_arg(p)
+        p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser("health", help="backup, recovery, validation, optimisation, watcher, store",
+                       description="Six checks, each healthy, degraded or unhealthy: a sample of "
+                       "objects re-hashed (all with --full), a sample of versions restored into "
+                       "a temporary directory and compared, each validator on known-good and "
+                       "known-bad samples, the seed's optimisation criteria, the daemon and a "
+                       "sync cookie through inotify and the watch limit, the store's free space, "
+                       "WAL and integrity. Exit 0 healthy, 1 degraded, 3 unhealthy (a container "
+                       "HEALTHCHECK). The optimisation check's improvement is time saved over "
+                       "the naive time. " + TIME_SAVED_HELP)
+    if only in (None, "health"):
+        p.add_argument("--full", action="store_true",
+                       help="verify every object and run SQLite's quick_check on any size")
+        p.add_argument("--sample", type=int, default=50, metavar="N",
+                       help="objects to verify without --full (default 50)")
+        _json_arg(p)
+        _store_arg(p)
+        p.set_defaults(func=cmd_health)
+
+    p = sub.add_parser("report", help="the seed's daily performance report (saved in the store)",
+                       description="Summary (total operations, optimisation rate, average time "
+                       "savings, error rate, significant improvements, trend against the "
+                       "previous period), performance metrics, optimisation effectiveness, "
+                       "error analysis, recommendations. Saved in the store. "
+                       + TIME_SAVED_HELP)
+    if only in (None, "report"):
+        p.add_argument("--since", metavar="TIME",
+                       help="start of the period (default: 24h ago; a date is its midnight)")
+        p.add_argument("--until", metavar="TIME", help="end of the period (default: now)")
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        g.add_argument("--markdown", action="store_true", help="print the report as Markdown")
+        p.add_argument("--discoveries", metavar="FILE",
+                       help="append the seed's dated section to FILE (a DISCOVERIES.md) when "
+                            "the average time savings are above 2 s per operation")
+        p.add_argument("--list", action="store_true", help="list the saved reports instead")
+        p.add_argument("-n", "--limit", type=int, default=20, help="with --list: at most N")
+        baseline_arg(p)
+        _store_arg(p)
+        p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("suggest", help="improvements the recorded operations point to",
+                       description="Files reverted again and again, slow validators, runs of "
+                       "small batches one batch would do, rules that never match, protected "
+                       "paths written often, store growth dominated by a few paths: each "
+                       "occurring more than 3 times, with its estimated benefit in seconds and "
+                       "how it is estimated. --file-issues files a GitHub issue (gh) for each "
+                       "worth more than 1 s, once. " + TIME_SAVED_HELP)
+    if only in (None, "suggest"):
+        p.add_argument("--since", metavar="TIME", help="operations since (default: 7d ago)")
+        p.add_argument("--until", metavar="TIME", help="until (default: now)")
+        p.add_argument("--file-issues", action="store_true",
+                       help="create one issue per suggestion with benefit > 1 s (gh issue "
+                            "create; labels write-optimization,performance,ai-suggested)")
+        baseline_arg(p)
+        _json_arg(p)
+        _store_arg(p)
+        p.set_defaults(func=cmd_suggest)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -437,9 +542,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
         daemon = Daemon(store, root_objs, settings, emit=emit_json_line,
                         reconcile_interval=args.reconcile_interval,
                         poll_interval=args.poll_interval, policy=policy)
+        if args.metrics_addr:
+            daemon.monitor.serve_metrics(args.metrics_addr)
         anyio.run(daemon.run)  # it honours a signal recorded before its loop took them over
     finally:
         if daemon is not None:
+            daemon.monitor.stop_metrics()
             daemon.recorder.close()
         store.close()
     return ExitCode.OK
@@ -749,6 +857,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "store_bytes": store_size(store_path),
                     "last_event": iso(c["last_version_ns"]) if c["last_version_ns"] else None,
                     "reconcile_count": int(store.meta_get("reconcile_count") or 0),
+                    "metrics": _metrics_summary(store),
                 }
     if args.json:
         _print_json(info)
@@ -971,21 +1080,43 @@ def cmd_recover(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def cmd_alerts(args: argparse.Namespace) -> int:
-    from guardian.timespec import iso, short
+def _metrics_summary(store: Any) -> Any:
+    from guardian.observe.metrics import summary
 
-    with _open_reader(args, None) as store:
-        alerts = store.alerts(args.limit or -1)  # SQLite: LIMIT -1 is no limit
-    if args.json:
-        for a in alerts:
-            a["time"] = iso(a["time_ns"])
-        _print_json({"alerts": alerts})
-        return ExitCode.OK
-    for a in alerts:
-        print(f"{short(a['time_ns'])}  {a['severity']:<8} {a['kind']:<13} {a['message']}")
-    if not alerts:
-        print("no alerts")
-    return ExitCode.OK
+    try:
+        return summary(store)
+    except Exception:  # a store this release cannot summarise still has a status
+        return None
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from guardian.observe.commands import alerts
+
+    return alerts(args, _find_store(args, None))
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from guardian.observe.commands import metrics
+
+    return metrics(args, _find_store(args, None))
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from guardian.observe.commands import health
+
+    return health(args, _find_store(args, None))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from guardian.observe.commands import report
+
+    return report(args, _find_store(args, None))
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from guardian.observe.commands import suggest
+
+    return suggest(args, _find_store(args, None))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

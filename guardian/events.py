@@ -112,6 +112,11 @@ class Alert(Event):
     message: str
     path: str | None = None
     versions: list[int] = field(default_factory=list)
+    # guardian.observe's model: the stored alert, its dedupe key, state and repeat count.
+    id: int | None = None
+    key: str | None = None
+    state: str = "open"    # open | acknowledged | resolved
+    count: int = 1
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 from guardian.capture.recorder import CaptureResult, Recorded, Recorder
 from guardian.errors import UsageError
 from guardian.events import VersionRecorded
+from guardian.observe.record import recorded
 from guardian.paths import Root, absolute, locate, under
 from guardian.rules.settings import Settings
 from guardian.store import retention
@@ -50,6 +51,7 @@ class Service:
     def roots(self) -> dict[int, Root]:
         return self.recorder.roots
 
+    @recorded("snapshot")
     def snapshot(self, paths: list[str], *, session: str | None = None,
                  progress: Any = None) -> dict[str, Any]:
         """Record the current state of files or trees (default: every root), durably.
@@ -114,6 +116,7 @@ class Service:
         return [{"id": v.id, "path": self.roots[v.root_id].display(v.relpath)} for v in hits
                 if v.root_id in self.roots]
 
+    @recorded("restore")
     def restore(self, path: str, *, version: int | None, at_ns: int | None, dry_run: bool,
                 session: str | None = None) -> dict[str, Any]:
         from guardian.batch.restore import restore  # the batch engine: not on snapshot's path

@@ -652,10 +652,21 @@ def _record_operations(store: Store, targets: list[Target], batch_id: int | None
         path = t.root.join(t.relpath)
         optimisation = ",".join(sorted(t.optimisations)) or None
         share = t.elapsed_ns // max(1, len(t.ops))
-        rows += [(op.op, share, outcome, path, category, optimisation, batch_id)
-                 for op in t.ops]
+        size = len(t.final) if t.final is not None else None
+        rows += [(op.op, share, outcome, path, category, optimisation, batch_id, size,
+                  template_label(op)) for op in t.ops]
     with contextlib.suppress(Exception), store.transaction():
         store.record_operations(rows)
+
+
+def template_label(op: Any) -> str | None:
+    """What guardian.observe calls a render's template: its path, or its text's digest."""
+    if op.op != "render":
+        return None
+    if op.template_path is not None:
+        return str(op.template_path)
+    return "sha256:" + hashlib.sha256(str(op.template or "").encode("utf-8", "surrogatepass")
+                                      ).hexdigest()[:12]
 
 
 def record_failure(store: Store, manifest: Manifest, error: BatchError, elapsed_ns: int) -> None:
@@ -666,7 +677,8 @@ def record_failure(store: Store, manifest: Manifest, error: BatchError, elapsed_
                 op.op, duration_ns=elapsed_ns // max(1, len(manifest.operations)),
                 outcome="rejected" if not error.rolled_back else "error",
                 path=os.fsencode(op.path), error_category=error.category,
-                batch_id=error.batch_id, detail={"message": str(error)[:300]})
+                batch_id=error.batch_id, detail={"message": str(error)[:300]},
+                label=template_label(op))
 
 
 # ----------------------------------------------------------------------------- recovery

@@ -54,6 +54,7 @@ from guardian.events import (
 )
 from guardian.exitcodes import ExitCode
 from guardian.locations import runtime_dir_problem, socket_path
+from guardian.observe.monitor import Monitor
 from guardian.paths import Root
 from guardian.rules.ignore import TEMP_PREFIX
 from guardian.rules.policy import Check, Policy, check
@@ -126,6 +127,7 @@ class Daemon:
         self._store_used = anyio.Event()  # set by each store job: a checkpoint may be due
         self.ready = False
         self.socket: Path | None = None  # set by _serve_control, once it has a private place
+        self.monitor = Monitor(self)  # metrics, alert rules, sinks (guardian.observe)
 
     # ----------------------------------------------------------------- plumbing
     def emit(self, event: Event) -> None:
@@ -238,6 +240,7 @@ class Daemon:
                 tg.start_soon(self._process_loop)
                 tg.start_soon(self._periodic)
                 tg.start_soon(self._checkpoint_when_idle)
+                tg.start_soon(self.monitor.run)
                 await self._stop.wait()
                 await self._shutdown()
                 tg.cancel_scope.cancel()
@@ -457,7 +460,7 @@ class Daemon:
 
     async def flush(self) -> CaptureResult:
         """Everything observed so far, recorded now (no settling)."""
-        return await self._process(self.settler.pop_all(), final=True)
+        return await self._process(self.settler.pop_all(self.monitor.firsts), final=True)
 
     def _settle_of(self, root_id: int, relpath: bytes) -> tuple[float | None, float | None]:
         """A rule's own settle window for this path, if it has one (seconds)."""
@@ -477,7 +480,7 @@ class Daemon:
     async def _process_loop(self) -> None:
         while True:
             now = time.monotonic()
-            due = self.settler.pop_due(now)
+            due = self.settler.pop_due(now, self.monitor.firsts)
             if not due:
                 nxt = self.settler.next_due()
                 if self._wake.is_set():
@@ -490,7 +493,8 @@ class Daemon:
 
     async def _process(self, due: list[Key], *, final: bool = False) -> CaptureResult:
         try:
-            result, trees = await self._in_store(self._capture_batch, due, final)
+            result, trees = await self._in_store(self.monitor.observed(self._capture_batch),
+                                                 due, final)
         except (sqlite3.Error, OSError, GuardianError) as e:
             self._retry_later(due, f"cannot record: {e}")
             raise
@@ -606,7 +610,7 @@ class Daemon:
         back that were never validated (a baseline): the store thread only records verdicts,
         so no capture ever waits for a validator."""
         path = self.roots[r.root_id].display(r.relpath)
-        verdict = await anyio.to_thread.run_sync(check, eff, data, path,
+        verdict = await anyio.to_thread.run_sync(self.monitor.timed(check), eff, data, path,
                                                  limiter=self._validate_limiter)
         earlier: dict[int, Check] = {}
         if verdict.valid is False and eff.on_invalid == "revert":
@@ -677,16 +681,18 @@ class Daemon:
 
     async def _alert(self, severity: str, kind: str, message: str, path: str | None,
                      versions: list[int]) -> None:
-        with contextlib.suppress(Exception):  # an alert that cannot be stored is still shown
-            await self._in_store(self._store_alert, severity, kind, message, path, versions)
-        self.emit(Alert(severity=severity, kind=kind, message=message, path=path,
-                        versions=versions))
+        try:
+            stored, new = await self._in_store(self._store_alert, severity, kind, message,
+                                               path, versions)
+        except Exception:  # an alert that cannot be stored is still shown
+            self.emit(Alert(severity=severity, kind=kind, message=message, path=path,
+                            versions=versions))
+            return
+        self.monitor.announce(stored, new)  # with its id, state and count; sinks if new
 
     def _store_alert(self, severity: str, kind: str, message: str, path: str | None,
-                     versions: list[int]) -> None:
-        with self.store.transaction():
-            self.store.add_alert(severity, kind, message,
-                                 os.fsencode(path) if path else None, versions)
+                     versions: list[int]) -> tuple[dict[str, Any], bool]:
+        return self.monitor.store_alert(severity, kind, message, path, versions)
 
     def _rules_changed(self, root_id: int, relpath: bytes) -> None:
         path = self.roots[root_id].display(relpath)
@@ -699,6 +705,7 @@ class Daemon:
                                 f"{error} (the last good rules stay in force)", path, [])
         else:
             self.emit(RulesReloaded(path=path, ok=True))
+            self.monitor.resolve_key(f"rules:{path}")
             # Ignore globs may have changed: look at the directory again.
             d = relpath.rpartition(b"/")[0]
             self._reasons.setdefault((root_id, d), "rules")
@@ -797,7 +804,7 @@ class Daemon:
                     await self._subscribe(stream)
                     return
                 try:
-                    result = await self._dispatch(method, params)
+                    result = await self.monitor.dispatch(method, params, self._dispatch)
                     reply = control.ok_response(rid, result)
                 except GuardianError as e:
                     to_json = getattr(e.__cause__, "to_json", None)
@@ -942,6 +949,8 @@ class Daemon:
             "degraded": bool(causes),
             "degraded_causes": causes,
             "uptime_s": round(time.time() - self.started, 3),
+            "metrics": self.monitor.summary(),
+            "metrics_addr": self.monitor.exporter.address if self.monitor.exporter else None,
         }
 
 

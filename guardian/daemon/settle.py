@@ -75,7 +75,9 @@ class Settler(Generic[K]):
             return due
         return None
 
-    def pop_due(self, now: float) -> list[K]:
+    def pop_due(self, now: float, firsts: dict[K, float] | None = None) -> list[K]:
+        """Keys whose window has passed; ``firsts`` gets when each was first touched (the
+        daemon measures write -> committed from there)."""
         out: list[K] = []
         while self._heap:
             due, _, key = self._heap[0]
@@ -86,12 +88,16 @@ class Settler(Generic[K]):
             if due > now:
                 break
             heapq.heappop(self._heap)
+            if firsts is not None:
+                firsts[key] = self._pending[key].first
             del self._pending[key]
             out.append(key)
         return out
 
-    def pop_all(self) -> list[K]:
+    def pop_all(self, firsts: dict[K, float] | None = None) -> list[K]:
         keys = list(self._pending)
+        if firsts is not None:
+            firsts.update((k, p.first) for k, p in self._pending.items())
         self._pending.clear()
         self._heap.clear()
         return keys

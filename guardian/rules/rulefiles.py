@@ -68,7 +68,9 @@ RULE_KEYS: dict[str, str] = {
 }
 TOP_KEYS = {"extends": "a preset name: " + ", ".join(PRESETS),
             "ignore": "a list of globs of paths not to record",
-            "rule": "an array of [[rule]] tables"}
+            "rule": "an array of [[rule]] tables",
+            "alerts": "a table of alert thresholds and sinks (a root's own rule file only; "
+                      "see guardian.observe.thresholds)"}
 VALIDATOR_NAMES = ("auto", "python", "json", "yaml", "toml", "ini", "markdown", "text")
 VALIDATOR_TABLE_KEYS = ("command", "timeout", "stdin", "schema", "name")
 
@@ -290,6 +292,8 @@ def _load(path: str, base: str, data: bytes) -> RuleFile:
         if key not in TOP_KEYS:
             raise RuleError(locator.error(None, key, _unknown(key, [*TOP_KEYS, *RULE_KEYS])))
     _check_depth(locator, doc)
+    if "alerts" in doc:
+        _check_alerts(doc["alerts"], path, text, base)
     extends = doc.get("extends")
     if extends is not None:
         if not isinstance(extends, str) or extends not in PRESETS:
@@ -405,6 +409,14 @@ def _deeper_than(value: Any, limit: int) -> bool:
         elif isinstance(v, list):
             todo.extend((x, d + 1) for x in v)
     return False
+def _check_alerts(value: Any, path: str, text: str, base: str) -> None:
+    """The ``[alerts]`` table is guardian.observe's: checked by it, reported like ours."""
+    from guardian.observe.thresholds import AlertsError, check_table
+
+    try:
+        check_table(value, path, text, base)
+    except AlertsError as e:
+        raise RuleError(str(e)) from None
 
 
 def _parse_rule(loc: _Locator, i: int, table: Any, base: str, path: str, digest: str) -> Rule:

@@ -140,6 +140,85 @@ CREATE TABLE IF NOT EXISTS alerts(
 );
 """
 
+#: Tables of guardian.observe (metrics rolled up per hour, alert state, saved reports, filed
+#: suggestions). :func:`_migrate_observe` adds them, and the columns below, to a store of any
+#: age when a writer opens it; every added column has a default or may be NULL, so a Guardian
+#: that knows nothing of them still reads and writes such a store.
+_OBSERVE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS operation_hours(
+    hour INTEGER NOT NULL,              -- time_ns // 3600e9
+    op TEXT NOT NULL, outcome TEXT NOT NULL, category TEXT NOT NULL,
+    optimisation TEXT NOT NULL, label TEXT NOT NULL,
+    count INTEGER NOT NULL, items INTEGER NOT NULL, bytes INTEGER NOT NULL,
+    dur_sum INTEGER NOT NULL, dur_max INTEGER NOT NULL,
+    {dur_cols},
+    lat_count INTEGER NOT NULL DEFAULT 0, lat_sum INTEGER NOT NULL DEFAULT 0,
+    lat_max INTEGER NOT NULL DEFAULT 0,
+    {lat_cols},
+    PRIMARY KEY(hour, op, outcome, category, optimisation, label)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS version_hours(
+    hour INTEGER NOT NULL, kind TEXT NOT NULL, origin TEXT NOT NULL,
+    count INTEGER NOT NULL, bytes INTEGER NOT NULL,
+    PRIMARY KEY(hour, kind, origin)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS store_sizes(
+    hour INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, disk_bytes INTEGER NOT NULL,
+    stored_bytes INTEGER NOT NULL, objects_bytes INTEGER NOT NULL,
+    versions_bytes INTEGER NOT NULL, objects INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reports(
+    id INTEGER PRIMARY KEY, created_ns INTEGER NOT NULL, since_ns INTEGER NOT NULL,
+    until_ns INTEGER NOT NULL, report TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS filed_suggestions(
+    key TEXT PRIMARY KEY, filed_ns INTEGER NOT NULL, url TEXT, title TEXT
+) WITHOUT ROWID;
+"""
+#: Columns guardian.observe adds to tables older stores already have: (table, column, type).
+_OBSERVE_COLUMNS = (
+    ("operations", "items", "INTEGER"),       # files or versions the row covers (NULL: 1)
+    ("operations", "bytes", "INTEGER"),       # bytes written or recorded
+    ("operations", "label", "TEXT"),          # a template, a reconcile reason, a validator
+    ("operations", "latency", "TEXT"),        # capture: JSON histogram of write -> committed
+    ("alerts", "key", "TEXT"),                # the dedupe key: same key, same alert
+    ("alerts", "count", "INTEGER NOT NULL DEFAULT 1"),
+    ("alerts", "first_ns", "INTEGER"),
+    ("alerts", "last_ns", "INTEGER"),
+    ("alerts", "state", "TEXT NOT NULL DEFAULT 'open'"),  # open | acknowledged | resolved
+    ("alerts", "ack_ns", "INTEGER"),
+    ("alerts", "resolved_ns", "INTEGER"),
+)
+#: Upper bounds (seconds) of the operation-duration and capture-latency histograms; a row
+#: keeps, per bound, how many values were at most it (cumulative, as Prometheus counts).
+DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                      10.0, 30.0, 60.0)
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
+_DUR_COLS = tuple(f"h{i}" for i in range(len(DURATION_BUCKETS_S)))
+_LAT_COLS = tuple(f"l{i}" for i in range(len(LATENCY_BUCKETS_S)))
+_HOUR_NS = 3_600_000_000_000
+
+
+def _migrate_observe(db: sqlite3.Connection) -> None:
+    """Add guardian.observe's tables and columns to this store if it lacks them (a writer
+    opening a store of any earlier release upgrades it in place, in one transaction)."""
+    have: dict[str, set[str]] = {}
+    for table in ("operations", "alerts"):
+        have[table] = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+    missing = [(t, c, d) for t, c, d in _OBSERVE_COLUMNS if c not in have[t]]
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not missing and {"operation_hours", "version_hours", "store_sizes", "reports",
+                        "filed_suggestions"} <= tables:
+        return
+    script = _OBSERVE_SCHEMA.format(
+        dur_cols=", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in _DUR_COLS),
+        lat_cols=", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in _LAT_COLS))
+    script += "".join(f"ALTER TABLE {t} ADD COLUMN {c} {d};" for t, c, d in missing)
+    script += ("CREATE INDEX IF NOT EXISTS alerts_unresolved ON alerts(key)"
+               " WHERE state != 'resolved';")
+    db.executescript(f"BEGIN IMMEDIATE;{script}COMMIT;")
+
+
 # Columns of a version row joined with its file and object, in this order.
 _VERSION_COLS = (
     "v.id, v.file_id, f.root_id, f.relpath, v.object_id, o.hash, v.present, v.kind, v.origin, "
@@ -923,24 +1002,24 @@ class Store:
         self, op: str, *, duration_ns: int, outcome: str, path: bytes | None = None,
         error_category: str | None = None, optimisation: str | None = None,
         batch_id: int | None = None, detail: dict[str, Any] | None = None,
+        label: str | None = None,
     ) -> None:
         self.db.execute(
             "INSERT INTO operations(time_ns, op, path, duration_ns, outcome, error_category,"
-            " optimisation, batch_id, detail) VALUES(?,?,?,?,?,?,?,?,?)",
+            " optimisation, batch_id, detail, label) VALUES(?,?,?,?,?,?,?,?,?,?)",
             (time.time_ns(), op, path, duration_ns, outcome, error_category, optimisation,
-             batch_id, json.dumps(detail) if detail else None),
+             batch_id, json.dumps(detail) if detail else None, label),
         )
 
-    def record_operations(self, rows: Sequence[tuple[str, int, str, bytes | None, str | None,
-                                                     str | None, int | None]]) -> None:
+    def record_operations(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Bulk :meth:`record_operation`: (op, duration_ns, outcome, path, error_category,
-        optimisation, batch_id) each, at one time."""
+        optimisation, batch_id) each, at one time, optionally followed by (bytes, label)."""
         now = time.time_ns()
         self.db.executemany(
             "INSERT INTO operations(time_ns, op, path, duration_ns, outcome, error_category,"
-            " optimisation, batch_id) VALUES(?,?,?,?,?,?,?,?)",
-            [(now, op, path, ns, outcome, cat, opt, bid)
-             for op, ns, outcome, path, cat, opt, bid in rows])
+            " optimisation, batch_id, bytes, label) VALUES(?,?,?,?,?,?,?,?,?,?)",
+            [(now, r[0], r[3], r[1], r[2], r[4], r[5], r[6], *(*r[7:9], None, None)[:2])
+             for r in rows])
 
     # ----------------------------------------------------------------- stats
     def counts(self) -> dict[str, int]:
@@ -951,6 +1030,407 @@ class Store:
         last = q("SELECT MAX(time_ns) FROM versions").fetchone()[0]
         return {"files": files, "versions": versions, "objects": objects,
                 "stored_bytes": stored, "last_version_ns": last or 0}
+
+    # ----------------------------------------------------------------- observe
+    # guardian.observe's queries: operations rolled up per hour, alerts with a dedupe key and
+    # a state, saved reports, filed suggestions (see _OBSERVE_SCHEMA).
+    def observe_ready(self) -> bool:
+        """Whether the store has guardian.observe's tables: a reader of a store that no
+        writer of this release has opened yet sees raw operations and legacy alerts only."""
+        ready = getattr(self, "_observe_ready", None)
+        if ready is None:
+            row = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table'"
+                                  " AND name='operation_hours'").fetchone()
+            cols = {r[1] for r in self.db.execute("PRAGMA table_info(alerts)")}
+            ready = self._observe_ready = row is not None and "state" in cols
+        return bool(ready)
+
+    def record_observed(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Operations guardian.observe measured: (time_ns, op, duration_ns, outcome, path,
+        category, optimisation, items, bytes, label, latency JSON, detail JSON) each."""
+        self.db.executemany(
+            "INSERT INTO operations(time_ns, op, duration_ns, outcome, path, error_category,"
+            " optimisation, items, bytes, label, latency, detail)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def _last_id_before(self, table: str, lo: int, cutoff_ns: int) -> int:
+        """The largest id after ``lo`` whose row is older than ``cutoff_ns``, by bisection on
+        ids (rows are appended in time order; versions have no time index)."""
+        q = f"SELECT id, time_ns FROM {table} WHERE id > ? ORDER BY id LIMIT 1"
+        top = self.db.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0] or 0
+        best, hi = lo, top
+        while best < hi:
+            mid = (best + hi + 1) // 2
+            row = self.db.execute(q, (mid - 1,)).fetchone()
+            if row is None or row[0] > hi:
+                hi = mid - 1
+            elif row[1] < cutoff_ns:
+                best = row[0]
+            else:
+                hi = mid - 1
+        return best
+
+    def rollup_pending(self, cutoff_ns: int) -> int:
+        """Operation rows older than ``cutoff_ns`` not rolled up yet (about: ids are dense)."""
+        wm = int(self.meta_get("observe.ops_rolled") or 0)
+        return self._last_id_before("operations", wm, cutoff_ns) - wm
+
+    def rollup(self, cutoff_ns: int, *, limit: int = 200_000,
+               keep_raw_ns: int | None = None) -> dict[str, int]:
+        """Fold operation and version rows older than ``cutoff_ns`` into per-hour rows (at most
+        ``limit`` of each per call; call inside a transaction), and delete operation rows
+        already folded that are older than ``keep_raw_ns``."""
+        import json as _json
+
+        out = {"operations": 0, "versions": 0, "deleted": 0}
+        wm = int(self.meta_get("observe.ops_rolled") or 0)
+        hi = min(self._last_id_before("operations", wm, cutoff_ns), wm + limit)
+        if hi > wm:
+            edges = [int(b * 1e9) for b in DURATION_BUCKETS_S]
+            cols = ", ".join(_DUR_COLS)
+            sums = ", ".join(f"SUM(duration_ns <= {e})" for e in edges)
+            upd = ", ".join(f"{c} = {c} + excluded.{c}" for c in _DUR_COLS)
+            self.db.execute(
+                "INSERT INTO operation_hours(hour, op, outcome, category, optimisation, label,"
+                f" count, items, bytes, dur_sum, dur_max, {cols})"
+                f" SELECT time_ns / {_HOUR_NS}, op, outcome, COALESCE(error_category, ''),"
+                " COALESCE(optimisation, ''), COALESCE(label, ''), COUNT(*),"
+                " SUM(COALESCE(items, 1)), SUM(COALESCE(bytes, 0)), SUM(duration_ns),"
+                f" MAX(duration_ns), {sums} FROM operations WHERE id > ? AND id <= ?"
+                " GROUP BY 1, 2, 3, 4, 5, 6"
+                " ON CONFLICT(hour, op, outcome, category, optimisation, label) DO UPDATE SET"
+                " count = count + excluded.count, items = items + excluded.items,"
+                " bytes = bytes + excluded.bytes, dur_sum = dur_sum + excluded.dur_sum,"
+                f" dur_max = MAX(dur_max, excluded.dur_max), {upd}", (wm, hi))
+            lat: dict[tuple[Any, ...], list[int]] = {}
+            for row in self.db.execute(
+                    f"SELECT time_ns / {_HOUR_NS}, op, outcome, COALESCE(error_category, ''),"
+                    " COALESCE(optimisation, ''), COALESCE(label, ''), latency FROM operations"
+                    " WHERE id > ? AND id <= ? AND latency IS NOT NULL", (wm, hi)):
+                h = _json.loads(row[6])
+                acc = lat.setdefault(row[:6], [0, 0, 0] + [0] * len(_LAT_COLS))
+                acc[0] += h["n"]
+                acc[1] += h["sum"]
+                acc[2] = max(acc[2], h["max"])
+                for i, c in enumerate(h["b"][:len(_LAT_COLS)]):
+                    acc[3 + i] += c
+            if lat:
+                sets = ", ".join(f"{c} = {c} + ?" for c in _LAT_COLS)
+                self.db.executemany(
+                    "UPDATE operation_hours SET lat_count = lat_count + ?, lat_sum = lat_sum + ?,"
+                    f" lat_max = MAX(lat_max, ?), {sets} WHERE hour=? AND op=? AND outcome=? AND"
+                    " category=? AND optimisation=? AND label=?",
+                    [(*acc, *key) for key, acc in lat.items()])
+            out["operations"] = self.db.execute(
+                "SELECT COUNT(*) FROM operations WHERE id > ? AND id <= ?", (wm, hi)).fetchone()[0]
+            self.meta_set("observe.ops_rolled", str(hi))
+            wm = hi
+        vwm = int(self.meta_get("observe.versions_rolled") or 0)
+        vhi = min(self._last_id_before("versions", vwm, cutoff_ns), vwm + limit)
+        if vhi > vwm:
+            self.db.execute(
+                "INSERT INTO version_hours(hour, kind, origin, count, bytes)"
+                f" SELECT time_ns / {_HOUR_NS}, kind, origin, COUNT(*),"
+                " SUM(CASE WHEN present THEN COALESCE(size, 0) ELSE 0 END) FROM versions"
+                " WHERE id > ? AND id <= ? GROUP BY 1, 2, 3 ON CONFLICT(hour, kind, origin)"
+                " DO UPDATE SET count = count + excluded.count, bytes = bytes + excluded.bytes",
+                (vwm, vhi))
+            out["versions"] = vhi - vwm
+            self.meta_set("observe.versions_rolled", str(vhi))
+        if keep_raw_ns is not None:
+            out["deleted"] = self.db.execute(
+                "DELETE FROM operations WHERE id <= ? AND time_ns < ?",
+                (wm, keep_raw_ns)).rowcount
+        return out
+
+    def op_groups(self, since_ns: int, until_ns: int, *, raw_only: bool = False
+                  ) -> tuple[list[tuple[Any, ...]], int | None]:
+        """Operations of a window, grouped by (op, outcome, category, optimisation, label):
+        count, items, bytes, dur_sum, dur_max, the duration histogram, then lat_count,
+        lat_sum, lat_max and the latency histogram (zero for rows not rolled up yet: see
+        :meth:`op_latencies`). Rolled-up hours count whole: the second value is the start of
+        the earliest hour used (None: the window was read from raw rows only)."""
+        ready = self.observe_ready() and not raw_only
+        wm = int(self.meta_get("observe.ops_rolled") or 0) if ready else 0
+        edges = [int(b * 1e9) for b in DURATION_BUCKETS_S]
+        key = ("COALESCE(error_category, '')", "COALESCE(optimisation, '')",
+               "COALESCE(label, '')") if ready else ("COALESCE(error_category, '')",
+                                                     "COALESCE(optimisation, '')", "''")
+        items, nbytes = ("COALESCE(items, 1)", "COALESCE(bytes, 0)") if ready else ("1", "0")
+        zeros = ", ".join("0" for _ in range(3 + len(_LAT_COLS)))
+        rows = list(self.db.execute(
+            f"SELECT op, outcome, {', '.join(key)}, COUNT(*), SUM({items}), SUM({nbytes}),"
+            " SUM(duration_ns), MAX(duration_ns), "
+            + ", ".join(f"SUM(duration_ns <= {e})" for e in edges) + f", {zeros}"
+            f" FROM operations WHERE id > ? AND {self._raw_time()}"
+            " GROUP BY 1, 2, 3, 4, 5", (wm, since_ns, until_ns)))
+        first = None
+        if ready and wm:
+            lo, hi = since_ns // _HOUR_NS, until_ns // _HOUR_NS
+            hours = list(self.db.execute(
+                "SELECT op, outcome, category, optimisation, label, SUM(count), SUM(items),"
+                " SUM(bytes), SUM(dur_sum), MAX(dur_max), "
+                + ", ".join(f"SUM({c})" for c in _DUR_COLS)
+                + ", SUM(lat_count), SUM(lat_sum), MAX(lat_max), "
+                + ", ".join(f"SUM({c})" for c in _LAT_COLS)
+                + " FROM operation_hours WHERE hour >= ? AND hour <= ?"
+                " GROUP BY 1, 2, 3, 4, 5", (lo, hi)))
+            if hours:
+                row = self.db.execute("SELECT MIN(hour) FROM operation_hours WHERE hour >= ?"
+                                      " AND hour <= ?", (lo, hi)).fetchone()
+                first = int(row[0]) * _HOUR_NS
+            rows += hours
+        return rows, first
+
+    def op_latencies(self, since_ns: int, until_ns: int) -> list[tuple[str, str]]:
+        """(op, latency JSON) of the window's operation rows not rolled up yet that carry a
+        capture-latency histogram."""
+        if not self.observe_ready():
+            return []
+        wm = int(self.meta_get("observe.ops_rolled") or 0)
+        return [(r[0], r[1]) for r in self.db.execute(
+            f"SELECT op, latency FROM operations WHERE id > ? AND {self._raw_time()}"
+            " AND latency IS NOT NULL", (wm, since_ns, until_ns))]
+
+    def _raw_time(self) -> str:
+        """The window's condition on rows not rolled up: once rollups exist they are the
+        last hour or two, found by id (the unary + keeps SQLite off the time index, which
+        would walk every raw row the window covers); before, by the time index."""
+        rolled = self.observe_ready() and self.meta_get("observe.ops_rolled")
+        return ("+time_ns >= ? AND +time_ns < ?" if rolled else "time_ns >= ? AND time_ns < ?")
+
+    def op_durations(self, since_ns: int, until_ns: int,
+                     limit: int) -> list[tuple[str, int]] | None:
+        """(op, duration_ns) of every raw operation row of the window, or None if more than
+        ``limit`` (the caller falls back to the histograms)."""
+        n = self.db.execute("SELECT COUNT(*) FROM operations WHERE time_ns >= ? AND time_ns < ?",
+                            (since_ns, until_ns)).fetchone()[0]
+        if n > limit:
+            return None
+        return [(r[0], int(r[1])) for r in self.db.execute(
+            "SELECT op, duration_ns FROM operations WHERE time_ns >= ? AND time_ns < ?",
+            (since_ns, until_ns))]
+
+    def op_rows(self, since_ns: int, until_ns: int, ops: Sequence[str] | None = None
+                ) -> list[tuple[Any, ...]]:
+        """Raw operation rows of a window, oldest first: (id, time_ns, op, path, duration_ns,
+        outcome, category, optimisation, batch_id, label, items, bytes, detail)."""
+        ready = self.observe_ready()
+        extra = "label, COALESCE(items, 1), COALESCE(bytes, 0)" if ready else "NULL, 1, 0"
+        sql = ("SELECT id, time_ns, op, path, duration_ns, outcome, error_category, optimisation,"
+               f" batch_id, {extra}, detail FROM operations WHERE time_ns >= ? AND time_ns < ?")
+        args: tuple[Any, ...] = (since_ns, until_ns)
+        if ops:
+            sql += f" AND op IN ({','.join('?' * len(ops))})"
+            args += tuple(ops)
+        return list(self.db.execute(sql + " ORDER BY time_ns, id", args))
+
+    def version_groups(self, since_ns: int, until_ns: int) -> list[tuple[str, str, int, int]]:
+        """(kind, origin, count, bytes of present versions) recorded in a window."""
+        ready = self.observe_ready()
+        vwm = int(self.meta_get("observe.versions_rolled") or 0) if ready else 0
+        lo = self._last_id_before("versions", vwm, since_ns)
+        acc: dict[tuple[str, str], list[int]] = {}
+        for kind, origin, n, b in self.db.execute(
+                "SELECT kind, origin, COUNT(*), SUM(CASE WHEN present THEN COALESCE(size, 0)"
+                " ELSE 0 END) FROM versions WHERE id > ? AND time_ns >= ? AND time_ns < ?"
+                " GROUP BY 1, 2", (lo, since_ns, until_ns)):
+            acc.setdefault((kind, origin), [0, 0])
+            acc[(kind, origin)][0] += n
+            acc[(kind, origin)][1] += b or 0
+        if ready and vwm:
+            for kind, origin, n, b in self.db.execute(
+                    "SELECT kind, origin, SUM(count), SUM(bytes) FROM version_hours"
+                    " WHERE hour >= ? AND hour <= ? GROUP BY 1, 2",
+                    (since_ns // _HOUR_NS, until_ns // _HOUR_NS)):
+                acc.setdefault((kind, origin), [0, 0])
+                acc[(kind, origin)][0] += n
+                acc[(kind, origin)][1] += b or 0
+        return [(k, o, v[0], v[1]) for (k, o), v in sorted(acc.items())]
+
+    def path_versions(self, since_ns: int, until_ns: int, kinds: Sequence[str] | None = None
+                      ) -> list[tuple[int, bytes, str, int, int]]:
+        """(root_id, relpath, kind, count, bytes) per file and kind of the versions recorded
+        in a window (bytes: of present versions)."""
+        lo = self._last_id_before("versions", 0, since_ns)
+        sql = ("SELECT f.root_id, f.relpath, v.kind, COUNT(*), SUM(CASE WHEN v.present THEN"
+               " COALESCE(v.size, 0) ELSE 0 END) FROM versions v JOIN files f ON f.id = v.file_id"
+               " WHERE v.id > ? AND v.time_ns >= ? AND v.time_ns < ?")
+        args: tuple[Any, ...] = (lo, since_ns, until_ns)
+        if kinds:
+            sql += f" AND v.kind IN ({','.join('?' * len(kinds))})"
+            args += tuple(kinds)
+        return [(int(r[0]), bytes(r[1]), r[2], int(r[3]), int(r[4] or 0))
+                for r in self.db.execute(sql + " GROUP BY v.file_id, v.kind", args)]
+
+    def live_relpaths(self, root_id: int, limit: int) -> list[bytes]:
+        return [bytes(r[0]) for r in self.db.execute(
+            "SELECT relpath FROM files WHERE root_id=? AND live=1 LIMIT ?", (root_id, limit))]
+
+    def add_size_sample(self, disk_bytes: int) -> dict[str, int]:
+        """Record the store's size now (one row per hour, the last sample of it kept)."""
+        objects, stored, raw = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(stored_size), 0), COALESCE(SUM(size), 0)"
+            " FROM objects").fetchone()
+        versions = self.db.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM versions WHERE present").fetchone()[0]
+        now = time.time_ns()
+        self.db.execute("INSERT OR REPLACE INTO store_sizes VALUES(?,?,?,?,?,?,?)",
+                        (now // _HOUR_NS, now, disk_bytes, stored, raw, versions, objects))
+        return {"time_ns": now, "disk_bytes": disk_bytes, "stored_bytes": stored,
+                "objects_bytes": raw, "versions_bytes": versions, "objects": objects}
+
+    def size_samples(self, since_ns: int) -> list[dict[str, int]]:
+        """The size samples from the last one before ``since_ns`` on, oldest first."""
+        if not self.observe_ready():
+            return []
+        start = self.db.execute("SELECT MAX(hour) FROM store_sizes WHERE time_ns <= ?",
+                                (since_ns,)).fetchone()[0]
+        rows = self.db.execute(
+            "SELECT time_ns, disk_bytes, stored_bytes, objects_bytes, versions_bytes, objects"
+            " FROM store_sizes WHERE hour >= ? ORDER BY hour",
+            (start if start is not None else -1,))
+        return [dict(zip(("time_ns", "disk_bytes", "stored_bytes", "objects_bytes",
+                          "versions_bytes", "objects"), r, strict=True)) for r in rows]
+
+    # alerts: one row per problem while it lasts (open, then acknowledged), found again by its
+    # key; resolved rows are history, and the same key raised again opens a new row.
+    _ALERT_COLS = ("id, COALESCE(key, kind || ':' || COALESCE(CAST(path AS TEXT), message)),"
+                   " severity, kind, path, message, versions, count, COALESCE(first_ns, time_ns),"
+                   " COALESCE(last_ns, time_ns), state, ack_ns, resolved_ns")
+
+    @staticmethod
+    def _alert_dict(r: tuple[Any, ...]) -> dict[str, Any]:
+        return {"id": r[0], "key": r[1], "severity": r[2], "kind": r[3],
+                "path": os.fsdecode(r[4]) if r[4] is not None else None, "message": r[5],
+                "versions": json.loads(r[6] or "[]"), "count": r[7], "time_ns": r[8],
+                "first_ns": r[8], "last_ns": r[9], "state": r[10], "ack_ns": r[11],
+                "resolved_ns": r[12]}
+
+    def raise_alert(self, key: str, severity: str, kind: str, message: str,
+                    path: bytes | None, versions: list[int] | None = None
+                    ) -> tuple[dict[str, Any], bool]:
+        """Open an alert, or count one more occurrence of the unresolved alert with this key
+        (its message, severity and versions updated); (the alert, whether it is new)."""
+        now = time.time_ns()
+        row = self.db.execute("SELECT id, versions FROM alerts WHERE key=? AND state != 'resolved'"
+                              " ORDER BY id DESC LIMIT 1", (key,)).fetchone()
+        if row is not None:
+            ids = sorted({*json.loads(row[1] or "[]"), *(versions or [])})[-50:]
+            self.db.execute("UPDATE alerts SET count = count + 1, last_ns=?, message=?,"
+                            " severity=?, versions=? WHERE id=?",
+                            (now, message, severity, json.dumps(ids), row[0]))
+            alert_id, new = int(row[0]), False
+        else:
+            cur = self.db.execute(
+                "INSERT INTO alerts(time_ns, severity, kind, path, message, versions, key, count,"
+                " first_ns, last_ns, state) VALUES(?,?,?,?,?,?,?,1,?,?,'open')",
+                (now, severity, kind, path, message, json.dumps(versions or []), key, now, now))
+            alert_id, new = int(cur.lastrowid or 0), True
+        got = self.alert(alert_id)
+        assert got is not None
+        return got, new
+
+    def alert(self, alert_id: int) -> dict[str, Any] | None:
+        row = self.db.execute(f"SELECT {self._ALERT_COLS} FROM alerts WHERE id=?",
+                              (alert_id,)).fetchone()
+        return self._alert_dict(row) if row else None
+
+    def resolve_alerts(self, keys: Iterable[str]) -> list[dict[str, Any]]:
+        """Resolve the unresolved alerts with these keys; return them as they are now."""
+        now = time.time_ns()
+        done = []
+        for key in keys:
+            for (aid,) in self.db.execute("SELECT id FROM alerts WHERE key=? AND state !="
+                                          " 'resolved'", (key,)).fetchall():
+                self.db.execute("UPDATE alerts SET state='resolved', resolved_ns=? WHERE id=?",
+                                (now, aid))
+                a = self.alert(aid)
+                if a is not None:
+                    done.append(a)
+        return done
+
+    def ack_alerts(self, ids: Sequence[int] | None) -> dict[str, list[int]]:
+        """Acknowledge open alerts (``ids`` None: every open one): {"acknowledged": [...],
+        "already": [...] (acknowledged or resolved before), "missing": [...]}."""
+        now = time.time_ns()
+        out: dict[str, list[int]] = {"acknowledged": [], "already": [], "missing": []}
+        if ids is None:
+            ids = [r[0] for r in self.db.execute("SELECT id FROM alerts WHERE state='open'"
+                                                 " ORDER BY id")]
+        for aid in ids:
+            row = self.db.execute("SELECT state FROM alerts WHERE id=?", (aid,)).fetchone()
+            if row is None:
+                out["missing"].append(aid)
+            elif row[0] != "open":
+                out["already"].append(aid)
+            else:
+                self.db.execute("UPDATE alerts SET state='acknowledged', ack_ns=? WHERE id=?",
+                                (now, aid))
+                out["acknowledged"].append(aid)
+        return out
+
+    def alert_list(self, *, unresolved: bool = False, limit: int = 50) -> list[dict[str, Any]]:
+        """Alerts, newest activity first; ``unresolved``: only open and acknowledged ones."""
+        if not self.observe_ready():
+            return [{**a, "key": f"{a['kind']}:{a['path'] or a['message']}", "count": 1,
+                     "first_ns": a["time_ns"], "last_ns": a["time_ns"], "state": "open",
+                     "ack_ns": None, "resolved_ns": None} for a in self.alerts(limit)]
+        where = " WHERE state != 'resolved'" if unresolved else ""
+        return [self._alert_dict(r) for r in self.db.execute(
+            f"SELECT {self._ALERT_COLS} FROM alerts{where}"
+            " ORDER BY COALESCE(last_ns, time_ns) DESC, id DESC LIMIT ?", (limit,))]
+
+    def unresolved_alerts(self, kinds: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Key -> the unresolved alert of these kinds."""
+        if not self.observe_ready():
+            return {}
+        marks = ",".join("?" * len(kinds))
+        return {a["key"]: a for a in map(self._alert_dict, self.db.execute(
+            f"SELECT {self._ALERT_COLS} FROM alerts WHERE state != 'resolved'"
+            f" AND kind IN ({marks})", tuple(kinds)))}
+
+    def open_alert_counts(self) -> dict[str, int]:
+        """Severity -> how many alerts are open or acknowledged (not resolved)."""
+        sql = "SELECT severity, COUNT(*) FROM alerts"
+        if self.observe_ready():
+            sql += " WHERE state != 'resolved'"
+        return {r[0]: int(r[1]) for r in self.db.execute(sql + " GROUP BY 1")}
+
+    # reports and filed suggestions
+    def save_report(self, since_ns: int, until_ns: int, report: dict[str, Any]) -> int:
+        cur = self.db.execute("INSERT INTO reports(created_ns, since_ns, until_ns, report)"
+                              " VALUES(?,?,?,?)",
+                              (time.time_ns(), since_ns, until_ns, json.dumps(report)))
+        return int(cur.lastrowid or 0)
+
+    def reports(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Saved reports, newest first (with their summary, not the whole report)."""
+        if not self.observe_ready():
+            return []
+        out = []
+        for rid, created, since, until, text in self.db.execute(
+                "SELECT id, created_ns, since_ns, until_ns, report FROM reports"
+                " ORDER BY id DESC LIMIT ?", (limit,)):
+            out.append({"id": rid, "created_ns": created, "since_ns": since,
+                        "until_ns": until, "summary": json.loads(text).get("summary", {})})
+        return out
+
+    def report(self, report_id: int) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT report FROM reports WHERE id=?", (report_id,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def filed_suggestions(self) -> dict[str, str | None]:
+        """Key -> issue URL of every suggestion already filed."""
+        if not self.observe_ready():
+            return {}
+        return {r[0]: r[1] for r in self.db.execute("SELECT key, url FROM filed_suggestions")}
+
+    def mark_filed(self, key: str, url: str | None, title: str) -> bool:
+        """Remember that a suggestion was filed; False if it already was."""
+        cur = self.db.execute("INSERT OR IGNORE INTO filed_suggestions VALUES(?,?,?,?)",
+                              (key, time.time_ns(), url, title))
+        return cur.rowcount > 0
 
 
 def _signature(st: os.stat_result, seen_ns: int) -> tuple[int, int, int, int, int, int]:
@@ -1057,6 +1537,7 @@ def _ensure_schema(db: sqlite3.Connection) -> None:
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version == SCHEMA_VERSION:
         db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA};COMMIT;")
+        _migrate_observe(db)
         return
     if version != 0:
         raise StoreError(
@@ -1069,6 +1550,7 @@ def _ensure_schema(db: sqlite3.Connection) -> None:
         f"INSERT INTO meta VALUES('created_ns', '{time.time_ns()}');"
         f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
     )
+    _migrate_observe(db)
 
 
 class _WriterLock:
