@@ -15,24 +15,22 @@ from bench.common import BenchError, Config, Goal, Row, Table, Workspace, progre
 def _setup(top: Path, n: int, size: int) -> tuple[Any, Any, int]:
     """A store and a directory of ``n`` files recorded at T, each rewritten (and recorded)
     since; (store, recorder, T)."""
-    from guardian.capture.recorder import Recorder
-    from guardian.rules.policy import Policy
-    from guardian.rules.settings import load_defaults
     from guardian.store.db import Store
+    from guardian.writer import writer_of
 
     d = top / "root" / "dir"
     d.mkdir(parents=True)
     for i in range(n):
         (d / f"f{i:05}.txt").write_bytes(b"v1 %d " % i + os.urandom(size // 2).hex().encode())
     store = Store.open(top / "store", write=True, create=True)
-    roots = store.add_roots([(top / "root").resolve()])
-    rec = Recorder(store, roots, load_defaults(), policy=Policy({r.id: r for r in roots}))
+    writer = writer_of(store, [(top / "root").resolve()])
+    rec, roots = writer.recorder, list(writer.roots.values())
     rec.reconcile(roots[0].id, b"", origin="snapshot", confirm_missing=True)
     at = time.time_ns()
     for i in range(n):
         (d / f"f{i:05}.txt").write_bytes(b"v2 %d " % i + os.urandom(size // 2).hex().encode())
     rec.reconcile(roots[0].id, b"", origin="snapshot", confirm_missing=True)
-    return store, rec, at
+    return store, writer, at
 
 
 def _batch_restore(rec: Any, at: int) -> None:
@@ -52,7 +50,7 @@ def _per_file_restore(rec: Any, at: int) -> None:
 
     root = next(iter(rec.roots.values()))
     store = rec.store
-    rec.reconcile(root.id, b"dir", origin="restore", confirm_missing=True)
+    rec.recorder.reconcile(root.id, b"dir", origin="restore", confirm_missing=True)
     desired = store.states_at(root.id, b"dir", at)
     live = store.live_files(root.id, b"dir")
     fs = RootFS(root.bpath)

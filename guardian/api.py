@@ -52,9 +52,8 @@ def apply(manifest: Manifest, base: Path, *, store: Path | None = None, dry_run:
           session: str | None = None, template_dir: str | None = None) -> dict[str, Any]:
     """Apply a manifest (blocking): through the daemon if one runs, else directly.
     ``template_dir``: the manifest file's directory (template_path may point there)."""
-    from guardian.batch.protocol import BatchError
     from guardian.client import as_writer
-    from guardian.control import DaemonError
+    from guardian.errors import BatchError, DaemonError
     from guardian.locations import find_store_for, read_store_roots, store_dir_for_roots
 
     base = Path(os.path.abspath(base))
@@ -68,22 +67,13 @@ def apply(manifest: Manifest, base: Path, *, store: Path | None = None, dry_run:
                               "session": session, "template_dir": template_dir}
     _check_request_size(store_path, params)
 
-    def direct(st: Any) -> Any:
+    def direct(writer: Any) -> Any:
         from guardian.batch import protocol as journal
-        from guardian.capture.recorder import Recorder
-        from guardian.rules.policy import Policy
-        from guardian.rules.settings import load_defaults
         from guardian.service import Service
 
-        settings = load_defaults()
-        roots = (st.add_roots(new_roots) if new_roots else []) or st.roots()
-        rec = Recorder(st, roots, settings, policy=Policy({r.id: r for r in roots}))
-        try:
-            journal.recover(rec)  # a batch a crash interrupted comes first
-            return Service(rec, settings).apply(wire, os.fsdecode(base), dry_run=dry_run,
-                                                session=session, template_dir=template_dir)
-        finally:
-            rec.close()
+        journal.recover(writer)  # a batch a crash interrupted comes first
+        return Service(writer).apply(wire, os.fsdecode(base), dry_run=dry_run, session=session,
+                                     template_dir=template_dir)
 
     try:
         if dry_run and not (store_path / "guardian.db").is_file():
@@ -97,9 +87,9 @@ def apply(manifest: Manifest, base: Path, *, store: Path | None = None, dry_run:
 
             with tempfile.TemporaryDirectory(prefix="guardian-dry-run-") as scratch:
                 return dict(as_writer(Path(scratch) / "store", "apply", params, direct,
-                                      create=True))
+                                      create=True, roots=new_roots))
         out: dict[str, Any] = as_writer(store_path, "apply", params, direct,
-                                        create=not dry_run)
+                                        create=not dry_run, roots=new_roots)
     except DaemonError as e:
         if e.data:  # a refused or failed batch: the same error as without a daemon
             err = BatchError.from_json(e.data)

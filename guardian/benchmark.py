@@ -165,11 +165,11 @@ class Bench:
     """A scratch root and store; runs batches in this process."""
 
     def __init__(self, workdir: Path) -> None:
-        from guardian.capture.recorder import Recorder
         from guardian.rules.policy import Policy
         from guardian.rules.settings import load_defaults
         from guardian.store.db import Store
         from guardian.validation import pool as validatepool
+        from guardian.writer import Writer
 
         self.dir = workdir
         (workdir / "root").mkdir()
@@ -180,8 +180,9 @@ class Bench:
         self.backups.mkdir()
         self.store = Store.open(workdir / "store", write=True, create=True)
         roots = self.store.add_roots([self.root])
-        self.recorder = Recorder(self.store, roots, load_defaults(),
-                                 policy=Policy({r.id: r for r in roots}))
+        self.writer = Writer(self.store, roots, load_defaults(),
+                             Policy({r.id: r for r in roots}))
+        self.recorder = self.writer.recorder
         # A daemon validates batch after batch: its worker processes are up (see validatepool).
         validatepool.warm()
         self.naive_validation_s = 0.0
@@ -196,13 +197,14 @@ class Bench:
     def batch(self, ops: list[Operation]) -> tuple[float, int, int]:
         """(seconds, ok ops, failed ops) of one batch, from a quiet disk."""
         from guardian.batch.io import wait_released
-        from guardian.batch.protocol import BatchError, execute
+        from guardian.batch.protocol import execute
+        from guardian.errors import BatchError
 
         quiesce()
         t = time.perf_counter()
         try:
             # The scratch dir holds the template file, as a manifest's directory would.
-            execute(self.recorder, Manifest(ops, template_dirs=(str(self.dir),)), self.root)
+            execute(self.writer, Manifest(ops, template_dirs=(str(self.dir),)), self.root)
         except BatchError:
             return time.perf_counter() - t, 0, len(ops)
         finally:
@@ -237,7 +239,7 @@ class Bench:
     def validate(self, path: Path, data: bytes) -> None:
         """The naive path's pre-write validation: the rules of the same relative path in the
         batch's root (the naive tree mirrors it), the same validators."""
-        from guardian.rules.policy import check
+        from guardian.validation.check import check
 
         t = time.perf_counter()
         policy = self.recorder.policy

@@ -7,6 +7,7 @@ modules happen inside the commands, so ``guardian --version`` and hooks start fa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Sequence
     from typing import Any, NoReturn
+
+    from guardian.writer import Writer
 
 EPILOG = """\
 Every version of every file under the watched roots is kept in a store outside the tree
@@ -485,14 +488,6 @@ def _human_size(n: int | None) -> str:
     return str(n)
 
 
-def _recorder(store: Any, roots: list[Any], settings: Any) -> Any:
-    """The store's writer side, with the roots' rules (ignore globs, size caps, retention)."""
-    from guardian.capture.recorder import Recorder
-    from guardian.rules.policy import Policy
-
-    return Recorder(store, roots, settings, policy=Policy({r.id: r for r in roots}))
-
-
 def _session(args: argparse.Namespace) -> str | None:
     return getattr(args, "session", None) or os.environ.get("GUARDIAN_SESSION") or None
 
@@ -509,8 +504,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from guardian.events import Stopped, Stopping
     from guardian.locations import store_dir_for_roots
     from guardian.paths import check_root
-    from guardian.rules.settings import load_defaults
     from guardian.store.db import Store
+    from guardian.writer import writer_of
 
     roots = list(dict.fromkeys(check_root(r) for r in (args.roots or ["."])))
     for a in roots:
@@ -519,62 +514,44 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 raise UsageError(f"{b} is inside {a}: watch {a} alone")
     if args.reconcile_interval <= 0 or args.poll_interval <= 0:
         raise UsageError("intervals must be positive")
-    settings = load_defaults()
     store_path = _explicit_store(args) or store_dir_for_roots(roots)
     _install_json_logging(emit_json_line)
     store = Store.open(store_path, write=True, create=True)
     daemon = None
     try:
         faults.point("watch.opened")
-        root_objs = store.add_roots(roots)
-        try:
-            with startsignals.interruptible():  # reading every rule file: seconds on big trees
-                faults.point("watch.rules")
-                policy = _load_policy(root_objs)
-        except startsignals.Interrupted:
-            policy = None
-        faults.point("watch.run")
-        stop = startsignals.requested()
-        if stop is not None or policy is None:  # stopped before the daemon's loop ran
-            emit_json_line(Stopping(reason=stop or "signal"))
-            emit_json_line(Stopped(versions=store.counts()["versions"]))
-            return ExitCode.OK
-        daemon = Daemon(store, root_objs, settings, emit=emit_json_line,
-                        reconcile_interval=args.reconcile_interval,
-                        poll_interval=args.poll_interval, policy=policy)
-        if args.metrics_addr:
-            daemon.monitor.serve_metrics(args.metrics_addr)
-        anyio.run(daemon.run)  # it honours a signal recorded before its loop took them over
+        writer = None
+        with contextlib.ExitStack() as stack:
+            try:
+                with startsignals.interruptible():  # every rule file: seconds on big trees
+                    faults.point("watch.rules")
+                    writer = stack.enter_context(writer_of(store, roots, discover=True))
+            except startsignals.Interrupted:
+                writer = None
+            faults.point("watch.run")
+            stop = startsignals.requested()
+            if stop is not None or writer is None:  # stopped before the daemon's loop ran
+                emit_json_line(Stopping(reason=stop or "signal"))
+                emit_json_line(Stopped(versions=store.counts()["versions"]))
+                return ExitCode.OK
+            daemon = Daemon(writer, emit=emit_json_line,
+                            reconcile_interval=args.reconcile_interval,
+                            poll_interval=args.poll_interval)
+            if args.metrics_addr:
+                daemon.monitor.serve_metrics(args.metrics_addr)
+            anyio.run(daemon.run)  # it honours a signal recorded before its loop took them over
     finally:
         if daemon is not None:
             daemon.monitor.stop_metrics()
-            daemon.recorder.close()
         store.close()
     return ExitCode.OK
-
-
-def _load_policy(roots: list[Any]) -> Any:
-    """Every rule file under the roots, checked now: a broken one stops start-up (exit 2)."""
-    from guardian.rules.ignore import IgnoreMatcher
-    from guardian.rules.policy import Policy
-
-    policy = Policy({r.id: r for r in roots})
-    errors: list[str] = []
-    for r in roots:
-        matcher = IgnoreMatcher(r.bpath)
-        errors += policy.rulesets[r.id].discover(
-            lambda rel, m=matcher: m.dir_ignored(os.fsencode(rel)))
-    if errors:
-        more = f" (and {len(errors) - 1} more rule file errors)" if len(errors) > 1 else ""
-        raise UsageError(errors[0] + more)
-    return policy
 
 
 def _install_json_logging(emit: Callable[[Any], None]) -> None:
     """Library log records and Python warnings become JSON warning lines, like ours."""
     import logging
 
-    from guardian.events import Warning as WarningEvent
+    from guardian.events import WarningEvent
 
     # watchdog logs this when its emitter thread loops once more while being stopped: a race
     # inside watchdog's shutdown, harmless, and not something a user can act on.
@@ -618,26 +595,19 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         locate(p, fake)  # a one-line error for a path outside the roots, before any work
         paths.append(os.fsdecode(absolute(p)))
 
-    def direct(store: Any) -> Any:
+    def direct(writer: Writer) -> Any:
         from guardian.progress import Progress
-        from guardian.rules.settings import load_defaults
         from guardian.service import Service
 
-        settings = load_defaults()
         progress = Progress("snapshot")
-        root_objs = store.add_roots(new_roots) if new_roots else []
-        root_objs = root_objs or store.roots()
-        rec = _recorder(store, root_objs, settings)
         try:
-            return Service(rec, settings).snapshot(paths, session=_session(args),
-                                                   progress=progress)
+            return Service(writer).snapshot(paths, session=_session(args), progress=progress)
         finally:
-            rec.close()
             progress.close()
 
     out = as_writer(store_path, "snapshot",
                     {"paths": paths, "session": _session(args), "full": args.full}, direct,
-                    create=True)
+                    create=True, roots=new_roots)
     if args.json:
         _print_json(out)
     else:
@@ -768,32 +738,24 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from guardian.batch.target import BatchError
     from guardian.client import as_writer
-    from guardian.control import DaemonError
+    from guardian.errors import BatchError, DaemonError
     from guardian.paths import absolute
-    from guardian.rules.settings import load_defaults
     from guardian.service import Service
-    from guardian.store.db import Store
 
     at_ns = _resolve_at(args)
     store_path = _find_store(args, args.path)
     path = os.fsdecode(absolute(args.path))
-    settings = load_defaults()
     params = {"path": path, "version": args.version_id, "at_ns": at_ns,
               "dry_run": args.dry_run, "session": _session(args)}
 
-    def direct(store: Store) -> Any:
+    def direct(writer: Writer) -> Any:
         from guardian.batch import protocol as journal
 
-        rec = _recorder(store, store.roots(), settings)
-        try:
-            if not args.dry_run:
-                journal.recover(rec)  # a batch a crash interrupted comes first
-            return Service(rec, settings).restore(path, version=args.version_id, at_ns=at_ns,
-                                                  dry_run=args.dry_run, session=_session(args))
-        finally:
-            rec.close()
+        if not args.dry_run:
+            journal.recover(writer)  # a batch a crash interrupted comes first
+        return Service(writer).restore(path, version=args.version_id, at_ns=at_ns,
+                                       dry_run=args.dry_run, session=_session(args))
 
     try:
         out = as_writer(store_path, "restore", params, direct)
@@ -845,7 +807,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             with conn:
                 info = conn.call("status")
         else:
-            from guardian.daemon.loop import store_size
+            from guardian.store.db import store_size
             from guardian.timespec import iso
 
             with Store.open(store_path, write=False) as store:
@@ -953,15 +915,10 @@ def _repair(store_path: Path, result: Any, *, reread: bool) -> Any:
     hashes = [d.sha256 for d in result.damaged]
     reasons = {d.sha256: d.reason for d in result.damaged}
 
-    def direct(store: Any) -> Any:
-        from guardian.rules.settings import load_defaults
+    def direct(writer: Writer) -> Any:
         from guardian.store.verify import repair
 
-        rec = _recorder(store, store.roots(), load_defaults())
-        try:
-            return repair(rec, hashes, reasons, reread=reread)
-        finally:
-            rec.close()
+        return repair(writer, hashes, reasons, reread=reread)
 
     return as_writer(store_path, "repair", {"objects": hashes, "reasons": reasons,
                                             "reread": reread}, direct, wait=5.0)
@@ -969,25 +926,17 @@ def _repair(store_path: Path, result: Any, *, reread: bool) -> Any:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     from guardian.client import as_writer
-    from guardian.rules.settings import load_defaults
-    from guardian.store.db import Store
 
     store_path = _find_store(args, None)
-    settings = load_defaults()
     if (args.keep_versions is not None and args.keep_versions < 1) or (
             args.keep_days is not None and args.keep_days < 0):
         raise UsageError("--keep-versions must be at least 1 and --keep-days at least 0")
 
-    def direct(store: Store) -> Any:
+    def direct(writer: Writer) -> Any:
         from guardian.service import Service
 
-        rec = _recorder(store, store.roots(), settings)
-        try:
-            return Service(rec, settings).gc(dry_run=args.dry_run,
-                                             keep_versions=args.keep_versions,
-                                             keep_days=args.keep_days)
-        finally:
-            rec.close()
+        return Service(writer).gc(dry_run=args.dry_run, keep_versions=args.keep_versions,
+                                  keep_days=args.keep_days)
 
     out = as_writer(store_path, "gc", {"dry_run": args.dry_run,
                                        "keep_versions": args.keep_versions,
@@ -1004,7 +953,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     from guardian.api import apply
     from guardian.batch import manifest as mf
-    from guardian.batch.protocol import BatchError
+    from guardian.errors import BatchError
     from guardian.paths import absolute
 
     cap = mf.MAX_MANIFEST_BYTES + 1  # /dev/zero must not fill the memory
@@ -1055,16 +1004,10 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
     store_path = _find_store(args, None)
 
-    def direct(store: Any) -> Any:
-        from guardian.rules.settings import load_defaults
+    def direct(writer: Writer) -> Any:
         from guardian.service import Service
 
-        settings = load_defaults()
-        rec = _recorder(store, store.roots(), settings)
-        try:
-            return Service(rec, settings).recover(sweep=args.sweep)
-        finally:
-            rec.close()
+        return Service(writer).recover(sweep=args.sweep)
 
     out = as_writer(store_path, "recover", {"sweep": args.sweep}, direct)
     if args.json:
@@ -1231,8 +1174,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from guardian.capture.scan import WalkReport, walk
     from guardian.paths import absolute
     from guardian.rules.ignore import IgnoreMatcher
-    from guardian.rules.policy import check
     from guardian.rules.rulefiles import RuleSet
+    from guardian.validation.check import check
 
     files: dict[Path, Path] = {}  # file -> root; a file named twice (or in two trees) once
     for arg in args.paths:

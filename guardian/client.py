@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from guardian.control import Connection, PeerError
-from guardian.errors import StoreBusyError, StoreError
+from guardian.control import Connection
+from guardian.errors import PeerError, StoreBusyError, StoreError
 from guardian.locations import client_socket_path, runtime_dir_problem
 
 TYPE_CHECKING = False  # keeps `typing` off the CLI's start-up path
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, TypeVar
 
-    from guardian.store.db import Store
+    from guardian.writer import Writer
 
     T = TypeVar("T")
 
@@ -61,12 +61,14 @@ def daemon(store_path: Path, timeout: float | None = 30.0) -> Connection | None:
 
 
 def as_writer(store_path: Path, method: str, params: dict[str, Any],
-              direct: Callable[[Store], T], *, wait: float = 30.0,
-              timeout: float | None = None, create: bool = False) -> T | Any:
-    """Run ``method`` on the daemon if one runs; else ``direct(store)`` holding the writer lock.
+              direct: Callable[[Writer], T], *, wait: float = 30.0,
+              timeout: float | None = None, create: bool = False,
+              roots: list[Path] | None = None) -> T | Any:
+    """Run ``method`` on the daemon if one runs; else ``direct(writer)`` holding the writer lock.
 
     ``create`` makes the store if there is none yet (``snapshot`` and ``apply`` only; see
-    ``Store.open``); without it a directory that is not a store is an error.
+    ``Store.open``); without it a directory that is not a store is an error. ``roots`` are
+    added to the store when this process opens it (a daemon already has its roots).
     """
     deadline = time.monotonic() + wait
     while True:
@@ -75,6 +77,7 @@ def as_writer(store_path: Path, method: str, params: dict[str, Any],
             with conn:
                 return conn.call(method, params)
         from guardian.store.db import Store  # only when no daemon answers
+        from guardian.writer import writer_of
 
         try:
             store = Store.open(store_path, write=True, create=create)
@@ -86,5 +89,5 @@ def as_writer(store_path: Path, method: str, params: dict[str, Any],
                 ) from None
             time.sleep(0.05)
             continue
-        with store:
-            return direct(store)
+        with store, writer_of(store, roots) as writer:
+            return direct(writer)

@@ -13,7 +13,7 @@ import json
 import os
 import socket
 
-from guardian.errors import GuardianError
+from guardian.errors import DaemonError, PeerError
 from guardian.exitcodes import ExitCode
 
 TYPE_CHECKING = False  # keeps `typing` off the CLI's start-up path
@@ -38,16 +38,6 @@ def error_response(req_id: Any, message: str, exit_code: int = ExitCode.USAGE,
 
 def ok_response(req_id: Any, result: Any) -> dict[str, Any]:
     return {"v": PROTOCOL_VERSION, "id": req_id, "ok": True, "result": result}
-
-
-class DaemonError(GuardianError):
-    """The daemon answered with an error (``data``: its structured details, if any)."""
-
-    data: dict[str, Any] | None = None
-
-
-class PeerError(GuardianError):
-    """The process behind a control socket is not the user a daemon must run as."""
 
 
 def peer_uid(sock: socket.socket) -> int | None:

@@ -1,26 +1,55 @@
 """Domain events: what the daemon reports to the headless log, the control socket and the TUI.
 
-Each event serialises to one JSON object with ``event`` (its name) and ``time`` first; those
-objects are an API (``guardian watch --headless`` prints one per line on stderr).
+This module is the only shape of a domain event. Each serialises to one JSON object with
+``event`` (its name) and ``time`` first; those objects are an API (``guardian watch
+--headless`` prints one per line on stderr, ``subscribe`` streams them), and
+:meth:`Event.from_dict` reads one back into its class, so a client (the TUI, a hook) works
+with the same types the daemon emits.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from guardian.timespec import iso
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from guardian.paths import Root
+    from guardian.store.db import Version
+
+#: Event name -> class, filled as each class is defined (see Event.__init_subclass__).
+_BY_NAME: dict[str, type[Event]] = {}
 
 
 @dataclass(frozen=True)
 class Event:
     name: ClassVar[str] = "event"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _BY_NAME[cls.name] = cls
+
     def to_dict(self) -> dict[str, Any]:
         # Shallow on purpose: fields hold plain values; asdict() deep-copies (slow in bursts).
         return {"event": self.name, "time": iso(time.time_ns()),
                 **{f.name: getattr(self, f.name) for f in fields(self)}}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> Event:
+        """The event a JSON object describes (``to_dict``'s inverse, without ``time``).
+
+        Keys a newer daemon added are dropped; an unknown event name becomes
+        :class:`UnknownEvent`, so an older client keeps reading a newer daemon's stream."""
+        cls = _BY_NAME.get(str(d.get("event")))
+        if cls is None:
+            return UnknownEvent(event=str(d.get("event")),
+                                data={k: v for k, v in d.items() if k not in ("event", "time")})
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -49,6 +78,14 @@ class VersionRecorded(Event):
     size: int | None
     note: str | None = None
 
+    @classmethod
+    def of(cls, v: Version, roots: Mapping[int, Root]) -> VersionRecorded:
+        """The event of a version the store holds (capture, a batch, a restore, a revert)."""
+        root = roots.get(v.root_id)
+        path = root.display(v.relpath) if root else v.relpath.decode("utf-8", "surrogateescape")
+        return cls(id=v.id, path=path, kind=v.kind, origin=v.origin, sha256=v.sha256,
+                   size=v.size, note=v.note)
+
 
 @dataclass(frozen=True)
 class Reconciled(Event):
@@ -62,7 +99,9 @@ class Reconciled(Event):
 
 
 @dataclass(frozen=True)
-class Warning(Event):
+class WarningEvent(Event):
+    """Something a user should know that did not stop anything (the ``warning`` line)."""
+
     name: ClassVar[str] = "warning"
     message: str
     path: str | None = None
@@ -70,7 +109,9 @@ class Warning(Event):
 
 
 @dataclass(frozen=True)
-class Error(Event):
+class ErrorEvent(Event):
+    """Something failed and is retried or reported (the ``error`` line)."""
+
     name: ClassVar[str] = "error"
     message: str
     path: str | None = None
@@ -138,3 +179,12 @@ class Health(Event):
     name: ClassVar[str] = "health"
     degraded: bool
     causes: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UnknownEvent(Event):
+    """An event this Guardian does not know (a newer daemon's): its name and fields."""
+
+    name: ClassVar[str] = "unknown"
+    event: str
+    data: dict[str, Any] = field(default_factory=dict)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from guardian.capture.recorder import CaptureResult, Recorded, Recorder
+from guardian.capture.recorder import CaptureResult
 from guardian.errors import UsageError
 from guardian.events import VersionRecorded
 from guardian.observe.record import recorded
 from guardian.paths import Root, absolute, locate, under
-from guardian.rules.settings import Settings
+
+if TYPE_CHECKING:
+    from guardian.writer import Writer
 from guardian.store import retention
 
 #: How long before a snapshot a watcher's version may be, to take the snapshot's session
@@ -25,27 +27,25 @@ from guardian.store import retention
 LABEL_WINDOW_S = 5.0
 
 
-def version_event(r: Recorded, roots: dict[int, Root]) -> VersionRecorded:
-    return VersionRecorded(id=r.version_id, path=roots[r.root_id].display(r.relpath), kind=r.kind,
-                           origin=r.origin, sha256=r.sha256, size=r.size, note=r.note)
-
-
 def summary(res: CaptureResult, roots: dict[int, Root], method: str = "scan") -> dict[str, Any]:
     return {
         "method": method,
         "recorded": len(res.recorded),
         "unchanged": res.unchanged,
         "scanned": res.scanned,
-        "versions": [version_event(r, roots).to_dict() for r in res.recorded],
+        "versions": [VersionRecorded.of(r, roots).to_dict() for r in res.recorded],
         "warnings": [{"path": roots[w.root_id].display(w.relpath), "message": w.message}
                      for w in res.warnings],
     }
 
 
 class Service:
-    def __init__(self, recorder: Recorder, settings: Settings) -> None:
-        self.recorder = recorder
-        self.settings = settings
+    """The writer requests of one :class:`~guardian.writer.Writer`."""
+
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+        self.recorder = writer.recorder
+        self.settings = writer.settings
 
     @property
     def roots(self) -> dict[int, Root]:
@@ -122,7 +122,7 @@ class Service:
         from guardian.batch.restore import restore  # the batch engine: not on snapshot's path
 
         root, rel = locate(path, list(self.roots.values()))
-        res = restore(self.recorder, root, rel, version=version, at_ns=at_ns, dry_run=dry_run,
+        res = restore(self.writer, root, rel, version=version, at_ns=at_ns, dry_run=dry_run,
                       session=session)
         return res.to_json()
 
@@ -143,7 +143,7 @@ class Service:
             else ())  # as given: batchplan.read_template matches it resolved, too
         t0 = time.perf_counter_ns()
         try:
-            return journal.execute(self.recorder, m, Path(base), dry_run=dry_run,
+            return journal.execute(self.writer, m, Path(base), dry_run=dry_run,
                                    session=session).to_json()
         except journal.BatchError as e:
             journal.record_failure(self.recorder.store, m, e, time.perf_counter_ns() - t0)
@@ -152,7 +152,7 @@ class Service:
     def recover(self, *, sweep: bool = False) -> dict[str, Any]:
         from guardian.batch import protocol as journal
 
-        done = journal.recover(self.recorder)
+        done = journal.recover(self.writer)
         swept = sum(journal.sweep_temps(r) for r in self.roots.values()) if sweep else 0
         return {"batches": [d.to_json() for d in done], "temps_removed": swept}
 

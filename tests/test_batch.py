@@ -535,7 +535,7 @@ def test_python_async_api(root: Path, env: dict[str, str], store: Path, monkeypa
     import anyio
 
     from guardian.api import Batch
-    from guardian.batch.protocol import BatchError
+    from guardian.errors import BatchError
 
     for k in ("XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
         monkeypatch.setenv(k, env[k])

@@ -541,7 +541,8 @@ def _recorded_as(db: Path, relpath: str, data: bytes) -> bool:
 def test_a_restore_loop_against_an_editor_loses_no_save(cli: Cli, root: Path, watch) -> None:
     """An editor saves (temp + rename) while a loop restores the file again and again
     through the daemon: every save ends up in the store."""
-    from guardian.control import Connection, DaemonError
+    from guardian.control import Connection
+    from guardian.errors import DaemonError
 
     doc = root / "doc.txt"
     doc.write_text("v1\n")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from guardian.rules.globs import GlobError, compile_glob
+from guardian.errors import GlobError
+from guardian.rules.globs import compile_glob
 from guardian.rules.rulefiles import RULE_FILE, RuleSet
 
 from .conftest import Cli, Watch, sha256

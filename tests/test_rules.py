@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from guardian.rules.globs import GlobError, compile_glob
-from guardian.rules.rulefiles import RULE_FILE, RuleError, RuleSet, load_preset, load_rule_file
+from guardian.errors import GlobError, RuleError
+from guardian.rules.globs import compile_glob
+from guardian.rules.rulefiles import RULE_FILE, RuleSet, load_preset, load_rule_file
 from guardian.rules.settings import presets_dir
 
 from .conftest import Cli

@@ -215,8 +215,8 @@ def test_a_skip_known_from_the_path_is_not_asked_per_file(registered: list[str],
     """A validator's skip_for_path is asked once per rule outcome and extension; files it
     skips are never handed to it, other files are, and a validator registered later counts
     at once."""
-    from guardian.rules.policy import check
     from guardian.rules.rulefiles import RuleSet
+    from guardian.validation.check import check
 
     class Picky:
         name = "text"

@@ -33,20 +33,13 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from guardian.errors import Busy
 from guardian.locations import ensure_private_dir, runtime_dir
 
 _OFD_SETLK: int | None = getattr(fcntl, "F_OFD_SETLK", None)
 #: Linux's struct flock: l_type, l_whence (short), l_start, l_len (off_t), l_pid (pid_t).
 FLOCK_STRUCT = "hhqqi4x"
 _OFFSETS = (1 << 62) - 1
-
-
-class Busy(Exception):
-    """A target's lock is held by another batch; ``index`` says which of the given paths."""
-
-    def __init__(self, index: int) -> None:
-        super().__init__(index)
-        self.index = index
 
 
 def offset(path: bytes) -> int:

@@ -10,14 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from guardian.errors import UsageError
+from guardian.errors import PatchError
 
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 MAX_OFFSET = 200
-
-
-class PatchError(UsageError):
-    """A patch that does not apply; the message names the hunk and why."""
 
 
 @dataclass

@@ -12,20 +12,22 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guardian import faults
 from guardian.batch import patch, templates
 from guardian.batch.io import Budget
 from guardian.batch.locks import FLOCK_STRUCT, flock_request
 from guardian.batch.manifest import Manifest, Operation
-from guardian.batch.target import BatchError, Target, signature
-from guardian.capture.recorder import Recorder
-from guardian.errors import OutsideRootError
+from guardian.batch.target import Target, signature
+from guardian.errors import BatchError, OutsideRootError, PatchError, TemplateError
 from guardian.exitcodes import ExitCode
 from guardian.paths import SEP, show
-from guardian.rules.policy import check_many
 from guardian.rules.rulefiles import Effective
+from guardian.validation.check import check_many
+
+if TYPE_CHECKING:
+    from guardian.writer import Writer
 
 
 def _probe_os_lock(t: Target, fd: int) -> None:
@@ -177,7 +179,7 @@ def _edit(t: Target, op: Operation, content: bytes | None) -> bytes:
     if op.patch is not None:
         try:
             return patch.apply(text, op.patch).encode("utf-8")
-        except patch.PatchError as e:
+        except PatchError as e:
             raise t.error(str(e), "usage", op) from None
     assert op.old is not None and op.new is not None
     count = text.count(op.old)
@@ -202,7 +204,7 @@ def _render(t: Target, op: Operation, base: Path, dirs: tuple[str, ...],
     try:
         compiled = templates.compile_template(text)
         out = compiled.render(op.vars, limit=MAX_RENDERED_CHARS)
-    except templates.TemplateError as e:
+    except TemplateError as e:
         raise t.error(f"template: {e}", "usage", op) from None
     if templates.cache_info()[0] > hits:
         t.optimisations.add("template_cache")
@@ -329,13 +331,11 @@ def check_writable(t: Target, seen: dict[tuple[int, bytes], Any]) -> None:
         raise t.error(str(e).split(": ", 1)[-1], "permission") from None
 
 
-def validate(recorder: Recorder, targets: list[Target]) -> None:
+def validate(writer: Writer, targets: list[Target]) -> None:
     """Refuse a protected target, then check every new content (on several cores where it
     pays: :func:`guardian.policy.check_many`); the first invalid one, in target order,
     refuses the batch naming its line and column."""
-    policy = recorder.policy
-    if policy is None:
-        return
+    policy = writer.policy
     checked: list[tuple[Target, Effective]] = []
     for t in targets:
         if t.unchanged or t.final_dir:

@@ -47,16 +47,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guardian import faults
 from guardian.batch import io as batchio
 from guardian.batch import locks as targetlocks
 from guardian.batch import plan as batchplan
 from guardian.batch.manifest import Manifest
-from guardian.batch.target import BatchError, Target
-from guardian.capture.recorder import Recorder
-from guardian.errors import GuardianError, OutsideRootError
+from guardian.batch.target import Target
+from guardian.errors import BatchError, Busy, GuardianError, OutsideRootError
 from guardian.exitcodes import ExitCode
 from guardian.paths import SEP, Root, show
 from guardian.rootfs import RootFS
@@ -64,6 +63,9 @@ from guardian.rules.ignore import TEMP_PREFIX
 from guardian.store.db import Head, NewVersion, Store
 from guardian.store.history import unified_diff
 from guardian.store.objects import Objects
+
+if TYPE_CHECKING:
+    from guardian.writer import Writer
 
 __all__ = ["BatchError", "BatchResult", "FileOutcome", "Recovered", "execute",
            "execute_targets", "record_failure", "recover", "sweep_temps"]
@@ -107,7 +109,7 @@ class BatchResult:
 
 
 # ----------------------------------------------------------------------------- execute
-def execute(recorder: Recorder, manifest: Manifest, base: Path, *, dry_run: bool = False,
+def execute(writer: Writer, manifest: Manifest, base: Path, *, dry_run: bool = False,
             session: str | None = None) -> BatchResult:
     """Run a batch with the store's writer (the daemon's store thread, or the CLI's).
 
@@ -116,7 +118,7 @@ def execute(recorder: Recorder, manifest: Manifest, base: Path, *, dry_run: bool
     """
     filesystems: dict[int, RootFS] = {}
     try:
-        return _execute(recorder, manifest, base, dry_run=dry_run, session=session,
+        return _execute(writer, manifest, base, dry_run=dry_run, session=session,
                         filesystems=filesystems)
     except BatchError:
         raise
@@ -127,12 +129,12 @@ def execute(recorder: Recorder, manifest: Manifest, base: Path, *, dry_run: bool
             fs.close()
 
 
-def _execute(recorder: Recorder, manifest: Manifest, base: Path, *, dry_run: bool,
+def _execute(writer: Writer, manifest: Manifest, base: Path, *, dry_run: bool,
              session: str | None, filesystems: dict[int, RootFS]) -> BatchResult:
     t0 = time.perf_counter_ns()
     session = session or manifest.session
     faults.point("batch.start")
-    targets = _resolve(recorder, manifest, base)
+    targets = _resolve(writer, manifest, base)
     for t in targets:
         if t.root.id not in filesystems:
             filesystems[t.root.id] = RootFS(t.root.bpath, cache=True)
@@ -140,13 +142,13 @@ def _execute(recorder: Recorder, manifest: Manifest, base: Path, *, dry_run: boo
     fds = batchio.fd_budget()
     try:
         with _locked(targets, manifest.lock_timeout):
-            return _execute_locked(recorder, manifest, base, targets, fds, t0, dry_run=dry_run,
+            return _execute_locked(writer, manifest, base, targets, fds, t0, dry_run=dry_run,
                                    session=session)
     finally:
         batchio.close_fds(targets)
 
 
-def _execute_locked(recorder: Recorder, manifest: Manifest, base: Path, targets: list[Target],
+def _execute_locked(writer: Writer, manifest: Manifest, base: Path, targets: list[Target],
                     fds: batchio.Budget, t0: int, *, dry_run: bool, session: str | None
                     ) -> BatchResult:
     faults.point("batch.locked")
@@ -161,7 +163,7 @@ def _execute_locked(recorder: Recorder, manifest: Manifest, base: Path, targets:
     for t in targets:
         batchplan.check_writable(t, access)
     if manifest.validate:
-        batchplan.validate(recorder, targets)
+        batchplan.validate(writer, targets)
     if dry_run:
         diff = "".join(unified_diff(t.current if t.kind == "file" else None, t.final,
                                     f"a/{show(t.relpath)}", f"b/{show(t.relpath)}")
@@ -173,14 +175,14 @@ def _execute_locked(recorder: Recorder, manifest: Manifest, base: Path, targets:
             t.optimisations.add("skip_unchanged")
     if not changing:
         result = BatchResult(None, False, _outcomes(targets, {}), _ms(t0))
-        _record_operations(recorder.store, targets, None, "ok")
+        _record_operations(writer.store, targets, None, "ok")
         return result
-    batch_id, versions = _write(recorder, changing, fds, session, operations=targets)
+    batch_id, versions = _write(writer, changing, fds, session, operations=targets)
     return BatchResult(batch_id, False, _outcomes(targets, versions), _ms(t0),
                        versions=sorted(versions.values()))
 
 
-def execute_targets(recorder: Recorder, targets: list[Target],
+def execute_targets(writer: Writer, targets: list[Target],
                     plan: Callable[[list[Target], batchio.Budget], list[Target]], *,
                     lock_timeout: float = 5.0, session: str | None = None,
                     dry_run: bool = False) -> BatchResult:
@@ -211,7 +213,7 @@ def execute_targets(recorder: Recorder, targets: list[Target],
                         t.oldfd = None
                 if dry_run or not changing:
                     return BatchResult(None, dry_run, _outcomes(changing, {}), _ms(t0))
-                batch_id, versions = _write(recorder, changing, fds, session)
+                batch_id, versions = _write(writer, changing, fds, session)
                 return BatchResult(batch_id, False, _outcomes(changing, versions), _ms(t0),
                                    versions=sorted(versions.values()), version_of=versions)
         finally:
@@ -225,16 +227,16 @@ def execute_targets(recorder: Recorder, targets: list[Target],
             fs.close()
 
 
-def _write(recorder: Recorder, changing: list[Target], fds: batchio.Budget,
+def _write(writer: Writer, changing: list[Target], fds: batchio.Budget,
            session: str | None, *, operations: list[Target] | None = None
            ) -> tuple[int, dict[bytes, int]]:
     """Steps 3 to 7 for the targets that change: journal, temps, commit point, in place,
     verify, record; the batch id and the versions recorded (by relpath)."""
-    store = recorder.store
+    store = writer.store
     # With syncfs, one flush makes the temps and the store's two transactions durable
     # together; without it, each temp is fsynced, then each transaction.
     shared = batchio.syncfs() is not None
-    batch_id = _prepare(recorder, changing, session, durable=not shared)
+    batch_id = _prepare(writer, changing, session, durable=not shared)
     try:
         devices = batchio.write_temps(changing, fds, parallel=batchio.parallel(changing))
         if not shared:
@@ -243,7 +245,7 @@ def _write(recorder: Recorder, changing: list[Target], fds: batchio.Budget,
         with store.transaction(durable=not shared):  # the commit point
             store.db.execute("UPDATE batches SET state='committed' WHERE id=?", (batch_id,))
     except BaseException as e:
-        _abandon(recorder, batch_id, changing)
+        _abandon(writer, batch_id, changing)
         raise _as_batch_error(e, batch_id, rolled_back=True) from None
     try:
         if shared:  # the commit, the new contents and the temps: durable before any rename
@@ -251,11 +253,11 @@ def _write(recorder: Recorder, changing: list[Target], fds: batchio.Budget,
         faults.point("batch.synced")
         faults.point("batch.committed")
         batchio.put_in_place(changing)
-        versions = _finish(recorder, batch_id, changing, session, verify=True,
+        versions = _finish(writer, batch_id, changing, session, verify=True,
                            operations=operations)
     except BaseException as e:
         try:
-            _roll_back(recorder, batch_id, changing, str(e))
+            _roll_back(writer, batch_id, changing, str(e))
         except Exception as e2:
             raise BatchError(
                 f"batch {batch_id}: {e}; the rollback failed too ({e2}): run `guardian "
@@ -295,8 +297,8 @@ def _as_batch_error(e: BaseException, batch_id: int | None, *, rolled_back: bool
 
 
 # ----------------------------------------------------------------------------- 1. resolve
-def _resolve(recorder: Recorder, manifest: Manifest, base: Path) -> list[Target]:
-    roots = list(recorder.roots.values())
+def _resolve(writer: Writer, manifest: Manifest, base: Path) -> list[Target]:
+    roots = list(writer.roots.values())
     by_key: dict[tuple[int, bytes], Target] = {}
     # The directory part of each path is resolved once per batch (a batch has many files
     # per directory); the last component never is: a symlink there is refused when read.
@@ -353,7 +355,7 @@ def _locked(targets: list[Target], timeout: float) -> Iterator[None]:
         with targetlocks.hold([t.root.join(t.relpath) for t in targets], timeout):
             faults.point("batch.lock")
             yield
-    except targetlocks.Busy as e:
+    except Busy as e:
         raise targets[e.index].error(
             f"locked by another Guardian batch (waited {timeout:g}s)", "lock") from None
 
@@ -367,11 +369,11 @@ def _heads(store: Store, targets: list[Target]) -> list[Head | None]:
     return [found[t.root.id].get(t.relpath) for t in targets]
 
 
-def _prepare(recorder: Recorder, targets: list[Target], session: str | None, *,
+def _prepare(writer: Writer, targets: list[Target], session: str | None, *,
              durable: bool = True) -> int:
     """The intent, durably, in one transaction: the batch, its new contents, and one entry
     per target (its old and new contents' objects, its temp's name)."""
-    store = recorder.store
+    store = writer.store
     # What is there now is in the store, durably, before anything is overwritten. With a
     # daemon keeping up, the newest versions already are what we read: nothing to capture.
     heads = _heads(store, targets)
@@ -389,7 +391,7 @@ def _prepare(recorder: Recorder, targets: list[Target], session: str | None, *,
             stale.append(i)
     if stale:
         what = "restore" if targets[0].origin == "restore" else "batch"
-        recorder.capture([(targets[i].root.id, targets[i].relpath) for i in stale],
+        writer.recorder.capture([(targets[i].root.id, targets[i].relpath) for i in stale],
                          origin=targets[0].origin, confirm_missing=True, session=session,
                          note=f"captured before a {what}")
         for i in stale:
@@ -464,10 +466,10 @@ def _store_new(store: Store, targets: list[Target]) -> dict[bytes, int]:
     return ids
 
 
-def _finish(recorder: Recorder, batch_id: int, targets: list[Target], session: str | None,
+def _finish(writer: Writer, batch_id: int, targets: list[Target], session: str | None,
             *, verify: bool, operations: list[Target] | None = None) -> dict[bytes, int]:
     """Verify every target, record the new versions, mark the batch done (one commit)."""
-    store = recorder.store
+    store = writer.store
     stats: list[os.stat_result | None] = []
     for t in targets:
         st = None if t.remove_dir else batchio.lstat(t)
@@ -562,26 +564,26 @@ def _now(t: Target) -> tuple[str, bytes | None]:
 
 
 # ----------------------------------------------------------------------------- failure paths
-def _abandon(recorder: Recorder, batch_id: int, targets: list[Target]) -> None:
+def _abandon(writer: Writer, batch_id: int, targets: list[Target]) -> None:
     """Before the commit point: remove temps and created directories; nothing else moved."""
     batchio.close_tmpfds(targets)  # unnamed temps vanish with their last descriptor
     for t in targets:
         _remove_temp(t, t.temp)
         _remove_dirs(t)
-    with recorder.store.transaction():
-        recorder.store.db.execute(
+    with writer.store.transaction():
+        writer.store.db.execute(
             "UPDATE batches SET state='rolled_back', finished_ns=?, error='before commit'"
             " WHERE id=?", (time.time_ns(), batch_id))
-        recorder.store.db.execute("DELETE FROM batch_entries WHERE batch_id=?", (batch_id,))
+        writer.store.db.execute("DELETE FROM batch_entries WHERE batch_id=?", (batch_id,))
 
 
-def _roll_back(recorder: Recorder, batch_id: int, targets: list[Target], why: str) -> None:
+def _roll_back(writer: Writer, batch_id: int, targets: list[Target], why: str) -> None:
     """After the commit point: put every old content back (from the store), durably."""
-    store = recorder.store
+    store = writer.store
     objects = Objects(store)
     # Whatever is on disk now is stored before it is replaced (ours, or someone else's).
     with contextlib.suppress(Exception):
-        recorder.capture([(t.root.id, t.relpath) for t in targets], origin="batch",
+        writer.recorder.capture([(t.root.id, t.relpath) for t in targets], origin="batch",
                          confirm_missing=True, note=f"captured while rolling back batch "
                                                     f"{batch_id}")
     for t in reversed(targets):
@@ -610,7 +612,7 @@ def _roll_back(recorder: Recorder, batch_id: int, targets: list[Target], why: st
                 fs.remove(t.relpath)
         _remove_temp(t, t.temp)
         _remove_dirs(t)
-    recorder.capture([(t.root.id, t.relpath) for t in targets], origin="batch",
+    writer.recorder.capture([(t.root.id, t.relpath) for t in targets], origin="batch",
                      confirm_missing=True, note=f"batch {batch_id} rolled back")
     with store.transaction():
         store.db.execute("UPDATE batches SET state='rolled_back', finished_ns=?, error=? "
@@ -694,43 +696,43 @@ class Recovered:
                 "files": self.files}
 
 
-def recover(recorder: Recorder) -> list[Recovered]:
+def recover(writer: Writer) -> list[Recovered]:
     """Finish or undo every batch a crash interrupted; remove its temp files."""
-    store = recorder.store
+    store = writer.store
     out: list[Recovered] = []
     batches = store.db.execute(
         "SELECT id, state, session FROM batches WHERE state IN ('prepared', 'committed')"
         " ORDER BY id").fetchall()
     for batch_id, state, session in batches:
-        targets = _targets_of(recorder, batch_id)
+        targets = _targets_of(writer, batch_id)
         if state == "prepared":
-            _abandon(recorder, batch_id, targets)
+            _abandon(writer, batch_id, targets)
             out.append(Recovered(batch_id, state, "rolled_back", len(targets)))
             continue
         try:
             # Whatever another program wrote to a target since the crash is kept first.
-            others = _written_by_others(recorder, targets)
+            others = _written_by_others(writer, targets)
             if others:
-                recorder.capture(others, origin="scan", confirm_missing=False,
+                writer.recorder.capture(others, origin="scan", confirm_missing=False,
                                  note=f"captured before completing batch {batch_id}")
-            _roll_forward(recorder, targets)
-            _finish(recorder, batch_id, targets, session, verify=True)
+            _roll_forward(writer, targets)
+            _finish(writer, batch_id, targets, session, verify=True)
             out.append(Recovered(batch_id, state, "completed", len(targets)))
         except Exception as e:
-            _roll_back(recorder, batch_id, targets, f"recovery: {e}")
+            _roll_back(writer, batch_id, targets, f"recovery: {e}")
             out.append(Recovered(batch_id, state, "rolled_back", len(targets)))
     return out
 
 
-def _targets_of(recorder: Recorder, batch_id: int) -> list[Target]:
-    rows = recorder.store.db.execute(
+def _targets_of(writer: Writer, batch_id: int) -> list[Target]:
+    rows = writer.store.db.execute(
         "SELECT root_id, relpath, action, old_present, old_object_id, old_mode, new_object_id,"
         " new_mode, temp, created_dirs FROM batch_entries WHERE batch_id=? ORDER BY seq",
         (batch_id,)).fetchall()
-    objects = Objects(recorder.store)
+    objects = Objects(writer.store)
     out = []
     for rid, rel, action, old_present, old_oid, old_mode, new_oid, new_mode, temp, extra in rows:
-        root = recorder.roots.get(rid)
+        root = writer.roots.get(rid)
         if root is None:
             continue
         meta = json.loads(extra or "[]")
@@ -759,9 +761,9 @@ def _targets_of(recorder: Recorder, batch_id: int) -> list[Target]:
     return out
 
 
-def _written_by_others(recorder: Recorder, targets: list[Target]) -> list[tuple[int, bytes]]:
+def _written_by_others(writer: Writer, targets: list[Target]) -> list[tuple[int, bytes]]:
     """Targets that hold neither their old nor their new content."""
-    objects = Objects(recorder.store)
+    objects = Objects(writer.store)
     out = []
     for t in targets:
         if t.final_dir or t.remove_dir:
@@ -778,7 +780,7 @@ def _written_by_others(recorder: Recorder, targets: list[Target]) -> list[tuple[
     return out
 
 
-def _roll_forward(recorder: Recorder, targets: list[Target]) -> None:
+def _roll_forward(writer: Writer, targets: list[Target]) -> None:
     for t in targets:
         fs = t.rootfs
         if t.final_dir:

@@ -29,14 +29,13 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guardian.batch import io as batchio
 from guardian.batch.protocol import execute_targets
-from guardian.batch.target import BatchError, Target
-from guardian.capture.recorder import Recorder
+from guardian.batch.target import Target
 from guardian.capture.scan import WalkReport, walk
-from guardian.errors import GuardianError, NotFoundError, UsageError
+from guardian.errors import BatchError, GuardianError, NotFoundError, UsageError
 from guardian.exitcodes import ExitCode
 from guardian.paths import SEP, Root, prefix_range, show
 from guardian.rootfs import RootFS
@@ -44,6 +43,9 @@ from guardian.store.db import Store, Version
 from guardian.store.history import resolve
 from guardian.store.objects import Objects, digest
 from guardian.timespec import iso
+
+if TYPE_CHECKING:
+    from guardian.writer import Writer
 
 #: Why a file Guardian found at its start is left alone by a restore to before that start.
 BEFORE_GUARDIAN = "existed before Guardian started recording; left as is"
@@ -87,18 +89,18 @@ class RestoreResult:
         }
 
 
-def restore(recorder: Recorder, root: Root, relpath: bytes, *, version: int | None = None,
+def restore(writer: Writer, root: Root, relpath: bytes, *, version: int | None = None,
             at_ns: int | None = None, dry_run: bool = False, session: str | None = None,
             lock_timeout: float = LOCK_TIMEOUT_S) -> RestoreResult:
     """Restore ``relpath`` (b"": the whole root) as one batch; see the module docstring."""
-    store = recorder.store
+    store = writer.store
     shown = show(root.join(relpath))
     try:
         st: os.stat_result | None = os.lstat(root.join(relpath))
     except (FileNotFoundError, NotADirectoryError):
         st = None
     is_dir = st is not None and stat.S_ISDIR(st.st_mode)
-    if relpath and recorder.ignore[root.id].ignored(relpath, is_dir=is_dir):
+    if relpath and writer.recorder.ignore[root.id].ignored(relpath, is_dir=is_dir):
         raise UsageError(f"{shown}: is ignored by Guardian (never recorded); nothing to restore")
     fid = store.file_id(root.id, relpath, create=False) if relpath else None
     is_file = fid is not None and store.head(fid) is not None
@@ -114,7 +116,7 @@ def restore(recorder: Recorder, root: Root, relpath: bytes, *, version: int | No
     tree = at_ns is not None and (is_dir or not is_file)
     scan = tree or is_dir  # what is under the path now matters (and is recorded first)
     if scan and not dry_run:
-        _record_tree(recorder, root, relpath, session)
+        _record_tree(writer, root, relpath, session)
     if at_ns is not None:
         desired = store.states_at(root.id, relpath, at_ns)
         if not desired:
@@ -125,13 +127,13 @@ def restore(recorder: Recorder, root: Root, relpath: bytes, *, version: int | No
         desired = {relpath: resolve(store, root, relpath, version=version,
                                     want_content=version is None)}
     result = RestoreResult(root, relpath, dry_run)
-    planner = _Planner(recorder, root, relpath, desired, firsts, result, at_ns=at_ns,
+    planner = _Planner(writer, root, relpath, desired, firsts, result, at_ns=at_ns,
                        version=version, tree=tree, scan=scan and dry_run)
     targets = planner.targets()
     if not targets:
         return result
     try:
-        done = execute_targets(recorder, targets, planner.plan, lock_timeout=lock_timeout,
+        done = execute_targets(writer, targets, planner.plan, lock_timeout=lock_timeout,
                                session=session, dry_run=dry_run)
     except BatchError as e:
         raise _restore_error(e) from None
@@ -139,9 +141,9 @@ def restore(recorder: Recorder, root: Root, relpath: bytes, *, version: int | No
     return result
 
 
-def _record_tree(recorder: Recorder, root: Root, prefix: bytes, session: str | None) -> None:
+def _record_tree(writer: Writer, root: Root, prefix: bytes, session: str | None) -> None:
     """Record what is on disk under ``prefix`` now, durably, before the plan is made."""
-    res = recorder.reconcile(root.id, prefix, origin="restore", confirm_missing=True,
+    res = writer.recorder.reconcile(root.id, prefix, origin="restore", confirm_missing=True,
                              session=session)
     if res.warnings:
         w = res.warnings[0]
@@ -188,11 +190,11 @@ def _restore_error(e: BatchError) -> BatchError:
 class _Planner:
     """The targets of one restore, and (under their locks) what each of them becomes."""
 
-    def __init__(self, recorder: Recorder, root: Root, prefix: bytes,
+    def __init__(self, writer: Writer, root: Root, prefix: bytes,
                  desired: dict[bytes, Version], firsts: dict[bytes, tuple[str, int]],
                  result: RestoreResult, *, at_ns: int | None, version: int | None,
                  tree: bool, scan: bool) -> None:
-        self.store = recorder.store
+        self.store = writer.store
         self.root = root
         self.prefix = prefix
         self.desired = desired
@@ -202,7 +204,7 @@ class _Planner:
         self.scan = scan  # also walk the disk for candidates (a dry run: nothing recorded)
         self.label = f"restored to {iso(at_ns)}" if at_ns is not None and version is None \
             else None
-        self.ignore = recorder.ignore[root.id]
+        self.ignore = writer.recorder.ignore[root.id]
         self.files: dict[bytes, Target] = {}   # relpath -> the target of a file or link
         self.dirs: dict[bytes, Target] = {}    # relpath -> a directory it may remove
         self.keep: set[bytes] = set()          # files present after the restore

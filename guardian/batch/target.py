@@ -6,11 +6,9 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Any
 
 from guardian.batch.manifest import Operation
-from guardian.errors import GuardianError
-from guardian.exitcodes import ExitCode
+from guardian.errors import BatchError
 from guardian.paths import Root, show
 from guardian.rootfs import RootFS
 
@@ -18,35 +16,6 @@ from guardian.rootfs import RootFS
 def signature(st: os.stat_result) -> tuple[int, ...]:
     """What changes when anyone writes, replaces or chmods a file."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
-
-
-class BatchError(GuardianError):
-    """A batch that was refused or rolled back; names the operation, the path and why."""
-
-    exit_code = ExitCode.FAILURE
-
-    def __init__(self, message: str, *, category: str = "system", index: int | None = None,
-                 op: str | None = None, path: str | None = None, line: int | None = None,
-                 column: int | None = None, rolled_back: bool = False,
-                 batch_id: int | None = None, exit_code: ExitCode | None = None) -> None:
-        super().__init__(message, exit_code=exit_code)
-        self.category = category
-        self.index, self.op, self.path = index, op, path
-        self.line, self.column = line, column
-        self.rolled_back = rolled_back
-        self.batch_id = batch_id
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> BatchError:
-        return cls(str(d.get("message", "batch failed")), category=d.get("category", "system"),
-                   index=d.get("operation"), op=d.get("op"), path=d.get("path"),
-                   line=d.get("line"), column=d.get("column"),
-                   rolled_back=bool(d.get("rolled_back")), batch_id=d.get("batch"))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"message": str(self), "category": self.category, "operation": self.index,
-                "op": self.op, "path": self.path, "line": self.line, "column": self.column,
-                "rolled_back": self.rolled_back, "batch": self.batch_id}
 
 
 @dataclass

@@ -13,14 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from guardian.errors import UsageError
+from guardian.errors import TemplateError
 
 _TOKEN = re.compile(r"\$(?:(?P<escaped>\$)|(?P<named>[_a-zA-Z][_a-zA-Z0-9]*)"
                     r"|\{(?P<braced>[_a-zA-Z][_a-zA-Z0-9]*)\}|(?P<invalid>))")
-
-
-class TemplateError(UsageError):
-    """A template that cannot be compiled or rendered; names the line and the placeholder."""
 
 
 @dataclass(frozen=True)

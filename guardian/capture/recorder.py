@@ -62,22 +62,6 @@ class Seen:
 
 
 @dataclass(frozen=True)
-class Recorded:
-    """A version that was committed (what the headless log and the event bus report)."""
-
-    version_id: int
-    root_id: int
-    relpath: bytes
-    kind: str
-    origin: str
-    present: bool
-    sha256: str | None
-    size: int | None
-    mode: int | None
-    note: str | None
-
-
-@dataclass(frozen=True)
 class Warning_:
     """Something a user should know that did not stop capture (unreadable file, size cap)."""
 
@@ -88,7 +72,8 @@ class Warning_:
 
 @dataclass
 class CaptureResult:
-    recorded: list[Recorded] = field(default_factory=list)
+    #: The versions committed, as the store holds them (what the log and the events report).
+    recorded: list[Version] = field(default_factory=list)
     #: Live in the store, absent on disk, not yet tombstoned: re-check after a grace period.
     missing: list[PathKey] = field(default_factory=list)
     #: Changed while being read: try again once writes stop.
@@ -370,12 +355,11 @@ class Recorder:
             rows.append((s.root_id, s.relpath, NewVersion(
                 0, ids[s.hash], True, kind, origin, s.st.st_mode, len(s.data), note=note,
                 session=session), s.st))
-        vids = self.store.add_new_files(rows, now)
+        ids_of = self.store.add_new_files(rows, now)
         keep = self.keep_content
-        for s, vid in zip(bulk, vids, strict=True):
+        for s, (_r, _p, nv, _st), (fid, vid) in zip(bulk, rows, ids_of, strict=True):
             assert s.hash is not None and s.data is not None and s.st is not None
-            result.recorded.append(Recorded(vid, s.root_id, s.relpath, kind, origin, True,
-                                            s.hash.hex(), len(s.data), s.st.st_mode, note))
+            result.recorded.append(_version(vid, fid, s, nv, now))
             if keep is not None and keep(s.root_id, s.relpath):
                 result.contents[vid] = s.data
             self._after_change(s)
@@ -455,7 +439,7 @@ class Recorder:
                 session=session), now)
             src_v = store.head(src_fid)
             assert src_v is not None
-            result.recorded.append(_recorded(src_v))
+            result.recorded.append(src_v)
         object_id = self.objects.put(s.data, s.hash, s.packed)
         self._add(result, NewVersion(fid, object_id, True, kind, origin, st.st_mode, len(s.data),
                                      note=vnote, peer_id=peer, session=session), s, now, st)
@@ -468,10 +452,7 @@ class Recorder:
         if nv.present and s.data is not None and self.keep_content is not None \
                 and self.keep_content(s.root_id, s.relpath):
             result.contents[vid] = s.data
-        result.recorded.append(Recorded(
-            vid, s.root_id, s.relpath, nv.kind, nv.origin, nv.present,
-            s.hash.hex() if (nv.present and nv.object_id is not None and s.hash) else None,
-            nv.size, nv.mode, nv.note))
+        result.recorded.append(_version(vid, nv.file_id, s, nv, now))
 
     @staticmethod
     def _kind(head: Version | None, baseline: bool) -> str:
@@ -517,10 +498,11 @@ def _rules_ignore(policy: Policy, root_id: int) -> Callable[[bytes], bool]:
     return lambda rel: policy.ignored(root_id, rel)
 
 
-def _recorded(v: Version) -> Recorded:
-    return Recorded(v.id, v.root_id, v.relpath, v.kind, v.origin, v.present, v.sha256, v.size,
-                    v.mode, v.note)
-
+def _version(vid: int, fid: int, s: Seen, nv: NewVersion, now: int) -> Version:
+    """The version just added, as :meth:`Store.version` would read it back."""
+    h = s.hash if nv.present and nv.object_id is not None else None
+    return Version(vid, fid, s.root_id, s.relpath, nv.object_id, h, nv.present, nv.kind,
+                   nv.origin, now, nv.mode, nv.size, nv.valid, nv.session, nv.note, nv.peer_id)
 
 def _read_regular(root_id: int, rel: bytes, dfd: int, name: bytes) -> Seen:
     """Read regular file ``name`` of directory ``dfd`` whole, refusing symlinks and noticing

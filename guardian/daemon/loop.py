@@ -28,19 +28,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
-from anyio.abc import SocketAttribute, SocketStream, TaskStatus
-from anyio.streams.buffered import BufferedByteReceiveStream
-from anyio.streams.memory import MemoryObjectSendStream
 
-from guardian import control, faults, startsignals
-from guardian.capture.recorder import CaptureResult, Recorded, Recorder
+from guardian import faults, startsignals
+from guardian.capture.recorder import CaptureResult, Recorder
 from guardian.daemon.revert import Reverter
+from guardian.daemon.server import ControlServer
 from guardian.daemon.settle import Settler
 from guardian.daemon.watcher import Bridge, FsEvent, Watcher
 from guardian.errors import GuardianError
 from guardian.events import (
     Alert,
-    Error,
+    ErrorEvent,
     Event,
     Health,
     Ready,
@@ -50,20 +48,19 @@ from guardian.events import (
     Stopping,
     Validation,
     VersionRecorded,
-    Warning,
+    WarningEvent,
 )
-from guardian.exitcodes import ExitCode
-from guardian.locations import runtime_dir_problem, socket_path
 from guardian.observe.monitor import Monitor
 from guardian.paths import Root
 from guardian.rules.ignore import TEMP_PREFIX
-from guardian.rules.policy import Check, Policy, check
+from guardian.rules.policy import Policy
 from guardian.rules.rulefiles import Effective
-from guardian.rules.settings import Settings
-from guardian.service import Service, check_inside, summary, version_event
-from guardian.store.db import DamagedStoreError, Store
+from guardian.service import Service
+from guardian.store.db import DamagedStoreError, Store, Version, store_size
 from guardian.timespec import iso
 from guardian.validation import pool as validatepool
+from guardian.validation.check import Check, check
+from guardian.writer import Writer
 
 T = TypeVar("T")
 Key = tuple[str, int, bytes]  # (action, root id, relpath): p = path, t = tree, m = confirm missing
@@ -77,17 +74,24 @@ IDLE_CHECKPOINT_S = 1.0
 
 
 class Daemon:
-    def __init__(self, store: Store, roots: list[Root], settings: Settings, *,
-                 emit: Callable[[Event], None], reconcile_interval: float = 600.0,
-                 poll_interval: float = 30.0, policy: Policy | None = None) -> None:
-        self.store = store
-        self.roots = {r.id: r for r in roots}
-        self.settings = settings
-        self.policy = policy or Policy(self.roots)
-        self.recorder = Recorder(store, roots, settings, policy=self.policy)
+    """``guardian watch``'s engine over one :class:`~guardian.writer.Writer` (see the module
+    docstring); ``run()`` until a signal or :meth:`request_stop`."""
+
+    def __init__(self, writer: Writer, *, emit: Callable[[Event], None],
+                 reconcile_interval: float = 600.0, poll_interval: float = 30.0) -> None:
+        self.writer = writer
+        self.store = writer.store
+        self.settings = settings = writer.settings
+        self.policy = writer.policy
+        # Running, an edit that breaks a rule file keeps the last good rules (and alerts).
+        self.policy.strict = False
+        self.recorder = writer.recorder
+        self.roots = self.recorder.roots
+        roots = list(self.roots.values())
         self.recorder.keep_content = self._wants_validation
-        self.reverter = Reverter(self.recorder)
-        self.service = Service(self.recorder, settings)
+        self.reverter = Reverter(writer)
+        self.service = Service(writer)
+        self.server = ControlServer(self)
         self.bridge = Bridge()
         skip = {r.id: _skip_matcher(self.recorder, r) for r in roots}
         self.watcher = Watcher([r.bpath for r in roots], self.bridge,
@@ -106,7 +110,6 @@ class Daemon:
         self._restarting = False
         self.started = time.time()
         self._emit_sink = emit
-        self._subscribers: list[MemoryObjectSendStream[dict[str, Any]]] = []
         self._reasons: dict[tuple[int, bytes], str] = {}
         self._wake = anyio.Event()
         self._stop = anyio.Event()
@@ -121,27 +124,24 @@ class Daemon:
         self._untrusted_alerted: set[str] = set()
         self._backoff = 0.0
         self._limiter: anyio.CapacityLimiter | None = None
-        self._read_limiter: anyio.CapacityLimiter | None = None
+        self.read_limiter: anyio.CapacityLimiter | None = None
         self._reader: Store | None = None
         self._store_busy_until = 0.0  # monotonic time the last store job ended
         self._store_used = anyio.Event()  # set by each store job: a checkpoint may be due
         self.ready = False
-        self.socket: Path | None = None  # set by _serve_control, once it has a private place
         self.monitor = Monitor(self)  # metrics, alert rules, sinks (guardian.observe)
 
     # ----------------------------------------------------------------- plumbing
     def emit(self, event: Event) -> None:
         self._emit_sink(event)
-        if self._subscribers:
-            d = event.to_dict()
-            for s in list(self._subscribers):
-                try:
-                    s.send_nowait(d)
-                except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    self._subscribers.remove(s)
-                    s.close()
+        self.server.publish(event)
 
-    async def _in_store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    @property
+    def socket(self) -> Path | None:
+        """The control socket, once it listens."""
+        return self.server.socket
+
+    async def in_store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         assert self._limiter is not None
         try:
             return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs),
@@ -203,7 +203,7 @@ class Daemon:
     async def run(self) -> None:
         faults.point("daemon.start")
         self._limiter = anyio.CapacityLimiter(1)
-        self._read_limiter = anyio.CapacityLimiter(1)
+        self.read_limiter = anyio.CapacityLimiter(1)
         validatepool.keep_warm()  # costly checks, and batch after batch, in worker processes
         # Status and other reads use their own connection: WAL readers never wait for the
         # writer, so `guardian status` answers even during a long baseline.
@@ -232,7 +232,7 @@ class Daemon:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._signals, signals)
-                await tg.start(self._serve_control)
+                await tg.start(self.server.serve)
                 await self._start_watching()
                 tg.start_soon(self._pump)
                 if not self._stop.is_set():
@@ -256,7 +256,7 @@ class Daemon:
         except Exception as e:  # e.g. no inotify instance left: run, degraded, and retry
             self.watcher.failed(f"cannot start: {type(e).__name__}: {e}")
         for err in self.watcher.errors:
-            self.emit(Warning(message=err, source="watcher"))
+            self.emit(WarningEvent(message=err, source="watcher"))
 
     async def _restart_watcher(self) -> None:
         """One of watchdog's threads died (or a root could not be watched): say so, start a
@@ -275,7 +275,7 @@ class Daemon:
                             f"{self.poll_interval:g}s meanwhile")
                 self._until_reconciled.pop("watcher", None)  # no reconcile counts until then
                 self._set_degraded("watcher", degraded)
-                self.emit(Warning(message=f"{message}; restarting it and reconciling",
+                self.emit(WarningEvent(message=f"{message}; restarting it and reconciling",
                                   source="watcher"))
                 if not alerted:
                     alerted = True
@@ -293,7 +293,7 @@ class Daemon:
                     self.watcher.failed(f"cannot restart: {type(e).__name__}: {e}")
                     ok = False
                 for err in self.watcher.errors:
-                    self.emit(Warning(message=err, source="watcher"))
+                    self.emit(WarningEvent(message=err, source="watcher"))
                 healthy = ok and self.watcher.alive() and not self.watcher.failures_pending()
                 if healthy:  # reconciles from now on see every change the dead one missed
                     self._degraded_until_reconciled("watcher", degraded)
@@ -308,21 +308,21 @@ class Daemon:
         from guardian.batch import protocol as journal
 
         try:
-            for r in await self._in_store(journal.recover, self.recorder):
-                self.emit(Warning(message=f"recovered batch {r.batch_id} ({r.state_before}): "
+            for r in await self.in_store(journal.recover, self.recorder):
+                self.emit(WarningEvent(message=f"recovered batch {r.batch_id} ({r.state_before}): "
                                           f"{r.outcome.replace('_', ' ')}, {r.files} files",
                                   source="journal"))
         except DamagedStoreError:
             raise  # nothing can be recorded: `guardian watch` exits 2 saying so
         except Exception as e:  # the journal stays for `guardian recover`; watching goes on
-            self.emit(Error(message=f"cannot recover interrupted batches: {e}; run `guardian "
+            self.emit(ErrorEvent(message=f"cannot recover interrupted batches: {e}; run `guardian "
                                     "recover` once the cause is fixed"))
         t0 = time.monotonic()
         recorded = 0
         first = self.store.meta_get("baseline_done") is None
         complete = True
         for root in self.roots.values():
-            res = await self._in_store(self.recorder.reconcile, root.id, b"", origin="scan",
+            res = await self.in_store(self.recorder.reconcile, root.id, b"", origin="scan",
                                        confirm_missing=True, baseline=first,
                                        cancel=self._cancel_baseline)
             recorded += len(res.recorded)
@@ -331,9 +331,9 @@ class Daemon:
             self._judge_all(res)  # what changed while Guardian was down obeys the rules too
         if not complete:
             return  # stopping: the next start carries on from the stat cache
-        await self._in_store(self._mark_baseline)
+        await self.in_store(self._mark_baseline)
         self.ready = True
-        counts = await self._in_store(self.store.counts)
+        counts = await self.in_store(self.store.counts)
         self.emit(Ready(store=str(self.store.path),
                         roots=[str(r.path) for r in self.roots.values()],
                         pid=os.getpid(), files=counts["files"], versions=counts["versions"],
@@ -363,7 +363,7 @@ class Daemon:
         if self._judging:
             with anyio.move_on_after(30):
                 await self._judged.wait()
-        counts = await self._in_store(self.store.counts)
+        counts = await self.in_store(self.store.counts)
         self.emit(Stopped(versions=counts["versions"]))
 
     # ----------------------------------------------------------------- events in
@@ -387,15 +387,16 @@ class Daemon:
                 message = ("inotify watch limit reached: some directories are not watched; "
                            f"rescanning every {self.poll_interval:g}s instead. Raise the limit "
                            "with `sysctl fs.inotify.max_user_watches=524288`")
-                self.emit(Warning(message=message, source="watcher"))
+                self.emit(WarningEvent(message=message, source="watcher"))
                 self._set_degraded("watch-limit", message)
             elif reason == "overflow":
-                self.emit(Warning(message="inotify queue overflowed: events were lost; reconciling",
-                                  source="watcher"))
+                self.emit(WarningEvent(
+                    message="inotify queue overflowed: events were lost; reconciling",
+                    source="watcher"))
                 self._degraded_until_reconciled(
                     "events-lost", "inotify queue overflowed; reconciling every root")
             elif reason == "bridge-full":
-                self.emit(Warning(message="event backlog full: events dropped; reconciling",
+                self.emit(WarningEvent(message="event backlog full: events dropped; reconciling",
                                   source="watcher"))
                 self._degraded_until_reconciled(
                     "events-lost", "event backlog full, events dropped; reconciling every root")
@@ -493,7 +494,7 @@ class Daemon:
 
     async def _process(self, due: list[Key], *, final: bool = False) -> CaptureResult:
         try:
-            result, trees = await self._in_store(self.monitor.observed(self._capture_batch),
+            result, trees = await self.in_store(self.monitor.observed(self._capture_batch),
                                                  due, final)
         except (sqlite3.Error, OSError, GuardianError) as e:
             self._retry_later(due, f"cannot record: {e}")
@@ -552,7 +553,7 @@ class Daemon:
 
     def _retry_later(self, due: list[Key], message: str) -> None:
         self._backoff = min(MAX_BACKOFF_S, max(1.0, self._backoff * 2))
-        self.emit(Error(message=f"{message}; retrying in {self._backoff:g}s"))
+        self.emit(ErrorEvent(message=f"{message}; retrying in {self._backoff:g}s"))
         # Until these are recorded, writes are not: degraded (cleared when they are).
         self._failed_keys.update(due)
         self._set_degraded("store", f"{message}; retrying")
@@ -564,9 +565,10 @@ class Daemon:
                 quiet_kinds: frozenset[str] | set[str] = frozenset()) -> None:
         for r in res.recorded:
             if r.kind not in quiet_kinds:
-                self.emit(version_event(r, self.roots))
+                self.emit(VersionRecorded.of(r, self.roots))
         for w in res.warnings:
-            self.emit(Warning(message=w.message, path=self.roots[w.root_id].display(w.relpath)))
+            self.emit(WarningEvent(message=w.message,
+                                   path=self.roots[w.root_id].display(w.relpath)))
 
     # ----------------------------------------------------------------- rules and validation
     def _wants_validation(self, root_id: int, relpath: bytes) -> bool:
@@ -585,8 +587,8 @@ class Daemon:
             eff = self.policy.effective(r.root_id, r.relpath)
             if eff.protected:
                 self._spawn(self._judge(r, eff, None, "protected"))
-            elif r.present and r.version_id in result.contents:
-                self._spawn(self._validate(r, eff, result.contents[r.version_id]))
+            elif r.present and r.id in result.contents:
+                self._spawn(self._validate(r, eff, result.contents[r.id]))
 
     def _spawn(self, coro: Any) -> None:
         assert self._tg is not None
@@ -604,7 +606,7 @@ class Daemon:
 
         self._tg.start_soon(run)
 
-    async def _validate(self, r: Recorded, eff: Effective, data: bytes) -> None:
+    async def _validate(self, r: Version, eff: Effective, data: bytes) -> None:
         """Validate a new version off the store thread (a costly check runs in a worker
         process: ``validatepool``), and before a revert, the earlier versions it could put
         back that were never validated (a baseline): the store thread only records verdicts,
@@ -616,8 +618,8 @@ class Daemon:
         if verdict.valid is False and eff.on_invalid == "revert":
             with contextlib.suppress(Exception):  # unread, it counts as not validated
                 while (older := await anyio.to_thread.run_sync(
-                        self._unchecked_earlier, r.version_id, earlier,
-                        limiter=self._read_limiter)) is not None:
+                        self._unchecked_earlier, r.id, earlier,
+                        limiter=self.read_limiter)) is not None:
                     earlier[older[0]] = await anyio.to_thread.run_sync(
                         check, eff, older[1], path, limiter=self._validate_limiter)
         await self._judge(r, eff, verdict, "invalid", earlier)
@@ -643,18 +645,18 @@ class Daemon:
             return None
         return None
 
-    async def _judge(self, r: Recorded, eff: Effective, verdict: Check | None,
+    async def _judge(self, r: Version, eff: Effective, verdict: Check | None,
                      reason: str, earlier: dict[int, Check] | None = None) -> None:
         path = self.roots[r.root_id].display(r.relpath)
         try:
-            j = await self._in_store(self.reverter.judge, r.version_id, eff, verdict, reason,
+            j = await self.in_store(self.reverter.judge, r.id, eff, verdict, reason,
                                      earlier)
         except Exception as e:  # a bad file or a bug must not kill the daemon
-            self.emit(Error(message=f"cannot judge version {r.version_id}: "
+            self.emit(ErrorEvent(message=f"cannot judge version {r.id}: "
                                     f"{type(e).__name__}: {e}", path=path))
             return
         if verdict is not None:
-            self.emit(Validation(id=r.version_id, path=path, valid=verdict.valid,
+            self.emit(Validation(id=r.id, path=path, valid=verdict.valid,
                                  problems=j.problems,
                                  skipped=[*verdict.not_validated(), *verdict.untrusted]))
             for why in verdict.untrusted:
@@ -662,10 +664,10 @@ class Daemon:
                     self._untrusted_alerted.add(why)
                     await self._alert("warning", "untrusted",
                                       f"skipped untrusted command validator: {why}", path,
-                                      [r.version_id])
+                                      [r.id])
         done = [j.reverted_version] if j.action == "reverted" and j.reverted_version else []
         for vid in [*j.recorded, *done]:  # recorded: what stood in the way, and its removal
-            v = await self._in_store(self.store.version, vid)
+            v = await self.in_store(self.store.version, vid)
             if v is not None:
                 self.emit(VersionRecorded(id=v.id, path=self.roots[v.root_id].display(v.relpath),
                                           kind=v.kind, origin=v.origin, sha256=v.sha256,
@@ -682,7 +684,7 @@ class Daemon:
     async def _alert(self, severity: str, kind: str, message: str, path: str | None,
                      versions: list[int]) -> None:
         try:
-            stored, new = await self._in_store(self._store_alert, severity, kind, message,
+            stored, new = await self.in_store(self._store_alert, severity, kind, message,
                                                path, versions)
         except Exception:  # an alert that cannot be stored is still shown
             self.emit(Alert(severity=severity, kind=kind, message=message, path=path,
@@ -722,7 +724,7 @@ class Daemon:
                 await anyio.sleep(wait)
             if self.store.commits_since_checkpoint:
                 with contextlib.suppress(Exception):  # the next pause tries again
-                    await self._in_store(self.store.checkpoint)
+                    await self.in_store(self.store.checkpoint)
                 self._store_used = anyio.Event()  # (the checkpoint itself used the store)
 
     async def _periodic(self) -> None:
@@ -740,188 +742,6 @@ class Daemon:
                 continue
             last = time.monotonic()
             self.request_reconcile("periodic-poll" if polling else "periodic")
-
-    # ----------------------------------------------------------------- control socket
-    async def _serve_control(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-                             ) -> None:
-        """The control socket, in a directory only we can use: the standard runtime one, or
-        (if another user made that first) a private one under the state dir."""
-        path: Path | str = "(no private runtime directory)"
-        try:
-            path = self.socket = socket_path(self.store.path, create=True)
-            problem = runtime_dir_problem()
-            if problem is not None:
-                self.emit(Warning(message=(
-                    f"{problem}, so it is not used for the control socket (another user may "
-                    f"have made it to receive what clients send); the socket is {path}")))
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()  # we hold the writer lock: any socket here is a stale one
-            target, fd = control.sun_path(str(path))
-            try:
-                listener = await anyio.create_unix_listener(target, mode=0o600)
-            finally:
-                if fd is not None:
-                    os.close(fd)
-        except (OSError, GuardianError) as e:
-            self.socket = None
-            self.emit(Warning(message=f"no control socket ({path}): {e}"))
-            task_status.started()
-            return
-        task_status.started()
-        try:
-            async with listener:
-                await listener.serve(self._client)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-
-    async def _client(self, stream: SocketStream) -> None:
-        async with stream:
-            raw = stream.extra(SocketAttribute.raw_socket, None)  # noqa: S610 (anyio)
-            uid = control.peer_uid(raw) if raw is not None else None
-            if uid is not None and uid not in (os.geteuid(), 0):
-                return  # only our user (or root) may talk to us; the 0700 directory says so too
-            reader = BufferedByteReceiveStream(stream)
-            while True:
-                try:
-                    line = await reader.receive_until(b"\n", control.MAX_LINE)
-                except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
-                        anyio.ClosedResourceError, anyio.DelimiterNotFound, OSError):
-                    return
-                try:
-                    req = json.loads(line)
-                    if not isinstance(req, dict) or not isinstance(req.get("method"), str):
-                        raise ValueError("expected an object with a method")
-                    params = req.get("params") or {}
-                    if not isinstance(params, dict):
-                        raise ValueError("params must be an object")
-                except ValueError as e:
-                    await _send(stream, control.error_response(None, f"malformed request: {e}"))
-                    continue
-                rid, method = req.get("id"), req["method"]
-                if method == "subscribe":
-                    await _send(stream, control.ok_response(rid, {"subscribed": True}))
-                    await self._subscribe(stream)
-                    return
-                try:
-                    result = await self.monitor.dispatch(method, params, self._dispatch)
-                    reply = control.ok_response(rid, result)
-                except GuardianError as e:
-                    to_json = getattr(e.__cause__, "to_json", None)
-                    data = to_json() if callable(to_json) else None
-                    reply = control.error_response(rid, str(e), e.exit_code, data)
-                except Exception as e:
-                    self.emit(Error(message=f"request {method!r} failed: {type(e).__name__}: {e}"))
-                    reply = control.error_response(rid, f"internal error: {e}", ExitCode.INTERNAL)
-                if not await _send(stream, reply):
-                    return
-
-    async def _subscribe(self, stream: SocketStream) -> None:
-        send, receive = anyio.create_memory_object_stream[dict[str, Any]](10_000)
-        self._subscribers.append(send)
-        try:
-            async with receive:
-                async for event in receive:
-                    if not await _send(stream, event):
-                        return
-        finally:
-            if send in self._subscribers:
-                self._subscribers.remove(send)
-
-    async def _dispatch(self, method: str, params: dict[str, Any]) -> Any:
-        roots = list(self.roots.values())
-        if method == "ping":
-            return {"pong": True, "pid": os.getpid()}
-        if method == "status":
-            return await anyio.to_thread.run_sync(self.status, limiter=self._read_limiter)
-        if method == "snapshot":
-            paths = check_inside([str(p) for p in params.get("paths", [])], roots)
-            trees = not paths or any(os.path.isdir(p) and not os.path.islink(p) for p in paths)
-            if trees and not params.get("full") and self.ready and not self.degraded \
-                    and await self.sync():
-                # The watcher has seen every change up to now: record what is pending. Files
-                # named explicitly are still read, so a hook's "before" copy is always fresh.
-                res = await self.flush()
-                out = summary(res, self.roots)
-                files = [p for p in paths if not os.path.isdir(p) or os.path.islink(p)]
-                if files:
-                    more = await self._in_store(self.service.snapshot, files,
-                                                session=params.get("session"))
-                    for k in ("recorded", "unchanged", "scanned"):
-                        out[k] += more[k]
-                    out["versions"] += more["versions"]
-                    out["warnings"] += more["warnings"]
-                    out["labelled"] = more.get("labelled", [])
-                if params.get("session"):  # what the watcher just recorded takes the label
-                    trees_named = [p for p in paths if os.path.isdir(p) and not os.path.islink(p)]
-                    out["labelled"] = out.get("labelled", []) + await self._in_store(
-                        self.service.label_recent, trees_named, str(params["session"]))
-                out["method"] = "events"
-                return out
-            out = await self._in_store(self.service.snapshot, paths,
-                                       session=params.get("session"))
-            for v in out["versions"]:
-                self._emit_dict(v)
-            return out
-        if method == "restore":
-            from guardian.batch.protocol import BatchError
-
-            path = check_inside([str(params.get("path", ""))], roots)[0]
-            try:
-                out = await self._in_store(self.service.restore, path,
-                                           version=params.get("version"),
-                                           at_ns=params.get("at_ns"),
-                                           dry_run=bool(params.get("dry_run")),
-                                           session=params.get("session"))
-            except BatchError as e:  # refused or rolled back: the client gets the details
-                raise control.DaemonError(str(e), exit_code=e.exit_code) from e
-            for c in out["changes"]:
-                if c.get("version"):
-                    v = await self._in_store(self.store.version, c["version"])
-                    if v is not None:
-                        self.emit(VersionRecorded(id=v.id, path=c["path"], kind=v.kind,
-                                                  origin=v.origin, sha256=v.sha256, size=v.size,
-                                                  note=v.note))
-            return out
-        if method == "apply":
-            from guardian.batch.protocol import BatchError
-
-            try:
-                out = await self._in_store(self.service.apply, params.get("manifest") or {},
-                                           str(params.get("base") or "/"),
-                                           dry_run=bool(params.get("dry_run")),
-                                           session=params.get("session"),
-                                           template_dir=params.get("template_dir"))
-            except BatchError as e:
-                raise control.DaemonError(str(e), exit_code=e.exit_code) from e
-            for vid in out.get("versions", []):
-                v = await self._in_store(self.store.version, vid)
-                if v is not None:
-                    self.emit(VersionRecorded(
-                        id=v.id, path=self.roots[v.root_id].display(v.relpath), kind=v.kind,
-                        origin=v.origin, sha256=v.sha256, size=v.size, note=v.note))
-            return out
-        if method == "repair":
-            from guardian.store.verify import repair
-
-            return await self._in_store(repair, self.recorder,
-                                        [str(x) for x in params.get("objects") or []],
-                                        dict(params.get("reasons") or {}),
-                                        reread=bool(params.get("reread")))
-        if method == "recover":
-            return await self._in_store(self.service.recover, sweep=bool(params.get("sweep")))
-        if method == "gc":
-            return await self._in_store(self.service.gc, dry_run=bool(params.get("dry_run")),
-                                        keep_versions=params.get("keep_versions"),
-                                        keep_days=params.get("keep_days"))
-        if method == "reconcile":
-            self.request_reconcile(str(params.get("reason", "requested")))
-            return {"requested": True}
-        raise GuardianError(f"unknown method {method!r}")
-
-    def _emit_dict(self, d: dict[str, Any]) -> None:
-        self.emit(VersionRecorded(id=d["id"], path=d["path"], kind=d["kind"], origin=d["origin"],
-                                  sha256=d["sha256"], size=d["size"], note=d.get("note")))
 
     def status(self) -> dict[str, Any]:
         reader = self._reader or self.store
@@ -954,14 +774,6 @@ class Daemon:
         }
 
 
-async def _send(stream: SocketStream, obj: dict[str, Any]) -> bool:
-    try:
-        await stream.send(control.encode(obj))
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        return False
-    return True
-
-
 def _skip_matcher(recorder: Recorder, root: Root) -> Callable[[bytes], bool]:
     """For the watcher: is this directory ignored (so not worth an inotify watch)?"""
     from guardian.rules.ignore import IgnoreMatcher
@@ -976,28 +788,6 @@ def _skip_matcher(recorder: Recorder, root: Root) -> Callable[[bytes], bool]:
         return own.dir_ignored(path[len(prefix):])
 
     return skip
-
-
-def store_size(path: Path) -> int:
-    """Bytes of the store's files (an explicit stack: no walk that recurses on depth)."""
-    total = 0
-    stack = [os.fsencode(path)]
-    while stack:
-        d = stack.pop()
-        try:
-            it = os.scandir(d)
-        except OSError:
-            continue
-        with it:
-            for entry in it:
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    else:
-                        total += entry.stat(follow_symlinks=False).st_size
-                except OSError:
-                    continue
-    return total
 
 
 def emit_json_line(event: Event) -> None:

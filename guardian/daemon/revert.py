@@ -21,16 +21,20 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from guardian.capture.recorder import FILE, LINK, MISSING, Recorder
+from guardian.capture.recorder import FILE, LINK, MISSING
 from guardian.errors import OutsideRootError
 from guardian.paths import SEP
 from guardian.rootfs import RootFS
 from guardian.rules.ignore import TEMP_PREFIX
-from guardian.rules.policy import Check, check
 from guardian.rules.rulefiles import Effective
 from guardian.store.db import NewVersion, Version
 from guardian.store.objects import Objects, digest
+from guardian.validation.check import Check, check
+
+if TYPE_CHECKING:
+    from guardian.writer import Writer
 
 DEFAULT_MAX_REVERTS = 5
 
@@ -56,9 +60,9 @@ class Judgement:
 
 
 class Reverter:
-    def __init__(self, recorder: Recorder) -> None:
-        self.recorder = recorder
-        self.store = recorder.store
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+        self.store = writer.store
         self._history: dict[tuple[int, bytes], deque[float]] = {}
 
     def judge(self, version_id: int, eff: Effective, verdict: Check | None,
@@ -70,7 +74,7 @@ class Reverter:
         v = store.version(version_id)
         if v is None:
             return Judgement(version_id, 0, b"", None, "superseded")
-        root = self.recorder.roots[v.root_id]
+        root = self.writer.roots[v.root_id]
         shown = root.display(v.relpath)
         valid = verdict.valid if verdict is not None else None
         problems = [{"validator": name, "line": p.line, "column": p.column,
@@ -120,14 +124,14 @@ class Reverter:
                 f" ({j.message})" if j.message else "")
             return j
         # The disk must still hold what we recorded: then those bytes are safe in the store.
-        [seen] = self.recorder.observe([(v.root_id, v.relpath)])
+        [seen] = self.writer.recorder.observe([(v.root_id, v.relpath)])
         on_disk = seen.hash if seen.state in (FILE, LINK) else None
         if (v.present and on_disk != v.hash) or (not v.present and seen.state != MISSING):
             j.action = "superseded"
             return j
         with store.transaction():
             store.set_verdict(v.id, j.valid if j.valid is not None else None, kind="rejected")
-        fs = RootFS(self.recorder.roots[v.root_id].bpath)
+        fs = RootFS(self.writer.roots[v.root_id].bpath)
         why = "invalid" if j.reason == "invalid" else "protected path"
         cleared = ""
         try:
@@ -179,7 +183,7 @@ class Reverter:
             if stat.S_ISDIR(st.st_mode):
                 continue
             what, kept = self._take_out(fs, v, cur, j)
-            return (f"; the {what} at {self.recorder.roots[v.root_id].display(cur)} was "
+            return (f"; the {what} at {self.writer.roots[v.root_id].display(cur)} was "
                     f"removed first (kept as version {kept})")
         return ""
 
@@ -198,7 +202,7 @@ class Reverter:
                 st = os.stat(tmp, dir_fd=dfd, follow_symlinks=False)
                 if stat.S_ISLNK(st.st_mode):
                     what, data = "symlink", os.readlink(tmp, dir_fd=dfd)
-                elif stat.S_ISREG(st.st_mode) and st.st_size <= self.recorder.max_size(
+                elif stat.S_ISREG(st.st_mode) and st.st_size <= self.writer.recorder.max_size(
                         v.root_id, rel):
                     what, data = "file", _read_file(dfd, tmp)
                 else:
@@ -247,7 +251,7 @@ class Reverter:
                 return None, "the previous version kept metadata only (over the size cap)"
             return prev, ""
         objects = Objects(store)
-        path = self.recorder.roots[v.root_id].display(v.relpath)
+        path = self.writer.roots[v.root_id].display(v.relpath)
         for x in older:
             if not x.present or x.object_id is None or x.valid is False:
                 continue

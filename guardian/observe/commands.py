@@ -38,7 +38,7 @@ def _reader(store_path: Path) -> Store:
 def _writer(store_path: Path, method: str, params: dict[str, Any], direct: Any) -> Any:
     from guardian.client import as_writer
 
-    return as_writer(store_path, f"observe.{method}", params, direct)
+    return as_writer(store_path, f"observe.{method}", params, lambda w: direct(w.store))
 
 
 def _baseline(args: argparse.Namespace) -> Baseline | None:

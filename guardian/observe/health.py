@@ -123,8 +123,8 @@ def _sample_ids(store: Any, table: str, n: int, where: str = "") -> list[int]:
 
 
 def check_backup(store: Any, *, full: bool, sample: int) -> dict[str, Any]:
-    from guardian.store.objects import CorruptObjectError, Objects
-
+    from guardian.errors import CorruptObjectError
+    from guardian.store.objects import Objects
     objects = Objects(store)
     total = store.db.execute("SELECT COUNT(*) FROM objects").fetchone()[0]
     if full or total <= sample:
@@ -156,8 +156,9 @@ def check_recovery(store: Any, *, sample: int) -> dict[str, Any]:
     """Restore sampled versions into a temporary directory and compare their hashes."""
     import stat as stat_mod
 
+    from guardian.errors import CorruptObjectError
     from guardian.rootfs import RootFS
-    from guardian.store.objects import CorruptObjectError, Objects
+    from guardian.store.objects import Objects
 
     ids = _sample_ids(store, "versions", sample, "present = 1 AND object_id IS NOT NULL")
     if not ids:

@@ -30,8 +30,8 @@ from guardian.observe.alerts import METRIC_KINDS, PATH_KINDS, Condition, evaluat
 from guardian.observe.thresholds import load, signature
 
 if TYPE_CHECKING:
-    from guardian.rules.policy import Check
     from guardian.rules.rulefiles import Effective
+    from guardian.validation.check import Check
 
 #: Seconds between rollup steps and between store-size samples.
 ROLLUP_EVERY_S = 300.0
@@ -154,7 +154,7 @@ class Monitor:
 
     def _check(self, check: Callable[..., Check], eff: Effective, data: bytes, path: str,
                **kwargs: Any) -> Check:
-        from guardian.rules.policy import expand
+        from guardian.validation.check import expand
 
         t0 = time.monotonic()
         wall = time.time_ns()
@@ -249,9 +249,9 @@ class Monitor:
                     next_sample = now + SAMPLE_EVERY_S
                     await self._sample()
             except Exception as e:  # observing must never stop the daemon
-                from guardian.events import Error
+                from guardian.events import ErrorEvent
 
-                self.d.emit(Error(message=f"metrics: {type(e).__name__}: {e}"))
+                self.d.emit(ErrorEvent(message=f"metrics: {type(e).__name__}: {e}"))
                 await anyio.sleep(5)
 
     async def _drain(self) -> None:
@@ -320,9 +320,9 @@ class Monitor:
                     self._untrusted_sinks.add(key)
                     await self._raise_alert(key, "warning", "untrusted", msg, None)
             else:
-                from guardian.events import Warning
+                from guardian.events import WarningEvent
 
-                self.d.emit(Warning(message=msg, source="alerts"))
+                self.d.emit(WarningEvent(message=msg, source="alerts"))
 
     # ----------------------------------------------------------------- evaluation
     def _reload_thresholds(self) -> None:

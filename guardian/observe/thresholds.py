@@ -34,7 +34,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from guardian.errors import UsageError
+from guardian.errors import AlertsError
 
 CATEGORIES = ("permission", "validation", "optimisation", "system", "recovery")
 DEFAULT_ERROR_RATES: Mapping[str, float] = MappingProxyType({
@@ -63,10 +63,6 @@ KEYS: dict[str, str] = {
     "enabled": "true or false: false raises no metric alerts",
 }
 SINK_KEYS = ("file", "command", "desktop", "min_severity", "timeout")
-
-
-class AlertsError(UsageError):
-    """An ``[alerts]`` table is wrong: ``file:line: alerts.key: what is wrong``."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ import threading
 from bisect import bisect_right
 from typing import Any
 
+from guardian.errors import GlobError
+
 #: Longest glob, in characters (a path is at most 4,096 bytes on Linux).
 MAX_GLOB_LENGTH = 1024
 #: Wildcards (``*``, ``**``, ``?``, ``[...]``) in one glob.
@@ -40,10 +42,6 @@ _MATCH, _CHAR, _NOSLASH, _ANY, _CLASS, _EPS = range(6)
 _SLASH = ord("/")
 # What a DFA state settles (checked after every character).
 _OPEN, _ACCEPT_ALL, _DEAD = 0, 1, 2
-
-
-class GlobError(ValueError):
-    """A glob that cannot be compiled; the message says where and why."""
 
 
 def compile_glob(glob: str) -> Glob:

@@ -1,177 +1,25 @@
-"""Policy: what the rules say about a path, and what the validators say about a content.
+"""Policy: what the rules of a store's roots say about a path.
 
-One object per store writer. It owns a :class:`~guardian.rules.RuleSet` per root and answers
-the questions capture, the daemon, ``guardian validate`` and (later) batch writes ask: is this
-path ignored, how big may it be, which validators apply, is it protected, is this content
-valid. A command validator runs only when its rule file is trusted (pinned hash); otherwise
-the check says it was skipped, so the caller can alert.
+One object per store writer. It owns a :class:`~guardian.rules.rulefiles.RuleSet` per root
+and answers the questions capture, the daemon, batch writes and hooks ask: is this path
+ignored, how big may it be, which validators apply, is it protected. (What the validators
+then say of a content is :mod:`guardian.validation.check`.)
+
+``strict`` is how a one-shot command treats a broken rule file: it refuses (exit 2, the
+file's ``file:line: key: what is wrong``), as ``guardian watch`` does at start; the daemon,
+once running, keeps the last good rules of a file edited into a broken one, and alerts.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
+from guardian.errors import RuleError
 from guardian.paths import Root
-from guardian.rules.rulefiles import RULE_FILE, Effective, RuleSet, ValidatorSpec
-from guardian.rules.trust import is_trusted
-from guardian.validation import validators
-from guardian.validation.validators import Problem, Result
-
-
-@dataclass(frozen=True)
-class Check:
-    """The validators' verdict on one content of one path."""
-
-    results: tuple[Result, ...] = ()
-    #: Command validators that did not run because their rule file is not trusted.
-    untrusted: tuple[str, ...] = ()
-
-    @property
-    def valid(self) -> bool | None:
-        """False if any validator found an error; None if nothing actually ran."""
-        ran = [r for r in self.results if r.skipped is None]
-        if not ran:
-            return None
-        return all(r.ok for r in ran)
-
-    def not_validated(self) -> list[str]:
-        """Why each validator that did not run did not, e.g. "python: not validated: too
-        large (13.0 MiB > 4.0 MiB limit)"."""
-        return [f"{r.validator}: {r.skipped}" for r in self.results if r.skipped is not None]
-
-    def problems(self) -> list[tuple[str, Problem]]:
-        return [(r.validator, p) for r in self.results for p in r.problems]
-
-    def summary(self, path: str, limit: int = 3) -> str:
-        """``path:line:col: message`` of the first problems, for alerts and errors (a
-        problem with no line or column says ``path:line:`` or ``path:``, never ``:0``)."""
-        lines = [f"{path}{f':{p.line}' if p.line else ''}"
-                 f"{f':{p.column}' if p.line and p.column else ''}: {p.message}"
-                 for _v, p in self.problems() if p.severity == "error"]
-        more = f" (+{len(lines) - limit} more)" if len(lines) > limit else ""
-        return "; ".join(lines[:limit]) + more
-
-    def to_json(self) -> dict[str, Any]:
-        return {"valid": self.valid, "results": [r.to_json() for r in self.results],
-                "untrusted": list(self.untrusted)}
-
-
-def expand(specs: Iterable[ValidatorSpec], path: str) -> list[ValidatorSpec]:
-    """``auto`` becomes the validators of the path's format; duplicates are dropped."""
-    out: list[ValidatorSpec] = []
-    seen: set[tuple[str, str]] = set()
-    for spec in specs:
-        names = validators.for_path(path) if spec.name == "auto" else [spec.name]
-        for name in names:
-            s = spec if spec.name != "auto" else ValidatorSpec(name)
-            key = (s.name, repr(sorted(s.options.items())))
-            if key not in seen:
-                seen.add(key)
-                out.append(s)
-    return out
-
-
-def check(eff: Effective, data: bytes, path: str, *, timeout: float = 10.0) -> Check:
-    """Run the validators the rules give ``path`` on ``data`` (its content)."""
-    return check_many([(eff, data, path)], timeout=timeout)[0]
-
-
-def check_many(items: list[tuple[Effective, bytes, str]], *, timeout: float = 10.0,
-               offloaded: set[int] | None = None) -> list[Check]:
-    """:func:`check` of many contents at once, each check within its budget (size, time,
-    memory: :func:`guardian.validators.budget`): a costly built-in check runs in a worker
-    process, never here, and cheap ones are spread over the machine's cores when there are
-    enough (:mod:`guardian.validatepool`; the indices of the items a worker process checked
-    are added to ``offloaded``). A check over its budget is "not validated" (valid None)."""
-    from guardian.validation import pool as validatepool
-
-    verdicts: list[Check | list[Result | str | None]] = []  # per item; str: untrusted
-    jobs: list[validatepool.Job] = []
-    where: list[tuple[int, int]] = []  # per job: (item, slot)
-    for n, (eff, data, path) in enumerate(items):
-        steps, fixed = plan(eff, path)
-        if fixed is not None:
-            verdicts.append(fixed)
-            continue
-        slots: list[Result | str | None] = []
-        for spec, opts, skipped in steps:
-            if skipped is not None:
-                slots.append(skipped)
-            elif spec.name == "command" and not (spec.source and spec.source_digest
-                                                 and is_trusted(spec.source,
-                                                                spec.source_digest)):
-                slots.append(f"{spec.describe()} (from {spec.source}; run "
-                             f"`guardian trust {spec.source}` to allow it)")
-            else:
-                where.append((n, len(slots)))
-                jobs.append((spec.name, data, path, opts))
-                slots.append(None)
-        verdicts.append(slots)
-    remote: set[int] = set()
-    for (n, slot), result in zip(where, validatepool.run_many(jobs, timeout=timeout,
-                                                              offloaded=remote), strict=True):
-        item = verdicts[n]
-        assert isinstance(item, list)
-        item[slot] = result
-    if offloaded is not None:
-        offloaded.update(where[j][0] for j in remote)
-    return [v if isinstance(v, Check) else
-            Check(tuple(r for r in v if isinstance(r, Result)),
-                  tuple(r for r in v if isinstance(r, str))) for v in verdicts]
-
-
-#: Each validator that runs on a path, its merged options, and its verdict when the path
-#: alone decides it (see ``Validator.skip_for_path``).
-Steps = tuple[tuple[ValidatorSpec, Mapping[str, Any], Result | None], ...]
-Plan = tuple[Steps, Check | None]
-#: (id of the rules' validators setting, id of their options setting, extension, validators'
-#: generation) -> (those two settings, the plan). The settings are kept so their ids cannot
-#: be reused while cached.
-_plans: dict[tuple[int, int, str, int], tuple[object, object, Plan]] = {}
-
-
-def plan(eff: Effective, path: str) -> Plan:
-    """Which validators run on ``path``, each with its merged options, and the whole verdict
-    when no content can change it (every validator skips such paths): worked out once per
-    rule outcome and extension (a batch or a scan checks thousands of files of a few kinds).
-    Trust is not part of it: it is asked each time, so a ``guardian trust`` counts at once."""
-    specs, options = eff.settings.get("validators"), eff.settings.get("options")
-    ext = os.path.splitext(path)[1].lower()
-    key = (id(specs), id(options), ext, validators.generation)
-    hit = _plans.get(key)
-    if hit is not None and hit[0] is specs and hit[1] is options:
-        return hit[2]
-    by_name: Mapping[str, Any] = eff.get("options", {}) or {}
-    steps = []
-    for spec in expand(eff.validators, path):
-        opts = MappingProxyType({**by_name.get(spec.name, {}), **spec.options})
-        steps.append((spec, opts, _skipped_by_path(spec.name, path, opts)))
-    fixed = Check(tuple(r for _s, _o, r in steps if r is not None)) \
-        if steps and all(r is not None for _s, _o, r in steps) else None
-    out: Plan = (tuple(steps), fixed)
-    if len(_plans) >= 1024:
-        _plans.clear()
-    _plans[key] = (specs, options, out)
-    return out
-
-
-def _skipped_by_path(name: str, path: str, options: Mapping[str, Any]) -> Result | None:
-    try:
-        validator = validators.get(name)
-    except KeyError:
-        return None  # validators.run reports it
-    ask = getattr(validator, "skip_for_path", None)
-    if ask is None:
-        return None
-    try:
-        reason = ask(path, options)
-    except Exception:  # a validator never breaks its caller: let run() report it
-        return None
-    return None if reason is None else Result(name, skipped=str(reason))
+from guardian.rules.rulefiles import RULE_FILE, Effective, RuleSet
 
 
 @dataclass
@@ -180,16 +28,27 @@ class Policy:
 
     roots: Mapping[int, Root]
     rulesets: dict[int, RuleSet] = field(default_factory=dict)
+    #: Refuse a broken rule file met on the way (one-shot commands) instead of going on
+    #: with the last good rules (the running daemon).
+    strict: bool = False
 
     def __post_init__(self) -> None:
         for rid, root in self.roots.items():
             self.rulesets[rid] = RuleSet(str(root.path))
 
     def effective(self, root_id: int, relpath: bytes) -> Effective:
-        return self.rulesets[root_id].effective(os.fsdecode(relpath))
+        rs = self.rulesets[root_id]
+        eff = rs.effective(os.fsdecode(relpath))
+        if self.strict and rs.errors:
+            raise RuleError(next(iter(rs.errors.values())))
+        return eff
 
     def ignored(self, root_id: int, relpath: bytes) -> bool:
-        return self.rulesets[root_id].ignored(os.fsdecode(relpath))
+        rs = self.rulesets[root_id]
+        ignored = rs.ignored(os.fsdecode(relpath))
+        if self.strict and rs.errors:
+            raise RuleError(next(iter(rs.errors.values())))
+        return ignored
 
     def discover(self, skip_dir: Any = None) -> list[str]:
         """Load every rule file now; their errors (start-up refuses to run with any)."""

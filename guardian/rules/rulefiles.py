@@ -29,8 +29,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from guardian.errors import UsageError
-from guardian.rules.globs import Glob, GlobError, compile_glob
+from guardian.errors import AlertsError, GlobError, RuleError, UsageError
+from guardian.rules.globs import Glob, compile_glob
 from guardian.rules.settings import parse_size, presets_dir
 
 RULE_FILE = ".guardian.toml"
@@ -73,10 +73,6 @@ TOP_KEYS = {"extends": "a preset name: " + ", ".join(PRESETS),
                       "see guardian.observe.thresholds)"}
 VALIDATOR_NAMES = ("auto", "python", "json", "yaml", "toml", "ini", "markdown", "text")
 VALIDATOR_TABLE_KEYS = ("command", "timeout", "stdin", "schema", "name")
-
-
-class RuleError(UsageError):
-    """A rule file is wrong; the message is ``file:line: key: what is wrong``."""
 
 
 @dataclass(frozen=True)
@@ -411,7 +407,7 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 def _check_alerts(value: Any, path: str, text: str, base: str) -> None:
     """The ``[alerts]`` table is guardian.observe's: checked by it, reported like ours."""
-    from guardian.observe.thresholds import AlertsError, check_table
+    from guardian.observe.thresholds import check_table
 
     try:
         check_table(value, path, text, base)

@@ -766,19 +766,20 @@ class Store:
         return vid
 
     def add_new_files(self, rows: list[tuple[int, bytes, NewVersion, os.stat_result]],
-                      time_ns: int) -> list[int]:
+                      time_ns: int) -> list[tuple[int, int]]:
         """Bulk path of a first scan: (root id, relpath, version, stat) for paths that have no
         file row yet; one version each. Ids are assigned here (we hold the writer lock)."""
         db = self.db
         fid = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0]) + 1
         vid = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM versions").fetchone()[0]) + 1
-        files, versions, vids = [], [], []
+        files, versions = [], []
+        vids: list[tuple[int, int]] = []
         for root_id, relpath, nv, st in rows:
             files.append((fid, root_id, relpath, vid, 1, *_signature(st, time_ns)))
             versions.append((vid, fid, nv.object_id, 1, nv.kind, nv.origin, time_ns, nv.mode,
                              nv.size, None if nv.valid is None else int(nv.valid), nv.session,
                              nv.note))
-            vids.append(vid)
+            vids.append((fid, vid))
             fid += 1
             vid += 1
         db.executemany("INSERT INTO versions(id, file_id, object_id, present, kind, origin,"
@@ -1618,3 +1619,27 @@ def _write_roots_file(store: Path, roots: list[Path]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, store / ROOTS_FILE)
+
+
+def store_size(path: Path) -> int:
+    """Bytes of the store's files (an explicit stack: no walk that recurses on depth)."""
+    total = 0
+    stack = [os.fsencode(path)]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        total += entry.stat(follow_symlinks=False).st_size
+                except OSError:
+                    continue
+    return total
+
+

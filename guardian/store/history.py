@@ -13,11 +13,11 @@ import os
 import stat
 from typing import Any
 
-from guardian.errors import GuardianError, NotFoundError, UsageError
+from guardian.errors import CorruptObjectError, GuardianError, NotFoundError, UsageError
 from guardian.exitcodes import ExitCode
 from guardian.paths import Root, show
 from guardian.store.db import Store, Version
-from guardian.store.objects import CorruptObjectError, Objects
+from guardian.store.objects import Objects
 from guardian.timespec import iso, parse_time
 
 

@@ -21,18 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from guardian.errors import GuardianError
-from guardian.exitcodes import ExitCode
+from guardian.errors import CorruptObjectError
 from guardian.store.db import Store
 
 LOOSE_THRESHOLD = 256 * 1024
 ZSTD_LEVEL = 3
-
-
-class CorruptObjectError(GuardianError):
-    """Stored bytes no longer hash to their name: the command found a problem (exit 1)."""
-
-    exit_code = ExitCode.FAILURE
 
 
 @dataclass(frozen=True)

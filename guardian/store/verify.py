@@ -20,14 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from guardian.errors import UsageError
+from guardian.errors import CorruptObjectError, UsageError
 from guardian.paths import Root
 from guardian.store.db import DamagedStoreError, Store, is_damage
 from guardian.store.history import version_json
-from guardian.store.objects import CorruptObjectError, ObjectInfo, Objects
+from guardian.store.objects import ObjectInfo, Objects
 
 if TYPE_CHECKING:
-    from guardian.capture.recorder import Recorder
+    from guardian.writer import Writer
 
 
 @dataclass
@@ -231,7 +231,7 @@ def _why(e: BaseException) -> str:
 
 
 # ----------------------------------------------------------------------------- repair
-def repair(recorder: Recorder, hashes: list[str], reasons: dict[str, str], *,
+def repair(writer: Writer, hashes: list[str], reasons: dict[str, str], *,
            reread: bool) -> dict[str, Any]:
     """Mark each damaged object (by SHA-256); with ``reread``, rewrite it from the first path
     that ever held it and still holds bytes that hash right (the file's own history first).
@@ -240,7 +240,7 @@ def repair(recorder: Recorder, hashes: list[str], reasons: dict[str, str], *,
     """
     from guardian.capture.recorder import FILE, LINK
 
-    store, objects = recorder.store, recorder.objects
+    store, objects = writer.store, writer.recorder.objects
     out: list[dict[str, Any]] = []
     for x in hashes:
         if len(x) != 64 or x.strip("0123456789abcdef"):
@@ -259,9 +259,9 @@ def repair(recorder: Recorder, hashes: list[str], reasons: dict[str, str], *,
         if oid is None:
             entry["why"] = "no longer in the store"
             continue
-        for root_id, rel in _paths_of(store, oid, recorder.roots):
-            path = recorder.roots[root_id].display(rel)
-            seen = recorder.observe([(root_id, rel)])[0]
+        for root_id, rel in _paths_of(store, oid, writer.roots):
+            path = writer.roots[root_id].display(rel)
+            seen = writer.recorder.observe([(root_id, rel)])[0]
             if seen.state not in (FILE, LINK) or seen.hash != h or seen.data is None:
                 entry["tried"].append(path)
                 continue
