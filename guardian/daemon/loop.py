@@ -117,7 +117,7 @@ class Daemon:
         self._cancel_baseline = threading.Event()
         self._cookies: dict[bytes, anyio.Event] = {}
         self._cookie_seq = 0
-        self._tg: anyio.abc.TaskGroup | None = None
+        self.task_group: anyio.abc.TaskGroup | None = None
         self._judging = 0
         self._judged = anyio.Event()
         self._validate_limiter = anyio.CapacityLimiter(2)
@@ -125,7 +125,7 @@ class Daemon:
         self._backoff = 0.0
         self._limiter: anyio.CapacityLimiter | None = None
         self.read_limiter: anyio.CapacityLimiter | None = None
-        self._reader: Store | None = None
+        self.reader: Store | None = None
         self._store_busy_until = 0.0  # monotonic time the last store job ended
         self._store_used = anyio.Event()  # set by each store job: a checkpoint may be due
         self.ready = False
@@ -207,7 +207,7 @@ class Daemon:
         validatepool.keep_warm()  # costly checks, and batch after batch, in worker processes
         # Status and other reads use their own connection: WAL readers never wait for the
         # writer, so `guardian status` answers even during a long baseline.
-        self._reader = Store.open(self.store.path, write=False)
+        self.reader = Store.open(self.store.path, write=False)
         try:
             await self._run()
         except BaseExceptionGroup as group:
@@ -222,7 +222,7 @@ class Daemon:
             self.bridge.close()
             with contextlib.suppress(Exception):
                 self.watcher.stop()
-            self._reader.close()
+            self.reader.close()
 
     async def _run(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -230,7 +230,7 @@ class Daemon:
             if early is not None:
                 self.request_stop(early)
             async with anyio.create_task_group() as tg:
-                self._tg = tg
+                self.task_group = tg
                 tg.start_soon(self._signals, signals)
                 await tg.start(self.server.serve)
                 await self._start_watching()
@@ -380,8 +380,8 @@ class Daemon:
         for reason in sorted(lost):
             if reason == "watcher-failed":
                 if not self._stop.is_set():
-                    assert self._tg is not None
-                    self._tg.start_soon(self._restart_watcher)
+                    assert self.task_group is not None
+                    self.task_group.start_soon(self._restart_watcher)
                 continue  # the restart reconciles once the new watches are in place
             if reason == "watch-limit" and "watch-limit" not in self._degraded:
                 message = ("inotify watch limit reached: some directories are not watched; "
@@ -591,7 +591,7 @@ class Daemon:
                 self._spawn(self._validate(r, eff, result.contents[r.id]))
 
     def _spawn(self, coro: Any) -> None:
-        assert self._tg is not None
+        assert self.task_group is not None
         self._judging += 1
         if self._judged.is_set():
             self._judged = anyio.Event()
@@ -604,7 +604,7 @@ class Daemon:
                 if not self._judging:
                     self._judged.set()
 
-        self._tg.start_soon(run)
+        self.task_group.start_soon(run)
 
     async def _validate(self, r: Version, eff: Effective, data: bytes) -> None:
         """Validate a new version off the store thread (a costly check runs in a worker
@@ -631,7 +631,7 @@ class Daemon:
         walks them: newest first, skipping absent, metadata-only and invalid ones)."""
         from guardian.store.objects import Objects
 
-        reader = self._reader or self.store
+        reader = self.reader or self.store
         v = reader.version(version_id)
         if v is None:
             return None
@@ -702,8 +702,8 @@ class Daemon:
         self.recorder.ignore[root_id].invalidate()
         if error:
             self.emit(RulesReloaded(path=path, ok=False, error=error))
-            assert self._tg is not None
-            self._tg.start_soon(self._alert, "critical", "rules",
+            assert self.task_group is not None
+            self.task_group.start_soon(self._alert, "critical", "rules",
                                 f"{error} (the last good rules stay in force)", path, [])
         else:
             self.emit(RulesReloaded(path=path, ok=True))
@@ -744,7 +744,7 @@ class Daemon:
             self.request_reconcile("periodic-poll" if polling else "periodic")
 
     def status(self) -> dict[str, Any]:
-        reader = self._reader or self.store
+        reader = self.reader or self.store
         counts = reader.counts()
         causes = self._causes()
         if self.ready and not self.watcher.alive() and not self._stop.is_set() \

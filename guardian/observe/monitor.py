@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 
@@ -30,7 +30,12 @@ from guardian.observe.alerts import METRIC_KINDS, PATH_KINDS, Condition, evaluat
 from guardian.observe.thresholds import load, signature
 
 if TYPE_CHECKING:
+    import anyio.abc
+
+    from guardian.events import Event
+    from guardian.paths import Root
     from guardian.rules.rulefiles import Effective
+    from guardian.store.db import Store
     from guardian.validation.check import Check
 
 #: Seconds between rollup steps and between store-size samples.
@@ -41,8 +46,29 @@ R = TypeVar("R")
 _UNTRUSTED_SOURCE = re.compile(r"\(from (.+?); run `guardian trust")
 
 
+class Host(Protocol):
+    """What the monitor needs of the daemon it runs in (the daemon is above this package:
+    it passes itself, typed by this protocol, so the arrow keeps pointing down)."""
+
+    store: Store
+    reader: Store | None
+    roots: dict[int, Root]
+    ready: bool
+    task_group: anyio.abc.TaskGroup | None
+    read_limiter: anyio.CapacityLimiter | None
+
+    @property
+    def degraded(self) -> bool: ...
+
+    def emit(self, event: Event) -> None: ...
+
+    async def in_store(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R: ...
+
+    async def sync(self, timeout: float = ...) -> bool: ...
+
+
 class Monitor:
-    def __init__(self, daemon: Any) -> None:
+    def __init__(self, daemon: Host) -> None:
         self.d = daemon
         #: Filled by the settler when it hands keys over: when each was first seen.
         self.firsts: dict[Any, float] = {}
@@ -220,7 +246,7 @@ class Monitor:
             await self._loop()
         finally:  # what was measured last is written, even while the daemon stops
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await self.d._in_store(self.flush)
+                await self.d.in_store(self.flush)
 
     async def _loop(self) -> None:
         next_eval = next_rollup = 0.0
@@ -236,7 +262,8 @@ class Monitor:
                     continue
                 if not calibrated:
                     calibrated = True
-                    self.d._tg.start_soon(self._calibrate)
+                    if self.d.task_group is not None:
+                        self.d.task_group.start_soon(self._calibrate)
                 every = self.thresholds.evaluate_every_s
                 if now >= next_eval or (self._dirty and now >= next_eval - every + 1.0):
                     self._dirty = False
@@ -244,7 +271,7 @@ class Monitor:
                     await self.evaluate()
                 if now >= next_rollup:
                     next_rollup = now + ROLLUP_EVERY_S
-                    await self.d._in_store(self._rollup_step)
+                    await self.d.in_store(self._rollup_step)
                 if now >= next_sample:
                     next_sample = now + SAMPLE_EVERY_S
                     await self._sample()
@@ -261,7 +288,7 @@ class Monitor:
         for key, severity, kind, message, path in raises:
             await self._raise_alert(key, severity, kind, message, path)
         if self._rows:
-            await self.d._in_store(self.flush)
+            await self.d.in_store(self.flush)
         keys = []
         while self._resolve:
             keys.append(self._resolve.popleft())
@@ -272,19 +299,19 @@ class Monitor:
                            path: str | None, versions: Sequence[int] = ()) -> None:
         def store() -> tuple[dict[str, Any], bool]:
             with self.d.store.transaction():
-                return self.d.store.raise_alert(key, severity, kind, message,  # type: ignore[no-any-return]
+                return self.d.store.raise_alert(key, severity, kind, message,
                                                 os.fsencode(path) if path else None,
                                                 list(versions))
 
-        alert, new = await self.d._in_store(store)
+        alert, new = await self.d.in_store(store)
         self.announce(alert, new)
 
     async def _resolve_alerts(self, keys: list[str]) -> None:
         def store() -> list[dict[str, Any]]:
             with self.d.store.transaction():
-                return self.d.store.resolve_alerts(keys)  # type: ignore[no-any-return]
+                return self.d.store.resolve_alerts(keys)
 
-        for alert in await self.d._in_store(store):
+        for alert in await self.d.in_store(store):
             self.announce(alert, True)
 
     def announce(self, alert: dict[str, Any] | None, changed: bool) -> None:
@@ -298,8 +325,8 @@ class Monitor:
                           message=alert["message"], path=alert["path"],
                           versions=alert["versions"], id=alert["id"], key=alert["key"],
                           state=alert["state"], count=alert["count"]))
-        if changed and self.thresholds.sinks and self.d._tg is not None:
-            self.d._tg.start_soon(self._deliver, dict(alert))
+        if changed and self.thresholds.sinks and self.d.task_group is not None:
+            self.d.task_group.start_soon(self._deliver, dict(alert))
 
     async def _deliver(self, alert: dict[str, Any]) -> None:
         from guardian.observe import alerts as alerts_mod
@@ -338,7 +365,7 @@ class Monitor:
         from guardian.observe.metrics import compute
 
         th = self.thresholds
-        reader = self.d._reader or self.d.store
+        reader = self.d.reader or self.d.store
         now = time.time_ns()
         window = compute(reader, since_ns=now - int(th.window_s * 1e9), until_ns=now,
                          sections=frozenset())
@@ -351,11 +378,11 @@ class Monitor:
         """Evaluate the alert rules now: open what crossed, resolve what cleared."""
         self._reload_thresholds()
         conditions = await anyio.to_thread.run_sync(self._conditions,
-                                                    limiter=self.d._read_limiter)
+                                                    limiter=self.d.read_limiter)
         self.last_evaluation = conditions
-        reader = self.d._reader or self.d.store
+        reader = self.d.reader or self.d.store
         unresolved = await anyio.to_thread.run_sync(reader.unresolved_alerts, METRIC_KINDS,
-                                                    limiter=self.d._read_limiter)
+                                                    limiter=self.d.read_limiter)
         active = {c.key for c in conditions}
         for c in conditions:
             if c.key not in unresolved:
@@ -363,7 +390,7 @@ class Monitor:
         cleared = [k for k in unresolved if k not in active]
         if not self.d.degraded:
             watch = await anyio.to_thread.run_sync(reader.unresolved_alerts, ("events-lost",),
-                                                   limiter=self.d._read_limiter)
+                                                   limiter=self.d.read_limiter)
             cleared += [k for k in watch if k == "events-lost:watch-limit"]
         if cleared:
             await self._resolve_alerts(cleared)
@@ -383,13 +410,13 @@ class Monitor:
             with self.d.store.transaction(durable=False):
                 self.d.store.add_size_sample(size)
 
-        await self.d._in_store(store)
+        await self.d.in_store(store)
 
     async def _calibrate(self) -> None:
         from guardian.observe import calibrate
 
-        if calibrate.stored(self.d._reader or self.d.store) is not None:
-            have = calibrate.stored(self.d._reader or self.d.store)
+        if calibrate.stored(self.d.reader or self.d.store) is not None:
+            have = calibrate.stored(self.d.reader or self.d.store)
             if have and have.measured_ns and \
                     time.time_ns() - have.measured_ns < calibrate.MAX_AGE_S * 1e9:
                 return
@@ -402,7 +429,7 @@ class Monitor:
                     self.d.store.meta_set("observe.fsync_s", repr(b.fsync_s))
                     self.d.store.meta_set("observe.calibrated_ns", str(b.measured_ns))
 
-            await self.d._in_store(keep)
+            await self.d.in_store(keep)
 
     # ----------------------------------------------------------------- control requests
     async def dispatch(self, method: str, params: dict[str, Any],
@@ -421,7 +448,7 @@ class Monitor:
                                          items=int(out.get("recorded", 0))))
         # What was measured until now is in the store when the snapshot returns (a hook's
         # snapshot is a barrier for the metrics too).
-        await self.d._in_store(self.flush)
+        await self.d.in_store(self.flush)
         return out
 
     async def _observe_request(self, name: str, params: dict[str, Any]) -> Any:
@@ -441,7 +468,7 @@ class Monitor:
                     out = store.ack_alerts(ids)
                 return out, [a for a in map(store.alert, out["acknowledged"]) if a]
 
-            result, acked = await self.d._in_store(ack)
+            result, acked = await self.d.in_store(ack)
             for a in acked:
                 self.announce(a, False)
             return result
@@ -451,18 +478,18 @@ class Monitor:
                     return int(store.save_report(int(params["since_ns"]),
                                                  int(params["until_ns"]), params["report"]))
 
-            return {"id": await self.d._in_store(save)}
+            return {"id": await self.d.in_store(save)}
         if name == "mark_filed":
             def mark() -> bool:
                 with store.transaction():
                     return bool(store.mark_filed(str(params["key"]), params.get("url"),
                                                  str(params.get("title", ""))))
 
-            return {"new": await self.d._in_store(mark)}
+            return {"new": await self.d.in_store(mark)}
         if name == "rollup":
             from guardian.observe import rollup
 
-            return await self.d._in_store(rollup.run, store)
+            return await self.d.in_store(rollup.run, store)
         from guardian.errors import UsageError
 
         raise UsageError(f"unknown method 'observe.{name}'")
@@ -473,7 +500,7 @@ class Monitor:
         from guardian.observe.metrics import summary
 
         try:
-            return summary(self.d._reader or self.d.store)
+            return summary(self.d.reader or self.d.store)
         except Exception:
             return None
 
