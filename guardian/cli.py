@@ -36,7 +36,7 @@ error.
 
 COMMANDS = ("watch", "snapshot", "log", "show", "diff", "restore", "status", "verify", "gc",
             "rules", "validate", "trust", "apply", "recover", "bench", "alerts", "metrics",
-            "health", "report", "suggest")
+            "health", "report", "suggest", "hook", "sessions", "undo")
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
@@ -321,6 +321,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         _store_arg(p)
         p.set_defaults(func=cmd_alerts)
     _observe_parsers(sub, only)
+    from guardian.agents.commands import add_parsers as agent_parsers  # hook, sessions, undo
+
+    agent_parsers(sub, only)
 
     p = sub.add_parser("rules", help="which rules apply to a path, and where each came from",
                        description="The settings in force for PATH (default: .) after the "
@@ -1294,6 +1297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from guardian import startsignals
 
         startsignals.install()
+    if len(words) == 2 and words[0] == "hook" and words[1] in ("claude", "gemini", "codex"):
+        from guardian.agents.hook import run  # an agent's tool call: no argparse, fail-open
+
+        return run(words[1])
     args = quick_snapshot_args(words)
     if args is None:
         parser = build_parser(command if command in COMMANDS else None)

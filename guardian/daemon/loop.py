@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import anyio
 
 from guardian import faults, startsignals
+from guardian.agents.handler import label_windows
 from guardian.capture.recorder import CaptureResult, Recorder
 from guardian.daemon.revert import Reverter
 from guardian.daemon.server import ControlServer
@@ -549,6 +550,8 @@ class Daemon:
             result.merge(res)
         if confirm:
             result.merge(rec.capture(confirm, origin="watcher", confirm_missing=True))
+        if result.recorded:  # an agent's Bash command may be running: credit its window
+            label_windows(self.store, result.recorded)
         return result, done
 
     def _retry_later(self, due: list[Key], message: str) -> None:

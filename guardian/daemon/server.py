@@ -44,6 +44,7 @@ class ControlServer:
         self.daemon = daemon
         self.socket: Path | None = None  # set by serve(), once it has a private place
         self._subscribers: list[MemoryObjectSendStream[dict[str, Any]]] = []
+        self._agent_handler: Any = None
 
     # ----------------------------------------------------------------- events out
     def publish(self, event: Event) -> None:
@@ -250,7 +251,77 @@ class ControlServer:
         self.daemon.request_reconcile(str(params.get("reason", "requested")))
         return {"requested": True}
 
+    # ----------------------------------------------------------------- agents
+    async def _agent_hook(self, params: Params) -> Any:
+        """One agent hook payload (guardian.agents.handler). A Bash window opens after what
+        the watcher saw so far is recorded, and closes after everything the command did has
+        come through the watcher (a sync cookie), so its versions fall inside it."""
+        from guardian.agents.payloads import PayloadError, from_obj, parse
+        from guardian.errors import UsageError
+
+        d = self.daemon
+        agent = str(params.get("agent") or "claude")
+        try:
+            if params.get("payload_file"):
+                data = await anyio.to_thread.run_sync(self._read_spilled,
+                                                      str(params["payload_file"]))
+                p = parse(agent, data)
+            else:
+                p = from_obj(agent, params.get("payload"))
+        except PayloadError as e:
+            raise UsageError(f"hook payload: {e}") from None
+        if p.tool == "bash" and p.event == "pre":
+            await d.flush()
+        elif p.tool == "bash" and p.event in ("post", "failed"):
+            if d.ready and not d.degraded:
+                await d.sync()
+            await d.flush()
+        return await d.in_store(self._agents().handle, p, daemon=True)
+
+    def _read_spilled(self, path: str) -> bytes:
+        """A big payload the hook left beside our socket (in our private directory only)."""
+        from guardian.errors import UsageError
+
+        if self.socket is None or os.path.dirname(os.path.abspath(path)) != str(
+                self.socket.parent):
+            raise UsageError("payload_file must be beside the daemon's socket")
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    def _agents(self) -> Any:
+        from guardian.agents.handler import Handler
+
+        if self._agent_handler is None:
+            self._agent_handler = Handler(self.daemon.service.writer)
+        return self._agent_handler
+
+    async def _agent_alert(self, params: Params) -> Any:
+        d = self.daemon
+        message = str(params.get("message") or "a hook could not check a call")[:2000]
+
+        def alert() -> Any:
+            with d.store.transaction():
+                return d.store.raise_alert("agent-hook-failed", "warning", "agent-hook",
+                                           message, None)[1]
+
+        return {"new": await d.in_store(alert)}
+
+    async def _undo(self, params: Params) -> Any:
+        from guardian.agents.undo import undo
+
+        d = self.daemon
+        out = await self._batch(undo, d.service.writer, **params)
+        await self._announce(list(out.get("versions", [])))
+        return out
+
     METHODS: ClassVar[dict[str, Handler]] = {
+        "agent.hook": _agent_hook,
+        "agent.alert": _agent_alert,
+        "undo": _undo,
         "ping": _ping,
         "status": _status,
         "snapshot": _snapshot,

@@ -57,6 +57,8 @@ RULE_KEYS: dict[str, str] = {
                   '({ command = [...], timeout = 10 } or { schema = "file.json" })',
     "on_invalid": 'one of "record", "alert", "revert"',
     "protect": "true or false: any change or deletion is reverted",
+    "fail": 'one of "open", "closed": what an agent hook does with a write it cannot '
+            'validate (an internal error, a timeout): let it through, or refuse it',
     "settle_ms": "a whole number of milliseconds",
     "settle_cap_ms": "a whole number of milliseconds",
     "max_file_size": "a size such as 50MiB",
@@ -446,6 +448,10 @@ def _check_value(loc: _Locator, i: int, key: str, value: Any, path: str, digest:
         if value not in ON_INVALID:
             raise RuleError(loc.error(i, key, f"expected one of {', '.join(ON_INVALID)}, got "
                                               f"{value!r}{_closest(str(value), ON_INVALID)}"))
+        return value
+    if key == "fail":
+        if value not in ("open", "closed"):
+            raise bad('one of "open", "closed"')
         return value
     if key == "protect":
         if not isinstance(value, bool):

@@ -199,6 +199,68 @@ _LAT_COLS = tuple(f"l{i}" for i in range(len(LATENCY_BUCKETS_S)))
 _HOUR_NS = 3_600_000_000_000
 
 
+#: Tables of guardian.agents: agent sessions, their prompts, their tool calls (a write tool's,
+#: or a Bash command's attribution window) and which versions each call made. Added to a
+#: store of any age by :func:`_migrate_agents`, like the observe tables.
+_AGENTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS agent_sessions(
+    id TEXT PRIMARY KEY,                -- the agent's session_id (or undo-N: an undo)
+    agent TEXT NOT NULL,                -- claude | gemini | codex | guardian
+    started_ns INTEGER NOT NULL,
+    last_ns INTEGER NOT NULL,
+    ended_ns INTEGER,
+    cwd TEXT,
+    transcript TEXT,
+    detail TEXT                         -- how it started / why it ended
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS agent_prompts(
+    id INTEGER PRIMARY KEY,
+    session TEXT NOT NULL,
+    key TEXT,                           -- the agent's prompt_id, when it sends one
+    started_ns INTEGER NOT NULL,
+    ended_ns INTEGER,
+    text TEXT
+);
+CREATE INDEX IF NOT EXISTS agent_prompts_by_session ON agent_prompts(session, id);
+CREATE TABLE IF NOT EXISTS agent_calls(
+    id INTEGER PRIMARY KEY,
+    session TEXT NOT NULL,
+    prompt INTEGER,
+    tool_use_id TEXT,
+    tool TEXT NOT NULL,                 -- the tool's name as the agent sent it
+    kind TEXT NOT NULL,                 -- write | window | undo
+    paths TEXT,                         -- JSON list of the paths a write tool names
+    command TEXT,
+    started_ns INTEGER NOT NULL,
+    ended_ns INTEGER,                   -- NULL: still running (an open window)
+    outcome TEXT NOT NULL,              -- allowed | denied | done | failed | open
+    reason TEXT,
+    expect TEXT                         -- JSON {path: sha256} of what the tool would write
+);
+CREATE INDEX IF NOT EXISTS agent_calls_by_use ON agent_calls(session, tool_use_id);
+CREATE INDEX IF NOT EXISTS agent_calls_open ON agent_calls(kind) WHERE ended_ns IS NULL;
+CREATE TABLE IF NOT EXISTS agent_changes(
+    version_id INTEGER NOT NULL,
+    call_id INTEGER NOT NULL,
+    session TEXT NOT NULL,
+    prompt INTEGER,
+    how TEXT NOT NULL,                  -- tool | window | undo
+    ambiguous INTEGER NOT NULL DEFAULT 0, -- 1: other windows were open too
+    PRIMARY KEY(version_id, call_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS agent_changes_by_session ON agent_changes(session, version_id);
+CREATE INDEX IF NOT EXISTS agent_changes_by_prompt ON agent_changes(prompt);
+"""
+
+
+def _migrate_agents(db: sqlite3.Connection) -> None:
+    """Add guardian.agents' tables to a store that lacks them (one transaction)."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if {"agent_sessions", "agent_prompts", "agent_calls", "agent_changes"} <= tables:
+        return
+    db.executescript(f"BEGIN IMMEDIATE;{_AGENTS_SCHEMA}COMMIT;")
+
+
 def _migrate_observe(db: sqlite3.Connection) -> None:
     """Add guardian.observe's tables and columns to this store if it lacks them (a writer
     opening a store of any earlier release upgrades it in place, in one transaction)."""
@@ -1434,6 +1496,192 @@ class Store:
         return cur.rowcount > 0
 
 
+    # ----------------------------------------------------------------- agent sessions
+    def agents_ready(self) -> bool:
+        """Whether this store has guardian.agents' tables (a reader of an older store)."""
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                               "name='agent_changes'").fetchone() is not None
+
+    def agent_session_seen(self, session: str, agent: str, now: int, *, cwd: str | None = None,
+                           transcript: str | None = None, detail: str | None = None,
+                           ended: bool = False) -> None:
+        """A session's row, made on the first event it sends and touched by every other."""
+        self.db.execute(
+            "INSERT INTO agent_sessions(id, agent, started_ns, last_ns, ended_ns, cwd,"
+            " transcript, detail) VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET"
+            " last_ns=excluded.last_ns, ended_ns=COALESCE(excluded.ended_ns, ended_ns),"
+            " cwd=COALESCE(cwd, excluded.cwd), transcript=COALESCE(transcript,"
+            " excluded.transcript), detail=COALESCE(excluded.detail, detail)",
+            (session, agent, now, now, now if ended else None, cwd, transcript, detail))
+
+    def agent_prompt_start(self, session: str, key: str | None, text: str | None,
+                           now: int) -> int:
+        """A new prompt of ``session``; the one before it ends here if no Stop ended it."""
+        self.agent_prompt_end(session, now)
+        cur = self.db.execute("INSERT INTO agent_prompts(session, key, started_ns, text)"
+                              " VALUES(?,?,?,?)", (session, key, now, text))
+        return int(cur.lastrowid or 0)
+
+    def agent_prompt_end(self, session: str, now: int) -> None:
+        self.db.execute("UPDATE agent_prompts SET ended_ns=? WHERE session=? AND ended_ns IS"
+                        " NULL", (now, session))
+
+    def agent_prompt_of(self, session: str, key: str | None) -> int | None:
+        """The prompt a call belongs to: the one the agent names, else the session's last."""
+        if key:
+            row = self.db.execute("SELECT id FROM agent_prompts WHERE session=? AND key=?"
+                                  " ORDER BY id DESC LIMIT 1", (session, key)).fetchone()
+            if row:
+                return int(row[0])
+        row = self.db.execute("SELECT MAX(id) FROM agent_prompts WHERE session=?",
+                              (session,)).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def agent_prompt_id(self, prompt: str) -> int | None:
+        """A prompt named by its number (``guardian sessions ID`` lists them) or the agent's
+        prompt_id."""
+        if prompt.isdigit() and len(prompt) < 19:
+            row = self.db.execute("SELECT id FROM agent_prompts WHERE id=?",
+                                  (int(prompt),)).fetchone()
+            if row:
+                return int(row[0])
+        row = self.db.execute("SELECT MAX(id) FROM agent_prompts WHERE key=?",
+                              (prompt,)).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def agent_call_add(self, session: str, prompt: int | None, tool_use_id: str | None,
+                       tool: str, kind: str, now: int, *, paths: Sequence[str] = (),
+                       command: str | None = None, outcome: str, reason: str | None = None,
+                       expect: dict[str, str] | None = None, ended: bool = False) -> int:
+        cur = self.db.execute(
+            "INSERT INTO agent_calls(session, prompt, tool_use_id, tool, kind, paths, command,"
+            " started_ns, ended_ns, outcome, reason, expect) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+            (session, prompt, tool_use_id, tool, kind, json.dumps(list(paths)), command, now,
+             now if ended else None, outcome, reason,
+             None if expect is None else json.dumps(expect)))
+        return int(cur.lastrowid or 0)
+
+    _CALL_COLS = ("id, session, prompt, tool_use_id, tool, kind, paths, command, started_ns,"
+                  " ended_ns, outcome, reason, expect")
+
+    @staticmethod
+    def _call_dict(r: tuple[Any, ...]) -> dict[str, Any]:
+        keys = [k.strip() for k in Store._CALL_COLS.split(",")]
+        d = dict(zip(keys, r, strict=True))
+        d["paths"] = json.loads(d["paths"] or "[]")
+        d["expect"] = json.loads(d["expect"]) if d["expect"] else {}
+        return d
+
+    def agent_call(self, session: str, tool_use_id: str) -> dict[str, Any] | None:
+        """The newest call of ``session`` with this tool_use_id (Pre and Post share it)."""
+        row = self.db.execute(f"SELECT {self._CALL_COLS} FROM agent_calls WHERE session=? AND"
+                              " tool_use_id=? ORDER BY id DESC LIMIT 1",
+                              (session, tool_use_id)).fetchone()
+        return self._call_dict(row) if row else None
+
+    def agent_call_finish(self, call_id: int, now: int, outcome: str,
+                          reason: str | None = None) -> None:
+        self.db.execute("UPDATE agent_calls SET ended_ns=?, outcome=?, reason=COALESCE(?, reason)"
+                        " WHERE id=?", (now, outcome, reason, call_id))
+
+    def agent_open_windows(self, since_ns: int) -> list[dict[str, Any]]:
+        """Attribution windows still open that opened at or after ``since_ns``."""
+        return [self._call_dict(r) for r in self.db.execute(
+            f"SELECT {self._CALL_COLS} FROM agent_calls WHERE kind='window' AND ended_ns IS NULL"
+            " AND started_ns >= ? ORDER BY id", (since_ns,))]
+
+    def agent_windows_overlapping(self, call_id: int, start_ns: int, end_ns: int) -> list[int]:
+        """Other windows that were open at some moment in [start_ns, end_ns]."""
+        return [int(r[0]) for r in self.db.execute(
+            "SELECT id FROM agent_calls WHERE kind='window' AND id != ? AND started_ns <= ?"
+            " AND (ended_ns IS NULL OR ended_ns >= ?)", (call_id, end_ns, start_ns))]
+
+    def agent_label(self, rows: Sequence[tuple[int, int, str, int | None, str, bool]]) -> None:
+        """(version, call, session, prompt, how, ambiguous): which call made which version.
+        An unambiguous one also gives the version its session label (if it has none)."""
+        self.db.executemany("INSERT OR IGNORE INTO agent_changes VALUES(?,?,?,?,?,?)",
+                            [(v, c, s, p, h, int(a)) for v, c, s, p, h, a in rows])
+        self.db.executemany("UPDATE versions SET session=? WHERE id=? AND session IS NULL",
+                            [(s, v) for v, _c, s, _p, _h, a in rows if not a])
+
+    def versions_after(self, file_id: int, after_id: int) -> list[Version]:
+        """Versions of a file newer than ``after_id`` that no agent call claims yet."""
+        return [Version.from_row(r) for r in self.db.execute(
+            f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM} WHERE v.file_id=? AND v.id > ? AND"
+            " v.id NOT IN (SELECT version_id FROM agent_changes) ORDER BY v.id",
+            (file_id, after_id))]
+
+    def version_before(self, file_id: int, version_id: int) -> Version | None:
+        """The version of a file just before ``version_id`` (None: it had none)."""
+        row = self.db.execute(
+            f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM} WHERE v.file_id=? AND v.id < ?"
+            " ORDER BY v.id DESC LIMIT 1", (file_id, version_id)).fetchone()
+        return Version.from_row(row) if row else None
+
+    def agent_sessions(self, session: str | None = None) -> list[dict[str, Any]]:
+        """Every session (or one), newest first, with its counts."""
+        where, args = ("WHERE s.id=?", (session,)) if session else ("", ())
+        rows = self.db.execute(
+            "SELECT s.id, s.agent, s.started_ns, s.last_ns, s.ended_ns, s.cwd, s.detail,"
+            " (SELECT COUNT(*) FROM agent_prompts p WHERE p.session=s.id),"
+            " (SELECT COUNT(*) FROM agent_calls c WHERE c.session=s.id AND c.kind='write'),"
+            " (SELECT COUNT(*) FROM agent_calls c WHERE c.session=s.id AND c.kind='window'),"
+            " (SELECT COUNT(*) FROM agent_calls c WHERE c.session=s.id AND c.outcome='denied')"
+            f" FROM agent_sessions s {where} ORDER BY s.last_ns DESC", args)
+        keys = ("id", "agent", "started_ns", "last_ns", "ended_ns", "cwd", "detail", "prompts",
+                "write_calls", "bash_calls", "rejected")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def agent_prompts(self, session: str) -> list[dict[str, Any]]:
+        keys = ("id", "key", "started_ns", "ended_ns", "text")
+        return [dict(zip(keys, r, strict=True)) for r in self.db.execute(
+            "SELECT id, key, started_ns, ended_ns, text FROM agent_prompts WHERE session=?"
+            " ORDER BY id", (session,))]
+
+    def agent_calls(self, session: str) -> list[dict[str, Any]]:
+        return [self._call_dict(r) for r in self.db.execute(
+            f"SELECT {self._CALL_COLS} FROM agent_calls WHERE session=? ORDER BY id",
+            (session,))]
+
+    def agent_changes(self, *, session: str | None = None, prompt: int | None = None,
+                      last: int | None = None, since_ns: int | None = None
+                      ) -> list[tuple[Version, int, str, int | None, str, bool]]:
+        """(version, call, session, prompt, how, ambiguous) of the agents' changes chosen by
+        session, prompt, the newest ``last`` versions or a time; oldest first."""
+        sql = (f"SELECT {_VERSION_COLS}, a.call_id, a.session, a.prompt, a.how, a.ambiguous"
+               " FROM agent_changes a JOIN versions v ON v.id = a.version_id"
+               " JOIN files f ON f.id = v.file_id LEFT JOIN objects o ON o.id = v.object_id")
+        conds: list[str] = []
+        args: list[Any] = []
+        if session is not None:
+            conds.append("a.session = ?")
+            args.append(session)
+        if prompt is not None:
+            conds.append("a.prompt = ?")
+            args.append(prompt)
+        if since_ns is not None:
+            conds.append("v.time_ns >= ?")
+            args.append(since_ns)
+        if last is not None:
+            conds.append("v.id IN (SELECT DISTINCT version_id FROM agent_changes ORDER BY"
+                         " version_id DESC LIMIT ?)")
+            args.append(int(last))
+        if conds:
+            sql += " WHERE " + " AND ".join(conds)
+        sql += " ORDER BY v.id, a.call_id"
+        n = len(_VERSION_COLS.split(","))
+        return [(Version.from_row(r[:n]), int(r[n]), str(r[n + 1]), r[n + 2], str(r[n + 3]),
+                 bool(r[n + 4])) for r in self.db.execute(sql, args)]
+
+    def agent_files(self, session: str) -> list[tuple[int, bytes, str, bool]]:
+        """(root id, relpath, how, ambiguous) of every file a session changed."""
+        return [(int(r), bytes(p), str(h), bool(a)) for r, p, h, a in self.db.execute(
+            "SELECT f.root_id, f.relpath, a.how, MAX(a.ambiguous) FROM agent_changes a"
+            " JOIN versions v ON v.id = a.version_id JOIN files f ON f.id = v.file_id"
+            " WHERE a.session=? GROUP BY f.root_id, f.relpath, a.how ORDER BY f.relpath",
+            (session,))]
+
+
 def _signature(st: os.stat_result, seen_ns: int) -> tuple[int, int, int, int, int, int]:
     """What the scan cache keeps of a stat; size -1 when taken within RACY_NS of a change."""
     racy = seen_ns - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS
@@ -1539,6 +1787,7 @@ def _ensure_schema(db: sqlite3.Connection) -> None:
     if version == SCHEMA_VERSION:
         db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA};COMMIT;")
         _migrate_observe(db)
+        _migrate_agents(db)
         return
     if version != 0:
         raise StoreError(
@@ -1552,6 +1801,7 @@ def _ensure_schema(db: sqlite3.Connection) -> None:
         f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
     )
     _migrate_observe(db)
+    _migrate_agents(db)
 
 
 class _WriterLock:
