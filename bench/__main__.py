@@ -17,6 +17,7 @@ from bench import (
     batch,
     capture,
     conformance,
+    hooks,
     observe,
     resources,
     restore,
@@ -38,6 +39,7 @@ GROUPS: dict[str, dict[str, Bench]] = {
     "rules": rules.BENCHMARKS,
     "restore": restore.BENCHMARKS,
     "observe": observe.BENCHMARKS,
+    "hooks": hooks.BENCHMARKS,
 }
 
 

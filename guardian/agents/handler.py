@@ -12,6 +12,10 @@ daemon runs it (in its store thread) or ``guardian hook`` runs it directly.
   and marked ambiguous when more than one window was open. It is a window in time: another
   program writing meanwhile is credited to it too, and the data says "window", not "tool".
 - Session and prompt boundaries: SessionStart, UserPromptSubmit, Stop, SessionEnd.
+
+The bookkeeping (sessions, prompts, calls, labels) commits without its own fsync: a hook runs
+on every tool call, and the next durable commit (any version recorded) makes it durable. The
+"before" copies and the versions themselves are recorded durably, as always.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import stat
 import time
 from typing import TYPE_CHECKING, Any
 
+from guardian import faults
 from guardian.agents import edits
 from guardian.agents.payloads import Payload
 from guardian.errors import OutsideRootError
@@ -78,21 +83,22 @@ class Handler:
     def handle(self, p: Payload, *, daemon: bool = False) -> dict[str, Any]:
         """Act on one payload; the reply says allow or deny (and why). ``daemon``: the
         watcher records Bash's changes, so windows need no scan of their own."""
+        faults.point("agent.hook")
         now = time.time_ns()
         store = self.store
-        with store.transaction():
+        with store.transaction(durable=False):
             store.agent_session_seen(p.session, p.agent, now, cwd=p.cwd, transcript=p.transcript,
                                      detail=p.detail if p.event == "session_start" else None)
         if p.event == "prompt":
-            with store.transaction():
+            with store.transaction(durable=False):
                 store.agent_prompt_start(p.session, p.prompt_id, p.prompt, now)
             return allow()
         if p.event == "stop":
-            with store.transaction():
+            with store.transaction(durable=False):
                 store.agent_prompt_end(p.session, now)
             return allow()
         if p.event == "session_end":
-            with store.transaction():
+            with store.transaction(durable=False):
                 store.agent_prompt_end(p.session, now)
                 store.agent_session_seen(p.session, p.agent, now, detail=p.detail, ended=True)
                 for w in store.agent_open_windows(0):
@@ -186,7 +192,7 @@ class Handler:
                     break
         if reason is not None:
             outcome = "denied"
-        with store.transaction():
+        with store.transaction(durable=False):
             store.agent_call_add(p.session, prompt, p.tool_use_id, p.tool_name or "", "write",
                                  now, paths=list(expect) or self._paths(p), outcome=outcome,
                                  reason=reason or ("; ".join(notes) or None), expect=expect)
@@ -202,7 +208,7 @@ class Handler:
         call = store.agent_call(p.session, p.tool_use_id) if p.tool_use_id else None
         if call is None:  # no PreToolUse came (not installed for it, or it failed)
             prompt = store.agent_prompt_of(p.session, p.prompt_id)
-            with store.transaction():
+            with store.transaction(durable=False):
                 cid = store.agent_call_add(p.session, prompt, p.tool_use_id, p.tool_name or "",
                                            "write", now, paths=self._paths(p), outcome="allowed")
             call = {"id": cid, "prompt": prompt, "paths": self._paths(p), "expect": {},
@@ -229,7 +235,7 @@ class Handler:
         if differs:
             reason = ("on disk is not what the tool reported (recorded what is): "
                       + ", ".join(differs))
-        with store.transaction():
+        with store.transaction(durable=False):
             store.agent_label(rows)
             store.agent_call_finish(call["id"], now, "done" if p.event == "post" else "failed",
                                     reason or (p.error[:500] if p.error else None))
@@ -252,7 +258,7 @@ class Handler:
             label_windows(self.store, self._scan_all().recorded)
         store = self.store
         command = p.input.get("command")
-        with store.transaction():
+        with store.transaction(durable=False):
             store.agent_call_add(p.session, store.agent_prompt_of(p.session, p.prompt_id),
                                  p.tool_use_id, p.tool_name or "", "window", time.time_ns(),
                                  command=command if isinstance(command, str) else None,
@@ -266,7 +272,7 @@ class Handler:
             label_windows(store, self._scan_all().recorded)
         if call is None:
             return allow(window=None)
-        with store.transaction():
+        with store.transaction(durable=False):
             store.agent_call_finish(call["id"], time.time_ns(),
                                     "done" if p.event == "post" else "failed",
                                     p.error[:500] if p.error else None)
@@ -294,6 +300,6 @@ def label_windows(store: Store, versions: list[Version], now: int | None = None)
             for v in versions if v.origin in ("watcher", "scan", "agent")
             for w in opened]
     if rows:
-        with store.transaction():
+        with store.transaction(durable=False):
             store.agent_label(rows)
     return len(rows)

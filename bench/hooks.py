@@ -1,0 +1,108 @@
+"""Group "hooks": one agent hook round trip (`guardian hook claude`, a payload on stdin, the
+decision on stdout), against a bare `python3 -c pass` of the same interpreter in the same run.
+
+The agent waits for it on every tool call: the goal is 2.5x the bare interpreter, with a
+daemon running and without one. Measured: a write tool's PreToolUse (store the target,
+work out the Edit's result, validate it as JSON, allow), its PostToolUse (record and label),
+a Bash PreToolUse (an attribution window), an event outside any watched tree.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    BenchError,
+    Config,
+    Goal,
+    Row,
+    Table,
+    Workspace,
+    guardian_argv,
+    guardian_watch,
+    is_ready,
+    median,
+    progress,
+    run,
+)
+
+GOAL = 2.5
+
+
+def _timed_input(argv: list[str], data: bytes, env: dict[str, str], cwd: Path) -> float:
+    t0 = time.perf_counter()
+    p = subprocess.run(argv, input=data, env=env, cwd=cwd, capture_output=True, timeout=120,
+                       check=False)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0 or p.stderr:
+        raise BenchError(f"{' '.join(argv)} exited {p.returncode}: {p.stderr.decode()[-400:]}")
+    return dt
+
+
+def round_trip(ws: Workspace, cfg: Config) -> Table:
+    table = Table("hooks.round-trip",
+                  "`guardian hook claude` round trip (spawn, payload in, decision out)",
+                  "`python3 -c pass` (the same interpreter, same run)")
+    tree = ws.dir("hooks", "tree")
+    store = ws.root / "hooks" / "store"
+    (tree / "src").mkdir()
+    for i in range(200):
+        (tree / "src" / f"m{i}.json").write_text(json.dumps({"n": i, "items": list(range(50))}))
+    target = tree / "src" / "m7.json"
+    env = {**ws.env(), "GUARDIAN_STORE": str(store)}
+    run([*guardian_argv(), "snapshot", "--store", str(store), str(tree)], env=env)
+    hook = [*guardian_argv(), "hook", "claude"]
+    bare = [sys.executable, "-c", "pass"]
+    n = max(5, cfg.repeats * 4)
+    seq = [0]
+
+    def payload(event: str, tool: str | None, tool_input: dict[str, Any] | None) -> bytes:
+        seq[0] += 1
+        d: dict[str, Any] = {"session_id": "bench", "cwd": str(tree), "hook_event_name": event,
+                             "transcript_path": "/dev/null", "permission_mode": "acceptEdits"}
+        if tool is not None:
+            d.update(tool_name=tool, tool_use_id=f"toolu_{seq[0]}", tool_input=tool_input)
+        return json.dumps(d).encode()
+
+    # Not applied between calls: every PreToolUse works out the same edit of the same file.
+    edit = {"file_path": str(target), "old_string": '"n": 7', "new_string": '"n": 8'}
+    cases: list[tuple[str, Callable[[], bytes], dict[str, str]]] = [
+        ("Edit PreToolUse (store, compute, validate, allow)",
+         lambda: payload("PreToolUse", "Edit", edit), env),
+        ("Edit PostToolUse (record, label)",
+         lambda: payload("PostToolUse", "Edit", edit), env),
+        ("Bash PreToolUse (open a window)",
+         lambda: payload("PreToolUse", "Bash", {"command": "true"}), env),
+        ("outside any watched tree",
+         lambda: payload("UserPromptSubmit", None, None),
+         {k: v for k, v in env.items() if k != "GUARDIAN_STORE"}),
+    ]
+
+    def measure(label: str) -> None:
+        progress(f"hooks: {label}, {n}x each, interleaved with the baseline")
+        for name, make, case_env in cases:
+            ours: list[float] = []
+            base: list[float] = []
+            cwd = tree if "outside" not in name else ws.root
+            for _ in range(n):
+                base.append(_timed_input(bare, b"", env, cwd))
+                ours.append(_timed_input(hook, make(), case_env, cwd))
+            table.rows.append(Row(f"{name}, {label} (median of {n})", median(ours) * 1000,
+                                  "ms", median(base) * 1000, Goal("<=", GOAL, "ratio")))
+
+    measure("no daemon")
+    with guardian_watch(tree, store, env) as proc:
+        proc.wait_for(is_ready, 300, "the daemon's ready event")
+        measure("daemon running")
+    table.notes.append(f"interpreter: {sys.executable}; the hook is the installed `guardian` "
+                       "script (as `guardian hook install` writes it)")
+    return table
+
+
+BENCHMARKS = {"hooks.round-trip": round_trip}
