@@ -1,4 +1,4 @@
-"""Group "hooks": one agent hook round trip (`guardian hook claude`, a payload on stdin, the
+"""Group "hooks": one agent hook round trip (`guardian-hook claude`, a payload on stdin, the
 decision on stdout), against a bare `python3 -c pass` of the same interpreter in the same run.
 
 The agent waits for it on every tool call: the goal is 2.5x the bare interpreter, with a
@@ -57,7 +57,10 @@ def round_trip(ws: Workspace, cfg: Config) -> Table:
     target = tree / "src" / "m7.json"
     env = {**ws.env(), "GUARDIAN_STORE": str(store)}
     run([*guardian_argv(), "snapshot", "--store", str(store), str(tree)], env=env)
-    hook = [*guardian_argv(), "hook", "claude"]
+    # What `guardian hook install` writes: guardian-hook beside the guardian script.
+    g = guardian_argv()
+    beside = Path(g[0]).with_name("guardian-hook")
+    hook = [str(beside), "claude"] if len(g) == 1 and beside.exists() else [*g, "hook", "claude"]
     bare = [sys.executable, "-c", "pass"]
     n = max(5, cfg.repeats * 4)
     seq = [0]
@@ -100,8 +103,8 @@ def round_trip(ws: Workspace, cfg: Config) -> Table:
     with guardian_watch(tree, store, env) as proc:
         proc.wait_for(is_ready, 300, "the daemon's ready event")
         measure("daemon running")
-    table.notes.append(f"interpreter: {sys.executable}; the hook is the installed `guardian` "
-                       "script (as `guardian hook install` writes it)")
+    table.notes.append(f"interpreter: {sys.executable}; hook command: {' '.join(hook)} (as "
+                       "`guardian hook install` writes it)")
     return table
 
 

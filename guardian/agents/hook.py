@@ -3,6 +3,11 @@
 Started once per agent tool call, so it imports next to nothing: the payload goes as is to
 the daemon over its socket (which parses, records and validates it in its store thread);
 only when no daemon runs does this process open the store itself (and pay for it).
+``guardian-hook AGENT`` (what ``guardian hook install`` writes) is the same command without
+the CLI's imports. Its fast path (:func:`_fast_call`) finds the store and the daemon's socket
+with json, os and the C socket module only, making the same checks as
+:mod:`guardian.client` (a runtime directory that is ours alone, the daemon's uid by
+SO_PEERCRED); anything unusual takes the full path through :mod:`guardian.client`.
 
 Never blocks by accident: a payload it cannot read, a daemon that errs or does not answer in
 time, any bug — the call is let through (exit 0, a line on stderr, an alert in the store),
@@ -16,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
 TYPE_CHECKING = False  # keeps `typing` off the hook's start-up path
 if TYPE_CHECKING:
@@ -44,7 +48,7 @@ def _timeout() -> float:
         return DEFAULT_TIMEOUT_S
 
 
-def _target(d: dict[str, Any]) -> Path:
+def _target(d: dict[str, Any]) -> str:
     """Where the call writes (a write tool's path), else the agent's directory."""
     cwd = d["cwd"] if isinstance(d.get("cwd"), str) else os.getcwd()
     ti = d.get("tool_input")
@@ -52,21 +56,65 @@ def _target(d: dict[str, Any]) -> Path:
         for key in ("file_path", "notebook_path", "absolute_path", "path"):
             v = ti.get(key)
             if isinstance(v, str) and v and "\0" not in v:
-                return Path(os.path.normpath(os.path.join(cwd, os.path.expanduser(v))))
-    return Path(os.path.abspath(cwd))
+                return os.path.normpath(os.path.join(cwd, os.path.expanduser(v)))
+    return os.path.abspath(cwd)
 
 
-def store_for(d: dict[str, Any]) -> Path | None:
-    from guardian.locations import STORE_ENV, find_store_for
+def _stores_dir() -> str | None:
+    base = os.environ.get("XDG_STATE_HOME")
+    if base and os.path.isabs(base):
+        return os.path.join(base, "guardian", "stores")
+    return None  # platformdirs decides: the full path
 
-    explicit = os.environ.get(STORE_ENV)
+
+def _find(stores: str, path: str) -> str | None:
+    """:func:`guardian.locations.find_store_for`, on strings."""
+    try:
+        names = os.listdir(stores)
+    except OSError:
+        return None
+    best: tuple[int, str] | None = None
+    for name in names:
+        store = os.path.join(stores, name)
+        try:
+            with open(os.path.join(store, "roots.json"), encoding="utf-8") as f:
+                roots = json.load(f).get("roots", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        for root in roots:
+            if isinstance(root, str) and (path == root or path.startswith(root.rstrip("/") + "/")):
+                depth = root.rstrip("/").count("/")
+                if best is None or depth > best[0]:
+                    best = (depth, store)
+    return best[1] if best else None
+
+
+def store_for(d: dict[str, Any]) -> str | None:
+    explicit = os.environ.get("GUARDIAN_STORE")
     if explicit:
-        return Path(explicit)
+        return os.path.abspath(explicit)
     target = _target(d)
-    found = find_store_for(target)
-    if found is None and isinstance(d.get("cwd"), str):
-        found = find_store_for(Path(os.path.abspath(d["cwd"])))
-    return found
+    cwd = os.path.abspath(d["cwd"]) if isinstance(d.get("cwd"), str) else None
+    stores = _stores_dir()
+    if stores is not None:
+        return _find(stores, target) or (_find(stores, cwd) if cwd else None)
+    from pathlib import Path
+
+    from guardian.locations import find_store_for
+
+    found = find_store_for(Path(target))
+    if found is None and cwd:
+        found = find_store_for(Path(cwd))
+    return None if found is None else str(found)
+
+
+def main() -> int:
+    """``guardian-hook AGENT``: ``guardian hook AGENT`` without the CLI's imports."""
+    if len(sys.argv) != 2 or sys.argv[1] not in AGENTS:
+        sys.stderr.write(f"usage: guardian-hook {{{','.join(AGENTS)}}} (a hook payload on "
+                         "stdin; see `guardian hook --help`)\n")
+        return 2
+    return run(sys.argv[1])
 
 
 def run(agent: str) -> int:
@@ -97,11 +145,89 @@ def run(agent: str) -> int:
     return answer(agent, d, reply)
 
 
-def ask(store: Path, agent: str, d: dict[str, Any], raw: bytes) -> Any:
+def _fast_socket(store: str) -> tuple[str, int] | None:
+    """The daemon's socket path and uid, when the usual case holds: a store of ours and the
+    standard runtime directory, ours alone (else None: guardian.client decides)."""
+    uid = os.geteuid()
+    try:
+        if os.stat(store).st_uid != uid:
+            return None
+    except OSError:
+        return None
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if not xdg or not os.path.isdir(xdg):
+        return None
+    run_dir = os.path.join(xdg, "guardian")
+    import stat
+
+    try:
+        st = os.lstat(run_dir)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or stat.S_IMODE(st.st_mode) & 0o077:
+        return None
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # hashlib costs ~10 ms
+    except ImportError:
+        from hashlib import sha256
+    name = sha256(os.fsencode(os.path.realpath(store))).hexdigest()[:16] + ".sock"
+    return os.path.join(run_dir, name), uid
+
+
+def _fast_call(store: str, params: dict[str, Any], timeout: float) -> Any:
+    """One request to the daemon over the C socket module; a _NoFast when this path cannot
+    tell (the full path decides then), ConnectionRefused/FileNotFound: no daemon."""
+    where = _fast_socket(store)
+    if where is None:
+        raise _NoFast
+    path, uid = where
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        if len(os.fsencode(path)) >= 108:
+            raise _NoFast
+        sock.connect(path)
+        import struct
+
+        cred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, struct.calcsize("3i"))
+        if struct.unpack("3i", cred)[1] != uid:
+            raise _NoFast  # the full path says what is wrong
+        sock.sendall(json.dumps({"v": 1, "id": 1, "method": "agent.hook",
+                                 "params": params}).encode() + b"\n")
+        buf = b""
+        while b"\n" not in buf:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("the daemon closed the connection")
+            buf += chunk
+        reply = json.loads(buf.partition(b"\n")[0])
+    finally:
+        sock.close()
+    if not isinstance(reply, dict) or not reply.get("ok"):
+        err = reply.get("error") if isinstance(reply, dict) else None
+        raise RuntimeError(str((err or {}).get("message", "daemon error")))
+    return reply.get("result")
+
+
+class _NoFast(Exception):
+    """The fast path cannot decide; the full one (guardian.client) does."""
+
+
+def ask(store_dir: str, agent: str, d: dict[str, Any], raw: bytes) -> Any:
     """The daemon's reply to this payload, or the store's when no daemon runs."""
+    timeout = _timeout()
+    if len(raw) <= INLINE_LIMIT:
+        try:
+            return _fast_call(store_dir, {"agent": agent, "payload": d}, timeout)
+        except (_NoFast, FileNotFoundError, ConnectionRefusedError, PermissionError):
+            pass  # unusual, or no daemon: the full path
+    from pathlib import Path
+
     from guardian.client import as_writer, daemon
 
-    timeout = _timeout()
+    store = Path(store_dir)
     params: dict[str, Any] = {"agent": agent}
     conn = daemon(store, timeout=timeout)
     if conn is not None:
@@ -133,7 +259,7 @@ def _spill(conn: Any, raw: bytes) -> str:
     return path
 
 
-def failed(store: Path, agent: str, d: dict[str, Any], e: BaseException) -> dict[str, Any]:
+def failed(store: str, agent: str, d: dict[str, Any], e: BaseException) -> dict[str, Any]:
     """Guardian could not act on this call: let it through (say so, and alert), or refuse
     it when the path's rules say ``fail = "closed"``."""
     what = f"{type(e).__name__}: {e}" if not isinstance(e, TimeoutError) else \
@@ -154,21 +280,26 @@ def failed(store: Path, agent: str, d: dict[str, Any], e: BaseException) -> dict
     return {"decision": "allow", "reason": None}
 
 
-def _fail_closed(store: Path, path: Path) -> bool:
+def _fail_closed(store: str, path: str) -> bool:
+    from pathlib import Path
+
     from guardian.locations import read_store_roots
     from guardian.paths import Root, locate
     from guardian.rules.policy import Policy
 
-    roots = [Root(i, r) for i, r in enumerate(read_store_roots(store))]
+    roots = [Root(i, r) for i, r in enumerate(read_store_roots(Path(store)))]
     root, rel = locate(path, roots)
     return bool(Policy({r.id: r for r in roots}).effective(root.id, rel).get("fail") == "closed")
 
 
-def _alert(store: Path, message: str) -> None:
+def _alert(store_dir: str, message: str) -> None:
     """Best effort: an alert in the store that a hook let a call through unchecked."""
     try:
+        from pathlib import Path
+
         from guardian.client import daemon
 
+        store = Path(store_dir)
         conn = daemon(store, timeout=1.0)
         if conn is not None:
             with conn:

@@ -47,7 +47,8 @@ EVENTS: dict[str, dict[str, str | None]] = {
 #: (GUARDIAN_HOOK_TIMEOUT, 20 s) is well inside it, so it always answers (fail-open).
 TIMEOUT_S = 30
 BACKUP_SUFFIX = ".guardian-backup"
-_OURS = re.compile(r"(^|[/\s'\"])guardian['\"]?\s+hook\s+(claude|gemini|codex)\b")
+_OURS = re.compile(r"(^|[/\s'\"])guardian(['\"]?\s+hook\s+|-hook['\"]?\s+)"
+                   r"(claude|gemini|codex)\b")
 
 
 def settings_path(agent: str, scope: str, project: Path) -> Path:
@@ -60,14 +61,15 @@ def settings_path(agent: str, scope: str, project: Path) -> Path:
 
 
 def hook_command(agent: str) -> str:
-    """How the agent runs us: this guardian's own executable, so the agent's PATH does not
-    matter (else ``python -m guardian``)."""
-    exe = shutil.which("guardian")
-    here = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
-    if here is not None and here.name == "guardian" and here.is_file():
-        exe = str(here)
-    if exe:
-        return f"{shlex.quote(exe)} hook {agent}"
+    """How the agent runs us: this installation's ``guardian-hook`` (``guardian hook`` without
+    the CLI's imports), by absolute path so the agent's PATH does not matter; else
+    ``guardian hook``, else ``python -m guardian hook``."""
+    here = Path(sys.argv[0]).resolve().parent if sys.argv and sys.argv[0] else None
+    for name, args in (("guardian-hook", agent), ("guardian", f"hook {agent}")):
+        beside = here / name if here is not None else None
+        exe = str(beside) if beside is not None and beside.is_file() else shutil.which(name)
+        if exe:
+            return f"{shlex.quote(exe)} {args}"
     return f"{shlex.quote(sys.executable)} -m guardian hook {agent}"
 
 
