@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Cli
+from tests.conftest import Cli, sha256
 
 RULES = """
 [[rule]]
@@ -222,3 +222,54 @@ def test_scripted_session_under_a_daemon_undone_byte_for_byte(
     again = cli.json("undo", "--session", out["session"])  # the undo is undoable
     assert again["conflicts"] == 0
     assert tree(root) == after
+
+
+def test_windows_ambiguity_disk_truth_last_and_since(env: dict[str, str], root: Path,
+                                                     store: Path, cli: Cli) -> None:
+    seed(root)
+    cli.run("snapshot", str(root), check=True)
+    a, b = Hook(env, store, root, session="A"), Hook(env, store, root, session="B")
+    # Two agents' commands at once: whatever changes meanwhile is credited to both, and
+    # marked ambiguous (a window is a span of time, not proof).
+    assert a.tool("PreToolUse", "Bash", "a1", command="make") is None
+    assert b.tool("PreToolUse", "Bash", "b1", command="make test") is None
+    (root / "notes.txt").write_text("changed while both ran\n")
+    assert a.tool("PostToolUse", "Bash", "a1", command="make") is None
+    assert b.tool("PostToolUse", "Bash", "b1", command="make test") is None
+    files = {f["path"]: f for f in cli.json("sessions", "A")["files"]}
+    assert files[str(root / "notes.txt")]["ambiguous"]
+    plan = cli.run("undo", "--session", "B", "--dry-run", check=True).stdout.decode()
+    assert "(ambiguous window)" in plan
+    # The tool said one thing, the disk holds another: what is on disk is recorded.
+    assert a.tool("PreToolUse", "Write", "w1", file_path=root / "old.txt", content="said\n") is None
+    (root / "old.txt").write_text("what really landed\n")
+    a.tool("PostToolUse", "Write", "w1", file_path=root / "old.txt", content="said\n")
+    call = cli.json("sessions", "A")["calls"][-1]
+    assert call["outcome"] == "done" and "on disk is not what the tool reported" in call["reason"]
+    assert cli.log(root / "old.txt")[0]["sha256"] == sha256(b"what really landed\n")
+    # --last 1: only the newest change (old.txt); --since: everything of both sessions.
+    last = cli.json("undo", "--last", "1", "--dry-run")
+    assert [f["path"] for f in last["files"]] == [str(root / "old.txt")]
+    since = cli.json("undo", "--since", "1h", "--dry-run")
+    assert {f["path"] for f in since["files"]} == {str(root / "old.txt"), str(root / "notes.txt")}
+    assert cli.run("undo", "--session", "nope").returncode == 2
+
+
+def test_gemini_and_codex_get_the_same_behaviour(env: dict[str, str], root: Path, store: Path,
+                                                 cli: Cli) -> None:
+    seed(root)
+    cli.run("snapshot", str(root), check=True)
+    g = Hook(env, store, root, session="G", agent="gemini")
+    reply = g("BeforeTool", tool_name="write_file", timestamp="2026-01-01T00:00:00Z",
+              tool_input={"file_path": str(root / "data.json"), "content": "{,}"})
+    assert reply is not None and reply["decision"] == "deny"
+    assert f"{root}/data.json:1:" in reply["reason"]
+    assert g("BeforeTool", tool_name="replace", tool_input={
+        "file_path": str(root / "notes.txt"), "old_string": "hello", "new_string": "hi",
+        "expected_replacements": 1}) is None
+    c = Hook(env, store, root, session="C", agent="codex")
+    patch = ("*** Begin Patch\n*** Update File: src/app.py\n@@\n-    return [x,x ]\n"
+             "+    return [x,\n*** End Patch\n")
+    reason = denied(c.tool("PreToolUse", "apply_patch", "p1", command=patch))
+    assert f"{root}/src/app.py:" in reason
+    assert [s["agent"] for s in cli.json("sessions")] == ["codex", "gemini"]
