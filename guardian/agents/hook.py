@@ -119,6 +119,10 @@ def main() -> int:
 
 def run(agent: str) -> int:
     """The hook; its exit status (always 0: a refusal is said in JSON on stdout)."""
+    if sys.stdin.isatty():
+        sys.stderr.write(f"guardian hook {agent}: reads one hook payload on stdin (the agent "
+                         "runs it); see `guardian hook --help` and `guardian hook install`\n")
+        return 2
     raw = sys.stdin.buffer.read(MAX_PAYLOAD + 1)
     if len(raw) > MAX_PAYLOAD:
         _say(f"payload over {MAX_PAYLOAD:,} bytes; letting the call through unchecked")
