@@ -195,7 +195,8 @@ class Handler:
         with store.transaction(durable=False):
             store.agent_call_add(p.session, prompt, p.tool_use_id, p.tool_name or "", "write",
                                  now, paths=list(expect) or self._paths(p), outcome=outcome,
-                                 reason=reason or ("; ".join(notes) or None), expect=expect)
+                                 reason=reason or ("; ".join(notes) or None), expect=expect,
+                                 agent_id=p.agent_id)
             if outcome == "denied":
                 store.raise_alert(f"agent-denied:{p.session}", "info", "agent-denied",
                                   reason or "", os.fsencode(next(iter(expect), "")) or None)
@@ -210,7 +211,8 @@ class Handler:
             prompt = store.agent_prompt_of(p.session, p.prompt_id)
             with store.transaction(durable=False):
                 cid = store.agent_call_add(p.session, prompt, p.tool_use_id, p.tool_name or "",
-                                           "write", now, paths=self._paths(p), outcome="allowed")
+                                           "write", now, paths=self._paths(p), outcome="allowed",
+                                           agent_id=p.agent_id)
             call = {"id": cid, "prompt": prompt, "paths": self._paths(p), "expect": {},
                     "started_ns": now, "outcome": "allowed"}
         paths = list(call["expect"]) or list(call["paths"])
@@ -262,7 +264,7 @@ class Handler:
             store.agent_call_add(p.session, store.agent_prompt_of(p.session, p.prompt_id),
                                  p.tool_use_id, p.tool_name or "", "window", time.time_ns(),
                                  command=command if isinstance(command, str) else None,
-                                 outcome="open")
+                                 outcome="open", agent_id=p.agent_id)
         return allow()
 
     def close_window(self, p: Payload, now: int, daemon: bool) -> dict[str, Any]:

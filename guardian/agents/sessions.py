@@ -64,7 +64,8 @@ def render(items: list[dict[str, Any]], detail: bool) -> str:
             for c in s.get("calls", []):
                 what = c["command"] if c["kind"] == "window" else ", ".join(c["paths"])
                 why = f"  ({c['reason']})" if c["reason"] else ""
-                lines.append(f"    call {c['id']}  {c['tool']}  {c['outcome']}  "
+                sub = f" [subagent {c['agent_id']}]" if c.get("agent_id") else ""
+                lines.append(f"    call {c['id']}{sub}  {c['tool']}  {c['outcome']}  "
                              f"{(what or '')[:80]}{why[:200]}")
             for f in s["files"]:
                 amb = " (ambiguous window)" if f["ambiguous"] else ""

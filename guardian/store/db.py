@@ -235,7 +235,8 @@ CREATE TABLE IF NOT EXISTS agent_calls(
     ended_ns INTEGER,                   -- NULL: still running (an open window)
     outcome TEXT NOT NULL,              -- allowed | denied | done | failed | open
     reason TEXT,
-    expect TEXT                         -- JSON {path: sha256} of what the tool would write
+    expect TEXT,                        -- JSON {path: [sha256, version before]} of a write
+    agent_id TEXT                       -- the subagent that made the call, if one did
 );
 CREATE INDEX IF NOT EXISTS agent_calls_by_use ON agent_calls(session, tool_use_id);
 CREATE INDEX IF NOT EXISTS agent_calls_open ON agent_calls(kind) WHERE ended_ns IS NULL;
@@ -1552,17 +1553,19 @@ class Store:
     def agent_call_add(self, session: str, prompt: int | None, tool_use_id: str | None,
                        tool: str, kind: str, now: int, *, paths: Sequence[str] = (),
                        command: str | None = None, outcome: str, reason: str | None = None,
-                       expect: dict[str, str] | None = None, ended: bool = False) -> int:
+                       expect: dict[str, Any] | None = None, ended: bool = False,
+                       agent_id: str | None = None) -> int:
         cur = self.db.execute(
             "INSERT INTO agent_calls(session, prompt, tool_use_id, tool, kind, paths, command,"
-            " started_ns, ended_ns, outcome, reason, expect) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+            " started_ns, ended_ns, outcome, reason, expect, agent_id)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (session, prompt, tool_use_id, tool, kind, json.dumps(list(paths)), command, now,
              now if ended else None, outcome, reason,
-             None if expect is None else json.dumps(expect)))
+             None if expect is None else json.dumps(expect), agent_id))
         return int(cur.lastrowid or 0)
 
     _CALL_COLS = ("id, session, prompt, tool_use_id, tool, kind, paths, command, started_ns,"
-                  " ended_ns, outcome, reason, expect")
+                  " ended_ns, outcome, reason, expect, agent_id")
 
     @staticmethod
     def _call_dict(r: tuple[Any, ...]) -> dict[str, Any]:
