@@ -1608,10 +1608,13 @@ class Store:
                             [(s, v) for v, _c, s, _p, _h, a in rows if not a])
 
     def versions_after(self, file_id: int, after_id: int) -> list[Version]:
-        """Versions of a file newer than ``after_id`` that no agent call claims yet."""
+        """Versions of a file newer than ``after_id`` that no write tool's call claims yet
+        (one a Bash window claimed meanwhile may be claimed by the tool too)."""
         return [Version.from_row(r) for r in self.db.execute(
             f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM} WHERE v.file_id=? AND v.id > ? AND"
-            " v.id NOT IN (SELECT version_id FROM agent_changes) ORDER BY v.id",
+            " NOT EXISTS (SELECT 1 FROM agent_changes a WHERE a.version_id = v.id"
+            " AND a.how = 'tool')"
+            " ORDER BY v.id",
             (file_id, after_id))]
 
     def version_before(self, file_id: int, version_id: int) -> Version | None:
