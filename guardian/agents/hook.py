@@ -146,7 +146,10 @@ def run(agent: str) -> int:
         reply = ask(store, agent, d, raw)
     except Exception as e:
         reply = failed(store, agent, d, e)
-    return answer(agent, d, reply)
+    try:
+        return answer(agent, d, reply)
+    except OSError:  # stdout gone (the agent gave up waiting): nothing to say it to
+        return 0
 
 
 def _fast_socket(store: str) -> tuple[str, int] | None:
