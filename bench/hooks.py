@@ -47,7 +47,7 @@ def _timed_input(argv: list[str], data: bytes, env: dict[str, str], cwd: Path) -
 
 def round_trip(ws: Workspace, cfg: Config) -> Table:
     table = Table("hooks.round-trip",
-                  "`guardian hook claude` round trip (spawn, payload in, decision out)",
+                  "`guardian-hook claude` round trip (spawn, payload in, decision out)",
                   "`python3 -c pass` (the same interpreter, same run)")
     tree = ws.dir("hooks", "tree")
     store = ws.root / "hooks" / "store"
