@@ -273,3 +273,31 @@ def test_gemini_and_codex_get_the_same_behaviour(env: dict[str, str], root: Path
     reason = denied(c.tool("PreToolUse", "apply_patch", "p1", command=patch))
     assert f"{root}/src/app.py:" in reason
     assert [s["agent"] for s in cli.json("sessions")] == ["codex", "gemini"]
+
+
+def test_a_failing_or_stuck_daemon_lets_calls_through(env: dict[str, str], root: Path,
+                                                      store: Path, cli: Cli, watch: Any) -> None:
+    import signal
+    import time
+
+    seed(root)
+    w = watch(root, env={**env, "GUARDIAN_FAULT": "agent.hook:EIO"})
+    h = Hook(env, store, root)
+    bad = {"file_path": str(root / "data.json"), "content": "{"}
+    p = h.raw(json.dumps({"session_id": "S1", "cwd": str(root), "hook_event_name": "PreToolUse",
+                          "tool_name": "Write", "tool_use_id": "t1", "tool_input": bad}).encode())
+    assert p.returncode == 0 and p.stdout == b"", p  # the daemon erred: let through
+    assert b"could not check Write" in p.stderr and b"letting the call through" in p.stderr
+    assert any(a["kind"] == "agent-hook" for a in cli.json("alerts")["alerts"])
+    w.proc.send_signal(signal.SIGSTOP)  # a daemon that does not answer at all
+    try:
+        t0 = time.monotonic()
+        p = h.raw(json.dumps({"session_id": "S1", "cwd": str(root),
+                              "hook_event_name": "PreToolUse", "tool_name": "Write",
+                              "tool_use_id": "t2", "tool_input": bad}).encode(),
+                  env={"GUARDIAN_HOOK_TIMEOUT": "1"})
+        assert p.returncode == 0 and p.stdout == b"", p
+        assert b"no answer within 1s" in p.stderr
+        assert time.monotonic() - t0 < 30
+    finally:
+        w.proc.send_signal(signal.SIGCONT)
