@@ -159,7 +159,14 @@ class Handler:
             results = []
         fail_closed = False
         items: list[tuple[Any, bytes, str]] = []
-        for path, content in results:
+        for path, (root, rel) in watched.items():  # protected: whatever the call would do
+            eff = self.writer.policy.effective(root.id, rel)
+            if eff.protected:
+                where = f" ({', '.join(eff.files)})" if eff.files else ""
+                reason = (f"{path}: is protected by Guardian's rules{where}: no agent write "
+                          "may change or delete it; leave this file as it is")
+                break
+        for path, content in results if reason is None else []:
             expect[path] = [None if content is None else hashlib.sha256(content).hexdigest(),
                             before.get(path)]
             w = watched.get(path) or self._where(path)
