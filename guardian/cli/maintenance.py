@@ -145,9 +145,9 @@ def _repair(store_path: Path, result: Any, *, reread: bool) -> Any:
     reasons = {d.sha256: d.reason for d in result.damaged}
 
     def direct(writer: Writer) -> Any:
-        from guardian.store.verify import repair
+        from guardian.capture.repair import repair
 
-        return repair(writer, hashes, reasons, reread=reread)
+        return repair(writer.recorder, hashes, reasons, reread=reread)
 
     return as_writer(store_path, "repair", {"objects": hashes, "reasons": reasons,
                                             "reread": reread}, direct, wait=5.0)

@@ -51,8 +51,7 @@ from guardian.events import (
     WarningEvent,
 )
 from guardian.observe.monitor import Monitor
-from guardian.paths import Root
-from guardian.rules.ignore import TEMP_PREFIX
+from guardian.paths import TEMP_PREFIX, Root
 from guardian.rules.policy import Policy
 from guardian.rules.rulefiles import Effective
 from guardian.service import Service

@@ -23,7 +23,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -618,6 +618,15 @@ class Store:
                 rows = []
             self._damaged = {bytes(r[0]) for r in rows}
         return self._damaged
+
+    def paths_of_object(self, object_id: int, roots: Container[int]) -> list[tuple[int, bytes]]:
+        """Every (root, relpath) a version of which used the object, in ``roots``; files
+        whose newest version it is first (the likeliest to still hold the bytes)."""
+        rows = self.db.execute(
+            "SELECT f.root_id, f.relpath, MAX(f.head_id = v.id) FROM versions v"
+            " JOIN files f ON f.id = v.file_id WHERE v.object_id=? GROUP BY f.id"
+            " ORDER BY 3 DESC, f.id", (object_id,)).fetchall()
+        return [(int(r[0]), bytes(r[1])) for r in rows if int(r[0]) in roots]
 
     def mark_damaged(self, h: bytes, reason: str) -> None:
         """Remember that object ``h`` is damaged (a writer stores it; a mark made inside a
