@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from guardian.errors import GuardianError, NotFoundError, StoreBusyError, StoreError
+from guardian.kinds import Origin, VersionKind
 from guardian.locations import ROOTS_FILE, ensure_private_dir
 from guardian.paths import Root, prefix_range
 
@@ -251,8 +252,8 @@ class Version:
     object_id: int | None
     hash: bytes | None
     present: bool
-    kind: str
-    origin: str
+    kind: VersionKind
+    origin: Origin
     time_ns: int
     mode: int | None
     size: int | None
@@ -304,8 +305,8 @@ class NewVersion:
     file_id: int
     object_id: int | None
     present: bool
-    kind: str
-    origin: str
+    kind: VersionKind
+    origin: Origin
     mode: int | None
     size: int | None
     note: str | None = None
@@ -912,7 +913,7 @@ class Store:
             args += (lo, hi)
         return self.db.execute(sql + " LIMIT 1", args).fetchone() is not None
 
-    def recent_unlabelled_heads(self, since_ns: int, origin: str) -> list[Version]:
+    def recent_unlabelled_heads(self, since_ns: int, origin: Origin) -> list[Version]:
         """Versions recorded at or after ``since_ns`` with ``origin`` and no session that are
         still their file's newest, newest first. Ids grow with time: windows of ids are read
         from the newest back (each twice the last) until one reaches before ``since_ns``, so
@@ -975,7 +976,8 @@ class Store:
         return [(int(r[0]), int(r[1]), bytes(r[2]), CacheEntry(*r[3:])) for r in rows]
 
     # ----------------------------------------------------------------- validation
-    def set_verdict(self, version_id: int, valid: bool | None, kind: str | None = None) -> None:
+    def set_verdict(self, version_id: int, valid: bool | None,
+                    kind: VersionKind | None = None) -> None:
         """Record what validation said of a version (and, for a rejected one, its new kind)."""
         if kind is None:
             self.db.execute("UPDATE versions SET valid=? WHERE id=?",
