@@ -233,3 +233,11 @@ def test_core_import_is_cheap_and_never_touches_the_ui() -> None:
             "print([m for m in ('watchdog', 'anyio', 'sqlite3', 'zstandard') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_public_names_load_only_when_used() -> None:
+    code = ("import sys, guardian; before = 'guardian.api' in sys.modules;"
+            "from guardian import Batch, BatchError;"
+            "print(before, Batch.__module__, BatchError.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True)
+    assert out.stdout.split() == ["False", "guardian.api", "guardian.errors"]
