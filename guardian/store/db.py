@@ -967,6 +967,16 @@ class Store:
         return {bytes(r[0]): (r[1:] if r[1] is not None else None)
                 for r in self.db.execute(sql, args)}
 
+    def first_versions(self, root_id: int, prefix: bytes = b"") -> dict[bytes, tuple[str, int]]:
+        """relpath -> (kind, time) of the first version of every file at or under ``prefix``
+        (a restore of a big tree asks this of every file at once)."""
+        where, args = _under("f.relpath", prefix)
+        rows = self.db.execute(
+            "SELECT f.relpath, v.kind, v.time_ns FROM files f JOIN versions v ON v.id ="
+            " (SELECT MIN(v2.id) FROM versions v2 WHERE v2.file_id = f.id) WHERE f.root_id=?"
+            + where, (root_id, *args))
+        return {bytes(rel): (kind, int(t)) for rel, kind, t in rows}
+
     def cache_by_inode(self, dev: int, ino: int) -> list[tuple[int, int, bytes, CacheEntry]]:
         """(file_id, root_id, relpath, entry) for files last seen with this inode."""
         rows = self.db.execute(
@@ -1654,3 +1664,10 @@ def store_size(path: Path) -> int:
     return total
 
 
+def _under(column: str, prefix: bytes) -> tuple[str, tuple[bytes, ...]]:
+    """The WHERE clause (and its arguments) for ``column`` at or under ``prefix``: an index
+    range, not LIKE (relpaths are bytes and may hold % and _)."""
+    if not prefix:
+        return "", ()
+    lo, hi = prefix_range(prefix)
+    return f" AND ({column} = ? OR ({column} >= ? AND {column} < ?))", (prefix, lo, hi)
