@@ -14,6 +14,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from guardian.errors import UsageError
+from guardian.store.backup import check_dest
+
 from .conftest import Cli, Watch, wait_until
 
 BIG = 300 * 1024  # over the loose-object threshold (256 KiB): exercises objects/ab/cdef…
@@ -129,16 +134,21 @@ def test_dest_must_be_new_or_empty_and_outside_store_and_roots(
     (full / "x").write_text("x")
     (tmp_path / "file").write_text("f")
     cases = {
-        str(full): "not empty",
-        str(tmp_path / "file"): "not a directory",
-        str(root / "backup"): "inside the watched root",
-        str(store / "backup"): "inside the store",
-        str(tmp_path / "no" / "such"): "parent directory does not exist",
+        full: "not empty",
+        tmp_path / "file": "not a directory",
+        root / "backup": "inside the watched root",
+        store / "backup": "inside the store",
+        tmp_path: "contains the store",
+        tmp_path / "no" / "such": "parent directory does not exist",
     }
     for dest, why in cases.items():
-        p = cli.run("store", "backup", dest)
-        err = p.stderr.decode()
-        assert p.returncode == 2 and why in err and err.count("\n") == 1, (dest, err)
+        with pytest.raises(UsageError, match=why):
+            check_dest(store, dest)
+    assert check_dest(store, tmp_path / "new") is False
+    # Through the CLI: one line, exit 2, nothing touched.
+    p = cli.run("store", "backup", str(full))
+    err = p.stderr.decode()
+    assert p.returncode == 2 and "not empty" in err and err.count("\n") == 1, err
     assert sorted(os.listdir(full)) == ["x"]
     p = cli.run("store", "backup", str(tmp_path / "b"), "--store", str(tmp_path / "nostore"),
                 store=False)
