@@ -155,3 +155,24 @@ def test_a_send_to_nobody_is_counted_not_raised(tmp_path: Path) -> None:
     assert n.failures == 1
     n.close()
     assert Notifier().send(READY=1) is False  # disabled: not a failure
+
+
+def test_status_lines_follow_the_daemons_events(systemd_path: tuple[FakeSystemd, str]) -> None:
+    from guardian.events import Health, Ready, Stopping
+
+    systemd, path = systemd_path
+    n = Notifier(path)
+    n.on_event(Ready(store="/s", roots=["/r"], pid=1, files=3, versions=4, recorded=3,
+                     elapsed_ms=5, socket=None))
+    n.on_event(Health(degraded=True, causes=[{"cause": "watcher",
+                                              "message": "the file watcher failed"}]))
+    n.on_event(Health(degraded=False))
+    n.on_event(Stopping(reason="SIGTERM", pending=2))
+    n.close()
+    got = [systemd.wait(lambda m: True, start=i) for i in range(4)]
+    assert got == [
+        {"READY": "1", "STATUS": "watching /r: 3 files, 4 versions"},
+        {"STATUS": "degraded: the file watcher failed"},
+        {"STATUS": "watching (healthy again)"},
+        {"STOPPING": "1", "STATUS": "stopping (SIGTERM): recording 2 pending changes"},
+    ]

@@ -66,16 +66,17 @@ def cmd_store_backup(args: argparse.Namespace) -> int:
     from guardian.store.backup import backup
 
     bars = {"database": Progress("database"), "objects": Progress("objects")}
+    open_bars = dict(bars)
 
     def progress(phase: str, done: int, total: int) -> None:
         bars[phase](done, total)
-        if done >= total:
+        if done >= total and open_bars.pop(phase, None) is not None:
             bars[phase].close()
 
     try:
         result = backup(_source(args), Path(args.dest), progress)
     finally:
-        for bar in bars.values():
+        for bar in open_bars.values():
             bar.close()
     if args.json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
