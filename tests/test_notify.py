@@ -80,7 +80,7 @@ def test_ready_after_the_baseline_then_watchdog_then_stopping(
         assert paths == {str(root / f"f{i}.txt") for i in range(20)}
         ready = next(m for m in systemd.messages if m.get("READY") == "1")
         assert "20 files" in ready["STATUS"]
-        assert systemd.messages[0].get("STATUS") == "recording the baseline"
+        assert systemd.messages[0]["STATUS"].startswith("starting: recording the baseline")
         start = len(systemd.messages)
         for _ in range(3):  # WATCHDOG=1 keeps coming while the loop runs
             systemd.wait(lambda m: m.get("WATCHDOG") == "1", what="WATCHDOG=1", start=start)

@@ -128,7 +128,7 @@ class Notifier:
         proves the event loop runs), and while starting or stopping ``EXTEND_TIMEOUT_USEC``."""
         if self.address is None:
             return
-        self.send(STATUS="recording the baseline")
+        self.send(STATUS="starting: recording the baseline, or what changed while stopped")
         every = self.watchdog_s or EXTEND_EVERY_S
         while True:
             fields: dict[str, Any] = {}
