@@ -3,8 +3,8 @@
 The baseline, ``cp -a`` of the store (``shutil.copytree``, then one ``syncfs``-equivalent
 ``os.sync``), is what an operator does without the command: fast, but not consistent while a
 daemon writes (a copy of the database and its WAL taken at different moments can be torn).
-The backup adds a single-snapshot SQLite backup and an fsync per file; the ratio says what
-consistency costs.
+The backup adds a single-snapshot SQLite backup and one ``syncfs`` before the database is
+renamed into place; the ratio says what consistency costs.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def store_backup(ws: Workspace, cfg: Config) -> Table:
     table.notes += [
         f"spread: backup {min(ours):.3f}-{max(ours):.3f} s, copytree {min(theirs):.3f}-"
         f"{max(theirs):.3f} s",
-        "goal: consistency (one SQLite snapshot, fsync per file, the database renamed into "
+        "goal: consistency (one SQLite snapshot, one syncfs, the database renamed into "
         "place last) costs at most 3x a plain copy",
     ]
     return table

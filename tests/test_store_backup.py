@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from guardian.errors import UsageError
-from guardian.store.backup import check_dest
+from guardian.store.backup import backup, check_dest
 
 from .conftest import Cli, Watch, wait_until
 
@@ -159,6 +159,17 @@ def test_dest_must_be_new_or_empty_and_outside_store_and_roots(
     cli.run("store", "backup", str(empty), check=True)
     assert stat.S_IMODE(os.stat(empty).st_mode) == 0o700
     assert Cli(cli.env, empty, cli.cwd).json("verify")["ok"]
+
+
+def test_without_syncfs_each_file_is_fsynced_instead(
+        root: Path, store: Path, tmp_path: Path, cli: Cli,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    (root / "big.bin").write_bytes(os.urandom(BIG))
+    cli.run("snapshot", str(root), check=True)
+    monkeypatch.setenv("GUARDIAN_NO_SYNCFS", "1")
+    result = backup(store, tmp_path / "b")
+    assert result.ok and result.loose_objects == 1
+    assert Cli(cli.env, tmp_path / "b", cli.cwd).json("verify")["ok"]
 
 
 def test_a_failed_or_killed_backup_is_never_taken_for_a_store(

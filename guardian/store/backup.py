@@ -15,7 +15,9 @@ A store is its SQLite database plus the loose objects (``objects/ab/cdef…``, t
 
 Objects written after the snapshot are not copied: the copy holds exactly what its database
 names. The database is written as ``guardian.db.partial`` and renamed into place last, after
-every file is fsynced, so DEST is a store only once it is whole; a failed backup removes what
+every file is durable (one ``syncfs`` of DEST's filesystem, as the batch engine does; an fsync
+per file and directory where there is none: 190 fsyncs made a 44 MB backup 5x slower than a
+plain copy), so DEST is a store only once it is whole; a failed backup removes what
 it wrote. DEST must be absent or an empty directory, not inside the store or a watched root
 (the daemon would record the copy), and is made private (0700, files 0600 / objects 0400).
 """
@@ -23,6 +25,7 @@ it wrote. DEST must be absent or an empty directory, not inside the store or a w
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import sqlite3
@@ -135,15 +138,16 @@ def _copy(store: Store, dest: Path, result: BackupResult, progress: ProgressFn |
     dst_objects = dest / "objects"
     partial = dest / PARTIAL
     copied: set[bytes] = set()
+    shared = _syncfs()  # one flush of DEST's filesystem at the end, else an fsync per file
     while True:
         result.attempts += 1
-        loose = _snapshot(store, partial, result, progress)
+        loose = _snapshot(store, partial, result, progress, fsync=shared is None)
         faults.point("backup.snapshot")  # a test runs gc here, or kills the backup
         stale = False
         missing: list[str] = []
         for i, h in enumerate(loose):
             if h not in copied:
-                if _copy_object(src_objects, dst_objects, h, result):
+                if _copy_object(src_objects, dst_objects, h, fsync=shared is None):
                     copied.add(h)
                 elif _still_loose(store, h):
                     missing.append(h.hex())
@@ -164,17 +168,26 @@ def _copy(store: Store, dest: Path, result: BackupResult, progress: ProgressFn |
     result.missing = missing
     result.loose_objects = len(keep) - len(missing)
     result.loose_bytes = sum(_size(_loose_path(dst_objects, h)) for h in keep)
-    for d in {_loose_path(dst_objects, h).parent for h in keep} | {dst_objects}:
-        _fsync_dir(d)
     roots = store.path / ROOTS_FILE
     if roots.is_file():
-        _copy_file(roots, dest / ROOTS_FILE, 0o600)
+        _copy_file(roots, dest / ROOTS_FILE, 0o600, fsync=not shared)
+    if shared is not None:
+        fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if shared(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), str(dest))
+        finally:
+            os.close(fd)
+    else:
+        for d in {_loose_path(dst_objects, h).parent for h in keep} | {dst_objects}:
+            _fsync_dir(d)
     os.rename(partial, dest / "guardian.db")  # DEST is a store from here on, and whole
     _fsync_dir(dest)
 
 
 def _snapshot(store: Store, partial: Path, result: BackupResult,
-              progress: ProgressFn | None) -> list[bytes]:
+              progress: ProgressFn | None, *, fsync: bool) -> list[bytes]:
     """Back the database up into ``partial``; the loose objects that snapshot names."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(partial)
@@ -182,6 +195,10 @@ def _snapshot(store: Store, partial: Path, result: BackupResult,
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     os.close(fd)
     dst = sqlite3.connect(partial, isolation_level=None)
+    # A partial file, thrown away on any failure and made durable before it is renamed into
+    # place: no journal, no sync per backup step.
+    dst.execute("PRAGMA journal_mode=OFF")
+    dst.execute("PRAGMA synchronous=OFF")
     try:
         src.execute("BEGIN")
         try:
@@ -207,7 +224,8 @@ def _snapshot(store: Store, partial: Path, result: BackupResult,
             os.unlink(f"{partial}{suffix}")
     fd = os.open(partial, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        os.fsync(fd)
+        if fsync:
+            os.fsync(fd)
         result.database_bytes = os.fstat(fd).st_size
     finally:
         os.close(fd)
@@ -225,19 +243,19 @@ def _loose_path(base: Path, h: bytes) -> Path:
     return base / x[:2] / x[2:]
 
 
-def _copy_object(src_base: Path, dst_base: Path, h: bytes, result: BackupResult) -> bool:
-    """Copy one loose object (0400, fsynced); False if the source has no such file."""
+def _copy_object(src_base: Path, dst_base: Path, h: bytes, *, fsync: bool) -> bool:
+    """Copy one loose object (0400); False if the source has no such file."""
     dst = _loose_path(dst_base, h)
     dst.parent.mkdir(mode=0o700, exist_ok=True)
     try:
-        _copy_file(_loose_path(src_base, h), dst, 0o400)
+        _copy_file(_loose_path(src_base, h), dst, 0o400, fsync=fsync)
     except FileNotFoundError:
         return False
     return True
 
 
-def _copy_file(src: Path, dst: Path, mode: int) -> None:
-    """Copy without following links, to a new file of ``mode``, fsynced."""
+def _copy_file(src: Path, dst: Path, mode: int, *, fsync: bool = True) -> None:
+    """Copy without following links, to a new file of ``mode`` (fsynced, if asked)."""
     fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         if not stat.S_ISREG(os.fstat(fd_in).st_mode):
@@ -247,11 +265,25 @@ def _copy_file(src: Path, dst: Path, mode: int) -> None:
         try:
             while os.sendfile(fd_out, fd_in, None, COPY_CHUNK) > 0:
                 pass
-            os.fsync(fd_out)
+            if fsync:
+                os.fsync(fd_out)
         finally:
             os.close(fd_out)
     finally:
         os.close(fd_in)
+
+
+def _syncfs() -> Callable[[int], int] | None:
+    """libc's ``syncfs`` (as ``guardian.batch.io`` has it; not imported from there: that module
+    costs a quarter of a second to import), or None (``GUARDIAN_NO_SYNCFS``, no libc)."""
+    if os.environ.get("GUARDIAN_NO_SYNCFS"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    return fn
 
 
 def _size(path: Path) -> int:
