@@ -534,8 +534,7 @@ def test_through_a_running_daemon(cli: Cli, root: Path, watch) -> None:
 def test_python_async_api(root: Path, env: dict[str, str], store: Path, monkeypatch) -> None:
     import anyio
 
-    from guardian.api import Batch
-    from guardian.errors import BatchError
+    from guardian import Batch, BatchError  # the README's names, loaded on first use
 
     for k in ("XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
         monkeypatch.setenv(k, env[k])

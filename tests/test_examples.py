@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from guardian.cli import COMMANDS
+from guardian.cli.parser import COMMANDS
 
 from .conftest import Watch, wait_until
 from .scratch import Scratch, box, no_stdin

@@ -57,9 +57,8 @@ from guardian.batch.manifest import Manifest
 from guardian.batch.target import Target
 from guardian.errors import BatchError, Busy, GuardianError, OutsideRootError
 from guardian.exitcodes import ExitCode
-from guardian.paths import SEP, Root, show
+from guardian.paths import SEP, TEMP_PREFIX, Root, show
 from guardian.rootfs import RootFS
-from guardian.rules.ignore import TEMP_PREFIX
 from guardian.store.db import Head, NewVersion, Store
 from guardian.store.history import unified_diff
 from guardian.store.objects import Objects

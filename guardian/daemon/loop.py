@@ -51,9 +51,9 @@ from guardian.events import (
     VersionRecorded,
     WarningEvent,
 )
+from guardian.kinds import Origin
 from guardian.observe.monitor import Monitor
-from guardian.paths import Root
-from guardian.rules.ignore import TEMP_PREFIX
+from guardian.paths import TEMP_PREFIX, Root
 from guardian.rules.policy import Policy
 from guardian.rules.rulefiles import Effective
 from guardian.service import Service
@@ -547,7 +547,7 @@ class Daemon:
         for key in trees:
             reason = self._reasons.pop(key, "directory")
             t0 = time.monotonic()
-            origin = "watcher" if reason == "directory" else "scan"
+            origin: Origin = "watcher" if reason == "directory" else "scan"
             res = rec.reconcile(key[0], key[1], origin=origin, confirm_missing=final)
             if not key[1]:
                 with self.store.transaction():

@@ -70,7 +70,7 @@ TOP_KEYS = {"extends": "a preset name: " + ", ".join(PRESETS),
             "ignore": "a list of globs of paths not to record",
             "rule": "an array of [[rule]] tables",
             "alerts": "a table of alert thresholds and sinks (a root's own rule file only; "
-                      "see guardian.observe.thresholds)"}
+                      "see guardian.rules.thresholds)"}
 VALIDATOR_NAMES = ("auto", "python", "json", "yaml", "toml", "ini", "markdown", "text")
 VALIDATOR_TABLE_KEYS = ("command", "timeout", "stdin", "schema", "name")
 
@@ -407,7 +407,7 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 def _check_alerts(value: Any, path: str, text: str, base: str) -> None:
     """The ``[alerts]`` table is guardian.observe's: checked by it, reported like ours."""
-    from guardian.observe.thresholds import check_table
+    from guardian.rules.thresholds import check_table
 
     try:
         check_table(value, path, text, base)

@@ -1,15 +1,14 @@
-"""``guardian store …``: operations on a store as a whole (today: ``backup``), called by
-:mod:`guardian.cli`, which builds their parsers with :func:`add_parsers`."""
+"""``guardian store …``: operations on a store as a whole (today: ``backup``, the code of
+which is :mod:`guardian.store.backup`); :mod:`guardian.cli.parser` builds their parsers with
+:func:`add_parsers`."""
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guardian.errors import NotFoundError
+from guardian.cli.common import find_store, print_json
 from guardian.exitcodes import ExitCode
 from guardian.locations import STORE_ENV
 
@@ -46,19 +45,7 @@ def add_parsers(sub: Any, only: str | None) -> None:
     b.add_argument("--store", metavar="DIR",
                    help=f"the store to copy (default: ${STORE_ENV}, else the store whose roots "
                         "contain the current directory)")
-    b.set_defaults(func=cmd_store_backup)
-
-
-def _source(args: argparse.Namespace) -> Path:
-    from guardian.locations import find_store_for
-
-    explicit = args.store or os.environ.get(STORE_ENV)
-    if explicit:
-        return Path(os.path.abspath(explicit))
-    found = find_store_for(Path.cwd())
-    if found is None:
-        raise NotFoundError(f"no Guardian store covers {Path.cwd()}; pass --store")
-    return found
+    b.set_defaults(func="guardian.cli.store:cmd_store_backup")
 
 
 def cmd_store_backup(args: argparse.Namespace) -> int:
@@ -74,12 +61,12 @@ def cmd_store_backup(args: argparse.Namespace) -> int:
             bars[phase].close()
 
     try:
-        result = backup(_source(args), Path(args.dest), progress)
+        result = backup(find_store(args, None), Path(args.dest), progress)
     finally:
         for bar in open_bars.values():
             bar.close()
     if args.json:
-        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+        print_json(result.to_json())
     else:
         sys.stdout.write(
             f"backed up {result.source} to {result.dest}: {result.versions:,} versions, "
