@@ -5,15 +5,14 @@ which is :mod:`guardian.store.backup`); :mod:`guardian.cli.parser` builds their 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from guardian.cli.common import find_store, print_json
 from guardian.exitcodes import ExitCode
 from guardian.locations import STORE_ENV
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms per call
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 BACKUP_HELP = """\
 Copy the store to DEST consistently while a daemon may be writing it: the database through
@@ -49,6 +48,9 @@ def add_parsers(sub: Any, only: str | None) -> None:
 
 
 def cmd_store_backup(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from guardian.cli.common import find_store, print_json
     from guardian.progress import Progress
     from guardian.store.backup import backup
 
