@@ -36,7 +36,7 @@ error.
 
 COMMANDS = ("watch", "snapshot", "log", "show", "diff", "restore", "status", "verify", "gc",
             "rules", "validate", "trust", "apply", "recover", "bench", "alerts", "metrics",
-            "health", "report", "suggest")
+            "health", "report", "suggest", "mcp")
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
@@ -321,6 +321,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         _store_arg(p)
         p.set_defaults(func=cmd_alerts)
     _observe_parsers(sub, only)
+    from guardian.mcp.commands import add_parsers as mcp_parsers  # guardian/mcp/
+
+    mcp_parsers(sub, only)
 
     p = sub.add_parser("rules", help="which rules apply to a path, and where each came from",
                        description="The settings in force for PATH (default: .) after the "
