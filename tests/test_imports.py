@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from guardian.api import apply
-from guardian.batch.imports import bound_names, imports
+from guardian.batch.imports import bound_names, imports, lost_names
 from guardian.batch.manifest import from_dict
 from guardian.errors import BatchError, RuleError
 from guardian.rules.rulefiles import RULE_FILE, load_rule_file
@@ -163,3 +163,19 @@ def test_parsing_is_static_and_bounded() -> None:
                         b"try:\n    import q\nexcept E as err:\n    w = 1\n")
     assert {"a", "x", "y", "z", "i", "q", "err", "w"} <= names
     assert "*" in bound_names(b"def __getattr__(name): ...\n")
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    (b'"""Doc\n\nclass fake:\n"""\nimport os, sys as s\nfrom x import y, z as w\n@dec\n'
+     b'def f(): pass\nX: int = 1\nif __name__ == "__main__":\n    main()\n',
+     b"import os\nfrom x import y\nX = 2\n"),
+    (b"a = b = 1\n", b"a = 1\n"),
+    (b"x = f(a=1)\ny = 2\nprint(x)\n", b"x = 3\n"),
+    (b"class A:\n    pass\ndef g(\n  x): pass\n", b"class A:\n    pass\n"),
+    (b"try:\n  import q\nexcept ImportError: pass\n", b""),
+    (b"import a.b.c\nexceptions = 1\n", b""),
+    (b"def f(): pass\n", b'"""\ndef f(): pass\n"""\n'),
+])
+def test_the_quick_comparison_agrees_with_the_parser(old: bytes, new: bytes) -> None:
+    quick = lost_names(old, new)
+    assert quick is None or quick == set(bound_names(old) - bound_names(new))

@@ -175,6 +175,11 @@ class _Layout:
                 if name == INIT:
                     packages.add(d)
             elif before and after:
+                assert t.current is not None and t.final is not None
+                quick = lost_names(t.current, t.final)  # no parse: the common case
+                if quick is not None:
+                    words.update(n for n in quick if n != "*")
+                    continue
                 old, new = self.names(rel, False), self.names(rel, True)
                 if new is not WILDCARD and "*" not in new and old is not WILDCARD:
                     words.update(n for n in old - new if n != "*")
@@ -204,7 +209,9 @@ class _Layout:
         in the cache, and parsed only if it mentions a word of ``pattern`` (or lies in a
         package that loses its ``__init__.py``)."""
         for rel, t in self.changes.items():
-            if t.final is not None:
+            inside = any(not p or rel.startswith(p + SEP) for p in packages)
+            if t.final is not None and (inside or (pattern is not None
+                                                   and pattern.search(t.final))):
                 yield rel, imports(t.final)
         from guardian.capture.scan import WalkReport, walk
 
@@ -451,17 +458,14 @@ def bound_names(data: bytes) -> frozenset[str]:
         elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign | ast.For
                         | ast.AsyncFor):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+            names.update(_target_names(targets))
         elif isinstance(node, ast.Import):
             names.update((a.asname or a.name.split(".")[0]) for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             names.update((a.asname or a.name) for a in node.names)
         elif isinstance(node, ast.With | ast.AsyncWith):
-            for item in node.items:
-                if item.optional_vars is not None:
-                    names.update(n.id for n in ast.walk(item.optional_vars)
-                                 if isinstance(n, ast.Name))
+            names.update(_target_names([i.optional_vars for i in node.items
+                                        if i.optional_vars is not None]))
         if isinstance(node, ast.If | ast.For | ast.AsyncFor | ast.While | ast.With
                       | ast.AsyncWith):
             stack.extend(node.body)
@@ -479,7 +483,103 @@ def bound_names(data: bytes) -> frozenset[str]:
                 stack.extend(case.body)
     if "__getattr__" in names or b"globals()" in data:
         return WILDCARD
-    for n in ast.walk(tree):  # walrus at module level binds too; rare, cheap to honour
-        if isinstance(n, ast.NamedExpr) and isinstance(n.target, ast.Name):
-            names.add(n.target.id)
+    if b":=" in data:  # a walrus at module level binds too (rare: walked only then)
+        names.update(n.target.id for n in ast.walk(tree)
+                     if isinstance(n, ast.NamedExpr) and isinstance(n.target, ast.Name))
     return frozenset(names)
+
+
+def _target_names(targets: list[ast.expr]) -> set[str]:
+    """The names an assignment target binds (``a.b = 1`` and ``a[0] = 1`` bind none)."""
+    out: set[str] = set()
+    stack = list(targets)
+    while stack:
+        t = stack.pop()
+        if isinstance(t, ast.Name):
+            out.add(t.id)
+        elif isinstance(t, ast.Tuple | ast.List):
+            stack.extend(t.elts)
+        elif isinstance(t, ast.Starred):
+            stack.append(t.value)
+    return out
+
+
+_QUICK_LINE = re.compile(
+    rb"(?:async[ \t]+)?def[ \t]+(\w+)|class[ \t]+(\w+)"
+    rb"|([A-Za-z_]\w*)[ \t]*(?::[^=\n]*)?(?:[-+*/%&|^@]|//|\*\*|<<|>>)?=(?!=)"
+    rb"|(import|from)[ \t]"
+    rb"|[A-Za-z_][\w.]*[ \t]*\(|[A-Za-z_]\w*(?:\.\w+)+[ \t]*=(?!=)")  # calls, attributes
+_CHAINED = re.compile(rb"[^(\[{\'\"#\n]*?(?<![=!<>])=(?!=)")
+_IMPORT = re.compile(rb"import[ \t]+(.+)|from[ \t]+[\w.]+[ \t]+import[ \t]+(.+)")
+_SIMPLE_NAMES = re.compile(rb"[\w.]+(?:[ \t]+as[ \t]+\w+)?(?:[ \t]*,[ \t]*[\w.]+"
+                           rb"(?:[ \t]+as[ \t]+\w+)?)*[ \t]*(?:#.*)?")
+
+
+_STRINGS = re.compile(rb'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'')
+_NOT_TOP = frozenset(b" \t\r#)]}")
+_COMPOUND = (b"if ", b"if(", b"elif ", b"elif(", b"else:", b"try:", b"except:", b"except ",
+             b"except(", b"finally:", b"for ", b"while ", b"while(", b"with ", b"with(",
+             b"match ", b"async ")
+
+
+def lost_names(old: bytes, new: bytes) -> set[str] | None:
+    """The names ``old`` binds at its top level that ``new`` does not, found without
+    parsing when both are simple (only defs, classes, one-line imports and ``NAME = ...``
+    at the top level, plus an ``if __name__ == "__main__":`` block, whose body is ignored):
+    only the top-level lines that differ are read. None: let :func:`bound_names` decide."""
+    o, n = _top_lines(old), _top_lines(new)
+    if o is None or n is None:
+        return None
+    gone = names_of(o - n)
+    if gone is None or not gone:
+        return gone
+    # Only the lines of ``new`` that could bind one of them are read.
+    starts = (b"import ", b"from ", *(p + g.encode() for g in gone
+                                       for p in (b"", b"def ", b"class ", b"async def ")))
+    kept = names_of({x for x in n if x.startswith(starts)})
+    return None if kept is None else gone - kept
+
+
+def _top_lines(data: bytes) -> set[bytes] | None:
+    text = _STRINGS.sub(b'""', data) if b"'''" in data or b'"""' in data else data
+    lines = {x for x in text.split(b"\n") if x and x[0] not in _NOT_TOP}
+    if any(x.startswith(_COMPOUND) and not x.startswith(b"if __name__") for x in lines):
+        return None
+    return lines
+
+
+def names_of(lines: set[bytes]) -> set[str] | None:
+    """The names top-level ``lines`` bind; None if one is not a simple statement."""
+    names: set[str] = set()
+    for line in lines:
+        if line[0] in b"@\"'" or line.startswith(b"if __name__"):
+            continue  # a decorator, a docstring (its text is gone), the main block
+        m = _QUICK_LINE.match(line)
+        if m is None or line.rstrip().endswith(b"\\"):
+            return None
+        name = m.group(1) or m.group(2) or m.group(3)
+        if name is not None:
+            if m.group(3) is not None and (b"," in line[:m.end()]
+                                           or _CHAINED.match(line, m.end())):
+                return None  # a, b = ..., a = b = 1: the parser says
+            names.add(name.decode())
+            continue
+        if m.group(4) is None:
+            continue  # a call or an attribute assignment: binds nothing
+        im = _IMPORT.match(line)
+        if im is None or b"(" in line:
+            return None
+        what = im.group(1) or im.group(2)
+        if what.strip() == b"*":
+            names.add("*")
+            continue
+        if not _SIMPLE_NAMES.fullmatch(what.rstrip()):
+            return None
+        for part in what.split(b"#")[0].split(b","):
+            words = part.split()
+            if not words:
+                return None
+            bound = words[-1] if len(words) == 3 else words[0]
+            names.add((bound if im.group(2) or len(words) == 3 else
+                       bound.split(b".")[0]).decode())
+    return None if "__getattr__" in names else names
