@@ -239,12 +239,15 @@ class _Layout:
     # -- resolution
     def _check_ref(self, importer: bytes, ref: ImportRef) -> Iterator[Break]:
         parts = ref.module.split(".") if ref.module else []
-        for base, chain in self._bases(importer, ref):
+        bases = self._bases(importer, ref)
+        for i, (base, chain) in enumerate(bases):
             before = self._find(base, chain, parts, after=False)
             if before is None:
                 continue
             mod_name = _dotted(before)
-            after = self._find(base, chain, parts, after=True)
+            # After the batch it may be found further along the path (as Python would).
+            after = next((f for b, c in bases[i:]
+                          if (f := self._find(b, c, parts, after=True)) is not None), None)
             if after is None:
                 cause = self._cause(base, chain, parts)
                 if cause is not None:

@@ -252,6 +252,9 @@ def diff_versions(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
                            else _read_regular(full))
                 except FileNotFoundError:
                     new = None
+                except OSError as e:
+                    raise ToolError(f"{shown}: cannot read: {e.strerror or e}",
+                                    category="permission", path=shown) from None
     except GuardianError as e:
         raise ToolError.of(e) from None
     text = unified_diff(old, new, old_label, new_label)
@@ -259,14 +262,23 @@ def diff_versions(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             "identical": not text, "diff": text}
 
 
+#: The largest file on disk ``diff_versions`` and ``validate`` read.
+MAX_READ_BYTES = 64 * 1024 * 1024
+
+
 def _read_regular(path: bytes) -> bytes:
-    """A file's bytes, refusing anything but a regular file (no FIFO is waited on)."""
+    """A file's bytes, refusing anything but a regular file (no FIFO is waited on) and
+    anything over MAX_READ_BYTES."""
     import stat
 
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise ToolError(f"{show(path)}: not a regular file", path=show(path))
+        if st.st_size > MAX_READ_BYTES:
+            raise ToolError(f"{show(path)}: larger than {MAX_READ_BYTES // 2**20} MiB",
+                            path=show(path))
         chunks = []
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
