@@ -84,8 +84,8 @@ def imports(ws: Workspace, cfg: Config) -> Table:
     from guardian.batch import imports as imports_mod
     from guardian.batch.manifest import Operation
 
-    n = 300 if cfg.quick else 1000
-    rounds = 3
+    n = 100 if cfg.quick else 1000
+    rounds = 1 if cfg.quick else 3
     table = Table("batch.imports",
                   f"{n} Python modules of ~4 KiB rewritten as one batch (each imports a name of "
                   "the next), with the import check: names kept (old and new top-level lines "

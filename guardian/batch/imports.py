@@ -106,7 +106,10 @@ def check(writer: Writer, targets: list[Target]) -> list[dict[str, object]]:
                                       f"{TIME_BUDGET_S:g}s; imports not read were not checked"})
         for b in breaks:
             mode = writer.policy.effective(root.id, b.importer).get("broken_imports", "refuse")
-            (warned.append(b.to_json()) if mode == "warn" else refused.append(b))
+            if mode == "warn":
+                warned.append(b.to_json())
+            else:
+                refused.append(b)
     if refused:
         first = refused[0]
         shown = "; ".join(b.message for b in refused[:3])
