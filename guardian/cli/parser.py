@@ -30,7 +30,7 @@ error.
 
 COMMANDS = ("watch", "snapshot", "log", "show", "diff", "restore", "status", "verify", "gc",
             "rules", "validate", "trust", "apply", "recover", "bench", "alerts", "metrics",
-            "health", "report", "suggest", "store")
+            "health", "report", "suggest", "mcp", "store")
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
@@ -326,6 +326,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     from guardian.cli.store import add_parsers as store_parsers
 
     store_parsers(sub, only)
+    from guardian.cli.mcp import add_parsers as mcp_parsers
+
+    mcp_parsers(sub, only)
 
     p = sub.add_parser("rules", help="which rules apply to a path, and where each came from",
                        description="The settings in force for PATH (default: .) after the "
