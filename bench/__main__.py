@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import (
+    backup,
     batch,
     capture,
     conformance,
@@ -40,6 +41,7 @@ GROUPS: dict[str, dict[str, Bench]] = {
     "restore": restore.BENCHMARKS,
     "observe": observe.BENCHMARKS,
     "hooks": hooks.BENCHMARKS,
+    "backup": backup.BENCHMARKS,
 }
 
 

@@ -53,6 +53,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
                     else "rolled back" if e.rolled_back else "refused")
             sys.stderr.write(f"guardian apply: {what}: {e}\n")
         return int(e.exit_code)
+    for w in [] if args.json else out.get("warnings", []):
+        sys.stderr.write(f"guardian apply: warning: {w['message']}\n")
     if args.json:
         print_json(out)
     elif out["dry_run"]:

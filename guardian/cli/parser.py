@@ -30,7 +30,7 @@ error.
 
 COMMANDS = ("watch", "snapshot", "log", "show", "diff", "restore", "status", "verify", "gc",
             "rules", "validate", "trust", "apply", "recover", "bench", "alerts", "metrics",
-            "health", "report", "suggest", "hook", "sessions", "undo")
+            "health", "report", "suggest", "mcp", "store", "hook", "sessions", "undo")
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
@@ -323,6 +323,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         _store_arg(p)
         p.set_defaults(func="guardian.cli.observe:cmd_alerts")
     _observe_parsers(sub, only)
+    from guardian.cli.store import add_parsers as store_parsers
+
+    store_parsers(sub, only)
+    from guardian.cli.mcp import add_parsers as mcp_parsers
+
+    mcp_parsers(sub, only)
     from guardian.agents.commands import add_parsers as agent_parsers  # hook, sessions, undo
 
     agent_parsers(sub, only)

@@ -26,6 +26,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     import anyio
 
     from guardian.daemon.loop import Daemon, emit_json_line
+    from guardian.daemon.notify import Notifier
     from guardian.events import Stopped, Stopping
     from guardian.locations import store_dir_for_roots
     from guardian.paths import check_root
@@ -61,7 +62,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 return ExitCode.OK
             daemon = Daemon(writer, emit=emit_json_line,
                             reconcile_interval=args.reconcile_interval,
-                            poll_interval=args.poll_interval)
+                            poll_interval=args.poll_interval,
+                            notifier=Notifier.from_environment())
             if args.metrics_addr:
                 daemon.monitor.serve_metrics(args.metrics_addr)
             anyio.run(daemon.run)  # it honours a signal recorded before its loop took them over

@@ -32,6 +32,7 @@ import anyio
 from guardian import faults, startsignals
 from guardian.agents.handler import label_windows
 from guardian.capture.recorder import CaptureResult, Recorder
+from guardian.daemon.notify import Notifier
 from guardian.daemon.revert import Reverter
 from guardian.daemon.server import ControlServer
 from guardian.daemon.settle import Settler
@@ -79,7 +80,8 @@ class Daemon:
     docstring); ``run()`` until a signal or :meth:`request_stop`."""
 
     def __init__(self, writer: Writer, *, emit: Callable[[Event], None],
-                 reconcile_interval: float = 600.0, poll_interval: float = 30.0) -> None:
+                 reconcile_interval: float = 600.0, poll_interval: float = 30.0,
+                 notifier: Notifier | None = None) -> None:
         self.writer = writer
         self.store = writer.store
         self.settings = settings = writer.settings
@@ -131,11 +133,14 @@ class Daemon:
         self._store_used = anyio.Event()  # set by each store job: a checkpoint may be due
         self.ready = False
         self.monitor = Monitor(self)  # metrics, alert rules, sinks (guardian.observe)
+        #: systemd's Type=notify (READY=1, STOPPING=1, WATCHDOG=1); inert outside systemd.
+        self.notifier = notifier or Notifier()
 
     # ----------------------------------------------------------------- plumbing
     def emit(self, event: Event) -> None:
         self._emit_sink(event)
         self.server.publish(event)
+        self.notifier.on_event(event)
 
     @property
     def socket(self) -> Path | None:
@@ -224,6 +229,7 @@ class Daemon:
             with contextlib.suppress(Exception):
                 self.watcher.stop()
             self.reader.close()
+            self.notifier.close()
 
     async def _run(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -234,6 +240,7 @@ class Daemon:
                 self.task_group = tg
                 tg.start_soon(self._signals, signals)
                 await tg.start(self.server.serve)
+                tg.start_soon(self.notifier.keepalive)
                 await self._start_watching()
                 tg.start_soon(self._pump)
                 if not self._stop.is_set():

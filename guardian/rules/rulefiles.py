@@ -35,6 +35,7 @@ from guardian.rules.settings import parse_size, presets_dir
 
 RULE_FILE = ".guardian.toml"
 ON_INVALID = ("record", "alert", "revert")
+BROKEN_IMPORTS = ("refuse", "warn")
 PRESETS = ("default", "strict", "python")
 
 # What one rule file may cost: everything in a watched tree is untrusted input, and rules are
@@ -67,6 +68,8 @@ RULE_KEYS: dict[str, str] = {
     "max_reverts_per_minute": "a whole number: after that many reverts of one path in a "
                               "minute, Guardian stops reverting it and alerts",
     "options": "a table of validator options, e.g. { json = { duplicate_keys = \"allow\" } }",
+    "broken_imports": 'one of "refuse", "warn": what a batch that breaks an import of a '
+                      "matching file gets (guardian.batch.imports)",
 }
 TOP_KEYS = {"extends": "a preset name: " + ", ".join(PRESETS),
             "ignore": "a list of globs of paths not to record",
@@ -452,6 +455,12 @@ def _check_value(loc: _Locator, i: int, key: str, value: Any, path: str, digest:
     if key == "fail":
         if value not in ("open", "closed"):
             raise bad('one of "open", "closed"')
+        return value
+    if key == "broken_imports":
+        if value not in BROKEN_IMPORTS:
+            raise RuleError(loc.error(i, key, f"expected one of {', '.join(BROKEN_IMPORTS)}, "
+                                              f"got {value!r}"
+                                              f"{_closest(str(value), BROKEN_IMPORTS)}"))
         return value
     if key == "protect":
         if not isinstance(value, bool):
