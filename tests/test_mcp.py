@@ -18,7 +18,7 @@ from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
 
 TOOLS = {"write_files", "edit_file", "file_history", "show_version", "diff_versions",
-         "restore", "validate"}
+         "restore", "validate", "undo_session"}
 
 
 @asynccontextmanager
@@ -184,3 +184,21 @@ def test_through_a_running_daemon_with_a_given_session(env: dict[str, str], root
     [v] = [v for v in cli.log(root / "a.txt") if v["session"] == "agent-7"]
     assert v["origin"] == "batch"
     assert cli.json("status")["running"] is True
+
+
+def test_undo_session_puts_back_what_the_session_wrote(env: dict[str, str], root: Path,
+                                                       store: Path) -> None:
+    (root / "a.txt").write_text("old\n")
+
+    async def body(s: ClientSession) -> None:
+        await call(s, "write_files", operations=[
+            {"op": "write", "path": "a.txt", "content": "new\n"},
+            {"op": "write", "path": "b.txt", "content": "made\n"}])
+        plan = await call(s, "undo_session")  # a dry run first
+        assert plan["dry_run"] and plan["changed"] == 2
+        assert (root / "a.txt").read_text() == "new\n"
+        done = await call(s, "undo_session", dry_run=False)
+        assert done["session"].startswith("undo-") and done["conflicts"] == 0
+
+    run(env, root, store, body, "--session", "mcp-s")
+    assert (root / "a.txt").read_text() == "old\n" and not (root / "b.txt").exists()

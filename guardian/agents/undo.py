@@ -104,13 +104,19 @@ def select(store: Store, *, session: str | None, prompt: str | None, last: int |
             f"prompt {prompt}" if prompt is not None else
             f"the last {last} changes" if last is not None else
             f"agent changes since {iso(since_ns or 0)}")
-    if not rows:
-        raise NotFoundError(f"nothing to undo: no changes recorded for {what}")
     seen: dict[int, bool] = {}
     versions: dict[int, Version] = {}
     for v, _call, _s, _p, _how, amb in rows:
         seen[v.id] = seen.get(v.id, False) or amb
         versions[v.id] = v
+    if session is not None:  # also what was labelled so without a hook: MCP, batches
+        for v in store.versions_labelled(session):
+            # A batch labels the state it found before writing ("captured before a batch")
+            # with its session too: that state is what an undo goes back to, not a change.
+            if v.id not in versions and not (v.note or "").startswith("captured before"):
+                seen[v.id], versions[v.id] = False, v
+    if not versions:
+        raise NotFoundError(f"nothing to undo: no changes recorded for {what}")
     return what, [(versions[i], seen[i]) for i in sorted(versions)]
 
 

@@ -327,6 +327,32 @@ def restore(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def undo_session(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """Every file a session changed, back as it was before it (guardian undo --session): a
+    dry run unless ``dry_run`` is false; conflicts are left alone unless ``force``."""
+    from guardian.client import as_writer
+
+    session = _text(args.get("session", ctx.session), "session") or ctx.session
+    dry_run, force = args.get("dry_run", True), args.get("force", False)
+    if not isinstance(dry_run, bool) or not isinstance(force, bool):
+        raise ToolError("dry_run and force must be true or false")
+    params: dict[str, Any] = {"session": session, "dry_run": dry_run, "force": force}
+
+    def direct(writer: Any) -> Any:
+        from guardian.agents.undo import undo
+        from guardian.batch import protocol as journal
+
+        if not dry_run:
+            journal.recover(writer)
+        return undo(writer, **params)
+
+    try:
+        out: dict[str, Any] = as_writer(ctx.store_path(), "undo", params, direct)
+    except GuardianError as e:
+        raise ToolError.of(e) from None
+    return out
+
+
 # ----------------------------------------------------------------------------- validate
 def validate(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     """What the rules for ``path`` say of ``content`` (default: the file on disk), without
@@ -438,6 +464,16 @@ TOOLS: dict[str, tuple[Any, str, dict[str, Any]]] = {
         "properties": {"path": _PATH, "version": _VERSION,
                        "at": {"type": "string", "description": "a time: \"15m\", ISO 8601"},
                        "dry_run": {"type": "boolean", "default": True}}}),
+    "undo_session": (undo_session, (
+        "Undo a whole session (default: this one): every file it changed goes back as it was "
+        "before it (files it created removed, files it deleted restored, shell-made changes "
+        "seen by Guardian's hooks included), as one all-or-nothing batch. A file someone else "
+        "changed afterwards is a conflict, left alone unless force. A dry run (a diffstat of "
+        "the plan) unless dry_run is false."), {
+        "type": "object",
+        "properties": {"session": {"type": "string"},
+                       "dry_run": {"type": "boolean", "default": True},
+                       "force": {"type": "boolean", "default": False}}}),
     "validate": (validate, (
         "What the project's rules say of a content for a path, before writing it: the "
         "validators that apply, each problem with line and column, whether the path is "

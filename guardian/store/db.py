@@ -1700,6 +1700,13 @@ class Store:
         return [(Version.from_row(r[:n]), int(r[n]), str(r[n + 1]), r[n + 2], str(r[n + 3]),
                  bool(r[n + 4])) for r in self.db.execute(sql, args)]
 
+    def versions_labelled(self, session: str) -> list[Version]:
+        """Versions whose session label is ``session`` however they got it (a batch or an MCP
+        write of that session, ``snapshot --session``), oldest first."""
+        return [Version.from_row(r) for r in self.db.execute(
+            f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM} WHERE v.session=? ORDER BY v.id",
+            (session,))]
+
     def agent_files(self, session: str) -> list[tuple[int, bytes, str, bool]]:
         """(root id, relpath, how, ambiguous) of every file a session changed."""
         return [(int(r), bytes(p), str(h), bool(a)) for r, p, h, a in self.db.execute(
