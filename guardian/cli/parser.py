@@ -329,7 +329,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     from guardian.cli.mcp import add_parsers as mcp_parsers
 
     mcp_parsers(sub, only)
-    from guardian.agents.commands import add_parsers as agent_parsers  # hook, sessions, undo
+    from guardian.cli.agents import add_parsers as agent_parsers  # hook, sessions, undo
 
     agent_parsers(sub, only)
 

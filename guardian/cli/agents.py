@@ -40,7 +40,7 @@ def add_parsers(sub: Any, only: str | None) -> None:
         hs.required = True
         for agent in AGENTS:
             a = hs.add_parser(agent, help=f"the hook {agent} runs (a payload on stdin)")
-            a.set_defaults(func="guardian.agents.commands:cmd_hook_run", agent=agent)
+            a.set_defaults(func="guardian.cli.agents:cmd_hook_run", agent=agent)
         for verb in ("install", "uninstall"):
             i = hs.add_parser(verb, help=f"{verb} Guardian's hooks in an agent's settings file",
                               description="Merges (or removes) only Guardian's entries; the "
@@ -61,7 +61,7 @@ def add_parsers(sub: Any, only: str | None) -> None:
                            help="the project directory (default: .)")
             i.add_argument("--dry-run", action="store_true", help="show the change; write nothing")
             i.add_argument("--json", action="store_true", help="print machine-readable JSON")
-            i.set_defaults(func="guardian.agents.commands:cmd_hook_install",
+            i.set_defaults(func="guardian.cli.agents:cmd_hook_install",
                            install=verb == "install", scope=None)
 
     p = sub.add_parser("sessions", help="agent sessions seen by the hooks",
@@ -74,7 +74,7 @@ def add_parsers(sub: Any, only: str | None) -> None:
         p.add_argument("session", nargs="?", metavar="ID", help="show one session in detail")
         _store_arg(p)
         p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-        p.set_defaults(func="guardian.agents.commands:cmd_sessions")
+        p.set_defaults(func="guardian.cli.agents:cmd_sessions")
 
     p = sub.add_parser("undo", help="undo an agent session, a prompt, or the last changes",
                        description="Put every file the chosen changes touched back as it was "
@@ -96,7 +96,7 @@ def add_parsers(sub: Any, only: str | None) -> None:
                        help="undo conflicting files too (their newer contents stay in the store)")
         _store_arg(p)
         p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-        p.set_defaults(func="guardian.agents.commands:cmd_undo")
+        p.set_defaults(func="guardian.cli.agents:cmd_undo")
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
