@@ -72,8 +72,8 @@ def apply(manifest: Manifest, base: Path, *, store: Path | None = None, dry_run:
         from guardian.service import Service
 
         journal.recover(writer)  # a batch a crash interrupted comes first
-        return Service(writer).apply(wire, os.fsdecode(base), dry_run=dry_run, session=session,
-                                     template_dir=template_dir)
+        return Service(writer).apply_manifest(manifest, os.fsdecode(base), dry_run=dry_run,
+                                              session=session, template_dir=template_dir)
 
     try:
         if dry_run and not (store_path / "guardian.db").is_file():

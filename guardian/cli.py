@@ -1287,6 +1287,29 @@ def quick_snapshot_args(words: list[str]) -> Any:
     return ns
 
 
+def quick_status_args(words: list[str]) -> Any:
+    """``guardian status [--json] [--store DIR]`` parsed without argparse (scripts and
+    prompts call it often); anything else returns None, for argparse."""
+    from types import SimpleNamespace
+
+    if not words or words[0] != "status":
+        return None
+    ns = SimpleNamespace(command="status", func=cmd_status, json=False, store=None)
+    rest = iter(words[1:])
+    for w in rest:
+        if w == "--json":
+            ns.json = True
+        elif w == "--store":
+            ns.store = next(rest, None)
+            if ns.store is None:
+                return None
+        elif w.startswith("--store="):
+            ns.store = w[len("--store="):]
+        else:
+            return None
+    return ns
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     command = next((w for w in words if not w.startswith("-")), None)
@@ -1294,7 +1317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from guardian import startsignals
 
         startsignals.install()
-    args = quick_snapshot_args(words)
+    if words == ["--version"]:  # no parser to build for it
+        sys.stdout.write(f"guardian {__version__}\n")
+        return int(ExitCode.OK)
+    args = quick_snapshot_args(words) or quick_status_args(words)
     if args is None:
         parser = build_parser(command if command in COMMANDS else None)
         args, extra = parser.parse_known_args(words)
@@ -1324,4 +1350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"guardian {args.command}: internal error: {type(e).__name__}: {e} "
                          "(set GUARDIAN_DEBUG=1 for a traceback)\n")
         return int(ExitCode.INTERNAL)
+    finally:
+        if (batchio := sys.modules.get("guardian.batch.io")) is not None:
+            batchio.hand_off_releases()  # replaced files are freed after we exit
 

@@ -647,6 +647,38 @@ def test_a_batch_bigger_than_the_descriptor_limit(cli: Cli, root: Path, limit: i
     assert not temps(root) and cli.json("verify")["ok"] is True
 
 
+def test_replaced_files_are_freed_after_the_command_exits(cli: Cli, root: Path) -> None:
+    """`guardian apply` hands the replaced files it still holds to a detached child, which
+    holds no pipe of ours (the command's output ends when it exits) and no store lock (the
+    next command runs at once), and frees them."""
+    n = 64  # more than release_later closes inline
+    for i in range(n):
+        (root / f"f{i}.txt").write_text(f"old {i}\n")
+    marker = f"m-{os.getpid()}.json"
+    manifest = root.parent / marker
+    manifest.write_text(json.dumps({"operations": [
+        {"op": "write", "path": f"f{i}.txt", "content": f"new {i}\n"} for i in range(n)]}))
+    p = cli.run("apply", str(manifest), "--root", str(root), timeout=60)  # pipes: must end
+    assert p.returncode == 0, p.stderr
+    assert [(root / f"f{i}.txt").read_text() for i in range(n)] == [f"new {i}\n"
+                                                                     for i in range(n)]
+    assert cli.json("verify")["ok"] is True  # the writer lock is free: no wait
+
+    def detached_gone() -> bool:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmd:
+                return False
+        return True
+
+    wait_until(detached_gone, what="the detached child to free the replaced files and exit")
+    log = cli.json("log", str(root / "f0.txt"))["versions"]
+    assert [v["sha256"] for v in log] == [sha256(b"new 0\n"), sha256(b"old 0\n")]
+
+
 def test_mode_and_owner_are_kept(cli: Cli, root: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to give a file another owner")
@@ -674,6 +706,7 @@ def test_daemon_recovers_an_interrupted_batch_at_start(cli: Cli, root: Path, wat
     assert state(root) == expected(NEW) and not temps(root)
 
 
+@pytest.mark.timeout(300)  # two tables of whole processes against fsync-bound baselines
 def test_the_batch_benchmark_group_runs(cli: Cli, tmp_path: Path) -> None:
     """`python -m bench --quick batch`: every row measured beside its baseline."""
     repo = Path(__file__).resolve().parent.parent
@@ -681,9 +714,16 @@ def test_the_batch_benchmark_group_runs(cli: Cli, tmp_path: Path) -> None:
     p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", "batch"],
                        capture_output=True, env=env, cwd=repo, timeout=300)
     assert p.returncode in (0, 1), p.stderr.decode()[-2000:]
-    (table,) = json.loads(p.stdout)["tables"]
-    assert table["name"] == "batch.large" and not table.get("error"), table
-    rows = {r["metric"]: r for r in table["rows"]}
+    tables = {t["name"]: t for t in json.loads(p.stdout)["tables"]}
+    assert set(tables) == {"batch.large", "batch.apply"}
+    for table in tables.values():
+        assert not table.get("error"), table
+        for row in table["rows"]:
+            assert row["value"] > 0 and row["baseline"] > 0, row
+    whole = {r["metric"] for r in tables["batch.apply"]["rows"]}
+    assert {"first apply, new store: 100 files (s)", "second apply, same store: 100 files (s)",
+            "new files, same store: 50 files (s)"} == whole
+    rows = {r["metric"]: r for r in tables["batch.large"]["rows"]}
     for what in ("new files", "rewrites"):
         for base in ("naive loop", "no sync at all"):
             row = rows[f"{what}: batch vs {base} (s)"]
