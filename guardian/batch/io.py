@@ -407,6 +407,9 @@ def put_in_place(targets: list[Target]) -> None:
         if removed_dirs:  # the removed directories' fds are closed: look parents up again
             for t in targets:
                 t.forget_where()
+    if not removed_dirs and len(dirs) >= SYNCFS_DIRS and _sync_filesystems(targets):
+        faults.point("batch.applied")
+        return
     fs_of = {t.root.id: t.rootfs for t in targets}
     for rid, d in sorted(dirs):
         # A directory this batch removed (emptied, or replaced) is gone: its parent's fsync
@@ -414,6 +417,32 @@ def put_in_place(targets: list[Target]) -> None:
         with contextlib.suppress(FileNotFoundError, OutsideRootError):
             fs_of[rid].fsync_dir(d)
     faults.point("batch.applied")
+
+
+#: From this many directories on, the renames are made durable by one ``syncfs`` per
+#: filesystem rather than an fsync per directory (each a flush of the disk's cache: 20
+#: directories took 45-230 ms by fsyncs, 5-55 ms by one syncfs, on this kind of VM).
+SYNCFS_DIRS = 4
+
+
+def _sync_filesystems(targets: list[Target]) -> bool:
+    """One ``syncfs`` per filesystem the targets' directories are on (every directory entry
+    the batch changed is durable after it); False where there is no syncfs."""
+    sync = syncfs()
+    if sync is None:
+        return False
+    by_dev: dict[int, int] = {}
+    seen: set[int] = set()
+    for t in targets:
+        dfd = t.where()[0]
+        if dfd not in seen:
+            seen.add(dfd)
+            by_dev.setdefault(os.fstat(dfd).st_dev, dfd)
+    for dfd in by_dev.values():
+        if sync(dfd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"syncfs: {os.strerror(code)}")
+    return True
 
 
 def _replace(t: Target, dfd: int, name: bytes) -> None:
