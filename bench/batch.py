@@ -103,6 +103,7 @@ BENCHMARKS: dict[str, Callable[[Workspace, Config], Table]] = {"batch.large": la
 
 
 NAIVE = Path(__file__).with_name("naive_apply.py")
+APPLY_ROUNDS = 3  # full runs (each round: 2,000 + 2,000 + 1,000 files, both ways)
 
 
 def _text(size: int) -> str:
@@ -130,7 +131,7 @@ def apply_whole(ws: Workspace, cfg: Config) -> Table:
     n = 100 if cfg.quick else 2000
     new_n = n // 2
     size = 4096
-    rounds = 1 if cfg.quick else 3
+    rounds = 1 if cfg.quick else APPLY_ROUNDS
     table = Table(
         "batch.apply",
         f"`guardian apply m.json --root DIR` as a whole process (interpreter, imports, store, "
