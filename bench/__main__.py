@@ -24,6 +24,7 @@ from bench import (
     restore,
     rules,
     snapshot,
+    startup,
     validation,
 )
 from bench.common import Config, Table, Workspace, guardian_argv, progress
@@ -42,6 +43,7 @@ GROUPS: dict[str, dict[str, Bench]] = {
     "observe": observe.BENCHMARKS,
     "hooks": hooks.BENCHMARKS,
     "backup": backup.BENCHMARKS,
+    "startup": startup.BENCHMARKS,
 }
 
 

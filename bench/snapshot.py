@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import sysconfig
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -70,11 +71,13 @@ def _snapshot(ws: Workspace, cfg: Config, label: str, src: Path,
     progress(f"snapshot.{label}: re-snapshot with a daemon watching the tree, {cfg.repeats}x")
     g_daemon: list[float] = []
     git_daemon: list[float] = []
+    bare: list[float] = []  # the interpreter alone: what no Python client can go below
     with daemon(store, g_tree, env):
         for _ in range(cfg.repeats):
             g_daemon.append(timed([*guardian, "snapshot", "--store", str(store)], env=env,
                                   cwd=g_tree))
             git_daemon.append(timed(["git", "status", "--porcelain"], env=env, cwd=git_tree))
+            bare.append(timed([sys.executable, "-c", "pass"], env=env))
     after_daemon = guardian_status(store, env)
 
     table.rows += [
@@ -84,6 +87,10 @@ def _snapshot(ws: Workspace, cfg: Config, label: str, src: Path,
         Row(f"re-snapshot, unchanged, daemon running (median of {cfg.repeats})",
             median(g_daemon), "s", median(git_daemon), Goal("<=", 1.5, "ratio")),
         Row("files recorded / indexed", before["files"], "", git_files),
+        Row("(floor) python3 -c pass beside the daemon, vs git status", median(bare), "s",
+            median(git_daemon)),
+        Row("re-snapshot through the daemon vs python3 -c pass", median(g_daemon), "s",
+            median(bare)),
     ]
     table.notes += [
         "no daemon: a full stat scan against the store's stat cache; daemon running: the "

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,21 +62,29 @@ def apply(manifest: Manifest, base: Path, *, store: Path | None = None, dry_run:
     base = Path(os.path.abspath(base))
     store_path = store or find_store_for(base) or store_dir_for_roots([base])
     new_roots = [] if read_store_roots(store_path) else [base]
-    wire = {"operations": [op.to_json() for op in manifest.operations],
-            "validate": manifest.validate, "lock_timeout": manifest.lock_timeout,
-            "session": manifest.session}
     template_dir = os.path.abspath(template_dir) if template_dir else None
-    params: dict[str, Any] = {"manifest": wire, "base": os.fsdecode(base), "dry_run": dry_run,
-                              "session": session, "template_dir": template_dir}
-    _check_request_size(store_path, params)
+    made: list[dict[str, Any]] = []
+
+    def params() -> dict[str, Any]:
+        """The request to a daemon (made only if one answers: applied here, the manifest is
+        used as it is)."""
+        if not made:
+            wire = {"operations": [op.to_json() for op in manifest.operations],
+                    "validate": manifest.validate, "lock_timeout": manifest.lock_timeout,
+                    "session": manifest.session}
+            made.append({"manifest": wire, "base": os.fsdecode(base), "dry_run": dry_run,
+                         "session": session, "template_dir": template_dir})
+        return made[0]
+
+    _check_request_size(store_path, manifest, params)
 
     def direct(writer: Any) -> Any:
         from guardian.batch import protocol as journal
         from guardian.service import Service
 
         journal.recover(writer)  # a batch a crash interrupted comes first
-        return Service(writer).apply(wire, os.fsdecode(base), dry_run=dry_run, session=session,
-                                     template_dir=template_dir)
+        return Service(writer).apply_manifest(manifest, os.fsdecode(base), dry_run=dry_run,
+                                              session=session, template_dir=template_dir)
 
     try:
         if dry_run and not (store_path / "guardian.db").is_file():
@@ -108,26 +116,27 @@ def apply(manifest: Manifest, base: Path, *, store: Path | None = None, dry_run:
     return out
 
 
-def _check_request_size(store_path: Path, params: dict[str, Any]) -> None:
+def _check_request_size(store_path: Path, manifest: Manifest,
+                        make: Callable[[], dict[str, Any]]) -> None:
     """Refuse, before sending it, a request the daemon would not read (its line limit):
-    the daemon would drop the connection, which looks like a daemon that died."""
+    the daemon would drop the connection, which looks like a daemon that died. With no
+    daemon the batch is applied in this process, with no limit: nothing is encoded."""
     from guardian import control
-
-    ops = params["manifest"]["operations"]
-    # JSON escapes at most sextuple a character (\u0000); base64 is 4/3 of its bytes.
-    bound = sum(64 + sum(6 * len(v) if isinstance(v, str) else len(json.dumps(v))
-                         for v in op.values()) for op in ops)
-    if bound <= control.MAX_LINE:
-        return
-    size = len(control.encode(params))
-    if size <= control.MAX_LINE:
-        return
     from guardian.client import daemon
 
+    # JSON escapes at most sextuple a character (\u0000); base64 is 4/3 of its bytes.
+    bound = sum(64 + 6 * sum(len(v) for v in (op.path, op.content, op.old, op.new, op.patch,
+                                              op.template, op.template_path) if v)
+                + (len(json.dumps(op.vars)) if op.vars else 0) for op in manifest.operations)
+    if bound <= control.MAX_LINE:
+        return
     conn = daemon(store_path, timeout=10)
     if conn is None:
         return  # applied in this process: no line limit
     conn.close()
+    size = len(control.encode(make()))
+    if size <= control.MAX_LINE:
+        return
     raise GuardianError(f"the batch is {size / 2**20:.1f} MiB as a request, more than the "
                         f"daemon takes ({control.MAX_LINE // 2**20} MiB); split it into "
                         "smaller batches", exit_code=ExitCode.USAGE)

@@ -60,13 +60,16 @@ def daemon(store_path: Path, timeout: float | None = 30.0) -> Connection | None:
         return None
 
 
-def as_writer(store_path: Path, method: str, params: dict[str, Any],
+def as_writer(store_path: Path, method: str,
+              params: dict[str, Any] | Callable[[], dict[str, Any]],
               direct: Callable[[Writer], T], *, wait: float = 30.0,
               timeout: float | None = None, create: bool = False,
               roots: list[Path] | None = None) -> T | Any:
     """Run ``method`` on the daemon if one runs; else ``direct(writer)`` holding the writer lock.
 
-    ``create`` makes the store if there is none yet (``snapshot`` and ``apply`` only; see
+    ``params`` may be a function making them, called only if a daemon answers (a 16 MB
+    manifest's wire form is not built for nothing). ``create`` makes the store if there is
+    none yet (``snapshot`` and ``apply`` only; see
     ``Store.open``); without it a directory that is not a store is an error. ``roots`` are
     added to the store when this process opens it (a daemon already has its roots).
     """
@@ -75,7 +78,7 @@ def as_writer(store_path: Path, method: str, params: dict[str, Any],
         conn = daemon(store_path, timeout=timeout)
         if conn is not None:
             with conn:
-                return conn.call(method, params)
+                return conn.call(method, params() if callable(params) else params)
         from guardian.store.db import Store  # only when no daemon answers
         from guardian.writer import writer_of
 

@@ -18,6 +18,7 @@ from guardian.observe.record import recorded
 from guardian.paths import Root, absolute, locate, under
 
 if TYPE_CHECKING:
+    from guardian.batch.manifest import Manifest
     from guardian.writer import Writer
 from guardian.store import retention
 
@@ -131,13 +132,21 @@ class Service:
         """Run a batch (see guardian.journal); a refused batch raises BatchError.
         ``template_dir``: the manifest file's directory, where its template_path may point
         besides the watched roots."""
+        from guardian.batch import manifest as manifest_mod
+
+        return self.apply_manifest(manifest_mod.from_dict(manifest), base, dry_run=dry_run,
+                                   session=session, template_dir=template_dir)
+
+    def apply_manifest(self, m: Manifest, base: str, *, dry_run: bool = False,
+                       session: str | None = None, template_dir: str | None = None
+                       ) -> dict[str, Any]:
+        """:meth:`apply` of a manifest already parsed (the CLI's own, with no daemon: a
+        16 MB manifest is not turned into its wire form and parsed again)."""
         import time
         from pathlib import Path
 
-        from guardian.batch import manifest as manifest_mod
         from guardian.batch import protocol as journal
 
-        m = manifest_mod.from_dict(manifest)
         m.template_dirs = tuple(str(r.path) for r in self.roots.values()) + (
             (template_dir,) if isinstance(template_dir, str) and os.path.isabs(template_dir)
             else ())  # as given: batchplan.read_template matches it resolved, too

@@ -35,6 +35,23 @@ def test_version_help_and_module_entry(cli: Cli) -> None:
         assert "--store" in cli.run(command, "--help", check=True, store=False).stdout.decode()
 
 
+def test_status_spellings_parsed_without_argparse_match_argparse(cli: Cli, root: Path) -> None:
+    """`status` and `--version` skip argparse (start-up time); every spelling still works,
+    and anything else falls through to argparse's one-line errors and help."""
+    cli.run("snapshot", str(root), check=True)
+    store = str(cli.store)
+    plain = cli.run("status", "--store", store, store=False, check=True).stdout
+    assert cli.run("status", f"--store={store}", store=False, check=True).stdout == plain
+    a = cli.run("status", "--json", "--store", store, store=False, check=True).stdout
+    b = cli.run("status", "--store", store, "--json", store=False, check=True).stdout
+    assert json.loads(a) == json.loads(b) and json.loads(a)["store"] == store
+    bad = cli.run("status", "--bogus", store=False)
+    assert bad.returncode == 2 and bad.stderr.count(b"\n") == 1 and b"--bogus" in bad.stderr
+    missing = cli.run("status", "--store", store=False)
+    assert missing.returncode == 2 and b"--store" in missing.stderr
+    assert b"--json" in cli.run("status", "--help", store=False, check=True).stdout
+
+
 def test_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "guardian"
     assert script.exists(), "pip install should put a `guardian` script beside the interpreter"

@@ -201,7 +201,8 @@ def release_later(targets: list[Target]) -> None:
     rename itself (~0.1 ms a file on ext4 mounted with ``discard``, where it is a TRIM). The
     batch held each old file open, so its renames only swapped names; the freeing happens
     here, after the batch has returned. Nothing in it is needed: the old bytes are in the
-    store, durably, since before the first rename.
+    store, durably, since before the first rename. A one-shot command hands what is left to
+    a child process as it ends (:func:`hand_off_releases`).
     """
     fds = [t.oldfd for t in targets if t.oldfd is not None]
     for t in targets:
@@ -213,21 +214,27 @@ def release_later(targets: list[Target]) -> None:
             with contextlib.suppress(OSError):
                 os.close(fd)
         return
-
-    def close_all() -> None:
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    thread = threading.Thread(target=close_all, name="guardian-release", daemon=True)
     with _releasing_lock:
-        _releasing[:] = [t for t in _releasing if t.is_alive()] + [thread]
+        _pending.extend(fds)
+        if any(t.is_alive() for t in _releasing):
+            return  # the running thread takes these too
+        thread = threading.Thread(target=_close_pending, name="guardian-release", daemon=True)
+        _releasing[:] = [thread]
     thread.start()
 
 
+def _close_pending() -> None:
+    while True:
+        with _releasing_lock:
+            if not _pending:
+                return
+            fd = _pending.pop()
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 _releasing: list[threading.Thread] = []
-
-
+_pending: list[int] = []  # replaced files not closed yet (guarded by _releasing_lock)
 _releasing_lock = threading.Lock()
 
 
@@ -237,6 +244,70 @@ def wait_released(timeout: float | None = None) -> None:
         threads = list(_releasing)
     for thread in threads:
         thread.join(timeout)
+
+
+def hand_off_releases() -> int:
+    """At the end of a one-shot command (``guardian apply``, ``restore``): hand the replaced
+    files not freed yet to a detached grandchild process, which frees them after this one
+    has exited, so the user does not wait for the kernel to free thousands of inodes (each a
+    TRIM on a ``discard`` mount) at exit. Returns how many were handed off.
+
+    Safe whatever becomes of the child: those files are unlinked already and their bytes
+    are in the store, durably; if it is killed, the kernel frees them as it would have at
+    our exit. The child closes every other descriptor first (the store, its lock, stdout),
+    so it holds no lock and nobody waits on a pipe for it, and it runs no Python beyond
+    closing descriptors.
+    """
+    with _releasing_lock:
+        fds, _pending[:] = list(_pending), []
+    if not fds:
+        return 0
+    # The grandchild frees them once our copies are closed (else our close would be the last
+    # and free them here): it waits for the end of this pipe.
+    gate_r, gate_w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        pid = -1
+    if pid == 0:  # the child: start the grandchild (reparented to init), and go
+        code = 0
+        try:
+            if os.fork() == 0:
+                _free_detached(fds, gate_r)
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(gate_r)
+    if pid > 0:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    for fd in fds:  # the grandchild holds them now (if it could not be started: freed here)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    os.close(gate_w)
+    return len(fds)
+
+
+def _free_detached(fds: list[int], gate: int) -> None:
+    """The grandchild of :func:`hand_off_releases`: close everything but ``fds`` and
+    ``gate``; when the parent has closed its end of ``gate`` (its copies of ``fds`` are
+    closed), close ``fds``, freeing what they hold."""
+    try:
+        os.setsid()  # no terminal signals from the command's session
+        keep = {*fds, gate}
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd not in keep:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        with contextlib.suppress(OSError):
+            while os.read(gate, 1):
+                pass
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    finally:
+        os._exit(0)
 
 
 def close_tmpfds(targets: list[Target]) -> None:
@@ -336,6 +407,9 @@ def put_in_place(targets: list[Target]) -> None:
         if removed_dirs:  # the removed directories' fds are closed: look parents up again
             for t in targets:
                 t.forget_where()
+    if not removed_dirs and len(dirs) >= SYNCFS_DIRS and _sync_filesystems(targets):
+        faults.point("batch.applied")
+        return
     fs_of = {t.root.id: t.rootfs for t in targets}
     for rid, d in sorted(dirs):
         # A directory this batch removed (emptied, or replaced) is gone: its parent's fsync
@@ -343,6 +417,32 @@ def put_in_place(targets: list[Target]) -> None:
         with contextlib.suppress(FileNotFoundError, OutsideRootError):
             fs_of[rid].fsync_dir(d)
     faults.point("batch.applied")
+
+
+#: From this many directories on, the renames are made durable by one ``syncfs`` per
+#: filesystem rather than an fsync per directory (each a flush of the disk's cache: 20
+#: directories took 45-230 ms by fsyncs, 5-55 ms by one syncfs, on this kind of VM).
+SYNCFS_DIRS = 4
+
+
+def _sync_filesystems(targets: list[Target]) -> bool:
+    """One ``syncfs`` per filesystem the targets' directories are on (every directory entry
+    the batch changed is durable after it); False where there is no syncfs."""
+    sync = syncfs()
+    if sync is None:
+        return False
+    by_dev: dict[int, int] = {}
+    seen: set[int] = set()
+    for t in targets:
+        dfd = t.where()[0]
+        if dfd not in seen:
+            seen.add(dfd)
+            by_dev.setdefault(os.fstat(dfd).st_dev, dfd)
+    for dfd in by_dev.values():
+        if sync(dfd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"syncfs: {os.strerror(code)}")
+    return True
 
 
 def _replace(t: Target, dfd: int, name: bytes) -> None:

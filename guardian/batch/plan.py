@@ -115,6 +115,7 @@ def read_target(t: Target, fds: Budget) -> None:
     try:
         st = os.fstat(fd)  # the inode actually opened: what a later change is compared with
         t.read_sig = signature(st)
+        t.read_stat = st
         t.current_mode, t.current_uid, t.current_gid = st.st_mode, st.st_uid, st.st_gid
         chunks: list[bytes] = []  # to the end (an empty read): a read can come back short mid-file
         while chunk := os.read(fd, max(st.st_size + 1, 65536) if not chunks else 65536):

@@ -55,9 +55,10 @@ from guardian.batch import io as batchio
 from guardian.batch import locks as targetlocks
 from guardian.batch import plan as batchplan
 from guardian.batch.manifest import Manifest
-from guardian.batch.target import Target
+from guardian.batch.target import Target, signature
 from guardian.errors import BatchError, Busy, GuardianError, OutsideRootError
 from guardian.exitcodes import ExitCode
+from guardian.kinds import VersionKind
 from guardian.paths import SEP, TEMP_PREFIX, Root, show
 from guardian.rootfs import RootFS
 from guardian.store.db import Head, NewVersion, Store
@@ -393,16 +394,26 @@ def _prepare(writer: Writer, targets: list[Target], session: str | None, *,
                 stale.append(i)
         elif live:
             stale.append(i)
-    if stale:
-        what = "restore" if targets[0].origin == "restore" else "batch"
-        writer.recorder.capture([(targets[i].root.id, targets[i].relpath) for i in stale],
-                         origin=targets[0].origin, confirm_missing=True, session=session,
-                         note=f"captured before a {what}")
-        for i in stale:
+    what = "restore" if targets[0].origin == "restore" else "batch"
+    note = f"captured before a {what}"
+    held = [i for i in stale if _read_whole(writer, targets[i])]
+    recorded = set(held)
+    others = [i for i in stale if i not in recorded]
+    if others:
+        writer.recorder.capture([(targets[i].root.id, targets[i].relpath) for i in others],
+                                origin=targets[0].origin, confirm_missing=True,
+                                session=session, note=note)
+        for i in others:
             heads[i] = Head.of(store.file_and_head(targets[i].root.id, targets[i].relpath)[1])
     faults.point("batch.prepare")
     token = secrets.token_hex(4).encode()
     with store.transaction(durable=durable):
+        if held:  # in the journal's transaction: durable with it, before any byte moves
+            for i, head in zip(held, _record_read(store, [targets[i] for i in held],
+                                                  [current[i] for i in held], heads=[
+                                                      heads[i] for i in held],
+                                                  session=session, note=note), strict=True):
+                heads[i] = head
         cur = store.db.execute(
             "INSERT INTO batches(state, created_ns, session, files) VALUES('prepared',?,?,?)",
             (time.time_ns(), session, len(targets)))
@@ -437,6 +448,52 @@ def _prepare(writer: Writer, targets: list[Target], session: str | None, *,
                          t.new_object_id, t.mode, t.temp, extra[key]))
         store.db.executemany("INSERT INTO batch_entries VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", rows)
     return batch_id
+
+
+def _read_whole(writer: Writer, t: Target) -> bool:
+    """Whether what the batch read of ``t`` can be recorded as its current version as it is
+    (no second read): a regular file read whole through a descriptor still open and
+    unchanged since (same signature), that the recorder would store in full (not ignored,
+    not over the size cap, not a rule or ignore file, whose change the recorder acts on)."""
+    if t.kind != "file" or t.current is None or t.oldfd is None or t.read_stat is None:
+        return False
+    name = t.relpath.rpartition(SEP)[2]
+    if name.startswith(b".") and (name == b".gitignore" or name.startswith(b".guardian")):
+        return False
+    recorder = writer.recorder
+    try:
+        if signature(os.fstat(t.oldfd)) != t.read_sig:
+            return False  # written while it was read: the recorder reads it again
+        if recorder.ignore[t.root.id].ignored(t.relpath):
+            return False
+        return len(t.current) <= recorder.max_size(t.root.id, t.relpath)
+    except (OSError, KeyError):
+        return False
+
+
+def _record_read(store: Store, targets: list[Target], hashes: list[bytes | None],
+                 heads: list[Head | None], *, session: str | None, note: str
+                 ) -> list[Head]:
+    """Record the bytes the batch read of each target as its newest version (inside the
+    caller's transaction): what a capture would have stored, without reading it again."""
+    objects = Objects(store)
+    items: list[tuple[bytes, bytes, tuple[str, bytes] | None]] = [
+        (h, t.current, None) for t, h in zip(targets, hashes, strict=True)
+        if h is not None and t.current is not None]
+    ids = objects.put_many(items)
+    objects.sync()
+    now = time.time_ns()
+    rows: list[tuple[int, bytes, NewVersion, os.stat_result | None]] = []
+    out = []
+    for t, h, head in zip(targets, hashes, heads, strict=True):
+        assert h is not None and t.current is not None and t.read_stat is not None
+        kind: VersionKind = "created" if head is None or not head.present else "modified"
+        rows.append((t.root.id, t.relpath, NewVersion(
+            0, ids[h], True, kind, t.origin, t.read_stat.st_mode, len(t.current), note=note,
+            session=session), t.read_stat))
+        out.append(Head(ids[h], h, True, t.read_stat.st_mode))
+    store.add_versions(rows, now)
+    return out
 
 
 def _holds_content(t: Target) -> bool:

@@ -50,6 +50,7 @@ class Target:
     written: tuple[int, int] | None = None  # (st_dev, st_ino) of the temp written
     digest: bytes | None = None     # SHA-256 of final
     read_sig: tuple[int, ...] | None = None  # the file as read (see signature)
+    read_stat: os.stat_result | None = None  # the fstat of the file read (its bytes: current)
     valid: bool | None = None       # the validators' verdict on final (None: none ran)
     # How the new version is recorded (a restore's differ from a batch's).
     origin: Origin = "batch"

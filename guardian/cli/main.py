@@ -8,6 +8,7 @@ import os
 import sys
 
 from guardian.cli.history import quick_snapshot_args
+from guardian.cli.maintenance import quick_status_args
 from guardian.cli.parser import COMMANDS, build_parser, command_parser
 from guardian.errors import GuardianError
 from guardian.exitcodes import ExitCode
@@ -31,7 +32,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from guardian.agents.hook import run  # an agent's tool call: no argparse, fail-open
 
         return run(words[1])
-    args = quick_snapshot_args(words)
+    if words == ["--version"]:  # no parser to build for it
+        from guardian import __version__
+
+        sys.stdout.write(f"guardian {__version__}\n")
+        return int(ExitCode.OK)
+    args = quick_snapshot_args(words) or quick_status_args(words)
     if args is None:
         parser = build_parser(command if command in COMMANDS else None)
         args, extra = parser.parse_known_args(words)
@@ -61,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"guardian {args.command}: internal error: {type(e).__name__}: {e} "
                          "(set GUARDIAN_DEBUG=1 for a traceback)\n")
         return int(ExitCode.INTERNAL)
+    finally:
+        if (batchio := sys.modules.get("guardian.batch.io")) is not None:
+            batchio.hand_off_releases()  # replaced files are freed after we exit
 
 
 def _resolve(func: str | Command) -> Command:
