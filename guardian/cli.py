@@ -36,7 +36,7 @@ error.
 
 COMMANDS = ("watch", "snapshot", "log", "show", "diff", "restore", "status", "verify", "gc",
             "rules", "validate", "trust", "apply", "recover", "bench", "alerts", "metrics",
-            "health", "report", "suggest")
+            "health", "report", "suggest", "tui")
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
@@ -145,7 +145,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     if only in (None, "watch"):
         p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to watch (default: .)")
         p.add_argument("--headless", action="store_true",
-                       help="no TUI; JSON lines on stderr (the only mode until the TUI lands)")
+                       help="no TUI; JSON lines on stderr (the default when stdout or stderr "
+                            "is not a terminal)")
         p.add_argument("--reconcile-interval", type=_number(0, 86400 * 365, positive=True),
                        default=600.0, metavar="SECONDS",
                        help="full rescan period, a safety net for lost events (default: 600)")
@@ -320,6 +321,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         _json_arg(p)
         _store_arg(p)
         p.set_defaults(func=cmd_alerts)
+    p = sub.add_parser("tui", help="the dashboard, alerts and restore browser (Textual)",
+                       description="Attach to the daemon of the store, or open the store "
+                       "read-only when none runs (restores still work, as `guardian restore`).")
+    if only in (None, "tui"):
+        _store_arg(p)
+        p.set_defaults(func=cmd_tui)
+
     _observe_parsers(sub, only)
 
     p = sub.add_parser("rules", help="which rules apply to a path, and where each came from",
@@ -515,6 +523,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if args.reconcile_interval <= 0 or args.poll_interval <= 0:
         raise UsageError("intervals must be positive")
     store_path = _explicit_store(args) or store_dir_for_roots(roots)
+    if not args.headless and sys.stdout.isatty() and sys.stderr.isatty():
+        from tui.command import watch_with_tui  # lazy: the core never imports the UI
+
+        return watch_with_tui(args, roots, store_path)
     _install_json_logging(emit_json_line)
     store = Store.open(store_path, write=True, create=True)
     daemon = None
@@ -1060,6 +1072,12 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     from guardian.observe.commands import suggest
 
     return suggest(args, _find_store(args, None))
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from tui.command import run_tui  # lazy: the core never imports the UI
+
+    return run_tui(_find_store(args, None))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
