@@ -69,7 +69,7 @@ class Alerts(Screen[None]):
         self.show_rows()
 
     def refresh_if_changed(self) -> None:
-        if self.gapp.stats_seq != self.shown_seq:
+        if self.is_current and self.gapp.stats_seq != self.shown_seq:
             self.show_rows()
 
     def show_rows(self) -> None:

@@ -137,6 +137,8 @@ class Dashboard(Screen[None]):
         self.render_now()
 
     def render_now(self) -> None:
+        if not self.is_current:
+            return  # another mode is shown: nothing to draw (on_screen_resume catches up)
         app = self.gapp
         with app.batch_update():
             if self.shown_stats != app.stats_seq:

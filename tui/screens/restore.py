@@ -221,7 +221,10 @@ class Restore(Screen[None]):
             f"{n_files:,} paths · state: {self.state} (s) · deleted "
             f"{'hidden' if self.hide_deleted else 'shown'} (d){shown}")
         if target is not None:
-            tree.move_cursor(target)
+            # The new nodes have no lines until the tree is laid out again.
+            self.call_after_refresh(tree.move_cursor, target)
+            if target.data is not None:
+                self.select(target.data)
             if self.pending is not None:
                 self.pending = None
                 tree.focus()
