@@ -11,23 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.pilot import Pilot
+from textual.widgets import Tree
 
 from guardian.rules.rulefiles import RULE_FILE
 from guardian.store.db import Store
+from tui.app import GuardianApp, make_app
+from tui.screens.alerts import Alerts
+from tui.screens.attime import AtTime
+from tui.screens.confirm import ConfirmRestore
+from tui.screens.dashboard import Dashboard
+from tui.screens.restore import Restore
 
 from .conftest import Cli, Watch
-
-pytest.importorskip("textual")
-
-from textual.pilot import Pilot  # noqa: E402
-from textual.widgets import Tree  # noqa: E402
-
-from tui.app import GuardianApp, make_app  # noqa: E402
-from tui.screens.alerts import Alerts  # noqa: E402
-from tui.screens.attime import AtTime  # noqa: E402
-from tui.screens.confirm import ConfirmRestore  # noqa: E402
-from tui.screens.dashboard import Dashboard  # noqa: E402
-from tui.screens.restore import Restore  # noqa: E402
 
 SIZE = (120, 40)
 

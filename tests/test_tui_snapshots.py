@@ -20,17 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.pilot import Pilot
 
-pytest.importorskip("textual")
-
-from textual.pilot import Pilot  # noqa: E402
-
-from guardian.store.db import NewVersion, Store  # noqa: E402
-from guardian.store.objects import Objects  # noqa: E402
-from tui.app import GuardianApp, make_app  # noqa: E402
-from tui.screens.alerts import Alerts  # noqa: E402
-from tui.screens.confirm import ConfirmRestore  # noqa: E402
-from tui.screens.restore import Restore  # noqa: E402
+from guardian.store.db import NewVersion, Store
+from guardian.store.objects import Objects
+from tui.app import GuardianApp, make_app
+from tui.screens.alerts import Alerts
+from tui.screens.confirm import ConfirmRestore
+from tui.screens.restore import Restore
 
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "tui"
 NOW = 1_796_000_000  # 2026-11-30 06:53:20 UTC
