@@ -260,6 +260,7 @@ def test_filter_the_tree(root: Path, store: Path, watch) -> None:
     assert w.stop() == 0
 
 
+@pytest.mark.slow
 def test_a_burst_while_the_dashboard_is_open(root: Path, store: Path, watch) -> None:
     w: Watch = watch(root)
     n = 5000

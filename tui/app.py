@@ -9,6 +9,7 @@ Screens render from timers, never per event.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -64,6 +65,7 @@ class GuardianApp(App[None]):
         self.stats_seq = 0
         self.feed_alerts = 0
         self._roots: dict[int, Root] = {}
+        self._nudged = threading.Event()
 
     # ----------------------------------------------------------------- helpers for screens
     def roots(self) -> list[Root]:
@@ -146,13 +148,16 @@ class GuardianApp(App[None]):
         self._subscription = sub
         for event in sub:
             self.feed.add(event)
-            self.post_message(FeedChanged())
+            if not self._nudged.is_set():  # one message in flight is enough
+                self._nudged.set()
+                self.post_message(FeedChanged())
         self.post_message(FeedEnded())
 
     def on_stats_updated(self, message: StatsUpdated) -> None:
         self.stats_seq += 1
 
     def on_feed_changed(self, message: FeedChanged) -> None:
+        self._nudged.clear()
         if self.feed.alerts != self.feed_alerts:  # a new or changed alert: read them now
             self.feed_alerts = self.feed.alerts
             self.refresh_stats()

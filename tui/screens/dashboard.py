@@ -8,13 +8,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import Footer, Header, Label, Static
 
-from guardian.events import Alert, ErrorEvent, Event, Reconciled, VersionRecorded, WarningEvent
+from guardian.events import (
+    Alert,
+    ErrorEvent,
+    Event,
+    Reconciled,
+    Validation,
+    VersionRecorded,
+    WarningEvent,
+)
 from tui.widgets.kpi import Kpi
 
 if TYPE_CHECKING:
@@ -65,6 +75,9 @@ def describe(event: Event) -> tuple[str, str, str]:
         return event.kind, event.path, event.origin
     if isinstance(event, Alert):
         return f"alert {event.severity}", event.path or "", event.message
+    if isinstance(event, Validation):
+        first = event.problems[0].get("message", "") if event.problems else ""
+        return ("invalid" if event.valid is False else "validated"), event.path, first
     if isinstance(event, Reconciled):
         return "reconcile", event.path, f"{event.reason}: {event.recorded} recorded"
     if isinstance(event, WarningEvent | ErrorEvent):
@@ -106,18 +119,14 @@ class Dashboard(Screen[None]):
         with Horizontal(id="lower"):
             with Vertical(id="events-box"):
                 yield Label("Recent events", id="events-title")
-                yield DataTable(id="events", cursor_type="row", zebra_stripes=True)
+                with VerticalScroll(id="events"):
+                    yield Static("", id="events-text")
             with Vertical(id="alerts-box"):
                 yield Label("Open alerts", id="alerts-title")
                 yield Static("", id="alerts-summary", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#events", DataTable)
-        table.add_column("time", key="time", width=8)
-        table.add_column("what", key="what", width=10)
-        table.add_column("path", key="path")
-        table.add_column("detail", key="detail")
         self.set_interval(0.5, self.render_now)
         self.render_now()
 
@@ -131,8 +140,7 @@ class Dashboard(Screen[None]):
         self.render_now()
 
     def action_newest(self) -> None:
-        self.query_one("#events", DataTable).move_cursor(row=0)
-        self.query_one("#events", DataTable).scroll_home(animate=False)
+        self.query_one("#events", VerticalScroll).scroll_home(animate=False)
         self.unseen = 0
         self.render_now()
 
@@ -200,12 +208,12 @@ class Dashboard(Screen[None]):
         self.query_one("#alerts-title", Label).update(f"Open alerts ({len(open_)})")
 
     def _render_events(self) -> None:
+        """One Static, redrawn whole from the feed's copy (cheaper than a table per row)."""
         app = self.gapp
         feed = app.feed
-        table = self.query_one("#events", DataTable)
         if feed.seq == self.shown_seq:
             return
-        scrolled = table.scroll_y > 0 or table.cursor_row > 0
+        scrolled = self.query_one("#events", VerticalScroll).scroll_y > 0
         if self.paused or scrolled:
             self.unseen += feed.seq - max(self.shown_seq, 0)
             self.shown_seq = feed.seq
@@ -216,9 +224,17 @@ class Dashboard(Screen[None]):
             return
         self.shown_seq = feed.seq
         self.unseen = 0
-        table.clear()
+        table = Table(box=None, expand=True, show_header=True, header_style="bold",
+                      pad_edge=False)
+        table.add_column("time", width=8, no_wrap=True)
+        table.add_column("what", width=10, no_wrap=True)
+        table.add_column("path", ratio=2, no_wrap=True, overflow="ellipsis")
+        table.add_column("detail", ratio=1, no_wrap=True, overflow="ellipsis")
+        style = {"deleted": "red", "created": "green", "restored": "cyan", "invalid": "red"}
         for t, ev in feed.recent(SHOWN):
             what, path, detail = describe(ev)
-            table.add_row(app.clock_text(t), what, app.short_path(path), detail)
+            table.add_row(app.clock_text(t), Text(what, style=style.get(what, "")),
+                          app.short_path(path), detail)
+        self.query_one("#events-text", Static).update(table)
         self.query_one("#events-title", Label).update(
             f"Recent events ({feed.seq:,} since start)")

@@ -262,19 +262,29 @@ class Restore(Screen[None]):
 
     @on(Input.Submitted, "#filter")
     def filter_done(self) -> None:
-        self.query_one("#paths", Tree).focus()
+        self.set_focus(self.query_one("#paths", Tree))
 
     def on_key(self, event: Any) -> None:
         if event.key == "escape":
             if self.query_one("#filter", Input).has_focus:
-                self.query_one("#paths", Tree).focus()
+                self.set_focus(self.query_one("#paths", Tree))
                 event.stop()
             elif self.has_class("maximized"):
                 self.action_maximize()
                 event.stop()
 
+    def on_paste(self, event: Any) -> None:
+        """Text pasted (or sent in one burst, as tmux does) anywhere here is a filter."""
+        box = self.query_one("#filter", Input)
+        if not box.has_focus:
+            self.set_focus(box)
+            box.insert_text_at_cursor(event.text.strip().lstrip("/"))
+            event.stop()
+
     def action_filter(self) -> None:
-        self.query_one("#filter", Input).focus()
+        # At once, not after a refresh (Widget.focus): keys typed right after "/" are the
+        # filter's, never the tree's bindings.
+        self.set_focus(self.query_one("#filter", Input))
 
     def action_toggle_deleted(self) -> None:
         self.hide_deleted = not self.hide_deleted
