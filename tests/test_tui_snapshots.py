@@ -109,6 +109,14 @@ def check(name: str, svg: str) -> None:
         "GUARDIAN_UPDATE_SNAPSHOTS=1 and look at the SVG")
 
 
+async def footer_shows(app: GuardianApp, pilot: Pilot[None], description: str) -> None:
+    """The footer is recomposed after a screen change: wait until the picture has this
+    screen's keys, then for one more refresh."""
+    await until(pilot, lambda: f">{description}&#160;" in app.export_screenshot(),
+                f"{description!r} in the footer")
+    await pilot.pause()
+
+
 async def until(pilot: Pilot[None], cond: Callable[[], Any], what: str) -> Any:
     deadline = time.monotonic() + 30
     while not (value := cond()):
@@ -131,14 +139,14 @@ def test_screens(snapshot_store: Path, size: tuple[int, int]) -> None:
             dash = app.screen
             await until(pilot, lambda: getattr(dash, "shown_stats", -1) == app.stats_seq
                         and dash.shown_seq == app.feed.seq, "the dashboard drawn")
-            await pilot.pause()
+            await footer_shows(app, pilot, "Pause")
             check(f"dashboard-{tag}", normalise(app.export_screenshot(), root))
 
             await pilot.press("2")
             alerts = await until(pilot, lambda: isinstance(app.screen, Alerts) and app.screen,
                                  "alerts")
             await until(pilot, lambda: len(alerts.rows) == 2, "two alerts")
-            await pilot.pause()
+            await footer_shows(app, pilot, "Ack")
             check(f"alerts-{tag}", normalise(app.export_screenshot(), root))
 
             await pilot.press("3")
@@ -151,7 +159,7 @@ def test_screens(snapshot_store: Path, size: tuple[int, int]) -> None:
             await until(pilot, lambda: "version 2" in str(
                 browser.query_one("#diff-title").render()), "the diff of version 2")
             await app.workers.wait_for_complete()
-            await pilot.pause()
+            await footer_shows(app, pilot, "Filter")
             check(f"restore-{tag}", normalise(app.export_screenshot(), root))
 
             await pilot.press("r")
