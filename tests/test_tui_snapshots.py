@@ -164,6 +164,7 @@ def test_screens(snapshot_store: Path, size: tuple[int, int]) -> None:
 
             await pilot.press("r")
             await until(pilot, lambda: isinstance(app.screen, ConfirmRestore), "confirm")
+            await until(pilot, lambda: "Keep&#160;both" in app.export_screenshot(), "buttons")
             await pilot.pause()
             check(f"confirm-{tag}", normalise(app.export_screenshot(), root))
             await pilot.press("escape")
