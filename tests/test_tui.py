@@ -287,3 +287,28 @@ def test_a_burst_while_the_dashboard_is_open(root: Path, store: Path, watch) -> 
 
     drive(store, body)
     assert w.stop() == 0
+
+
+def test_subscribe_yields_typed_events(root: Path, store: Path, watch) -> None:
+    from guardian.client import subscribe
+    from guardian.events import VersionRecorded
+
+    w: Watch = watch(root)
+    sub = subscribe(store)
+    assert sub is not None
+    with sub:
+        (root / "new.txt").write_bytes(b"hi\n")
+        for event in sub:
+            if isinstance(event, VersionRecorded) and event.path == str(root / "new.txt"):
+                assert event.kind == "created" and event.size == 3
+                break
+    assert w.stop() == 0
+    assert subscribe(store) is None  # no daemon: nothing to subscribe to
+
+
+def test_tui_command_line(cli: Cli, tmp_path: Path) -> None:
+    p = cli.run("tui", "--help")
+    assert p.returncode == 0 and b"read-only" in p.stdout
+    p = cli.run("tui", "--store", str(tmp_path / "nowhere"), store=False)
+    assert p.returncode == 2
+    assert p.stderr.decode().count("\n") == 1 and b"not a Guardian store" in p.stderr
