@@ -30,8 +30,9 @@ class Help(ModalScreen[None]):
         sources = [self.under, *self.under.query("*"), self.app]
         for source in sources:
             for b in getattr(source, "BINDINGS", []):
-                if not isinstance(b, Binding) or not b.description or b.id in seen:
+                # Ours carry an id (and a tooltip); widgets' own scrolling keys do not.
+                if not isinstance(b, Binding) or not b.id or b.id in seen:
                     continue
-                seen.add(b.id or b.key)
+                seen.add(b.id)
                 key = b.key_display or self.app.get_key_display(b)
                 table.add_row(key, b.description, b.tooltip)

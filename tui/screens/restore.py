@@ -538,7 +538,8 @@ class Restore(Screen[None]):
         stops: dict[int, int] = {}
         for v in vs:
             stops[v.time_ns] = stops.get(v.time_ns, 0) + 1
-        options = [(ns, f"{app.clock_text(ns / 1e9)} ({app.age(app.now() - ns / 1e9)} ago) · "
+        options = [(ns, f"{app.clock_text(ns / 1e9)}.{ns // 1_000_000 % 1000:03} "
+                        f"({app.age(app.now() - ns / 1e9)} ago) · "
                         f"{n} version{'s' if n != 1 else ''}")
                    for ns, n in sorted(stops.items(), reverse=True)[:300]]
         at = await app.push_screen_wait(AtTime(path, options, int(app.now() * 1e9)))
