@@ -149,7 +149,31 @@ class Restore(Screen[None]):
     def _set_index(self, index: Index, seq: int) -> None:
         self.index = index
         self.index_seq = seq
+        keep = self.entry
+        if keep is not None:  # a reload (after a restore, say) keeps the selection
+            self.pending = (keep.root_id, keep.relpath)
         self.rebuild()
+        if keep is not None and not self.filtering:
+            self.reveal(keep)
+        self.pending = None
+
+    def reveal(self, e: Entry) -> None:
+        """Expand the lazy tree down to ``e`` and put the cursor on it."""
+        tree: Tree[Entry] = self.query_one("#paths", Tree)
+        node = next((n for n in tree.root.children
+                     if n.data is not None and n.data.root_id == e.root_id), None)
+        parts = e.relpath.split(b"/") if e.relpath else []
+        for i in range(1, len(parts) + 1):
+            if node is None:
+                return
+            if not node.children:
+                self.add_children(node)
+            node.expand()
+            want = b"/".join(parts[:i])
+            node = next((n for n in node.children
+                         if n.data is not None and n.data.relpath == want), None)
+        if node is not None:
+            self.call_after_refresh(tree.move_cursor, node)
 
     def rebuild(self) -> None:
         """The tree for the current filter (lazy without one; the matches, expanded, with)."""
