@@ -25,6 +25,7 @@ from bench import (
     rules,
     snapshot,
     startup,
+    tui,
     validation,
 )
 from bench.common import Config, Table, Workspace, guardian_argv, progress
@@ -44,6 +45,7 @@ GROUPS: dict[str, dict[str, Bench]] = {
     "hooks": hooks.BENCHMARKS,
     "backup": backup.BENCHMARKS,
     "startup": startup.BENCHMARKS,
+    "tui": tui.BENCHMARKS,
 }
 
 

@@ -23,9 +23,10 @@ from guardian.locations import client_socket_path, runtime_dir_problem
 
 TYPE_CHECKING = False  # keeps `typing` off the CLI's start-up path
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import Any, TypeVar
 
+    from guardian.events import Event
     from guardian.writer import Writer
 
     T = TypeVar("T")
@@ -94,3 +95,62 @@ def as_writer(store_path: Path, method: str,
             continue
         with store, writer_of(store, roots) as writer:
             return direct(writer)
+
+
+class Subscription:
+    """The daemon's event stream (``subscribe``), as :class:`~guardian.events.Event` objects.
+
+    Iterating blocks on the socket; :meth:`close` (from any thread) ends the iteration, as
+    does the daemon going away. The TUI's feed thread is its one user.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._closed = False
+
+    def __iter__(self) -> Iterator[Event]:
+        from guardian.events import Event
+
+        try:
+            while not self._closed:
+                try:
+                    obj = self._conn.read()
+                except (OSError, ConnectionError, ValueError):
+                    return
+                yield Event.from_dict(obj)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the stream; safe to call twice and from another thread than the reader's."""
+        if self._closed:
+            return
+        self._closed = True
+        import contextlib
+        import socket
+
+        with contextlib.suppress(OSError):
+            self._conn.sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv
+        self._conn.close()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def subscribe(store_path: Path) -> Subscription | None:
+    """The event stream of the daemon writing ``store_path``; None if no daemon answers.
+
+    The daemon acknowledges once, then sends one event per line until either side closes."""
+    conn = daemon(store_path, timeout=10.0)
+    if conn is None:
+        return None
+    try:
+        conn.call("subscribe")
+    except BaseException:
+        conn.close()
+        raise
+    conn.sock.settimeout(None)  # events may be minutes apart
+    return Subscription(conn)

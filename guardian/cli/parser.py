@@ -30,7 +30,7 @@ error.
 
 COMMANDS = ("watch", "snapshot", "log", "show", "diff", "restore", "status", "verify", "gc",
             "rules", "validate", "trust", "apply", "recover", "bench", "alerts", "metrics",
-            "health", "report", "suggest", "mcp", "store", "hook", "sessions", "undo")
+            "health", "report", "suggest", "mcp", "store", "hook", "sessions", "undo", "tui")
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
@@ -147,7 +147,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     if only in (None, "watch"):
         p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to watch (default: .)")
         p.add_argument("--headless", action="store_true",
-                       help="no TUI; JSON lines on stderr (the only mode until the TUI lands)")
+                       help="no TUI; JSON lines on stderr (the default when stdout or stderr "
+                            "is not a terminal)")
         p.add_argument("--reconcile-interval", type=_number(0, 86400 * 365, positive=True),
                        default=600.0, metavar="SECONDS",
                        help="full rescan period, a safety net for lost events (default: 600)")
@@ -322,6 +323,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         _json_arg(p)
         _store_arg(p)
         p.set_defaults(func="guardian.cli.observe:cmd_alerts")
+    p = sub.add_parser("tui", help="the dashboard, alerts and restore browser (Textual)",
+                       description="Attach to the daemon of the store, or open the store "
+                       "read-only when none runs (restores still work, as `guardian restore`).")
+    if only in (None, "tui"):
+        _store_arg(p)
+        p.set_defaults(func="guardian.cli.watch:cmd_tui")
+
     _observe_parsers(sub, only)
     from guardian.cli.store import add_parsers as store_parsers
 

@@ -1,11 +1,13 @@
-"""``guardian watch``: the daemon in the foreground.
+"""``guardian watch``: the daemon in the foreground (on a terminal, with the TUI attached);
+``guardian tui``: the TUI on a store.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 
-from guardian.cli.common import explicit_store
+from guardian.cli.common import explicit_store, find_store
 from guardian.errors import UsageError
 from guardian.exitcodes import ExitCode
 
@@ -41,6 +43,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if args.reconcile_interval <= 0 or args.poll_interval <= 0:
         raise UsageError("intervals must be positive")
     store_path = explicit_store(args) or store_dir_for_roots(roots)
+    if not args.headless and sys.stdout.isatty() and sys.stderr.isatty():
+        from tui.command import watch_with_tui  # lazy: the core never imports the UI
+
+        return watch_with_tui(args, roots, store_path)
     _install_json_logging(emit_json_line)
     store = Store.open(store_path, write=True, create=True)
     daemon = None
@@ -94,3 +100,9 @@ def _install_json_logging(emit: Callable[[Any], None]) -> None:
     root.handlers[:] = [JsonHandler(level=logging.WARNING)]
     root.setLevel(logging.WARNING)
     logging.captureWarnings(True)
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from tui.command import run_tui  # lazy: the core never imports the UI
+
+    return run_tui(find_store(args, None))

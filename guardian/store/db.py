@@ -1348,6 +1348,17 @@ class Store:
         return [(int(r[0]), bytes(r[1]), r[2], int(r[3]), int(r[4] or 0))
                 for r in self.db.execute(sql + " GROUP BY v.file_id, v.kind", args)]
 
+    def path_index(self) -> list[tuple[int, int, bytes, bool, str, bool | None, int]]:
+        """Every path the store knows, deleted ones included, in path order: (file id, root
+        id, relpath, live, head kind, head valid, head time). The TUI's restore tree is built
+        from it (one pass over ``files``, in the order of its unique index)."""
+        return [(int(fid), int(rid), bytes(rel), bool(live), kind or "",
+                 None if valid is None else bool(valid), int(t or 0))
+                for fid, rid, rel, live, kind, valid, t in self.db.execute(
+                    "SELECT f.id, f.root_id, f.relpath, f.live, v.kind, v.valid, v.time_ns"
+                    " FROM files f LEFT JOIN versions v ON v.id = f.head_id"
+                    " ORDER BY f.root_id, f.relpath")]
+
     def live_relpaths(self, root_id: int, limit: int) -> list[bytes]:
         return [bytes(r[0]) for r in self.db.execute(
             "SELECT relpath FROM files WHERE root_id=? AND live=1 LIMIT ?", (root_id, limit))]

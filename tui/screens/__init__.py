@@ -1,0 +1,1 @@
+"""Screens of the Guardian TUI: three modes (dashboard, alerts, restore) and modals."""
