@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from guardian.capture import anchored
 from guardian.capture.anchored import MAX_KEPT, NOT_A_DIR, RootDirs
+from guardian.capture.early import EarlyReads
 from guardian.capture.scan import WalkReport, is_blind, walk
 from guardian.paths import SEP, Root
 from guardian.rules.ignore import GITIGNORE, IgnoreMatcher
@@ -126,16 +127,41 @@ class Recorder:
         self._warned: dict[PathKey, str] = {}
         #: Hook for tests of the store-full path: raise from inside the transaction.
         self.before_commit: Callable[[], None] | None = None
+        #: Reads of closed files at once (the daemon's; see :mod:`guardian.capture.early`).
+        self.early: EarlyReads | None = None
 
     def close(self) -> None:
+        if self.early is not None:
+            self.early.close()
         self._pool.shutdown(wait=True)
+
+    def read_early(self) -> EarlyReads:
+        """Start reading closed files at once (:meth:`EarlyReads.read_soon`); from then on
+        :meth:`capture` with ``early=True`` records what those reads saw, in order."""
+        if self.early is None:
+            self.early = EarlyReads(self._observe_alone, threads=min(2, self._workers))
+        return self.early
+
+    def _observe_alone(self, key: PathKey, last: Seen | None) -> Seen:
+        """One path, its own directory fds (an early read's thread keeps none between
+        reads: a directory renamed meanwhile must not be read through an old fd)."""
+        with RootDirs(self.roots[key[0]].bpath, 8) as dirs:
+            s = self._observe(key, dirs, last)
+        if s.data is not None and s is not last:
+            s.packed = obj.compress(s.data)
+        return s
 
     # ----------------------------------------------------------------- public API
     def capture(self, keys: Iterable[PathKey], *, origin: str, confirm_missing: bool,
-                session: str | None = None, note: str | None = None) -> CaptureResult:
-        """Record the current state of each path (one group commit)."""
+                session: str | None = None, note: str | None = None,
+                early: bool = False) -> CaptureResult:
+        """Record the current state of each path (one group commit). ``early``: first every
+        version the early reads saw of these paths (see :meth:`read_early`)."""
         keys = list(dict.fromkeys(keys))
-        seen = self._observe_all(keys)
+        if early and self.early is not None:
+            seen = _in_order(self.early.take(keys))
+        else:
+            seen = self._observe_all(keys)
         return self._record(seen, origin=origin, confirm_missing=confirm_missing,
                             baseline=False, session=session, note=note)
 
@@ -268,7 +294,9 @@ class Recorder:
 
         return results
 
-    def _observe(self, key: PathKey, dirs: RootDirs) -> Seen:
+    def _observe(self, key: PathKey, dirs: RootDirs, last: Seen | None = None) -> Seen:
+        """``last``: an earlier read of this path, returned as is if the file has not changed
+        since (same size, mtime, ctime, inode, mode)."""
         root_id, rel = key
         if not rel or self.ignore[root_id].ignored(rel):
             return Seen(root_id, rel, IGNORED)
@@ -288,6 +316,9 @@ class Recorder:
         except OSError as e:
             return Seen(root_id, rel, UNREADABLE, error=e.strerror or str(e))
         mode = st.st_mode
+        if last is not None and last.state == FILE and last.st is not None \
+                and _same_stat(st, last.st):
+            return last
         if stat.S_ISDIR(mode):
             return Seen(root_id, rel, DIR, st)
         if stat.S_ISLNK(mode):
@@ -503,6 +534,37 @@ def _version(vid: int, fid: int, s: Seen, nv: NewVersion, now: int) -> Version:
     h = s.hash if nv.present and nv.object_id is not None else None
     return Version(vid, fid, s.root_id, s.relpath, nv.object_id, h, nv.present, nv.kind,
                    nv.origin, now, nv.mode, nv.size, nv.valid, nv.session, nv.note, nv.peer_id)
+
+def _same_stat(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns, a.st_ino, a.st_dev, a.st_mode) == (
+        b.st_size, b.st_mtime_ns, b.st_ctime_ns, b.st_ino, b.st_dev, b.st_mode)
+
+
+def _in_order(groups: list[list[Seen]]) -> list[Seen]:
+    """The observations to record from :meth:`EarlyReads.take`'s groups: each path's early
+    reads of content (repeats dropped), then its state now.
+
+    A file read early that is gone now, whose inode is now another path of the batch, was a
+    temp file renamed into place (an atomic save, ``sed -i``, rsync): its content is recorded
+    there, and the temp file is not recorded on its own.
+    """
+    here = {(s.st.st_dev, s.st.st_ino) for g in groups for s in g[-1:]
+            if s.st is not None and s.state in (FILE, LINK)}
+    out: list[Seen] = []
+    for g in groups:
+        now = g[-1]
+        early: list[Seen] = []
+        for s in g[:-1]:
+            if s.state == FILE and s is not now and (not early or s is not early[-1]):
+                early.append(s)
+        if early and now.state == MISSING:
+            st = early[-1].st
+            if st is not None and (st.st_dev, st.st_ino) in here:
+                early = []
+        out += early
+        out.append(now)
+    return out
+
 
 def _read_regular(root_id: int, rel: bytes, dfd: int, name: bytes) -> Seen:
     """Read regular file ``name`` of directory ``dfd`` whole, refusing symlinks and noticing
