@@ -72,8 +72,14 @@ class EarlyReads:
             self._queue(key).put((key, fut, last, True))
 
     def pending(self) -> int:
+        """Paths with early reads not yet taken."""
         with self._lock:
             return len(self._pending)
+
+    def done(self) -> bool:
+        """Whether every early read queued so far has been read (not necessarily taken)."""
+        with self._lock:
+            return all(f.done() for held in self._pending.values() for f in held)
 
     def take(self, keys: Sequence[PathKey]) -> list[list[Seen]]:
         """For each key: its early reads not taken yet, then its state now (a read queued

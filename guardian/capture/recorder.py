@@ -19,12 +19,11 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from guardian.capture import anchored
 from guardian.capture.anchored import MAX_KEPT, NOT_A_DIR, RootDirs
-from guardian.capture.early import EarlyReads
 from guardian.capture.scan import WalkReport, is_blind, walk
 from guardian.paths import SEP, Root
 from guardian.rules.ignore import GITIGNORE, IgnoreMatcher
@@ -33,6 +32,11 @@ from guardian.rules.settings import Settings
 from guardian.store import objects as obj
 from guardian.store.db import NewVersion, Store, Version
 from guardian.store.objects import Objects
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from guardian.capture.early import EarlyReads
 
 PathKey = tuple[int, bytes]  # (root id, relpath)
 _ABSENT: tuple[int, ...] = ()
@@ -116,14 +120,15 @@ class Recorder:
         store_rel = {r.id: _inside(store.path, r) for r in roots}
         self.ignore = {
             r.id: IgnoreMatcher(r.bpath, extra_ignored=[p for p in [store_rel[r.id]] if p],
-                                rules=(_rules_ignore(policy, r.id) if policy else None))
+                                rules=(_rules_ignore(policy, r.id) if policy else None),
+                                rules_in=(_rules_in(policy, r.id) if policy else None))
             for r in roots
         }
         #: Which recorded versions' content to keep in the result (the daemon validates them).
         self.keep_content: Callable[[int, bytes], bool] | None = None
         n = workers or min(4, os.cpu_count() or 2)
         self._workers = n
-        self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="guardian-io")
+        self._pool_: ThreadPoolExecutor | None = None  # started when first needed
         self._warned: dict[PathKey, str] = {}
         #: Hook for tests of the store-full path: raise from inside the transaction.
         self.before_commit: Callable[[], None] | None = None
@@ -133,12 +138,26 @@ class Recorder:
     def close(self) -> None:
         if self.early is not None:
             self.early.close()
-        self._pool.shutdown(wait=True)
+        if self._pool_ is not None:
+            self._pool_.shutdown(wait=True)
+
+    @property
+    def _pool(self) -> ThreadPoolExecutor:
+        """The observing threads, started on first use (an unchanged tree needs none; and
+        ``concurrent.futures`` is not imported by a command that does not use it)."""
+        if self._pool_ is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool_ = ThreadPoolExecutor(max_workers=self._workers,
+                                             thread_name_prefix="guardian-io")
+        return self._pool_
 
     def read_early(self) -> EarlyReads:
         """Start reading closed files at once (:meth:`EarlyReads.read_soon`); from then on
         :meth:`capture` with ``early=True`` records what those reads saw, in order."""
         if self.early is None:
+            from guardian.capture.early import EarlyReads
+
             self.early = EarlyReads(self._observe_alone, threads=min(2, self._workers))
         return self.early
 
@@ -288,6 +307,8 @@ class Recorder:
         futures = [self._pool.submit(some, keys[i:i + step]) for i in range(0, len(keys), step)]
 
         def results() -> list[Seen]:
+            from concurrent.futures import wait
+
             wait(futures)  # every slice is done with the fds before they are closed
             close()
             return [s for f in futures for s in f.result()]
@@ -527,6 +548,10 @@ class Recorder:
 
 def _rules_ignore(policy: Policy, root_id: int) -> Callable[[bytes], bool]:
     return lambda rel: policy.ignored(root_id, rel)
+
+
+def _rules_in(policy: Policy, root_id: int) -> Callable[[bytes], bool]:
+    return lambda d: policy.ignores_in(root_id, d)
 
 
 def _version(vid: int, fid: int, s: Seen, nv: NewVersion, now: int) -> Version:

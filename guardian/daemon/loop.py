@@ -69,6 +69,10 @@ DELETE_GRACE_S = 0.25
 MAX_BACKOFF_S = 60.0
 #: Causes of "not every write is being recorded" that polling rescans stand in for.
 POLLING_CAUSES = ("watcher", "watch-limit")
+#: The interpreter's thread switch interval while the daemon runs (default 5 ms).
+SWITCH_INTERVAL_S = 0.001
+#: Paths whose settle window is remembered at most.
+SETTLE_CACHE = 100_000
 #: Versions validated in one thread hop, their verdicts recorded in one commit.
 VALIDATE_BATCH = 256
 #: Writes must have paused this long before the WAL is checkpointed.
@@ -98,7 +102,7 @@ class Daemon:
         self.bridge = Bridge()
         skip = {r.id: _skip_matcher(self.recorder, r) for r in roots}
         self.watcher = Watcher([r.bpath for r in roots], self.bridge,
-                               lambda p: any(f(p) for f in skip.values()))
+                               lambda p: any(f(p) for f in skip.values()), self._closed)
         self.settler: Settler[Key] = Settler(settings.settle_ms / 1000,
                                              settings.settle_cap_ms / 1000)
         self.reconcile_interval = reconcile_interval
@@ -125,6 +129,7 @@ class Daemon:
         self._judged = anyio.Event()
         self._validate_limiter = anyio.CapacityLimiter(2)
         self._to_validate: list[tuple[Version, Effective, bytes]] = []
+        self._settles: dict[tuple[int, bytes], tuple[float | None, float | None]] = {}
         self._validating = False
         self._untrusted_alerted: set[str] = set()
         self._backoff = 0.0
@@ -207,6 +212,9 @@ class Daemon:
     # ----------------------------------------------------------------- main
     async def run(self) -> None:
         faults.point("daemon.start")
+        # The inotify reader and the early reads wait for the GIL behind the store and event
+        # loop threads: hand it over sooner than every 5 ms (a closed file is read in time).
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._limiter = anyio.CapacityLimiter(1)
         self.read_limiter = anyio.CapacityLimiter(1)
         validatepool.keep_warm()  # costly checks, and batch after batch, in worker processes
@@ -425,10 +433,24 @@ class Daemon:
                 self.settler.touch(("t", rid, rel), now)
             else:
                 window, cap = self._settle_of(rid, rel)
-                closed = ev.kind == "closed"
-                if closed and window is None:  # a rule's own window folds closed writes too
-                    self.early.read_soon(key)
-                self.settler.touch(("p", rid, rel), now, done=closed, window=window, cap=cap)
+                self.settler.touch(("p", rid, rel), now, done=ev.kind == "closed",
+                                   window=window, cap=cap)
+
+    def _closed(self, path: bytes) -> None:
+        """A file was closed after a write (called from the inotify reader thread, as the
+        event is read): read it now, so that what it holds is recorded even if it is rewritten
+        before the settle window ends (:mod:`guardian.capture.early`)."""
+        if path.rpartition(b"/")[2].startswith(TEMP_PREFIX):
+            return
+        key = self.recorder.locate_key(path)
+        if key is None or not key[1]:
+            return
+        try:
+            own_window = self._settle_of(*key)[0] is not None
+        except Exception:  # e.g. a rule that cannot be read: the settle path records it
+            return
+        if not own_window:  # a rule's own window folds closed writes too
+            self.early.read_soon(key)
 
     async def sync(self, timeout: float = 5.0) -> bool:
         """A barrier: every event that happened before this call has been routed.
@@ -471,11 +493,20 @@ class Daemon:
         return await self._process(self.settler.pop_all(self.monitor.firsts), final=True)
 
     def _settle_of(self, root_id: int, relpath: bytes) -> tuple[float | None, float | None]:
-        """A rule's own settle window for this path, if it has one (seconds)."""
-        eff = self.policy.effective(root_id, relpath)
-        window, cap = eff.get("settle_ms"), eff.get("settle_cap_ms")
-        return (None if window is None or window == self.settings.settle_ms else window / 1000,
-                None if cap is None or cap == self.settings.settle_cap_ms else cap / 1000)
+        """A rule's own settle window for this path, if it has one (seconds); cached, as it
+        is asked for every event (the cache is dropped when a rule file changes)."""
+        key = (root_id, relpath)
+        got = self._settles.get(key)
+        if got is None:
+            eff = self.policy.effective(root_id, relpath)
+            window, cap = eff.get("settle_ms"), eff.get("settle_cap_ms")
+            got = (None if window is None or window == self.settings.settle_ms
+                   else window / 1000,
+                   None if cap is None or cap == self.settings.settle_cap_ms else cap / 1000)
+            if len(self._settles) >= SETTLE_CACHE:
+                self._settles.clear()
+            self._settles[key] = got
+        return got
 
     def request_reconcile(self, reason: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -771,6 +802,7 @@ class Daemon:
     def _rules_changed(self, root_id: int, relpath: bytes) -> None:
         path = self.roots[root_id].display(relpath)
         error = self.policy.rule_file_changed(root_id, relpath)
+        self._settles = {}  # (a new dict: the inotify thread may be reading the old one)
         self.recorder.ignore[root_id].invalidate()
         if error:
             self.emit(RulesReloaded(path=path, ok=False, error=error))

@@ -128,13 +128,16 @@ class PromptEvents:
 
     KEEP_MOVES = 4096  # sources of moves kept for pairing (halves arrive back to back)
 
-    def __init__(self, bridge: Bridge, root: bytes) -> None:
+    def __init__(self, bridge: Bridge, root: bytes,
+                 on_closed: Callable[[bytes], None] | None = None) -> None:
         self.bridge = bridge
         self.root = root
+        self.on_closed = on_closed
         self._froms: dict[int, Any] = {}  # cookie -> PathedInotifyEvent, oldest first
         self._own: deque[Any] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._last: tuple[str, bytes] | None = None  # the last event put (repeats dropped)
 
     def put_event(self, event: Any) -> None:
         faults.point("watcher.emit")
@@ -155,6 +158,8 @@ class PromptEvents:
         elif ev.is_close_write:
             if is_dir:
                 return
+            if self.on_closed is not None:  # here, not after the bridge and the event loop
+                self.on_closed(path)
             kind = "closed"
         elif ev.is_modify:
             kind = "modified"
@@ -171,6 +176,9 @@ class PromptEvents:
             return
         else:
             return  # open, close-nowrite, access, a subdirectory's delete_self/move_self
+        last, self._last = self._last, (kind, path)
+        if kind == "modified" and last == self._last:
+            return  # a write after a write (or the truncate before it): one event will do
         self.bridge.put(FsEvent(kind, path, None, is_dir))
 
     def get_queued_moved_from_event(self, cookie: int) -> Any:
@@ -210,9 +218,13 @@ class Watcher:
     """
 
     def __init__(self, roots: list[bytes], bridge: Bridge,
-                 skip_dir: Callable[[bytes], bool]) -> None:
+                 skip_dir: Callable[[bytes], bool],
+                 on_closed: Callable[[bytes], None] | None = None) -> None:
         self.roots = roots
         self.bridge = bridge
+        #: Called from the inotify reader thread with the path of each file closed after a
+        #: write, as the event is read (the daemon reads the file at once: capture.early).
+        self.on_closed = on_closed
         self.errors: list[str] = []
         self._observer: Any = None
         self._skip_dir = skip_dir
@@ -239,7 +251,7 @@ class Watcher:
 
         if sys.platform.startswith("linux"):
             self._observer = _make_inotify_observer(self.bridge, self._skip_dir, self.errors,
-                                                    failed, self._cancel)
+                                                    failed, self._cancel, self.on_closed)
         else:  # pragma: no cover - other platforms: watchdog's default, periodic reconcile helps
             from watchdog.observers import Observer
 
@@ -306,7 +318,8 @@ class Watcher:
 
 def _make_inotify_observer(bridge: Bridge, skip_dir: Callable[[bytes], bool],
                            errors: list[str], failed: Callable[[str], None],
-                           cancel: threading.Event) -> Any:
+                           cancel: threading.Event,
+                           on_closed: Callable[[bytes], None] | None = None) -> Any:
     """watchdog's inotify observer, hooked where it must be.
 
     Private API of watchdog 7.1 relied on (hence the pin ``watchdog>=7.1,<8``):
@@ -358,7 +371,8 @@ def _make_inotify_observer(bridge: Bridge, skip_dir: Callable[[bytes], bool],
 
     class WatchGroup(InotifyWatchGroup):
         def __post_init__(self) -> None:
-            self._move_event_grouper = PromptEvents(bridge, self.path)  # type: ignore[assignment]
+            self._move_event_grouper = PromptEvents(  # type: ignore[assignment]
+                bridge, self.path, on_closed)
             super().__post_init__()
 
         def _add_all_callbacks(self, path: bytes) -> None:
