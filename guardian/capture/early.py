@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from guardian.capture.recorder import PathKey, Seen
 
 #: Bytes of early reads held at most, waiting to be recorded.
-BUDGET_BYTES = 64 * 1024 * 1024
+BUDGET_BYTES = 32 * 1024 * 1024
 #: Early reads held at most (each costs more than its bytes: a Seen, a stat, a digest).
-BUDGET_READS = 20_000
+BUDGET_READS = 5_000
 
 Observe = Callable[["PathKey", "Seen | None"], "Seen"]
 _Item = tuple["PathKey", "Future[Seen]", "Future[Seen] | None", bool]

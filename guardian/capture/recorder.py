@@ -178,9 +178,15 @@ class Recorder:
         version the early reads saw of these paths (see :meth:`read_early`)."""
         keys = list(dict.fromkeys(keys))
         if early and self.early is not None:
-            seen = _in_order(self.early.take(keys))
-        else:
-            seen = self._observe_all(keys)
+            # The watcher's paths: a burst can make tens of thousands due at once; a commit
+            # per chunk keeps what is held in memory (contents read, rows) bounded.
+            result = CaptureResult()
+            for i in range(0, len(keys), _CHUNK_FILES):
+                seen = _in_order(self.early.take(keys[i:i + _CHUNK_FILES]))
+                result.merge(self._record(seen, origin=origin, confirm_missing=confirm_missing,
+                                          baseline=False, session=session, note=note))
+            return result
+        seen = self._observe_all(keys)
         return self._record(seen, origin=origin, confirm_missing=confirm_missing,
                             baseline=False, session=session, note=note)
 
