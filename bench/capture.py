@@ -25,6 +25,7 @@ from bench.common import (
     median,
     percentile,
     progress,
+    vm_hwm,
     watchdog_probe,
     write_file,
 )
@@ -188,10 +189,11 @@ class BurstResult:
     origins: Counter[str]
     reconciles: Counter[str]
     in_store: int | None = None  # files in `guardian status --json`, when asked
+    rss: float | None = None  # guardian's peak RSS, when asked
 
 
 def _burst(ws: Workspace, name: str, n: int, subdirs: int, timeout: float, *,
-           ask_status: bool = False) -> tuple[BurstResult, LoggedProcess]:
+           ask_status: bool = False, rss: bool = False) -> tuple[BurstResult, LoggedProcess]:
     root = ws.dir(name, "tree")
     store = ws.root / name / "store"
     dirs = [root / f"d{k:02d}" for k in range(subdirs)]
@@ -241,6 +243,8 @@ def _burst(ws: Workspace, name: str, n: int, subdirs: int, timeout: float, *,
                 next_report += 5
         result = BurstResult(write_s, None if t_all is None else t_all - t0, len(seen), origins,
                              reconciles)
+        if rss:
+            result.rss = vm_hwm(g.pid)
         if ask_status:  # while the daemon still runs, as a user would
             result.in_store = int(guardian_status(store, env)["files"])
     return result, g
@@ -285,6 +289,134 @@ def burst_large(ws: Workspace, cfg: Config) -> Table:
     return table
 
 
+# --------------------------------------------------------------------------------------------
+# 1d. sustained load: every file of a small set rewritten every few tens of ms (issue 10.4)
+
+RATE_FILES = 64
+
+
+def _rate(ws: Workspace, cfg: Config, name: str, rate: float, *, moves_out: int = 0,
+          seen_goal: float | None = None) -> Table:
+    """``rate`` writes/s round-robin over RATE_FILES files; with ``moves_out``, one operation
+    in ``moves_out`` moves the file due out of the tree instead (the next write to it creates
+    it again)."""
+    seconds = 3.0 if cfg.quick else 10.0
+    n = round(rate * seconds)
+    period = RATE_FILES / rate * 1000
+    extra = (f"; 1 op in {moves_out} moves the file out of the tree instead"
+             if moves_out else "")
+    table = Table(
+        f"capture.{name}",
+        f"{rate:,.0f} writes/s over {RATE_FILES} files for {seconds:g} s ({n:,} writes of "
+        f"257 B, each file rewritten every {period:.0f} ms{extra}) -> every version committed",
+        "a bare watchdog observer process (bench/watchdog_probe.py) on the same tree, at the "
+        "same time: the same write -> its close-write event line")
+    root = ws.dir(name, "tree")
+    store = ws.root / name / "store"
+    outside = ws.dir(name, "outside")
+    files = [root / f"f{k:02d}.txt" for k in range(RATE_FILES)]
+    for k, p in enumerate(files):
+        write_file(p, _content(-1 - k))
+    env = ws.env()
+    progress(f"capture.{name}: starting guardian watch and the watchdog probe")
+    with guardian_watch(root, store, env) as g, watchdog_probe(root, env) as probe:
+        g.wait_for(is_ready, READY_TIMEOUT, "ready")
+        probe.wait_for(is_ready, READY_TIMEOUT, "ready")
+        start = len(g.lines)
+        warm = [_do_write(files[k], 20_000 + k) for k in range(8)]
+        _wait_versions(g, {w.sha256 for w in warm}, start, 10)
+        progress(f"capture.{name}: {n:,} writes at {rate:,.0f}/s")
+        g_start, p_start = len(g.lines), len(probe.lines)
+        writes: list[Write] = []
+        moved = 0
+        t0 = time.perf_counter()
+        for i in range(n):
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            path = files[i % RATE_FILES]
+            if moves_out and i % moves_out == moves_out - 1 and path.exists():
+                os.rename(path, outside / f"{path.name}.{i}")
+                moved += 1
+                continue
+            writes.append(_do_write(path, i))
+        late = time.perf_counter() - (t0 + (n - 1) / rate)
+        _wait_versions(g, {w.sha256 for w in writes}, g_start, 15)
+        time.sleep(0.6)  # the probe's lines too (its move grouping holds events 0.5 s)
+        g_rss, p_rss = vm_hwm(g.pid), vm_hwm(probe.pid)
+    table.notes += g.anomalies() + probe.anomalies()
+    g_seen = _guardian_seen(g, g_start)
+    closes: dict[str, list[float]] = {}
+    for line in probe.lines[p_start:]:
+        if line.event == "closed":
+            closes.setdefault(str(line.obj["path"]), []).append(line.t)
+    g_lat: list[float] = []
+    p_lat: list[float] = []
+    for w in writes:
+        if w.sha256 in g_seen:
+            g_lat.append((g_seen[w.sha256] - w.t) * 1000)
+        ts = closes.get(w.path, [])
+        k = bisect.bisect_left(ts, w.t)
+        if k < len(ts):
+            p_lat.append((ts[k] - w.t) * 1000)
+    total = len(writes)
+    seen_pct = 100 * len(g_lat) / total if total else None
+    table.rows += [
+        Row("latency p50", median(g_lat), "ms", median(p_lat)),
+        Row("latency p99", percentile(g_lat, 99), "ms", percentile(p_lat, 99), Goal("<=", 50)),
+        Row("latency max", max(g_lat, default=None), "ms", max(p_lat, default=None)),
+        Row(f"versions seen of {total:,} written (own version / own event)", len(g_lat), "",
+            len(p_lat), Goal(">=", total) if seen_goal is None else None),
+        Row("versions seen", seen_pct, "%", 100 * len(p_lat) / total if total else None,
+            Goal(">=", seen_goal) if seen_goal is not None else None),
+        Row("peak RSS (VmHWM)", g_rss / 1e6, "MB", p_rss / 1e6),
+    ]
+    table.notes += [
+        "latency: perf_counter just before open() of the write -> perf_counter when this "
+        "process's reader thread got the 'version' event with that write's sha256 (a write "
+        "folded into the next one, or lost, counts as not seen)",
+        f"the writer fell {late * 1000:.1f} ms behind its schedule by the last write"
+        + (f"; {moved} files moved out of the tree" if moves_out else ""),
+    ]
+    return table
+
+
+def rate_1000(ws: Workspace, cfg: Config) -> Table:
+    return _rate(ws, cfg, "rate1000", 1000)
+
+
+def rate_2000(ws: Workspace, cfg: Config) -> Table:
+    return _rate(ws, cfg, "rate2000", 2000, seen_goal=99.0)
+
+
+def rate_moves_out(ws: Workspace, cfg: Config) -> Table:
+    return _rate(ws, cfg, "rate1000_moves_out", 1000, moves_out=50)
+
+
+def burst_huge(ws: Workspace, cfg: Config) -> Table:
+    n, dirs = (20_000, 200) if cfg.quick else (100_000, 200)
+    table = Table("capture.burst_200dirs", f"{n:,} new files of 1 KiB in {dirs} existing dirs "
+                  "written as fast as possible -> all recorded",
+                  f"the time to write the {n:,} files in this process / the files written / "
+                  "a bare watchdog observer's peak RSS on the same tree")
+    with watchdog_probe(ws.dir("burst_200dirs_probe"), ws.env(), quiet=True) as probe:
+        probe.wait_for(is_ready, READY_TIMEOUT, "ready")
+        p_rss = vm_hwm(probe.pid)
+    r, g = _burst(ws, "burst_200dirs", n, dirs, 120 if cfg.quick else 600, ask_status=True,
+                  rss=True)
+    table.rows += [
+        Row("time from first write to all recorded", r.all_s, "s", r.write_s,
+            Goal("<=", 3, "ratio")),
+        Row("files recorded (version events)", r.recorded, "", n, Goal(">=", n)),
+        Row("files in store (status --json)", r.in_store, "", n, Goal(">=", n)),
+        Row("peak RSS (VmHWM)", None if r.rss is None else r.rss / 1e6, "MB", p_rss / 1e6),
+    ]
+    table.notes += _burst_notes(r, g)
+    return table
+
+
 BENCHMARKS: dict[str, Callable[[Workspace, Config], Table]] = {
     "capture.latency": latency, "capture.burst": burst_small,
-    "capture.burst_large": burst_large}
+    "capture.burst_large": burst_large, "capture.rate1000": rate_1000,
+    "capture.rate2000": rate_2000, "capture.rate1000_moves_out": rate_moves_out,
+    "capture.burst_200dirs": burst_huge}

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from guardian.capture.recorder import CaptureResult
 from guardian.errors import UsageError
-from guardian.events import VersionRecorded
 from guardian.observe.record import recorded
 from guardian.paths import Root, absolute, locate, under
 
@@ -29,12 +28,17 @@ LABEL_WINDOW_S = 5.0
 
 
 def summary(res: CaptureResult, roots: dict[int, Root], method: str = "scan") -> dict[str, Any]:
+    versions: list[dict[str, Any]] = []
+    if res.recorded:  # guardian.events is not imported by a re-scan that found nothing
+        from guardian.events import VersionRecorded
+
+        versions = [VersionRecorded.of(r, roots).to_dict() for r in res.recorded]
     return {
         "method": method,
         "recorded": len(res.recorded),
         "unchanged": res.unchanged,
         "scanned": res.scanned,
-        "versions": [VersionRecorded.of(r, roots).to_dict() for r in res.recorded],
+        "versions": versions,
         "warnings": [{"path": roots[w.root_id].display(w.relpath), "message": w.message}
                      for w in res.warnings],
     }

@@ -19,8 +19,8 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from guardian.capture import anchored
 from guardian.capture.anchored import MAX_KEPT, NOT_A_DIR, RootDirs
@@ -33,6 +33,11 @@ from guardian.rules.settings import Settings
 from guardian.store import objects as obj
 from guardian.store.db import NewVersion, Store, Version
 from guardian.store.objects import Objects
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from guardian.capture.early import EarlyReads
 
 PathKey = tuple[int, bytes]  # (root id, relpath)
 _ABSENT: tuple[int, ...] = ()
@@ -116,26 +121,72 @@ class Recorder:
         store_rel = {r.id: _inside(store.path, r) for r in roots}
         self.ignore = {
             r.id: IgnoreMatcher(r.bpath, extra_ignored=[p for p in [store_rel[r.id]] if p],
-                                rules=(_rules_ignore(policy, r.id) if policy else None))
+                                rules=(_rules_ignore(policy, r.id) if policy else None),
+                                rules_in=(_rules_in(policy, r.id) if policy else None))
             for r in roots
         }
         #: Which recorded versions' content to keep in the result (the daemon validates them).
         self.keep_content: Callable[[int, bytes], bool] | None = None
         n = workers or min(4, os.cpu_count() or 2)
         self._workers = n
-        self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="guardian-io")
+        self._pool_: ThreadPoolExecutor | None = None  # started when first needed
         self._warned: dict[PathKey, str] = {}
         #: Hook for tests of the store-full path: raise from inside the transaction.
         self.before_commit: Callable[[], None] | None = None
+        #: Reads of closed files at once (the daemon's; see :mod:`guardian.capture.early`).
+        self.early: EarlyReads | None = None
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        if self.early is not None:
+            self.early.close()
+        if self._pool_ is not None:
+            self._pool_.shutdown(wait=True)
+
+    @property
+    def _pool(self) -> ThreadPoolExecutor:
+        """The observing threads, started on first use (an unchanged tree needs none; and
+        ``concurrent.futures`` is not imported by a command that does not use it)."""
+        if self._pool_ is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool_ = ThreadPoolExecutor(max_workers=self._workers,
+                                             thread_name_prefix="guardian-io")
+        return self._pool_
+
+    def read_early(self) -> EarlyReads:
+        """Start reading closed files at once (:meth:`EarlyReads.read_soon`); from then on
+        :meth:`capture` with ``early=True`` records what those reads saw, in order."""
+        if self.early is None:
+            from guardian.capture.early import EarlyReads
+
+            self.early = EarlyReads(self._observe_alone, threads=min(2, self._workers))
+        return self.early
+
+    def _observe_alone(self, key: PathKey, last: Seen | None) -> Seen:
+        """One path, its own directory fds (an early read's thread keeps none between
+        reads: a directory renamed meanwhile must not be read through an old fd)."""
+        with RootDirs(self.roots[key[0]].bpath, 8) as dirs:
+            s = self._observe(key, dirs, last)
+        if s.data is not None and s is not last:
+            s.packed = obj.compress(s.data)
+        return s
 
     # ----------------------------------------------------------------- public API
     def capture(self, keys: Iterable[PathKey], *, origin: Origin, confirm_missing: bool,
-                session: str | None = None, note: str | None = None) -> CaptureResult:
-        """Record the current state of each path (one group commit)."""
+                session: str | None = None, note: str | None = None,
+                early: bool = False) -> CaptureResult:
+        """Record the current state of each path (one group commit). ``early``: first every
+        version the early reads saw of these paths (see :meth:`read_early`)."""
         keys = list(dict.fromkeys(keys))
+        if early and self.early is not None:
+            # The watcher's paths: a burst can make tens of thousands due at once; a commit
+            # per chunk keeps what is held in memory (contents read, rows) bounded.
+            result = CaptureResult()
+            for i in range(0, len(keys), _CHUNK_FILES):
+                seen = _in_order(self.early.take(keys[i:i + _CHUNK_FILES]))
+                result.merge(self._record(seen, origin=origin, confirm_missing=confirm_missing,
+                                          baseline=False, session=session, note=note))
+            return result
         seen = self._observe_all(keys)
         return self._record(seen, origin=origin, confirm_missing=confirm_missing,
                             baseline=False, session=session, note=note)
@@ -263,13 +314,17 @@ class Recorder:
         futures = [self._pool.submit(some, keys[i:i + step]) for i in range(0, len(keys), step)]
 
         def results() -> list[Seen]:
+            from concurrent.futures import wait
+
             wait(futures)  # every slice is done with the fds before they are closed
             close()
             return [s for f in futures for s in f.result()]
 
         return results
 
-    def _observe(self, key: PathKey, dirs: RootDirs) -> Seen:
+    def _observe(self, key: PathKey, dirs: RootDirs, last: Seen | None = None) -> Seen:
+        """``last``: an earlier read of this path, returned as is if the file has not changed
+        since (same size, mtime, ctime, inode, mode)."""
         root_id, rel = key
         if not rel or self.ignore[root_id].ignored(rel):
             return Seen(root_id, rel, IGNORED)
@@ -289,6 +344,9 @@ class Recorder:
         except OSError as e:
             return Seen(root_id, rel, UNREADABLE, error=e.strerror or str(e))
         mode = st.st_mode
+        if last is not None and last.state == FILE and last.st is not None \
+                and _same_stat(st, last.st):
+            return last
         if stat.S_ISDIR(mode):
             return Seen(root_id, rel, DIR, st)
         if stat.S_ISLNK(mode):
@@ -499,11 +557,46 @@ def _rules_ignore(policy: Policy, root_id: int) -> Callable[[bytes], bool]:
     return lambda rel: policy.ignored(root_id, rel)
 
 
+def _rules_in(policy: Policy, root_id: int) -> Callable[[bytes], bool]:
+    return lambda d: policy.ignores_in(root_id, d)
+
+
 def _version(vid: int, fid: int, s: Seen, nv: NewVersion, now: int) -> Version:
     """The version just added, as :meth:`Store.version` would read it back."""
     h = s.hash if nv.present and nv.object_id is not None else None
     return Version(vid, fid, s.root_id, s.relpath, nv.object_id, h, nv.present, nv.kind,
                    nv.origin, now, nv.mode, nv.size, nv.valid, nv.session, nv.note, nv.peer_id)
+
+def _same_stat(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns, a.st_ino, a.st_dev, a.st_mode) == (
+        b.st_size, b.st_mtime_ns, b.st_ctime_ns, b.st_ino, b.st_dev, b.st_mode)
+
+
+def _in_order(groups: list[list[Seen]]) -> list[Seen]:
+    """The observations to record from :meth:`EarlyReads.take`'s groups: each path's early
+    reads of content (repeats dropped), then its state now.
+
+    A file read early that is gone now, whose inode is now another path of the batch, was a
+    temp file renamed into place (an atomic save, ``sed -i``, rsync): its content is recorded
+    there, and the temp file is not recorded on its own.
+    """
+    here = {(s.st.st_dev, s.st.st_ino) for g in groups for s in g[-1:]
+            if s.st is not None and s.state in (FILE, LINK)}
+    out: list[Seen] = []
+    for g in groups:
+        now = g[-1]
+        early: list[Seen] = []
+        for s in g[:-1]:
+            if s.state == FILE and s is not now and (not early or s is not early[-1]):
+                early.append(s)
+        if early and now.state == MISSING:
+            st = early[-1].st
+            if st is not None and (st.st_dev, st.st_ino) in here:
+                early = []
+        out += early
+        out.append(now)
+    return out
+
 
 def _read_regular(root_id: int, rel: bytes, dfd: int, name: bytes) -> Seen:
     """Read regular file ``name`` of directory ``dfd`` whole, refusing symlinks and noticing

@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from guardian.capture.anchored import DIR_FLAGS, NOT_A_DIR
-from guardian.paths import SEP
+from guardian.paths import SEP, TEMP_PREFIX
 from guardian.rules.ignore import IgnoreMatcher
+
+S_ISREG, S_ISLNK = stat.S_ISREG, stat.S_ISLNK
 
 #: Directory fds a walk keeps at most (those with subdirectories still to walk).
 MAX_HELD = 64
@@ -81,6 +83,8 @@ def walk(
                 continue
             report.dirs += 1
             subdirs = 0
+            plain = ignore.plain(d)
+            below = d + SEP if d else b""
             with it:
                 for entry in it:
                     name = entry.name.encode(enc, errors)  # scandir of an fd gives str names
@@ -88,11 +92,13 @@ def walk(
                         is_dir = entry.is_dir(follow_symlinks=False)
                     except OSError:
                         continue
-                    if ignore.child_ignored(d, name, is_dir=is_dir):
+                    if plain:
+                        if name == b".git" or name.startswith(TEMP_PREFIX):
+                            continue
+                    elif ignore.child_ignored(d, name, is_dir=is_dir):
                         continue
-                    rel = d + SEP + name if d else name
                     if is_dir:
-                        stack.append(rel)
+                        stack.append(below + name)
                         subdirs += 1
                         continue
                     try:
@@ -100,10 +106,10 @@ def walk(
                     except FileNotFoundError:
                         continue
                     except OSError as e:
-                        report.unreadable_dirs.append((rel, e.strerror or str(e)))
+                        report.unreadable_dirs.append((below + name, e.strerror or str(e)))
                         continue
-                    if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
-                        yield rel, st
+                    if S_ISREG(st.st_mode) or S_ISLNK(st.st_mode):
+                        yield below + name, st
                     # fifos, sockets and devices are not content: skipped
             if subdirs:
                 pending[d] = subdirs

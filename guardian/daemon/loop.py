@@ -71,6 +71,12 @@ DELETE_GRACE_S = 0.25
 MAX_BACKOFF_S = 60.0
 #: Causes of "not every write is being recorded" that polling rescans stand in for.
 POLLING_CAUSES = ("watcher", "watch-limit")
+#: The interpreter's thread switch interval while the daemon runs (default 5 ms).
+SWITCH_INTERVAL_S = 0.001
+#: Paths whose settle window is remembered at most.
+SETTLE_CACHE = 100_000
+#: Versions validated in one thread hop, their verdicts recorded in one commit.
+VALIDATE_BATCH = 256
 #: Writes must have paused this long before the WAL is checkpointed.
 IDLE_CHECKPOINT_S = 1.0
 
@@ -92,13 +98,14 @@ class Daemon:
         self.roots = self.recorder.roots
         roots = list(self.roots.values())
         self.recorder.keep_content = self._wants_validation
+        self.early = self.recorder.read_early()
         self.reverter = Reverter(writer)
         self.service = Service(writer)
         self.server = ControlServer(self)
         self.bridge = Bridge()
         skip = {r.id: _skip_matcher(self.recorder, r) for r in roots}
         self.watcher = Watcher([r.bpath for r in roots], self.bridge,
-                               lambda p: any(f(p) for f in skip.values()))
+                               lambda p: any(f(p) for f in skip.values()), self._closed)
         self.settler: Settler[Key] = Settler(settings.settle_ms / 1000,
                                              settings.settle_cap_ms / 1000)
         self.reconcile_interval = reconcile_interval
@@ -124,6 +131,9 @@ class Daemon:
         self._judging = 0
         self._judged = anyio.Event()
         self._validate_limiter = anyio.CapacityLimiter(2)
+        self._to_validate: list[tuple[Version, Effective, bytes]] = []
+        self._settles: dict[tuple[int, bytes], tuple[float | None, float | None]] = {}
+        self._validating = False
         self._untrusted_alerted: set[str] = set()
         self._backoff = 0.0
         self._limiter: anyio.CapacityLimiter | None = None
@@ -208,6 +218,9 @@ class Daemon:
     # ----------------------------------------------------------------- main
     async def run(self) -> None:
         faults.point("daemon.start")
+        # The inotify reader and the early reads wait for the GIL behind the store and event
+        # loop threads: hand it over sooner than every 5 ms (a closed file is read in time).
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._limiter = anyio.CapacityLimiter(1)
         self.read_limiter = anyio.CapacityLimiter(1)
         validatepool.keep_warm()  # costly checks, and batch after batch, in worker processes
@@ -431,6 +444,22 @@ class Daemon:
                 self.settler.touch(("p", rid, rel), now, done=ev.kind == "closed",
                                    window=window, cap=cap)
 
+    def _closed(self, path: bytes) -> None:
+        """A file was closed after a write (called from the inotify reader thread, as the
+        event is read): read it now, so that what it holds is recorded even if it is rewritten
+        before the settle window ends (:mod:`guardian.capture.early`)."""
+        if path.rpartition(b"/")[2].startswith(TEMP_PREFIX):
+            return
+        key = self.recorder.locate_key(path)
+        if key is None or not key[1]:
+            return
+        try:
+            own_window = self._settle_of(*key)[0] is not None
+        except Exception:  # e.g. a rule that cannot be read: the settle path records it
+            return
+        if not own_window:  # a rule's own window folds closed writes too
+            self.early.read_soon(key)
+
     async def sync(self, timeout: float = 5.0) -> bool:
         """A barrier: every event that happened before this call has been routed.
 
@@ -472,11 +501,20 @@ class Daemon:
         return await self._process(self.settler.pop_all(self.monitor.firsts), final=True)
 
     def _settle_of(self, root_id: int, relpath: bytes) -> tuple[float | None, float | None]:
-        """A rule's own settle window for this path, if it has one (seconds)."""
-        eff = self.policy.effective(root_id, relpath)
-        window, cap = eff.get("settle_ms"), eff.get("settle_cap_ms")
-        return (None if window is None or window == self.settings.settle_ms else window / 1000,
-                None if cap is None or cap == self.settings.settle_cap_ms else cap / 1000)
+        """A rule's own settle window for this path, if it has one (seconds); cached, as it
+        is asked for every event (the cache is dropped when a rule file changes)."""
+        key = (root_id, relpath)
+        got = self._settles.get(key)
+        if got is None:
+            eff = self.policy.effective(root_id, relpath)
+            window, cap = eff.get("settle_ms"), eff.get("settle_cap_ms")
+            got = (None if window is None or window == self.settings.settle_ms
+                   else window / 1000,
+                   None if cap is None or cap == self.settings.settle_cap_ms else cap / 1000)
+            if len(self._settles) >= SETTLE_CACHE:
+                self._settles.clear()
+            self._settles[key] = got
+        return got
 
     def request_reconcile(self, reason: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -541,7 +579,8 @@ class Daemon:
         trees = [(r, p) for a, r, p in due if a == "t"]
         result = CaptureResult()
         if paths:
-            result.merge(rec.capture(paths, origin="watcher", confirm_missing=final))
+            result.merge(rec.capture(paths, origin="watcher", confirm_missing=final,
+                                     early=True))
         # Trees that exist first: a moved directory's new side claims its files as moves.
         trees.sort(key=lambda k: not os.path.isdir(self.roots[k[0]].join(k[1])))
         done = []
@@ -598,7 +637,69 @@ class Daemon:
             if eff.protected:
                 self._spawn(self._judge(r, eff, None, "protected"))
             elif r.present and r.id in result.contents:
-                self._spawn(self._validate(r, eff, result.contents[r.id]))
+                self._to_validate.append((r, eff, result.contents[r.id]))
+        if self._to_validate and not self._validating:
+            self._validating = True
+            self._spawn(self._validate_pending())
+
+    async def _validate_pending(self) -> None:
+        """Validate new versions in batches off the store thread, then record the verdicts
+        that call for nothing more in one commit per batch; an invalid one goes its own way
+        (:meth:`_validate`: alert, revert). One task drains the queue: at 1,000 versions/s, a
+        task, a thread hop and a commit per version could not keep up."""
+        try:
+            while self._to_validate:
+                batch = self._to_validate[:VALIDATE_BATCH]
+                del self._to_validate[:VALIDATE_BATCH]
+                verdicts = await anyio.to_thread.run_sync(self._check_batch, batch,
+                                                          limiter=self._validate_limiter)
+                plain: list[tuple[Version, Check]] = []
+                for (r, eff, data), verdict in zip(batch, verdicts, strict=True):
+                    if isinstance(verdict, BaseException):
+                        path = self.roots[r.root_id].display(r.relpath)
+                        self.emit(ErrorEvent(message=f"cannot validate version {r.id}: "
+                                             f"{type(verdict).__name__}: {verdict}", path=path))
+                    elif verdict.valid is False:
+                        self._spawn(self._validate(r, eff, data, verdict))
+                    else:
+                        plain.append((r, verdict))
+                if plain:
+                    await self._record_verdicts(plain)
+        finally:
+            self._validating = False
+
+    def _check_batch(self, batch: list[tuple[Version, Effective, bytes]]
+                     ) -> list[Check | BaseException]:
+        timed = self.monitor.timed(check)
+        out: list[Check | BaseException] = []
+        for r, eff, data in batch:
+            try:
+                out.append(timed(eff, data, self.roots[r.root_id].display(r.relpath)))
+            except Exception as e:  # one bad check must not drop the others' verdicts
+                out.append(e)
+        return out
+
+    async def _record_verdicts(self, items: list[tuple[Version, Check]]) -> None:
+        try:
+            await self.in_store(self.reverter.record_verdicts,
+                                [(r.id, verdict) for r, verdict in items])
+        except Exception as e:
+            self.emit(ErrorEvent(message=f"cannot record {len(items)} verdicts: "
+                                 f"{type(e).__name__}: {e}"))
+            return
+        for r, verdict in items:
+            path = self.roots[r.root_id].display(r.relpath)
+            problems = [{"validator": name, "line": p.line, "column": p.column,
+                         "severity": p.severity, "message": p.message}
+                        for name, p in verdict.problems()]
+            self.emit(Validation(id=r.id, path=path, valid=verdict.valid, problems=problems,
+                                 skipped=[*verdict.not_validated(), *verdict.untrusted]))
+            for why in verdict.untrusted:
+                if why not in self._untrusted_alerted:
+                    self._untrusted_alerted.add(why)
+                    await self._alert("warning", "untrusted",
+                                      f"skipped untrusted command validator: {why}", path,
+                                      [r.id])
 
     def _spawn(self, coro: Any) -> None:
         assert self.task_group is not None
@@ -616,14 +717,16 @@ class Daemon:
 
         self.task_group.start_soon(run)
 
-    async def _validate(self, r: Version, eff: Effective, data: bytes) -> None:
+    async def _validate(self, r: Version, eff: Effective, data: bytes,
+                        verdict: Check | None = None) -> None:
         """Validate a new version off the store thread (a costly check runs in a worker
         process: ``validatepool``), and before a revert, the earlier versions it could put
         back that were never validated (a baseline): the store thread only records verdicts,
         so no capture ever waits for a validator."""
         path = self.roots[r.root_id].display(r.relpath)
-        verdict = await anyio.to_thread.run_sync(self.monitor.timed(check), eff, data, path,
-                                                 limiter=self._validate_limiter)
+        if verdict is None:
+            verdict = await anyio.to_thread.run_sync(self.monitor.timed(check), eff, data,
+                                                     path, limiter=self._validate_limiter)
         earlier: dict[int, Check] = {}
         if verdict.valid is False and eff.on_invalid == "revert":
             with contextlib.suppress(Exception):  # unread, it counts as not validated
@@ -709,6 +812,7 @@ class Daemon:
     def _rules_changed(self, root_id: int, relpath: bytes) -> None:
         path = self.roots[root_id].display(relpath)
         error = self.policy.rule_file_changed(root_id, relpath)
+        self._settles = {}  # (a new dict: the inotify thread may be reading the old one)
         self.recorder.ignore[root_id].invalidate()
         if error:
             self.emit(RulesReloaded(path=path, ok=False, error=error))

@@ -11,6 +11,15 @@ descriptor below is subclassed to report both, to skip watching ignored director
 filtered at the kernel (``event_filter``): otherwise our own reads and watchdog's own walks would
 flood the queue.
 
+watchdog's watch group holds *every* event behind an unpaired ``IN_MOVED_FROM`` for 0.5 s (its
+``DelayedQueue``, waiting for the ``IN_MOVED_TO`` that would pair with it), so one file moved out
+of a root delayed everything after it. Our watch group has its own move pairing instead
+(:class:`PromptEvents`): each event goes to the bridge as it is read, from the inotify reader
+thread (no emitter or dispatcher thread in between); a move's source is reported at once as gone
+and, when its other half arrives, the pair as a move. The kernel delivers both halves of a
+rename one after the other, so watchdog's bookkeeping of moved watched directories still finds
+the source.
+
 watchdog walks new directories with ``os.walk``, which recurses on depth in Python 3.11: a tree
 ~1,000 levels deep moved into a root killed its thread with RecursionError. Our watch group walks
 with an explicit stack instead (no symlinks followed, ignored directories pruned), and does not
@@ -109,6 +118,87 @@ class Bridge:
         return self._closed
 
 
+class PromptEvents:
+    """In place of watchdog's move grouper: events straight into the bridge, no delay.
+
+    Called by the watch group under its lock from the inotify reader thread. The emitter thread
+    still blocks in :meth:`read_event`, which only hands it what needs the emitter itself (the
+    deletion of the watched root, which stops it).
+    """
+
+    KEEP_MOVES = 4096  # sources of moves kept for pairing (halves arrive back to back)
+
+    def __init__(self, bridge: Bridge, root: bytes,
+                 on_closed: Callable[[bytes], None] | None = None) -> None:
+        self.bridge = bridge
+        self.root = root
+        self.on_closed = on_closed
+        self._froms: dict[int, Any] = {}  # cookie -> PathedInotifyEvent, oldest first
+        self._own: deque[Any] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._last: tuple[str, bytes] | None = None  # the last event put (repeats dropped)
+
+    def put_event(self, event: Any) -> None:
+        faults.point("watcher.emit")
+        ev, path = event.ev, event.path
+        is_dir = ev.is_directory
+        if ev.is_moved_from:
+            froms = self._froms
+            froms[ev.cookie] = event
+            if len(froms) > self.KEEP_MOVES:
+                del froms[next(iter(froms))]
+            kind = "deleted"  # until (unless) its other half says where it went
+        elif ev.is_moved_to:
+            src = self._froms.pop(ev.cookie, None)
+            if src is not None:
+                self.bridge.put(FsEvent("moved", src.path, path, is_dir))
+                return
+            kind = "created"
+        elif ev.is_close_write:
+            if is_dir:
+                return
+            if self.on_closed is not None:  # here, not after the bridge and the event loop
+                self.on_closed(path)
+            kind = "closed"
+        elif ev.is_modify:
+            kind = "modified"
+        elif ev.is_attrib:
+            kind = "attrib"
+        elif ev.is_create:
+            kind = "created"
+        elif ev.is_delete:
+            kind = "deleted"
+        elif ev.is_delete_self and path == self.root:
+            with self._cond:  # the emitter reports it and stops
+                self._own.append(event)
+                self._cond.notify()
+            return
+        else:
+            return  # open, close-nowrite, access, a subdirectory's delete_self/move_self
+        last, self._last = self._last, (kind, path)
+        if kind == "modified" and last == self._last:
+            return  # a write after a write (or the truncate before it): one event will do
+        self.bridge.put(FsEvent(kind, path, None, is_dir))
+
+    def get_queued_moved_from_event(self, cookie: int) -> Any:
+        return self._froms.get(cookie)
+
+    def read_event(self) -> Any:
+        with self._cond:
+            while not self._own and not self._closed:
+                self._cond.wait()
+            return self._own.popleft() if self._own else None
+
+    def discard_pending_events(self) -> None:
+        self._froms.clear()  # after an overflow: the daemon reconciles
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
@@ -128,9 +218,13 @@ class Watcher:
     """
 
     def __init__(self, roots: list[bytes], bridge: Bridge,
-                 skip_dir: Callable[[bytes], bool]) -> None:
+                 skip_dir: Callable[[bytes], bool],
+                 on_closed: Callable[[bytes], None] | None = None) -> None:
         self.roots = roots
         self.bridge = bridge
+        #: Called from the inotify reader thread with the path of each file closed after a
+        #: write, as the event is read (the daemon reads the file at once: capture.early).
+        self.on_closed = on_closed
         self.errors: list[str] = []
         self._observer: Any = None
         self._skip_dir = skip_dir
@@ -157,7 +251,7 @@ class Watcher:
 
         if sys.platform.startswith("linux"):
             self._observer = _make_inotify_observer(self.bridge, self._skip_dir, self.errors,
-                                                    failed, self._cancel)
+                                                    failed, self._cancel, self.on_closed)
         else:  # pragma: no cover - other platforms: watchdog's default, periodic reconcile helps
             from watchdog.observers import Observer
 
@@ -224,20 +318,20 @@ class Watcher:
 
 def _make_inotify_observer(bridge: Bridge, skip_dir: Callable[[bytes], bool],
                            errors: list[str], failed: Callable[[str], None],
-                           cancel: threading.Event) -> Any:
+                           cancel: threading.Event,
+                           on_closed: Callable[[bytes], None] | None = None) -> Any:
     """watchdog's inotify observer, hooked where it must be.
 
     Private API of watchdog 7.1 relied on (hence the pin ``watchdog>=7.1,<8``):
     ``InotifyFD._get_or_create_watch``, ``InotifyFD._is_reading``, the thread bodies ``run()``
     of ``InotifyFD``, ``InotifyEmitter`` and ``BaseObserver``; ``InotifyEmitter``'s
-    ``on_thread_start`` (rewritten below with its ``_inotify``/``_inotify_fd`` attributes),
-    ``build_and_queue_event`` and ``_decode_path``; ``InotifyWatchGroup._add_all_callbacks``,
-    ``_add_callback`` and ``_recursive_simulate``.
+    ``on_thread_start`` (rewritten below with its ``_inotify``/``_inotify_fd`` attributes);
+    ``InotifyWatchGroup._add_all_callbacks``, ``_add_callback``, ``_recursive_simulate`` and
+    ``_move_event_grouper`` (whose interface :class:`PromptEvents` implements).
     """
     from watchdog.observers.api import BaseObserver
     from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
     from watchdog.observers.inotify_c import InotifyFD
-    from watchdog.observers.inotify_move_event_grouper import PathedInotifyEvent
 
     limit_env = os.environ.get(TEST_MAX_WATCHES_ENV)
     limit = int(limit_env) if limit_env else None
@@ -276,6 +370,11 @@ def _make_inotify_observer(bridge: Bridge, skip_dir: Callable[[bytes], bool],
             return watch
 
     class WatchGroup(InotifyWatchGroup):
+        def __post_init__(self) -> None:
+            self._move_event_grouper = PromptEvents(  # type: ignore[assignment]
+                bridge, self.path, on_closed)
+            super().__post_init__()
+
         def _add_all_callbacks(self, path: bytes) -> None:
             """Watch ``path`` and every directory under it: an explicit stack, not os.walk."""
             if path != self.path and skip_dir(path):
@@ -340,21 +439,6 @@ def _make_inotify_observer(bridge: Bridge, skip_dir: Callable[[bytes], bool],
                 return
             if not self.start_failed:  # e.g. the root itself was deleted
                 failed(f"stopped watching {self.watch.path}")
-
-        def build_and_queue_event(self, event: Any, *, full_events: bool = False) -> None:
-            faults.point("watcher.emit")
-            # A directory moved in or renamed: watchdog would walk it (os.walk) to queue an
-            # event per entry; the daemon reconciles the directory instead.
-            if not isinstance(event, PathedInotifyEvent):
-                move_from, move_to = event
-                if move_from.ev.is_directory:
-                    self.queue_event(DirMovedEvent(self._decode_path(move_from.path),
-                                                   self._decode_path(move_to.path)))
-                    return
-            elif event.ev.is_moved_to and event.ev.is_directory:
-                self.queue_event(DirCreatedEvent(self._decode_path(event.path)))
-                return
-            super().build_and_queue_event(event, full_events=full_events)
 
     class Observer(InotifyObserver):
         def __init__(self) -> None:

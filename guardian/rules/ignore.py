@@ -37,12 +37,16 @@ class IgnoreMatcher:
     """Answers "is this path ignored?" for one root."""
 
     def __init__(self, root: bytes, *, extra_ignored: list[bytes] | None = None,
-                 rules: Callable[[bytes], bool] | None = None) -> None:
+                 rules: Callable[[bytes], bool] | None = None,
+                 rules_in: Callable[[bytes], bool] | None = None) -> None:
         self.root = root
         #: Relative paths (dirs) ignored wholesale, e.g. a store placed inside the root.
         self.extra = [p for p in (extra_ignored or []) if p]
         #: The ``ignore`` globs of rule files (.guardian.toml), if any.
         self.rules = rules
+        #: Whether any of those globs is in force in a directory (None: assume so).
+        self.rules_in = rules_in
+        self._plain: dict[bytes, bool] = {}
         self._specs: dict[bytes, Any] = {}
         self._dirs: dict[bytes, bool] = {}
         #: Per directory: it and its parents that hold ignore rules, innermost first.
@@ -56,6 +60,7 @@ class IgnoreMatcher:
         self._specs.clear()
         self._dirs.clear()
         self._chains.clear()
+        self._plain.clear()
 
     def ignored(self, relpath: bytes, *, is_dir: bool = False) -> bool:
         if not relpath:
@@ -97,6 +102,20 @@ class IgnoreMatcher:
         if self._name_ignored(name, relpath):
             return True
         return self._gitignored(relpath, dirrel, is_dir=is_dir)
+
+    def plain(self, dirrel: bytes) -> bool:
+        """Whether only ``.git`` and Guardian's temp files can be ignored among the children
+        of ``dirrel`` (cached): no ignore file, no rule file's ``ignore`` glob and no store
+        path in force there. A walk then tests two names instead of every rule."""
+        cached = self._plain.get(dirrel)
+        if cached is None:
+            below = dirrel + SEP if dirrel else b""
+            cached = self._plain[dirrel] = (
+                not any(p.startswith(below) for p in self.extra)
+                and (self.rules is None or (self.rules_in is not None
+                                            and not self.rules_in(dirrel)))
+                and not self.specs_apply(dirrel))
+        return cached
 
     def specs_apply(self, dirrel: bytes) -> bool:
         """Whether any ignore file applies inside ``dirrel`` (cached; most trees have few)."""

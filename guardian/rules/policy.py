@@ -50,6 +50,14 @@ class Policy:
             raise RuleError(next(iter(rs.errors.values())))
         return ignored
 
+    def ignores_in(self, root_id: int, dirrel: bytes) -> bool:
+        """Whether a rule file's ``ignore`` glob is in force in directory ``dirrel``."""
+        rs = self.rulesets[root_id]
+        found = rs.ignores_in(os.fsdecode(dirrel))
+        if self.strict and rs.errors:
+            raise RuleError(next(iter(rs.errors.values())))
+        return found
+
     def discover(self, skip_dir: Any = None) -> list[str]:
         """Load every rule file now; their errors (start-up refuses to run with any)."""
         errors: list[str] = []

@@ -16,7 +16,6 @@ Errors name the file, the line and the key, and suggest the closest valid name.
 
 from __future__ import annotations
 
-import difflib
 import errno
 import hashlib
 import os
@@ -554,6 +553,8 @@ def _unknown(key: str, valid: list[str]) -> str:
 
 
 def _closest(word: str, valid: Any) -> str:
+    import difflib  # only for an error message
+
     close = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -737,6 +738,10 @@ class RuleSet:
 
     def ignored(self, relpath: str) -> bool:
         return self.ignored_by(relpath) is not None
+
+    def ignores_in(self, d: str) -> bool:
+        """Whether any ``ignore`` glob is in force in directory ``d`` (a walk's fast path)."""
+        return any(rf.ignore for rf in self._scope(d).chain)
 
     def ignored_by(self, relpath: str) -> IgnoreGlob | None:
         """The ``ignore`` glob of a rule file that matches ``relpath``, if any."""

@@ -1,0 +1,94 @@
+"""Early reads (guardian.capture.early): a closed file is read at once, so a version rewritten
+before the next group commit is still recorded, in order; temp files renamed into place are not
+recorded on their own. Real files, a real store, the recorder's own threads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from guardian.capture.recorder import Recorder
+from guardian.rules.settings import Settings
+from guardian.store.db import Store
+from guardian.store.objects import Objects
+
+from .conftest import wait_until
+
+
+@pytest.fixture
+def rec(tmp_path: Path):
+    root = tmp_path / "root"
+    root.mkdir()
+    store = Store.open(tmp_path / "store", write=True, create=True)
+    roots = store.add_roots([root.resolve()])
+    r = Recorder(store, roots, Settings(max_file_size=1024 * 1024))
+    yield r
+    r.close()
+    store.close()
+
+
+def _contents(rec: Recorder, rel: bytes) -> list[bytes | None]:
+    fid = rec.store.file_id(1, rel, create=False)
+    assert fid is not None
+    objects = Objects(rec.store)
+    return [None if v.object_id is None else objects.get(v.object_id)
+            for v in reversed(rec.store.versions_of(fid))]
+
+
+def test_every_closed_version_is_recorded_in_order(rec: Recorder) -> None:
+    root = next(iter(rec.roots.values())).path
+    early = rec.read_early()
+    key = (1, b"hot.txt")
+    for i in range(5):  # rewritten five times before anything is recorded
+        (root / "hot.txt").write_bytes(b"version %d\n" % i)
+        early.read_soon(key)
+        wait_until(early.done, what="the early read")
+    res = rec.capture([key], origin="watcher", confirm_missing=False, early=True)
+    assert [r.kind for r in res.recorded] == ["created"] + ["modified"] * 4
+    assert _contents(rec, b"hot.txt") == [b"version %d\n" % i for i in range(5)]
+    assert early.pending() == 0
+    # Nothing new since: the next capture reads the file once more and records nothing.
+    again = rec.capture([key], origin="watcher", confirm_missing=False, early=True)
+    assert again.recorded == [] and again.unchanged == 1
+
+
+def test_an_unchanged_file_is_not_recorded_twice(rec: Recorder) -> None:
+    root = next(iter(rec.roots.values())).path
+    early = rec.read_early()
+    (root / "a.txt").write_bytes(b"once\n")
+    early.read_soon((1, b"a.txt"))
+    early.read_soon((1, b"a.txt"))  # two closes of the same content
+    res = rec.capture([(1, b"a.txt")], origin="watcher", confirm_missing=False, early=True)
+    assert [r.kind for r in res.recorded] == ["created"]
+    assert _contents(rec, b"a.txt") == [b"once\n"]
+
+
+def test_a_temp_file_renamed_into_place_is_recorded_only_there(rec: Recorder) -> None:
+    root = next(iter(rec.roots.values())).path
+    early = rec.read_early()
+    (root / "notes.md").write_bytes(b"old\n")
+    rec.capture([(1, b"notes.md")], origin="watcher", confirm_missing=True)
+    (root / ".notes.md.tmp1").write_bytes(b"new\n")  # an atomic save, as sed -i does it
+    early.read_soon((1, b".notes.md.tmp1"))
+    wait_until(early.done, what="the early read")
+    os.replace(root / ".notes.md.tmp1", root / "notes.md")
+    early.read_soon((1, b"notes.md"))
+    res = rec.capture([(1, b".notes.md.tmp1"), (1, b"notes.md")], origin="watcher",
+                      confirm_missing=True, early=True)
+    assert [(r.relpath, r.kind) for r in res.recorded] == [(b"notes.md", "modified")]
+    assert _contents(rec, b"notes.md") == [b"old\n", b"new\n"]
+    assert rec.store.file_id(1, b".notes.md.tmp1", create=False) is None
+
+
+def test_a_file_written_and_deleted_before_the_commit_is_kept(rec: Recorder) -> None:
+    root = next(iter(rec.roots.values())).path
+    early = rec.read_early()
+    (root / "brief.txt").write_bytes(b"here a moment\n")
+    early.read_soon((1, b"brief.txt"))
+    wait_until(early.done, what="the early read")
+    (root / "brief.txt").unlink()
+    res = rec.capture([(1, b"brief.txt")], origin="watcher", confirm_missing=True, early=True)
+    assert [r.kind for r in res.recorded] == ["created", "deleted"]
+    assert _contents(rec, b"brief.txt") == [b"here a moment\n", None]
