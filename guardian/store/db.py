@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS objects(
     hash BLOB NOT NULL UNIQUE,          -- SHA-256 of the raw bytes
     size INTEGER NOT NULL,              -- raw size
     stored_size INTEGER NOT NULL,       -- size after compression
-    codec TEXT NOT NULL,                -- 'zstd' | 'raw'
+    codec TEXT NOT NULL,                -- 'zstd' | 'raw' | 'zstd-delta' (see _DELTA_COLUMNS)
     loose INTEGER NOT NULL DEFAULT 0,   -- 1: bytes live in objects/ab/cdef..., data is NULL
     data BLOB
 );
@@ -197,6 +197,28 @@ LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.
 _DUR_COLS = tuple(f"h{i}" for i in range(len(DURATION_BUCKETS_S)))
 _LAT_COLS = tuple(f"l{i}" for i in range(len(LATENCY_BUCKETS_S)))
 _HOUR_NS = 3_600_000_000_000
+
+
+#: Columns of delta-encoded objects (guardian.store.objects), added to a store of any age when
+#: a writer opens it: base_id names the object whose raw bytes a 'zstd-delta' frame refers
+#: to (NULL: a whole copy), depth how many links a read decodes, chain_pos the position in
+#: its skip-delta chain. Readers of a store without them see every object as a whole copy.
+_DELTA_COLUMNS = (
+    ("base_id", "INTEGER"),
+    ("depth", "INTEGER NOT NULL DEFAULT 0"),
+    ("chain_pos", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+
+def _migrate_deltas(db: sqlite3.Connection) -> None:
+    have = {r[1] for r in db.execute("PRAGMA table_info(objects)")}
+    missing = [(c, d) for c, d in _DELTA_COLUMNS if c not in have]
+    if not missing:
+        return
+    script = "".join(f"ALTER TABLE objects ADD COLUMN {c} {d};" for c, d in missing)
+    script += ("CREATE INDEX IF NOT EXISTS objects_by_base ON objects(base_id)"
+               " WHERE base_id IS NOT NULL;")
+    db.executescript(f"BEGIN IMMEDIATE;{script}COMMIT;")
 
 
 def _migrate_observe(db: sqlite3.Connection) -> None:
@@ -471,6 +493,7 @@ class Store:
         self.commits_since_checkpoint = 0
         self._damaged: set[bytes] | None = None
         self._marks_in_tx: list[tuple[bytes, str]] = []
+        self._object_deltas: bool | None = None
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
@@ -601,6 +624,15 @@ class Store:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+    @property
+    def object_deltas(self) -> bool:
+        """Whether the objects table has the delta columns (a writer adds them; a reader of
+        an older store reads every object as a whole copy)."""
+        if self._object_deltas is None:
+            cols = {r[1] for r in self.db.execute("PRAGMA table_info(objects)").fetchall()}
+            self._object_deltas = "base_id" in cols
+        return self._object_deltas
 
     # ----------------------------------------------------------------- damaged objects
     @property
@@ -1539,6 +1571,7 @@ def _ensure_schema(db: sqlite3.Connection) -> None:
     if version == SCHEMA_VERSION:
         db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA};COMMIT;")
         _migrate_observe(db)
+        _migrate_deltas(db)
         return
     if version != 0:
         raise StoreError(
@@ -1552,6 +1585,7 @@ def _ensure_schema(db: sqlite3.Connection) -> None:
         f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
     )
     _migrate_observe(db)
+    _migrate_deltas(db)
 
 
 class _WriterLock:
