@@ -22,6 +22,7 @@ from bench import (
     restore,
     rules,
     snapshot,
+    store,
     validation,
 )
 from bench.common import Config, Table, Workspace, guardian_argv, progress
@@ -38,6 +39,7 @@ GROUPS: dict[str, dict[str, Bench]] = {
     "rules": rules.BENCHMARKS,
     "restore": restore.BENCHMARKS,
     "observe": observe.BENCHMARKS,
+    "store": store.BENCHMARKS,
 }
 
 

@@ -268,38 +268,42 @@ class Objects:
             hit = self._cached_raw(info)
             if hit is not None:
                 return hit
-        chain = [info]
+        chain: list[tuple[ObjectInfo, bytes | None]] = [(info, None)]
         raw: bytes | None = None
-        while chain[-1].base_id is not None:
+        while chain[-1][0].base_id is not None:
             if len(chain) > MAX_DEPTH:
                 raise CorruptObjectError(
                     f"object {info.hash.hex()}: delta chain longer than {MAX_DEPTH} links",
                     object_hash=info.hash)
-            below = chain[-1]
+            below = chain[-1][0]
             base_id = below.base_id
             assert base_id is not None
-            try:
-                base = self.info(base_id)
-            except CorruptObjectError:
+            row = self.store.db.execute(f"SELECT {_COLS}, data FROM objects WHERE id=?",
+                                        (base_id,)).fetchone()
+            if row is None:
                 raise CorruptObjectError(
                     f"object {below.hash.hex()}: its base object {base_id} is missing",
-                    object_hash=below.hash) from None
+                    object_hash=below.hash)
+            base = _info(row)
             raw = self._cached_raw(base)
             if raw is not None:
                 break
-            chain.append(base)
-        for link in reversed(chain):
+            chain.append((base, None if base.loose or row[9] is None else bytes(row[9])))
+        for link, stored in reversed(chain):
             # The links below are checked by their zstd frame checksums, the object itself
             # by its SHA-256 (which also catches a base that decoded wrong); only bytes whose
             # SHA-256 was checked are kept for later.
-            raw = self._decode(link, raw, rehash=link is info)
+            raw = self._decode(link, raw, rehash=link is info, stored=stored)
         assert raw is not None
         self._remember(info.id, info.hash, raw)
         return raw
 
-    def _decode(self, info: ObjectInfo, base: bytes | None, *, rehash: bool = True) -> bytes:
-        """One link: read, decompress (against ``base``), check size and (``rehash``) hash."""
-        stored = self.read_stored(info)
+    def _decode(self, info: ObjectInfo, base: bytes | None, *, rehash: bool = True,
+                stored: bytes | None = None) -> bytes:
+        """One link: read (unless ``stored`` was read with its row), decompress (against
+        ``base``), check size and (``rehash``) hash."""
+        if stored is None:
+            stored = self.read_stored(info)
         if info.codec == DELTA_CODEC and base is None:
             raise CorruptObjectError(f"object {info.hash.hex()}: a delta without a base",
                                      object_hash=info.hash)
