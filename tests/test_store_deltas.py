@@ -163,6 +163,17 @@ def test_a_store_from_before_deltas_still_reads_and_takes_deltas_once_written(
     assert _codecs(store).count(DELTA_CODEC) == 4
     assert _stored(store) == old + new
     assert cli.json("verify")["ok"] is True
+    # gc re-packs the old whole copies as deltas (versions 1-3: 0 has no previous version,
+    # 4 is the base of 5 already); a kill -9 in the middle of it loses nothing.
+    env = {**cli.env, "GUARDIAN_FAULT": "gc.repack:kill@1"}
+    p = cli.run("gc", "--keep-versions", "100", env=env)
+    assert p.returncode == -9, (p.returncode, p.stderr)
+    assert _stored(store) == old + new
+    out = cli.json("gc", "--keep-versions", "100")
+    assert out["versions_dropped"] == 0 and out["objects_repacked"] == 3, out
+    assert _codecs(store).count(DELTA_CODEC) == 7
+    assert _stored(store) == old + new
+    assert cli.json("verify")["ok"] is True
 
 
 def test_a_cycle_of_bases_in_damaged_rows_is_damage_not_a_hang(cli: Cli, root: Path,
