@@ -628,8 +628,9 @@ class Store:
     @property
     def object_deltas(self) -> bool:
         """Whether the objects table has the delta columns (a writer adds them; a reader of
-        an older store reads every object as a whole copy)."""
-        if self._object_deltas is None:
+        an older store reads every object as a whole copy). Only a yes is remembered: a
+        reader open while a writer upgrades the store sees the columns from then on."""
+        if not self._object_deltas:
             cols = {r[1] for r in self.db.execute("PRAGMA table_info(objects)").fetchall()}
             self._object_deltas = "base_id" in cols
         return self._object_deltas
