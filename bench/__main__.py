@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import (
+    backup,
     batch,
     capture,
     conformance,
@@ -39,6 +40,7 @@ GROUPS: dict[str, dict[str, Bench]] = {
     "rules": rules.BENCHMARKS,
     "restore": restore.BENCHMARKS,
     "observe": observe.BENCHMARKS,
+    "backup": backup.BENCHMARKS,
     "store": store.BENCHMARKS,
 }
 

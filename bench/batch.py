@@ -69,4 +69,63 @@ def large(ws: Workspace, cfg: Config) -> Table:
     return table
 
 
-BENCHMARKS: dict[str, Callable[[Workspace, Config], Table]] = {"batch.large": large}
+def _module(i: int, n: int, version: int, spare: bool) -> bytes:
+    """Module ``i`` of ``n`` (~4 KiB): imports a name of the next module, defines its own;
+    with ``spare``, also a function only this version has (so the next one removes it)."""
+    body = "".join(f"def g{i}_{k}(x):\n    return x * {k} + {version}\n\n" for k in range(60))
+    extra = f"def _spare_{i}_{version}():\n    return None\n\n" if spare else ""
+    return (f"from pkg.m{(i + 1) % n:04d} import f{(i + 1) % n}\n\nVERSION = {version}\n\n"
+            f"def f{i}():\n    return VERSION\n\n{extra}{body}").encode()
+
+
+def imports(ws: Workspace, cfg: Config) -> Table:
+    """What the dependency-consistency check (guardian.batch.imports) adds to a batch."""
+    from guardian import benchmark
+    from guardian.batch import imports as imports_mod
+    from guardian.batch.manifest import Operation
+
+    n = 100 if cfg.quick else 1000
+    rounds = 1 if cfg.quick else 3
+    table = Table("batch.imports",
+                  f"{n} Python modules of ~4 KiB rewritten as one batch (each imports a name of "
+                  "the next), with the import check: names kept (old and new top-level lines "
+                  "compared, nothing parsed), and each module dropping a function nobody "
+                  "imports (then every file is also searched for importers of the names "
+                  f"dropped); median of {rounds}",
+                  "the same batch with the import check turned off, in the same run "
+                  "(alternating)")
+    b = benchmark.Bench(Path(ws.dir("imports")))
+    real_check = imports_mod.check
+    version = 0
+    try:
+        b.seed({"pkg/__init__.py": b"", **{f"pkg/m{i:04d}.py": _module(i, n, 0, True)
+                                           for i in range(n)}})
+        for spare in (False, True):
+            times: dict[bool, list[float]] = {True: [], False: []}
+            for r in range(rounds):
+                for on in (False, True):
+                    progress(f"batch.imports: {'drop' if spare else 'keep'} names, check "
+                             f"{'on' if on else 'off'}, round {r + 1} of {rounds}")
+                    version += 1
+                    ops = [Operation(i + 1, "write", f"pkg/m{i:04d}.py",
+                                     content=_module(i, n, version, spare)) for i in range(n)]
+                    imports_mod.check = real_check if on else (lambda _w, _t: [])
+                    secs, _ok, bad = b.batch(ops)
+                    if bad:
+                        raise RuntimeError("the benchmark's batch was refused")
+                    times[on].append(secs)
+            on_s, off_s = statistics.median(times[True]), statistics.median(times[False])
+            what = "a function dropped per module" if spare else "names kept"
+            table.rows.append(Row(f"{what}: batch with check vs without (s)", on_s, "s", off_s,
+                                  Goal("<=", 1.25, "ratio")))
+            table.notes.append(f"{what}: check adds {(on_s - off_s) * 1e3:.0f} ms "
+                               f"({(on_s - off_s) / n * 1e6:.0f} us per module)")
+    finally:
+        imports_mod.check = real_check
+        b.close()
+    table.notes.append("goal: the check costs at most a quarter of the batch it guards")
+    return table
+
+
+BENCHMARKS: dict[str, Callable[[Workspace, Config], Table]] = {"batch.large": large,
+                                                               "batch.imports": imports}

@@ -7,6 +7,6 @@ if next((w for w in sys.argv[1:] if not w.startswith("-")), None) == "watch":
 
     startsignals.install()  # first of all: a stop from now on is recorded, then honoured
 
-from guardian.cli import main
+from guardian.cli.main import main
 
 raise SystemExit(main())

@@ -41,11 +41,14 @@ class Applied:
     optimisations: dict[str, int] = field(default_factory=dict)
     dry_run: bool = False
     diff: str = ""
+    #: Imports the batch breaks that a rule downgraded to a warning (guardian.batch.imports).
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Applied:
         return cls(d.get("batch"), list(d.get("files", [])), float(d.get("duration_ms", 0)),
-                   dict(d.get("optimisations", {})), bool(d.get("dry_run")), d.get("diff", ""))
+                   dict(d.get("optimisations", {})), bool(d.get("dry_run")), d.get("diff", ""),
+                   list(d.get("warnings", [])))
 
 
 def apply(manifest: Manifest, base: Path, *, store: Path | None = None, dry_run: bool = False,

@@ -14,6 +14,9 @@ from guardian.errors import OutsideRootError, UsageError
 
 SEP = b"/"
 
+#: Prefix of the temp files Guardian writes beside a target before renaming them over it.
+TEMP_PREFIX = b".~guardian."
+
 
 class Root:
     """A watched directory, resolved (no symlinks in it) and absolute.

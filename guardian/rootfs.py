@@ -16,8 +16,7 @@ import stat
 from collections.abc import Iterator
 
 from guardian.errors import OutsideRootError
-from guardian.paths import SEP
-from guardian.rules.ignore import TEMP_PREFIX
+from guardian.paths import SEP, TEMP_PREFIX
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 

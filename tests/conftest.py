@@ -108,11 +108,13 @@ class Watch:
 
     def __init__(self, roots: list[Path], store: Path, env: dict[str, str],
                  extra: list[str] | None = None, preexec: Callable[[], None] | None = None,
-                 argv_prefix: list[str] | None = None) -> None:
-        argv = [*(argv_prefix or []), sys.executable, "-m", "guardian", "watch",
-                *map(str, roots), "--store", str(store), *(extra or [])]
+                 argv_prefix: list[str] | None = None, argv: list[str] | None = None,
+                 cwd: Path | None = None) -> None:
+        """``argv``: run exactly that command instead (a shipped example's command line)."""
+        argv = argv or [*(argv_prefix or []), sys.executable, "-m", "guardian", "watch",
+                        *map(str, roots), "--store", str(store), *(extra or [])]
         self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     env=env, preexec_fn=preexec)
+                                     env=env, preexec_fn=preexec, cwd=cwd)
         self.events: list[dict[str, Any]] = []
         self.raw: list[str] = []
         self.cond = threading.Condition()

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from guardian.observe.alerts import evaluate
-from guardian.observe.thresholds import Thresholds
 from guardian.rules.rulefiles import RULE_FILE
+from guardian.rules.thresholds import Thresholds
 
 from .conftest import Cli, Watch, wait_until
 from .test_bad_input import NOBODY, needs_nobody

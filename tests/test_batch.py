@@ -534,8 +534,7 @@ def test_through_a_running_daemon(cli: Cli, root: Path, watch) -> None:
 def test_python_async_api(root: Path, env: dict[str, str], store: Path, monkeypatch) -> None:
     import anyio
 
-    from guardian.api import Batch
-    from guardian.errors import BatchError
+    from guardian import Batch, BatchError  # the README's names, loaded on first use
 
     for k in ("XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
         monkeypatch.setenv(k, env[k])
@@ -681,8 +680,12 @@ def test_the_batch_benchmark_group_runs(cli: Cli, tmp_path: Path) -> None:
     p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", "batch"],
                        capture_output=True, env=env, cwd=repo, timeout=300)
     assert p.returncode in (0, 1), p.stderr.decode()[-2000:]
-    (table,) = json.loads(p.stdout)["tables"]
-    assert table["name"] == "batch.large" and not table.get("error"), table
+    tables = {t["name"]: t for t in json.loads(p.stdout)["tables"]}
+    assert set(tables) == {"batch.large", "batch.imports"}
+    assert not any(t.get("error") for t in tables.values()), tables
+    for row in tables["batch.imports"]["rows"]:  # the import check beside the same batch
+        assert row["value"] > 0 and row["baseline"] > 0 and row["result"] in ("PASS", "FAIL")
+    table = tables["batch.large"]
     rows = {r["metric"]: r for r in table["rows"]}
     for what in ("new files", "rewrites"):
         for base in ("naive loop", "no sync at all"):

@@ -223,13 +223,21 @@ def test_settings_presets_and_sizes() -> None:
 
 
 def test_core_import_is_cheap_and_never_touches_the_ui() -> None:
-    code = ("import sys, guardian.cli, guardian.daemon.loop, guardian.service, "
+    code = ("import sys, guardian.cli.main, guardian.daemon.loop, guardian.service, "
             "guardian.store.history;"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'tui')];"
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True)
     assert out.stdout.strip() == "[]"
-    code = ("import sys, guardian.cli;"
+    code = ("import sys, guardian.cli.main;"
             "print([m for m in ('watchdog', 'anyio', 'sqlite3', 'zstandard') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_public_names_load_only_when_used() -> None:
+    code = ("import sys, guardian; before = 'guardian.api' in sys.modules;"
+            "from guardian import Batch, BatchError;"
+            "print(before, Batch.__module__, BatchError.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True)
+    assert out.stdout.split() == ["False", "guardian.api", "guardian.errors"]

@@ -133,7 +133,7 @@ def test_metrics_command_and_its_start(cli: Cli, root: Path, store: Path) -> Non
     assert cli.run("metrics", "--since", "yesterday-ish").returncode == 2
     assert cli.run("metrics", "--since", "1h", "--until", "2h").returncode == 2
     # `guardian metrics` never imports the Prometheus client, the event loop or the UI.
-    code = ("import sys; from guardian import cli; "
+    code = ("import sys; from guardian.cli import main as cli; "
             f"rc = cli.main(['metrics', '--json', '--store', {str(store)!r}]); "
             "print([m for m in ('prometheus_client', 'anyio', 'textual', 'watchdog') "
             "if m in sys.modules], file=sys.stderr)")

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guardian import faults
+from guardian.batch import imports
 from guardian.batch import io as batchio
 from guardian.batch import locks as targetlocks
 from guardian.batch import plan as batchplan
@@ -57,9 +58,8 @@ from guardian.batch.manifest import Manifest
 from guardian.batch.target import Target
 from guardian.errors import BatchError, Busy, GuardianError, OutsideRootError
 from guardian.exitcodes import ExitCode
-from guardian.paths import SEP, Root, show
+from guardian.paths import SEP, TEMP_PREFIX, Root, show
 from guardian.rootfs import RootFS
-from guardian.rules.ignore import TEMP_PREFIX
 from guardian.store.db import Head, NewVersion, Store
 from guardian.store.history import unified_diff
 from guardian.store.objects import Objects
@@ -93,6 +93,8 @@ class BatchResult:
     diff: str = ""
     versions: list[int] = field(default_factory=list)
     version_of: dict[bytes, int] = field(default_factory=dict)  # relpath -> version id
+    #: What the checks let through but say (imports a rule downgraded to a warning).
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         opts: dict[str, int] = {}
@@ -102,7 +104,7 @@ class BatchResult:
         d: dict[str, Any] = {"ok": True, "batch": self.batch_id, "dry_run": self.dry_run,
                              "files": [f.to_json() for f in self.files],
                              "duration_ms": round(self.duration_ms, 3), "optimisations": opts,
-                             "versions": self.versions}
+                             "versions": self.versions, "warnings": self.warnings}
         if self.dry_run:
             d["diff"] = self.diff
         return d
@@ -162,24 +164,26 @@ def _execute_locked(writer: Writer, manifest: Manifest, base: Path, targets: lis
     access: dict[tuple[int, bytes], Any] = {}
     for t in targets:
         batchplan.check_writable(t, access)
+    warned: list[dict[str, Any]] = []
     if manifest.validate:
         batchplan.validate(writer, targets)
+        warned = imports.check(writer, targets)  # no import that resolved breaks
     if dry_run:
         diff = "".join(unified_diff(t.current if t.kind == "file" else None, t.final,
                                     f"a/{show(t.relpath)}", f"b/{show(t.relpath)}")
                        for t in targets if not t.final_dir and not t.unchanged)
-        return BatchResult(None, True, _outcomes(targets, {}), _ms(t0), diff)
+        return BatchResult(None, True, _outcomes(targets, {}), _ms(t0), diff, warnings=warned)
     changing = [t for t in targets if not t.unchanged]
     for t in targets:
         if t.unchanged:
             t.optimisations.add("skip_unchanged")
     if not changing:
-        result = BatchResult(None, False, _outcomes(targets, {}), _ms(t0))
+        result = BatchResult(None, False, _outcomes(targets, {}), _ms(t0), warnings=warned)
         _record_operations(writer.store, targets, None, "ok")
         return result
     batch_id, versions = _write(writer, changing, fds, session, operations=targets)
     return BatchResult(batch_id, False, _outcomes(targets, versions), _ms(t0),
-                       versions=sorted(versions.values()))
+                       versions=sorted(versions.values()), warnings=warned)
 
 
 def execute_targets(writer: Writer, targets: list[Target],

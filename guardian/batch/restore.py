@@ -37,9 +37,9 @@ from guardian.batch.target import Target
 from guardian.capture.scan import WalkReport, walk
 from guardian.errors import BatchError, GuardianError, NotFoundError, UsageError
 from guardian.exitcodes import ExitCode
-from guardian.paths import SEP, Root, prefix_range, show
+from guardian.paths import SEP, Root, show
 from guardian.rootfs import RootFS
-from guardian.store.db import Store, Version
+from guardian.store.db import Version
 from guardian.store.history import resolve
 from guardian.store.objects import Objects, digest
 from guardian.timespec import iso
@@ -104,7 +104,7 @@ def restore(writer: Writer, root: Root, relpath: bytes, *, version: int | None =
         raise UsageError(f"{shown}: is ignored by Guardian (never recorded); nothing to restore")
     fid = store.file_id(root.id, relpath, create=False) if relpath else None
     is_file = fid is not None and store.head(fid) is not None
-    firsts = _first_versions(store, root.id, relpath)
+    firsts = store.first_versions(root.id, relpath)
     if not firsts:
         raise NotFoundError(f"{shown}: no recorded versions")
     if version is None and at_ns is None and (is_dir or not is_file):
@@ -149,23 +149,6 @@ def _record_tree(writer: Writer, root: Root, prefix: bytes, session: str | None)
         w = res.warnings[0]
         raise GuardianError(f"{show(root.join(w.relpath))}: {w.message}; not restoring a "
                             "tree Guardian cannot see whole", exit_code=ExitCode.FAILURE)
-
-
-def _first_versions(store: Store, root_id: int, prefix: bytes) -> dict[bytes, tuple[str, int]]:
-    """relpath -> (kind, time) of the first version of every file at or under ``prefix``.
-
-    (A query of its own: the store's API has each file's versions newest first, and a
-    restore of a big tree asks this of every file at once.)
-    """
-    sql = ("SELECT f.relpath, v.kind, v.time_ns FROM files f JOIN versions v ON v.id ="
-           " (SELECT MIN(v2.id) FROM versions v2 WHERE v2.file_id = f.id) WHERE f.root_id=?")
-    args: tuple[Any, ...] = (root_id,)
-    if prefix:
-        lo, hi = prefix_range(prefix)
-        sql += " AND (f.relpath = ? OR (f.relpath >= ? AND f.relpath < ?))"
-        args += (prefix, lo, hi)
-    rows = store.db.execute(sql, args)
-    return {bytes(rel): (kind, int(t)) for rel, kind, t in rows}
 
 
 def _restore_error(e: BatchError) -> BatchError:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from guardian.batch.manifest import Operation
 from guardian.errors import BatchError
+from guardian.kinds import Origin, VersionKind
 from guardian.paths import Root, show
 from guardian.rootfs import RootFS
 
@@ -51,8 +52,8 @@ class Target:
     read_sig: tuple[int, ...] | None = None  # the file as read (see signature)
     valid: bool | None = None       # the validators' verdict on final (None: none ran)
     # How the new version is recorded (a restore's differ from a batch's).
-    origin: str = "batch"
-    version_kind: str | None = None  # None: created / modified / deleted
+    origin: Origin = "batch"
+    version_kind: VersionKind | None = None  # None: created / modified / deleted
     note: str | None = None          # None: "batch N"
     skipped: bool = False            # an optional rmdir that found the directory in use
     _where: tuple[int, bytes] | None = None

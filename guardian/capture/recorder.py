@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from guardian.capture import anchored
 from guardian.capture.anchored import MAX_KEPT, NOT_A_DIR, RootDirs
 from guardian.capture.scan import WalkReport, is_blind, walk
+from guardian.kinds import Origin, VersionKind
 from guardian.paths import SEP, Root
 from guardian.rules.ignore import GITIGNORE, IgnoreMatcher
 from guardian.rules.policy import Policy
@@ -131,7 +132,7 @@ class Recorder:
         self._pool.shutdown(wait=True)
 
     # ----------------------------------------------------------------- public API
-    def capture(self, keys: Iterable[PathKey], *, origin: str, confirm_missing: bool,
+    def capture(self, keys: Iterable[PathKey], *, origin: Origin, confirm_missing: bool,
                 session: str | None = None, note: str | None = None) -> CaptureResult:
         """Record the current state of each path (one group commit)."""
         keys = list(dict.fromkeys(keys))
@@ -139,7 +140,7 @@ class Recorder:
         return self._record(seen, origin=origin, confirm_missing=confirm_missing,
                             baseline=False, session=session, note=note)
 
-    def reconcile(self, root_id: int, prefix: bytes = b"", *, origin: str, confirm_missing: bool,
+    def reconcile(self, root_id: int, prefix: bytes = b"", *, origin: Origin, confirm_missing: bool,
                   baseline: bool = False, progress: Progress | None = None,
                   session: str | None = None,
                   cancel: threading.Event | None = None) -> CaptureResult:
@@ -313,7 +314,7 @@ class Recorder:
                                                            self.settings.max_file_size))
 
     # ----------------------------------------------------------------- record
-    def _record(self, seen: list[Seen], *, origin: str, confirm_missing: bool, baseline: bool,
+    def _record(self, seen: list[Seen], *, origin: Origin, confirm_missing: bool, baseline: bool,
                 session: str | None = None, note: str | None = None,
                 fresh: bool = False) -> CaptureResult:
         """Record observations in one transaction. ``fresh``: these paths are new to a store
@@ -337,7 +338,7 @@ class Recorder:
                 self.before_commit()
         return result
 
-    def _record_fresh(self, seen: list[Seen], result: CaptureResult, *, origin: str,
+    def _record_fresh(self, seen: list[Seen], result: CaptureResult, *, origin: Origin,
                       baseline: bool, now: int, session: str | None,
                       note: str | None) -> list[Seen]:
         """Bulk-record files new to a store that was empty when the scan began; return the
@@ -348,7 +349,7 @@ class Recorder:
             return rest
         ids = self.objects.put_many([(s.hash, s.data, s.packed) for s in bulk
                                      if s.hash is not None and s.data is not None])
-        kind = "baseline" if baseline else "created"
+        kind: VersionKind = "baseline" if baseline else "created"
         rows = []
         for s in bulk:
             assert s.st is not None and s.hash is not None and s.data is not None
@@ -365,7 +366,7 @@ class Recorder:
             self._after_change(s)
         return rest
 
-    def _record_one(self, s: Seen, result: CaptureResult, *, origin: str, confirm_missing: bool,
+    def _record_one(self, s: Seen, result: CaptureResult, *, origin: Origin, confirm_missing: bool,
                     baseline: bool, now: int, session: str | None, note: str | None,
                     fresh: bool) -> None:
         store = self.store
@@ -457,7 +458,7 @@ class Recorder:
         result.recorded.append(_version(vid, nv.file_id, s, nv, now))
 
     @staticmethod
-    def _kind(head: Version | None, baseline: bool) -> str:
+    def _kind(head: Version | None, baseline: bool) -> VersionKind:
         if head is None:
             return "baseline" if baseline else "created"
         return "modified" if head.present else "created"

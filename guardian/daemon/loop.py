@@ -31,6 +31,7 @@ import anyio
 
 from guardian import faults, startsignals
 from guardian.capture.recorder import CaptureResult, Recorder
+from guardian.daemon.notify import Notifier
 from guardian.daemon.revert import Reverter
 from guardian.daemon.server import ControlServer
 from guardian.daemon.settle import Settler
@@ -50,9 +51,9 @@ from guardian.events import (
     VersionRecorded,
     WarningEvent,
 )
+from guardian.kinds import Origin
 from guardian.observe.monitor import Monitor
-from guardian.paths import Root
-from guardian.rules.ignore import TEMP_PREFIX
+from guardian.paths import TEMP_PREFIX, Root
 from guardian.rules.policy import Policy
 from guardian.rules.rulefiles import Effective
 from guardian.service import Service
@@ -78,7 +79,8 @@ class Daemon:
     docstring); ``run()`` until a signal or :meth:`request_stop`."""
 
     def __init__(self, writer: Writer, *, emit: Callable[[Event], None],
-                 reconcile_interval: float = 600.0, poll_interval: float = 30.0) -> None:
+                 reconcile_interval: float = 600.0, poll_interval: float = 30.0,
+                 notifier: Notifier | None = None) -> None:
         self.writer = writer
         self.store = writer.store
         self.settings = settings = writer.settings
@@ -130,11 +132,14 @@ class Daemon:
         self._store_used = anyio.Event()  # set by each store job: a checkpoint may be due
         self.ready = False
         self.monitor = Monitor(self)  # metrics, alert rules, sinks (guardian.observe)
+        #: systemd's Type=notify (READY=1, STOPPING=1, WATCHDOG=1); inert outside systemd.
+        self.notifier = notifier or Notifier()
 
     # ----------------------------------------------------------------- plumbing
     def emit(self, event: Event) -> None:
         self._emit_sink(event)
         self.server.publish(event)
+        self.notifier.on_event(event)
 
     @property
     def socket(self) -> Path | None:
@@ -223,6 +228,7 @@ class Daemon:
             with contextlib.suppress(Exception):
                 self.watcher.stop()
             self.reader.close()
+            self.notifier.close()
 
     async def _run(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -233,6 +239,7 @@ class Daemon:
                 self.task_group = tg
                 tg.start_soon(self._signals, signals)
                 await tg.start(self.server.serve)
+                tg.start_soon(self.notifier.keepalive)
                 await self._start_watching()
                 tg.start_soon(self._pump)
                 if not self._stop.is_set():
@@ -540,7 +547,7 @@ class Daemon:
         for key in trees:
             reason = self._reasons.pop(key, "directory")
             t0 = time.monotonic()
-            origin = "watcher" if reason == "directory" else "scan"
+            origin: Origin = "watcher" if reason == "directory" else "scan"
             res = rec.reconcile(key[0], key[1], origin=origin, confirm_missing=final)
             if not key[1]:
                 with self.store.transaction():

@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING
 
 from guardian.capture.recorder import FILE, LINK, MISSING
 from guardian.errors import OutsideRootError
-from guardian.paths import SEP
+from guardian.paths import SEP, TEMP_PREFIX
 from guardian.rootfs import RootFS
-from guardian.rules.ignore import TEMP_PREFIX
 from guardian.rules.rulefiles import Effective
 from guardian.store.db import NewVersion, Version
 from guardian.store.objects import Objects, digest

@@ -229,7 +229,7 @@ class ControlServer:
                 d.emit(VersionRecorded.of(v, d.roots))
 
     async def _repair(self, params: Params) -> Any:
-        from guardian.store.verify import repair
+        from guardian.capture.repair import repair
 
         d = self.daemon
         return await d.in_store(repair, d.recorder, [str(x) for x in params.get("objects") or []],

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from guardian.observe.thresholds import Thresholds
+from guardian.rules.thresholds import Thresholds
 
 #: Kinds of the alerts evaluated from metrics (all resolve themselves).
 METRIC_KINDS = ("performance-degradation", "high-error-rate", "low-success-rate", "error-rate")

@@ -27,7 +27,7 @@ import anyio
 
 from guardian.observe import record
 from guardian.observe.alerts import METRIC_KINDS, PATH_KINDS, Condition, evaluate, key_of
-from guardian.observe.thresholds import load, signature
+from guardian.rules.thresholds import load, signature
 
 if TYPE_CHECKING:
     import anyio.abc

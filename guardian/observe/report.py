@@ -34,7 +34,7 @@ TREND_ERRORS = 0.01
 def build(store: Store, *, since_ns: int, until_ns: int,
           baseline: Baseline | None = None) -> dict[str, Any]:
     from guardian.observe import alerts, calibrate, metrics
-    from guardian.observe.thresholds import Thresholds
+    from guardian.rules.thresholds import Thresholds
     from guardian.timespec import iso
 
     baseline = baseline or calibrate.stored(store)

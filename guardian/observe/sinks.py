@@ -23,7 +23,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
-from guardian.observe.thresholds import Sink
+from guardian.rules.thresholds import Sink
 
 Problem = Callable[[str, str, str], None]  # (kind: "untrusted" | "sink", message, key)
 

@@ -11,10 +11,8 @@ import os
 from collections.abc import Callable, Container
 from typing import Any
 
-from guardian.paths import SEP
+from guardian.paths import SEP, TEMP_PREFIX
 
-#: Prefix of the temp files Guardian writes beside a target before renaming them over it.
-TEMP_PREFIX = b".~guardian."
 GITIGNORE = b".gitignore"
 
 

@@ -35,6 +35,7 @@ from guardian.rules.settings import parse_size, presets_dir
 
 RULE_FILE = ".guardian.toml"
 ON_INVALID = ("record", "alert", "revert")
+BROKEN_IMPORTS = ("refuse", "warn")
 PRESETS = ("default", "strict", "python")
 
 # What one rule file may cost: everything in a watched tree is untrusted input, and rules are
@@ -65,12 +66,14 @@ RULE_KEYS: dict[str, str] = {
     "max_reverts_per_minute": "a whole number: after that many reverts of one path in a "
                               "minute, Guardian stops reverting it and alerts",
     "options": "a table of validator options, e.g. { json = { duplicate_keys = \"allow\" } }",
+    "broken_imports": 'one of "refuse", "warn": what a batch that breaks an import of a '
+                      "matching file gets (guardian.batch.imports)",
 }
 TOP_KEYS = {"extends": "a preset name: " + ", ".join(PRESETS),
             "ignore": "a list of globs of paths not to record",
             "rule": "an array of [[rule]] tables",
             "alerts": "a table of alert thresholds and sinks (a root's own rule file only; "
-                      "see guardian.observe.thresholds)"}
+                      "see guardian.rules.thresholds)"}
 VALIDATOR_NAMES = ("auto", "python", "json", "yaml", "toml", "ini", "markdown", "text")
 VALIDATOR_TABLE_KEYS = ("command", "timeout", "stdin", "schema", "name")
 
@@ -407,7 +410,7 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 def _check_alerts(value: Any, path: str, text: str, base: str) -> None:
     """The ``[alerts]`` table is guardian.observe's: checked by it, reported like ours."""
-    from guardian.observe.thresholds import check_table
+    from guardian.rules.thresholds import check_table
 
     try:
         check_table(value, path, text, base)
@@ -446,6 +449,12 @@ def _check_value(loc: _Locator, i: int, key: str, value: Any, path: str, digest:
         if value not in ON_INVALID:
             raise RuleError(loc.error(i, key, f"expected one of {', '.join(ON_INVALID)}, got "
                                               f"{value!r}{_closest(str(value), ON_INVALID)}"))
+        return value
+    if key == "broken_imports":
+        if value not in BROKEN_IMPORTS:
+            raise RuleError(loc.error(i, key, f"expected one of {', '.join(BROKEN_IMPORTS)}, "
+                                              f"got {value!r}"
+                                              f"{_closest(str(value), BROKEN_IMPORTS)}"))
         return value
     if key == "protect":
         if not isinstance(value, bool):

@@ -23,12 +23,13 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from guardian.errors import GuardianError, NotFoundError, StoreBusyError, StoreError
+from guardian.kinds import Origin, VersionKind
 from guardian.locations import ROOTS_FILE, ensure_private_dir
 from guardian.paths import Root, prefix_range
 
@@ -273,8 +274,8 @@ class Version:
     object_id: int | None
     hash: bytes | None
     present: bool
-    kind: str
-    origin: str
+    kind: VersionKind
+    origin: Origin
     time_ns: int
     mode: int | None
     size: int | None
@@ -326,8 +327,8 @@ class NewVersion:
     file_id: int
     object_id: int | None
     present: bool
-    kind: str
-    origin: str
+    kind: VersionKind
+    origin: Origin
     mode: int | None
     size: int | None
     note: str | None = None
@@ -652,6 +653,15 @@ class Store:
             self._damaged = {bytes(r[0]) for r in rows}
         return self._damaged
 
+    def paths_of_object(self, object_id: int, roots: Container[int]) -> list[tuple[int, bytes]]:
+        """Every (root, relpath) a version of which used the object, in ``roots``; files
+        whose newest version it is first (the likeliest to still hold the bytes)."""
+        rows = self.db.execute(
+            "SELECT f.root_id, f.relpath, MAX(f.head_id = v.id) FROM versions v"
+            " JOIN files f ON f.id = v.file_id WHERE v.object_id=? GROUP BY f.id"
+            " ORDER BY 3 DESC, f.id", (object_id,)).fetchall()
+        return [(int(r[0]), bytes(r[1])) for r in rows if int(r[0]) in roots]
+
     def mark_damaged(self, h: bytes, reason: str) -> None:
         """Remember that object ``h`` is damaged (a writer stores it; a mark made inside a
         transaction that rolls back is stored again after the rollback)."""
@@ -936,7 +946,7 @@ class Store:
             args += (lo, hi)
         return self.db.execute(sql + " LIMIT 1", args).fetchone() is not None
 
-    def recent_unlabelled_heads(self, since_ns: int, origin: str) -> list[Version]:
+    def recent_unlabelled_heads(self, since_ns: int, origin: Origin) -> list[Version]:
         """Versions recorded at or after ``since_ns`` with ``origin`` and no session that are
         still their file's newest, newest first. Ids grow with time: windows of ids are read
         from the newest back (each twice the last) until one reaches before ``since_ns``, so
@@ -990,6 +1000,16 @@ class Store:
         return {bytes(r[0]): (r[1:] if r[1] is not None else None)
                 for r in self.db.execute(sql, args)}
 
+    def first_versions(self, root_id: int, prefix: bytes = b"") -> dict[bytes, tuple[str, int]]:
+        """relpath -> (kind, time) of the first version of every file at or under ``prefix``
+        (a restore of a big tree asks this of every file at once)."""
+        where, args = _under("f.relpath", prefix)
+        rows = self.db.execute(
+            "SELECT f.relpath, v.kind, v.time_ns FROM files f JOIN versions v ON v.id ="
+            " (SELECT MIN(v2.id) FROM versions v2 WHERE v2.file_id = f.id) WHERE f.root_id=?"
+            + where, (root_id, *args))
+        return {bytes(rel): (kind, int(t)) for rel, kind, t in rows}
+
     def cache_by_inode(self, dev: int, ino: int) -> list[tuple[int, int, bytes, CacheEntry]]:
         """(file_id, root_id, relpath, entry) for files last seen with this inode."""
         rows = self.db.execute(
@@ -999,7 +1019,8 @@ class Store:
         return [(int(r[0]), int(r[1]), bytes(r[2]), CacheEntry(*r[3:])) for r in rows]
 
     # ----------------------------------------------------------------- validation
-    def set_verdict(self, version_id: int, valid: bool | None, kind: str | None = None) -> None:
+    def set_verdict(self, version_id: int, valid: bool | None,
+                    kind: VersionKind | None = None) -> None:
         """Record what validation said of a version (and, for a rejected one, its new kind)."""
         if kind is None:
             self.db.execute("UPDATE versions SET valid=? WHERE id=?",
@@ -1678,3 +1699,10 @@ def store_size(path: Path) -> int:
     return total
 
 
+def _under(column: str, prefix: bytes) -> tuple[str, tuple[bytes, ...]]:
+    """The WHERE clause (and its arguments) for ``column`` at or under ``prefix``: an index
+    range, not LIKE (relpaths are bytes and may hold % and _)."""
+    if not prefix:
+        return "", ()
+    lo, hi = prefix_range(prefix)
+    return f" AND ({column} = ? OR ({column} >= ? AND {column} < ?))", (prefix, lo, hi)

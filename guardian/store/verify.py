@@ -7,9 +7,7 @@ be read are listed with the versions that use them, like objects whose bytes no 
 their SHA-256. Each damaged object is reported with every version that uses it, so a user
 knows exactly which history was hit.
 
-Repair (:func:`repair`, in the store's writer): each damaged object is marked, so the next
-intact copy of its bytes rewrites it; with ``reread`` the paths that ever held it are read now
-and the first whose bytes hash right rewrites it at once.
+Repair is :func:`guardian.capture.repair.repair`: it reads the tree, so it lives with capture.
 """
 
 from __future__ import annotations
@@ -18,16 +16,13 @@ import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from guardian.errors import CorruptObjectError, UsageError
+from guardian.errors import CorruptObjectError
 from guardian.paths import Root
 from guardian.store.db import DamagedStoreError, Store, is_damage
 from guardian.store.history import version_json
 from guardian.store.objects import ObjectInfo, Objects
-
-if TYPE_CHECKING:
-    from guardian.writer import Writer
 
 
 @dataclass
@@ -228,60 +223,3 @@ def _why(e: BaseException) -> str:
     if isinstance(e, DamagedStoreError) and "(" in cause:
         cause = cause[cause.index("(") + 1:cause.index(")")]
     return cause
-
-
-# ----------------------------------------------------------------------------- repair
-def repair(writer: Writer, hashes: list[str], reasons: dict[str, str], *,
-           reread: bool) -> dict[str, Any]:
-    """Mark each damaged object (by SHA-256); with ``reread``, rewrite it from the first path
-    that ever held it and still holds bytes that hash right (the file's own history first).
-
-    Runs in the store's writer: the daemon's store thread, or the CLI holding the lock.
-    """
-    from guardian.capture.recorder import FILE, LINK
-
-    store, objects = writer.store, writer.recorder.objects
-    out: list[dict[str, Any]] = []
-    for x in hashes:
-        if len(x) != 64 or x.strip("0123456789abcdef"):
-            raise UsageError(f"{x!r}: not a SHA-256 (64 hex digits)")
-    with store.transaction():
-        for x in hashes:
-            h = bytes.fromhex(x)
-            store.mark_damaged(h, reasons.get(x, "found damaged by guardian verify"))
-    if not reread:
-        return {"marked": len(hashes), "objects": []}
-    for x in hashes:
-        h = bytes.fromhex(x)
-        oid = objects.lookup(h)
-        entry: dict[str, Any] = {"sha256": x, "repaired": False, "from": None, "tried": []}
-        out.append(entry)
-        if oid is None:
-            entry["why"] = "no longer in the store"
-            continue
-        for root_id, rel in _paths_of(store, oid, writer.roots):
-            path = writer.roots[root_id].display(rel)
-            seen = writer.recorder.observe([(root_id, rel)])[0]
-            if seen.state not in (FILE, LINK) or seen.hash != h or seen.data is None:
-                entry["tried"].append(path)
-                continue
-            with store.transaction():
-                done = objects.rewrite(oid, seen.data, h)
-                objects.sync()
-            if done:
-                entry.update(repaired=True, **{"from": path})
-                break
-        if not entry["repaired"]:
-            entry["why"] = ("no path still holds those bytes" if entry["tried"]
-                            else "no version of a watched path uses it")
-    return {"marked": len(hashes), "objects": out}
-
-
-def _paths_of(store: Store, object_id: int, roots: dict[int, Root]) -> list[tuple[int, bytes]]:
-    """Every (root, relpath) a version of which used the object, files whose newest version
-    it is first (the likeliest to still hold the bytes)."""
-    rows = store.db.execute(
-        "SELECT f.root_id, f.relpath, MAX(f.head_id = v.id) FROM versions v"
-        " JOIN files f ON f.id = v.file_id WHERE v.object_id=? GROUP BY f.id"
-        " ORDER BY 3 DESC, f.id", (object_id,)).fetchall()
-    return [(int(r[0]), bytes(r[1])) for r in rows if int(r[0]) in roots]

@@ -1,5 +1,5 @@
-"""The ``guardian metrics | alerts | health | report | suggest`` commands (called by
-:mod:`guardian.cli`, which parses their arguments).
+"""Observability: ``guardian metrics | alerts | health | report | suggest`` (their arguments
+are parsed in :mod:`guardian.cli.parser`; the numbers come from :mod:`guardian.observe`).
 
 Reading is done on a read-only connection, so each works while a daemon writes. What has to
 write (acknowledging alerts, saving a report, remembering a filed suggestion, rolling up a
@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from guardian.cli.common import find_store
 from guardian.errors import GuardianError, NotFoundError, UsageError
 from guardian.exitcodes import ExitCode
 
@@ -263,3 +264,32 @@ def suggest(args: argparse.Namespace, store_path: Path) -> int:
         for f in out.get("failed", []):
             print(f"gh failed for {f['title']}: {f['error']}", file=sys.stderr)
     return int(code)
+
+
+def metrics_summary(store: Any) -> Any:
+    from guardian.observe.metrics import summary
+
+    try:
+        return summary(store)
+    except Exception:  # a store this release cannot summarise still has a status
+        return None
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    return alerts(args, find_store(args, None))
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    return metrics(args, find_store(args, None))
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    return health(args, find_store(args, None))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    return report(args, find_store(args, None))
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    return suggest(args, find_store(args, None))

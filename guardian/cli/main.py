@@ -1,0 +1,69 @@
+"""``guardian``'s entry point: parse (a fast path for ``snapshot``), run, map errors to
+one line and an exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from guardian.cli.history import quick_snapshot_args
+from guardian.cli.parser import COMMANDS, build_parser, command_parser
+from guardian.errors import GuardianError
+from guardian.exitcodes import ExitCode
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms per call
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+
+    Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((w for w in words if not w.startswith("-")), None)
+    if command == "watch":  # first: a SIGINT/SIGTERM from now on is recorded, then honoured
+        from guardian import startsignals
+
+        startsignals.install()
+    args = quick_snapshot_args(words)
+    if args is None:
+        parser = build_parser(command if command in COMMANDS else None)
+        args, extra = parser.parse_known_args(words)
+        if extra:  # said by the command's parser, so the hint is its own --help
+            command_parser(parser, getattr(args, "command", None)).error(
+                f"unrecognized arguments: {' '.join(extra)}")
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
+    func = _resolve(args.func)
+    try:
+        return int(func(args))
+    except GuardianError as e:
+        sys.stderr.write(f"guardian {args.command}: error: {e}\n")
+        return int(e.exit_code)
+    except KeyboardInterrupt:
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # `guardian log | head`: the reader left; that is not an error.
+        import contextlib
+
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return int(ExitCode.OK)
+    except Exception as e:
+        if os.environ.get("GUARDIAN_DEBUG"):
+            raise
+        sys.stderr.write(f"guardian {args.command}: internal error: {type(e).__name__}: {e} "
+                         "(set GUARDIAN_DEBUG=1 for a traceback)\n")
+        return int(ExitCode.INTERNAL)
+
+
+def _resolve(func: str | Command) -> Command:
+    """A command's function from its ``module:function`` name: only that family's module
+    is imported (see :mod:`guardian.cli.parser`)."""
+    if not isinstance(func, str):
+        return func
+    module, _, name = func.partition(":")
+    found: Command = getattr(__import__(module, fromlist=[name]), name)
+    return found
