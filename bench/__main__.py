@@ -25,6 +25,7 @@ from bench import (
     rules,
     snapshot,
     startup,
+    store,
     tui,
     validation,
 )
@@ -46,6 +47,7 @@ GROUPS: dict[str, dict[str, Bench]] = {
     "backup": backup.BENCHMARKS,
     "startup": startup.BENCHMARKS,
     "tui": tui.BENCHMARKS,
+    "store": store.BENCHMARKS,
 }
 
 

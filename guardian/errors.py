@@ -65,9 +65,16 @@ class PatchError(UsageError):
 
 # ----------------------------------------------------------------------------- store
 class CorruptObjectError(GuardianError):
-    """Stored bytes no longer hash to their name: the command found a problem (exit 1)."""
+    """Stored bytes no longer hash to their name: the command found a problem (exit 1).
+
+    ``object_hash``: the object found damaged, when known (in a delta chain, the link that
+    failed, which may be the base of the object asked for)."""
 
     exit_code = ExitCode.FAILURE
+
+    def __init__(self, message: str, *, object_hash: bytes | None = None) -> None:
+        super().__init__(message)
+        self.object_hash = object_hash
 
 
 # ----------------------------------------------------------------------------- daemon

@@ -499,7 +499,9 @@ class Recorder:
             src_v = store.head(src_fid)
             assert src_v is not None
             result.recorded.append(src_v)
-        object_id = self.objects.put(s.data, s.hash, s.packed)
+        # The previous version is the base a delta is tried against (guardian.store.objects).
+        object_id = self.objects.put(s.data, s.hash, s.packed,
+                                     base=head.object_id if head is not None else None)
         self._add(result, NewVersion(fid, object_id, True, kind, origin, st.st_mode, len(s.data),
                                      note=vnote, peer_id=peer, session=session), s, now, st)
         self._warned.pop(key, None)

@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS objects(
     hash BLOB NOT NULL UNIQUE,          -- SHA-256 of the raw bytes
     size INTEGER NOT NULL,              -- raw size
     stored_size INTEGER NOT NULL,       -- size after compression
-    codec TEXT NOT NULL,                -- 'zstd' | 'raw'
+    codec TEXT NOT NULL,                -- 'zstd' | 'raw' | 'zstd-delta' (see _DELTA_COLUMNS)
     loose INTEGER NOT NULL DEFAULT 0,   -- 1: bytes live in objects/ab/cdef..., data is NULL
     data BLOB
 );
@@ -261,6 +261,28 @@ def _migrate_agents(db: sqlite3.Connection) -> None:
     if {"agent_sessions", "agent_prompts", "agent_calls", "agent_changes"} <= tables:
         return
     db.executescript(f"BEGIN IMMEDIATE;{_AGENTS_SCHEMA}COMMIT;")
+
+
+#: Columns of delta-encoded objects (guardian.store.objects), added to a store of any age when
+#: a writer opens it: base_id names the object whose raw bytes a 'zstd-delta' frame refers
+#: to (NULL: a whole copy), depth how many links a read decodes, chain_pos the position in
+#: its skip-delta chain. Readers of a store without them see every object as a whole copy.
+_DELTA_COLUMNS = (
+    ("base_id", "INTEGER"),
+    ("depth", "INTEGER NOT NULL DEFAULT 0"),
+    ("chain_pos", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+
+def _migrate_deltas(db: sqlite3.Connection) -> None:
+    have = {r[1] for r in db.execute("PRAGMA table_info(objects)")}
+    missing = [(c, d) for c, d in _DELTA_COLUMNS if c not in have]
+    if not missing:
+        return
+    script = "".join(f"ALTER TABLE objects ADD COLUMN {c} {d};" for c, d in missing)
+    script += ("CREATE INDEX IF NOT EXISTS objects_by_base ON objects(base_id)"
+               " WHERE base_id IS NOT NULL;")
+    db.executescript(f"BEGIN IMMEDIATE;{script}COMMIT;")
 
 
 def _migrate_observe(db: sqlite3.Connection) -> None:
@@ -535,6 +557,7 @@ class Store:
         self.commits_since_checkpoint = 0
         self._damaged: set[bytes] | None = None
         self._marks_in_tx: list[tuple[bytes, str]] = []
+        self._object_deltas: bool | None = None
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
@@ -665,6 +688,16 @@ class Store:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+    @property
+    def object_deltas(self) -> bool:
+        """Whether the objects table has the delta columns (a writer adds them; a reader of
+        an older store reads every object as a whole copy). Only a yes is remembered: a
+        reader open while a writer upgrades the store sees the columns from then on."""
+        if not self._object_deltas:
+            cols = {r[1] for r in self.db.execute("PRAGMA table_info(objects)").fetchall()}
+            self._object_deltas = "base_id" in cols
+        return self._object_deltas
 
     # ----------------------------------------------------------------- damaged objects
     @property
@@ -1833,6 +1866,7 @@ def _ensure_schema(db: sqlite3.Connection) -> None:
         db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA};COMMIT;")
         _migrate_observe(db)
         _migrate_agents(db)
+        _migrate_deltas(db)
         return
     if version != 0:
         raise StoreError(
@@ -1847,6 +1881,7 @@ def _ensure_schema(db: sqlite3.Connection) -> None:
     )
     _migrate_observe(db)
     _migrate_agents(db)
+    _migrate_deltas(db)
 
 
 class _WriterLock:

@@ -3,6 +3,10 @@
 A version is kept while it is one of the newest ``keep_versions`` of its file OR younger than
 ``keep_days``. The newest version of a file that exists is never dropped, whatever the settings.
 Objects are dropped only when no kept version names them; loose files go after the commit.
+A kept object stored as a delta against one being dropped is re-encoded first, in the same
+transaction (SQLite commits the new encodings and the delete together, or neither: a crash
+at any point leaves every version restorable). Then whole copies (a store from before deltas,
+batches) are re-encoded as deltas against their file's previous version (``Objects.repack``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ class GcResult:
     bytes_freed: int = 0
     files_affected: int = 0
     orphans_removed: int = 0
+    #: Kept objects re-encoded because their delta base was dropped.
+    objects_rebased: int = 0
+    #: Whole copies re-encoded as deltas against their file's previous version.
+    objects_repacked: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -37,6 +45,8 @@ class GcResult:
             "bytes_freed": self.bytes_freed,
             "files_affected": self.files_affected,
             "orphans_removed": self.orphans_removed,
+            "objects_rebased": self.objects_rebased,
+            "objects_repacked": self.objects_repacked,
         }
 
 
@@ -103,6 +113,7 @@ def gc(store: Store, *, keep_versions: int, keep_days: float, dry_run: bool = Fa
         if not dry_run:
             db.execute("DELETE FROM versions WHERE id IN (SELECT id FROM gc_drop)")
             db.execute("DELETE FROM problems WHERE version_id IN (SELECT id FROM gc_drop)")
+            result.objects_rebased = objects.rebase([int(r[0]) for r in dead])
             db.executemany("DELETE FROM objects WHERE id=?", ((r[0],) for r in dead))
             loose_to_remove = [bytes(r[1]) for r in dead if r[3]]
         db.execute("DELETE FROM gc_drop")
@@ -112,6 +123,7 @@ def gc(store: Store, *, keep_versions: int, keep_days: float, dry_run: bool = Fa
         with contextlib.suppress(FileNotFoundError):
             os.unlink(objects.loose_path(h))
     result.orphans_removed = _remove_orphans(store, objects)
+    result.objects_repacked = objects.repack()
     with contextlib.suppress(Exception):
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return result
