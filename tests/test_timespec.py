@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guardian.errors import UsageError
-from .conftest import Cli, wait_until
 from guardian.timespec import MAX_NS, MIN_NS, iso, parse_time, short
+
+from .conftest import Cli, wait_until
 
 NOW = 1_800_000_000 * 10**9
 S = 10**9
