@@ -182,6 +182,8 @@ def test_more_error_messages(glob: str, message: str) -> None:
     ("{a,b}{c,d}", ["ac", "bd"], ["ab", "cd"]),
     ("x/{a/**/b,c}", ["x/a/b", "x/a/q/b", "x/c"], ["x/a", "x/b"]),
     ("a{b,c}d*", ["abd", "acdzz"], ["ad", "abcd"]),
+    ("[\x01-\x05]", ["\x01", "\x05"], ["\x00", "\x06"]),  # the lowest class is below 1
+    ("*[!\x00]", ["a\x01"], ["a\x00", "a/"]),
 ])
 def test_semantics(glob: str, yes: list[str], no: list[str]) -> None:
     g = compile_glob(glob)

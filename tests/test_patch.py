@@ -57,6 +57,8 @@ def diff(a: str, b: str, n: int = 3) -> str:
     ("a\nb\n", "@@ -2 +2 @@\n-b\n+b\n" + NO_EOL, "a\nb"),
     ("a\nb", "@@ -1,2 +1,2 @@\n a\n b\n" + NO_EOL, "a\nb"),
     ("a\nb", "@@ -1,2 +1,3 @@\n a\n-b\n" + NO_EOL + "+b\n+c\n" + NO_EOL, "a\nb\nc"),
+    # A marker before any line of the hunk has no line to act on.
+    ("a\n", "@@ -1 +1 @@\n" + NO_EOL + "-a\n+b\n", "b\n"),
     # Headers and junk before the first hunk are skipped; a blank line is empty context.
     (TEN, "diff --git a/f b/f\nindex 1..2\n--- a/f\n+++ b/f\n@@ -1 +1 @@\n-line 1\n+1\n",
      TEN.replace("line 1\n", "1\n")),
@@ -77,6 +79,12 @@ def test_the_nearest_match_wins() -> None:
     assert apply(text, patch).split("\n").index("HIT") == 11
     patch = "@@ -8 +8 @@\n-target\n+HIT\n"
     assert apply(text, patch).split("\n").index("HIT") == 5
+
+
+@pytest.mark.parametrize(("line", "at"), [(1, 0), (2, 1), (3, 2), (5, 4)])
+def test_among_identical_lines_the_named_one_changes(line: int, at: int) -> None:
+    out = apply("a\n" * 5, f"@@ -{line} +{line} @@\n-a\n+X\n").splitlines()
+    assert out.index("X") == at and out.count("a") == 4
 
 
 def test_the_offset_is_bounded() -> None:

@@ -54,6 +54,8 @@ def test_names() -> None:
     ("${a", "line 1, column 1"),
     ("${1a}", "line 1, column 1"),
     ("x\n\n\n$-", "line 4, column 1"),
+    ("\n $", "line 2, column 2"),
+    ("\n\n  $ ", "line 3, column 3"),
 ])
 def test_a_lone_dollar_is_an_error_with_its_place(template: str, where: str) -> None:
     with pytest.raises(TemplateError) as e:
@@ -66,6 +68,8 @@ def test_a_missing_value_names_its_line() -> None:
     with pytest.raises(TemplateError) as e:
         c.render({"a": 1})
     assert str(e.value) == "line 4: no value for $missing"
+    with pytest.raises(TemplateError, match=r"^line 2: no value for \$x$"):
+        compile_template("\n$x").render({})
     c = compile_template("$$\n$$ $gone")
     with pytest.raises(TemplateError, match=r"^line 2: no value for \$gone$"):
         c.render({})

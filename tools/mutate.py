@@ -39,6 +39,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+def _validator_tests(name: str) -> tuple[str, ...]:
+    """A validator's value tests, then its tests in test_validators.py but the slow scans of
+    every real file of the standard library."""
+    return ("tests/test_validator_values.py", "tests/test_validators.py", "-k",
+            f"{name} and not real_files and not standard_library")
+
+
 #: Module -> (source file, the test files that pin it). Keep these fast: they run per mutant.
 TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "retention": ("guardian/store/retention.py", ("tests/test_retention.py",)),
@@ -48,12 +56,11 @@ TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "globs": ("guardian/rules/globs.py", ("tests/test_rule_limits.py::test_glob_semantics",
                                           "tests/test_rule_limits.py::test_glob_errors_say_"
                                           "what_and_where", "tests/test_globs.py")),
-    "json": ("guardian/validation/validators/json_.py", ("tests/test_validator_values.py",)),
-    "ini": ("guardian/validation/validators/ini.py", ("tests/test_validator_values.py",)),
-    "toml": ("guardian/validation/validators/toml_.py", ("tests/test_validator_values.py",)),
-    "markdown": ("guardian/validation/validators/markdown.py",
-                 ("tests/test_validator_values.py",)),
-    "text": ("guardian/validation/validators/text.py", ("tests/test_validator_values.py",)),
+    "json": ("guardian/validation/validators/json_.py", _validator_tests("json")),
+    "ini": ("guardian/validation/validators/ini.py", _validator_tests("ini")),
+    "toml": ("guardian/validation/validators/toml_.py", _validator_tests("toml")),
+    "markdown": ("guardian/validation/validators/markdown.py", _validator_tests("markdown")),
+    "text": ("guardian/validation/validators/text.py", _validator_tests("text")),
 }
 
 _NEGATED = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.GtE, ast.GtE: ast.Lt,
@@ -416,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
                          time.monotonic() - t0))
             for mu in sorted(out["survived"], key=lambda m: m.line):
                 survivors.append(f"{rel}:{mu.line}: {mu.what}")
+            print(f"{name}: {k} killed, {s} survived, {to} timeout of {total}", file=sys.stderr,
+                  flush=True)
     print(f"{'module':<10} {'mutants':>7} {'killed':>7} {'survived':>8} {'timeout':>7} "
           f"{'score':>6} {'time':>6}")
     for name, total, k, s, to, score, secs in rows:
