@@ -23,6 +23,9 @@ def problems(validator: Any, data: bytes | str, path: str = "f", **options: Any)
     return [(p.message, p.line, p.column, p.severity) for p in result.problems]
 
 
+LONE = "unpaired surrogate escape in a string (not valid Unicode)"
+
+
 def dup(key: str, first: int, line: int, column: int, severity: str = "warning") -> Row:
     return (f"duplicate key {key!r} (first at line {first})", line, column, severity)
 
@@ -38,6 +41,8 @@ def dup(key: str, first: int, line: int, column: int, severity: str = "warning")
     ('{"a": [], "b": {}, "a": [{}]}', [dup("a", 1, 1, 20)]),
     ('{"a": "a", "b": "a"}', []),
     ('["a", "a"]', []),
+    ('[{"a": 1}, "a", "a"]', []),            # strings after an object in an array: values
+    ('{"k": [{"a": 1}, "k"], "k2": 1}', []),
     ('{"a": 1,\n"b": 2,\n\n  "a": 3}', [dup("a", 1, 4, 3)]),
     ('{"a": 1, "a": 2, "a": 3}', [dup("a", 1, 1, 10), dup("a", 1, 1, 18)]),
     ('[{"\\u0061": 1, "a": 2}]', [dup("a", 1, 1, 16)]),
@@ -68,6 +73,12 @@ def test_json_duplicate_keys_anywhere(text: str, want: list[Row]) -> None:
     ('["\\ud800" ]', [("unpaired surrogate escape in a string (not valid Unicode)", 1, 3,
                        "error")]),
     ('["\\\\ud800"]', []),
+    ('["\\ud800\\udc00", "\\udbff\\udfff"]', []),  # the edges of both halves pair
+    ('["\\udfff"]', [(LONE, 1, 3, "error")]),
+    ('["\\udbff"]', [(LONE, 1, 3, "error")]),
+    ('["\\ud7ff\\ud800"]', [(LONE, 1, 9, "error")]),   # U+D7FF is no surrogate
+    ('["\\ue000\\udc00"]', [(LONE, 1, 9, "error")]),
+    ('["\\ud800x\\udc00"]', [(LONE, 1, 3, "error")]),  # halves apart do not pair
     ('{"a": 1e5, "b": -0.5, "c": true, "d": null, "e": false, "f": -12}', []),
     ("\ufeff[]", [("byte order mark at the start of the file (RFC 8259 forbids it)", 1, 1,
                    "error")]),

@@ -425,8 +425,11 @@ def main(argv: list[str] | None = None) -> int:
                          time.monotonic() - t0))
             for mu in sorted(out["survived"], key=lambda m: m.line):
                 survivors.append(f"{rel}:{mu.line}: {mu.what}")
+            # Each module's result as soon as it is known: a long run stopped early keeps it.
             print(f"{name}: {k} killed, {s} survived, {to} timeout of {total}", file=sys.stderr,
                   flush=True)
+            for mu in sorted(out["survived"], key=lambda m: m.line):
+                print(f"  survived {rel}:{mu.line}: {mu.what}", file=sys.stderr, flush=True)
     if args.every > 1:
         print(f"(every {args.every}th mutant only)")
     print(f"{'module':<10} {'mutants':>7} {'killed':>7} {'survived':>8} {'timeout':>7} "
