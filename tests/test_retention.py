@@ -137,7 +137,7 @@ def test_no_stored_time_is_too_old_for_an_unbounded_age(tree: Tree) -> None:
     """Every time SQLite can hold, down to the smallest, is kept by an age longer than all
     (the horizon was one nanosecond above the smallest time, and dropped a version there);
     an age far in the future keeps none by age, without overflowing."""
-    times = [-(2**63), -(2**63) + 1, -(2**62) - 1, 0, 2**62 + 5]
+    times = [-(2**63), -(2**63) + 1, -(2**62) - 1, 0, 2**62 + 5, 2**63 - 2]
     for i, t in enumerate(times):
         tree.put("f", b"%d" % i, t)
     tree.put("f", b"newest", NOW)
@@ -145,11 +145,11 @@ def test_no_stored_time_is_too_old_for_an_unbounded_age(tree: Tree) -> None:
         assert gc(tree.store, keep_versions=1, keep_days=keep_days, now_ns=NOW,
                   dry_run=True).versions_dropped == 0, keep_days
     assert gc(tree.store, keep_versions=1, keep_days=-1e12, now_ns=NOW,
-              dry_run=True).versions_dropped == 5
+              dry_run=True).versions_dropped == 6
     assert gc(tree.store, keep_versions=1, keep_days=float("-inf"), now_ns=NOW,
               dry_run=True).versions_dropped == 0
     gc(tree.store, keep_versions=1, keep_days=float("inf"), now_ns=NOW)
-    assert tree.contents("f") == [b"0", b"1", b"2", b"3", b"4", b"newest"]
+    assert tree.contents("f") == [b"0", b"1", b"2", b"3", b"4", b"5", b"newest"]
 
 
 def test_keep_versions_below_one_is_a_usage_error(tree: Tree) -> None:
