@@ -30,6 +30,12 @@ def dup(key: str, first: int, line: int, column: int, severity: str = "warning")
     return (f"duplicate key {key!r} (first at line {first})", line, column, severity)
 
 
+@pytest.mark.parametrize("validator", [json_, ini, toml_, markdown, text])
+def test_each_validator_names_itself(validator: Any) -> None:
+    name = validator.__name__.rsplit(".", 1)[1].rstrip("_")
+    assert validator.VALIDATOR.validate(b"", "f", {}).validator == name
+
+
 # ============================================================================ json
 @pytest.mark.parametrize(("text", "want"), [
     ('[{"a": 1, "a": 2}]', [dup("a", 1, 1, 11)]),
@@ -45,6 +51,7 @@ def dup(key: str, first: int, line: int, column: int, severity: str = "warning")
     ('{"k": [{"a": 1}, "k"], "k2": 1}', []),
     ('{"a": 1,\n"b": 2,\n\n  "a": 3}', [dup("a", 1, 4, 3)]),
     ('{"a": 1, "a": 2, "a": 3}', [dup("a", 1, 1, 10), dup("a", 1, 1, 18)]),
+    ('{"a":"x","a":"y"}', [dup("a", 1, 1, 10)]),  # no spaces: every character is a token
     ('[{"\\u0061": 1, "a": 2}]', [dup("a", 1, 1, 16)]),
 ])
 def test_json_duplicate_keys_anywhere(text: str, want: list[Row]) -> None:
@@ -79,6 +86,11 @@ def test_json_duplicate_keys_anywhere(text: str, want: list[Row]) -> None:
     ('["\\ud7ff\\ud800"]', [(LONE, 1, 9, "error")]),   # U+D7FF is no surrogate
     ('["\\ue000\\udc00"]', [(LONE, 1, 9, "error")]),
     ('["\\ud800x\\udc00"]', [(LONE, 1, 3, "error")]),  # halves apart do not pair
+    # A pair, then a lone half: only the lone one is named (pairs at both edges).
+    ('["\\ud800\\udc00\\ud800"]', [(LONE, 1, 15, "error")]),
+    ('["\\udbff\\udfff\\udfff"]', [(LONE, 1, 15, "error")]),
+    ('["\\udbff\\udc00\\ud800"]', [(LONE, 1, 15, "error")]),
+    ('["\\udbff\\ue000"]', [(LONE, 1, 3, "error")]),
     ('{"a": 1e5, "b": -0.5, "c": true, "d": null, "e": false, "f": -12}', []),
     ("\ufeff[]", [("byte order mark at the start of the file (RFC 8259 forbids it)", 1, 1,
                    "error")]),
