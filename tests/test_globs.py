@@ -192,6 +192,19 @@ def test_semantics(glob: str, yes: list[str], no: list[str]) -> None:
     assert all(matches(glob, p) for p in yes)
 
 
+def test_match_answers_a_bool() -> None:
+    for glob, path in (("*a*b*c", "xbxc"), ("*a*b*c", "abx"), ("**/*a*b", "d/ba"),
+                       ("x", "y"), ("[ab]", "c"), ("*.py", "a.txt"), ("**/a*.py", "a/b.py")):
+        assert compile_glob(glob).match(path) is False, (glob, path)
+    assert compile_glob("*a*b*c").match("xaxbxc") is True
+
+
+def test_a_closing_bracket_first_in_a_set_is_itself() -> None:
+    assert compile_glob("[]]").match("]") and not compile_glob("[]]").match("a")
+    assert compile_glob("[!]]").match("a") and not compile_glob("[!]]").match("]")
+    assert compile_glob("x[]]y").match("x]y")
+
+
 def test_text_repr_and_str() -> None:
     g = compile_glob("/src/*.py")
     assert (g.text, str(g), repr(g)) == ("/src/*.py", "/src/*.py", "Glob('/src/*.py')")
