@@ -50,17 +50,18 @@ class GcResult:
         }
 
 
-_INT64_MAX = 2**63 - 1
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _horizon(now: int, keep_days: float) -> int:
     """``now - keep_days`` in ns, as SQLite can hold it: a keep_days that is NaN, infinite
     or longer than any stored time keeps every version by age (gc never drops more than
-    the rules ask for)."""
+    the rules ask for; only versions older than the horizon go, and none is older than
+    the smallest time), and one far in the future keeps none by age."""
     age = float(keep_days) * 86400e9
-    if not math.isfinite(age) or now - age < -_INT64_MAX:
-        return -_INT64_MAX
-    return now - int(age)
+    if not math.isfinite(age):
+        return _INT64_MIN
+    return min(max(now - int(age), _INT64_MIN), _INT64_MAX)
 
 
 def gc(store: Store, *, keep_versions: int, keep_days: float, dry_run: bool = False,
