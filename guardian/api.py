@@ -11,8 +11,8 @@
                     .delete("e.txt")
                     .commit())
 
-``commit()`` applies every operation or none (see :mod:`guardian.journal`) and returns an
-:class:`Applied`; any failure raises :class:`~guardian.journal.BatchError` naming the
+``commit()`` applies every operation or none (see :mod:`guardian.batch.protocol`) and returns an
+:class:`Applied`; any failure raises :class:`~guardian.errors.BatchError` naming the
 operation and the path, after rolling everything back. It goes through the daemon when one
 runs (so its watcher records the versions with origin ``batch``), else takes the store itself.
 """
@@ -79,10 +79,10 @@ def apply(manifest: Manifest, base: Path, *, store: Path | None = None, dry_run:
     _check_request_size(store_path, manifest, params)
 
     def direct(writer: Any) -> Any:
-        from guardian.batch import protocol as journal
+        from guardian.batch import recovery
         from guardian.service import Service
 
-        journal.recover(writer)  # a batch a crash interrupted comes first
+        recovery.recover(writer)  # a batch a crash interrupted comes first
         return Service(writer).apply_manifest(manifest, os.fsdecode(base), dry_run=dry_run,
                                               session=session, template_dir=template_dir)
 

@@ -9,8 +9,9 @@ Each scenario is run both ways on fresh copies of the same files, in this proces
   ``BackupRecoverySystem`` makes), write the file, fsync, read it back to verify, check it is
   accessible, drop the backup. The time the naive runs spent validating is reported beside
   the ratios, so the ratio without it can be read off too;
-- **optimised**: one Guardian batch (``guardian.journal``): old contents stored once, temps
-  written in parallel, one sync for all, one commit point, renames, one verification pass.
+- **optimised**: one Guardian batch (:mod:`guardian.batch.protocol`): old contents stored
+  once, temps written in parallel, one sync for all, one commit point, renames, one
+  verification pass.
 
 The ratios, success and error rates, template reuse and optimisation rate (read from the
 operations table, so they are measured, not assumed) are checked against the seed's

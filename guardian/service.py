@@ -133,7 +133,7 @@ class Service:
 
     def apply(self, manifest: dict[str, Any], base: str, *, dry_run: bool = False,
               session: str | None = None, template_dir: str | None = None) -> dict[str, Any]:
-        """Run a batch (see guardian.journal); a refused batch raises BatchError.
+        """Run a batch (see guardian.batch.protocol); a refused batch raises BatchError.
         ``template_dir``: the manifest file's directory, where its template_path may point
         besides the watched roots."""
         from guardian.batch import manifest as manifest_mod
@@ -163,10 +163,10 @@ class Service:
             raise
 
     def recover(self, *, sweep: bool = False) -> dict[str, Any]:
-        from guardian.batch import protocol as journal
+        from guardian.batch import recovery
 
-        done = journal.recover(self.writer)
-        swept = sum(journal.sweep_temps(r) for r in self.roots.values()) if sweep else 0
+        done = recovery.recover(self.writer)
+        swept = sum(recovery.sweep_temps(r) for r in self.roots.values()) if sweep else 0
         return {"batches": [d.to_json() for d in done], "temps_removed": swept}
 
     def gc(self, *, dry_run: bool, keep_versions: int | None = None,

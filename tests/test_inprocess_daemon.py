@@ -95,3 +95,30 @@ async def test_the_control_socket_answers_a_real_client_while_it_runs(
         assert out["ready"] is True and out["roots"] == [str(root)]
         assert d.daemon is not None and d.daemon.socket is not None
         assert oct(d.daemon.socket.parent.stat().st_mode & 0o777) == "0o700"
+
+
+async def test_a_batch_a_crash_interrupted_is_finished_when_the_daemon_starts(
+        root: Path, store: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from guardian.events import WarningEvent
+
+    for i in range(3):
+        (root / f"f{i}.txt").write_text(f"old {i}\n")
+    manifest = {"operations": [{"op": "write", "path": f"f{i}.txt", "content": f"new {i}\n"}
+                               for i in range(3)]}
+    env = dict(os.environ, GUARDIAN_FAULT="batch.rename:kill@1")  # after the commit point
+    p = subprocess.run([sys.executable, "-m", "guardian", "apply", "-", "--root", str(root),
+                        "--store", str(store)], input=json.dumps(manifest).encode(),
+                       env=env, capture_output=True, timeout=60)
+    assert p.returncode == -9, p.stderr  # killed half-way through the renames
+    assert sorted((root / f"f{i}.txt").read_text() for i in range(3)) != [
+        f"new {i}\n" for i in range(3)]
+    async with running_daemon([root], store) as d:
+        done = await d.wait(WarningEvent, lambda e: e.source == "journal")
+        assert "completed" in done.message, done
+        assert [(root / f"f{i}.txt").read_text() for i in range(3)] == [
+            f"new {i}\n" for i in range(3)]

@@ -208,10 +208,10 @@ class Backend:
         from guardian.service import Service
 
         def direct(writer: Any) -> Any:
-            from guardian.batch import protocol as journal
+            from guardian.batch import recovery
 
             if not dry_run:
-                journal.recover(writer)
+                recovery.recover(writer)
             return Service(writer).restore(path, version=version, at_ns=at_ns, dry_run=dry_run)
 
         params = {"path": path, "version": version, "at_ns": at_ns, "dry_run": dry_run,

@@ -25,10 +25,11 @@ A restore (:mod:`guardian.restore`) is a batch too (:func:`execute_targets`): it
 come from the store instead of a manifest, symlinks are written as links, and directories
 it empties (or a file replaces) are removed after their files and before the writes.
 
-A failure after the commit point rolls everything back from the stored old contents. At
-start (``guardian recover``, the daemon, ``guardian apply``) an unfinished batch is rolled
-back if it was only prepared, or forward if it was committed (after recording anything
-another program wrote to a target meanwhile); leftover temp files go.
+A failure after the commit point rolls everything back from the stored old contents. The
+journal's entries are written by :mod:`guardian.batch.intent`; at start (``guardian recover``,
+the daemon, ``guardian apply``) :mod:`guardian.batch.recovery` rolls an unfinished batch back
+if it was only prepared, or forward if it was committed (after recording anything another
+program wrote to a target meanwhile); leftover temp files go.
 
 The naive way this replaces — for each file: validate, copy a backup, write, fsync, verify —
 pays one or two flushes per file; a batch pays one, plus one per directory.
@@ -39,9 +40,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
-import secrets
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -54,22 +53,22 @@ from guardian.batch import imports
 from guardian.batch import io as batchio
 from guardian.batch import locks as targetlocks
 from guardian.batch import plan as batchplan
+from guardian.batch.intent import prepare
 from guardian.batch.manifest import Manifest
-from guardian.batch.target import Target, signature
+from guardian.batch.target import Target
 from guardian.errors import BatchError, Busy, GuardianError, OutsideRootError
 from guardian.exitcodes import ExitCode
-from guardian.kinds import VersionKind
-from guardian.paths import SEP, TEMP_PREFIX, Root, show
+from guardian.paths import SEP, Root, show
 from guardian.rootfs import RootFS
-from guardian.store.db import Head, NewVersion, Store
+from guardian.store.db import NewVersion, Store
 from guardian.store.history import unified_diff
 from guardian.store.objects import Objects
 
 if TYPE_CHECKING:
     from guardian.writer import Writer
 
-__all__ = ["BatchError", "BatchResult", "FileOutcome", "Recovered", "execute",
-           "execute_targets", "record_failure", "recover", "sweep_temps"]
+__all__ = ["BatchError", "BatchResult", "FileOutcome", "execute", "execute_targets",
+           "record_failure"]
 
 
 @dataclass
@@ -241,16 +240,16 @@ def _write(writer: Writer, changing: list[Target], fds: batchio.Budget,
     # With syncfs, one flush makes the temps and the store's two transactions durable
     # together; without it, each temp is fsynced, then each transaction.
     shared = batchio.syncfs() is not None
-    batch_id = _prepare(writer, changing, session, durable=not shared)
+    batch_id = prepare(writer, changing, session, durable=not shared)
     try:
         devices = batchio.write_temps(changing, fds, parallel=batchio.parallel(changing))
         if not shared:
             batchio.group_sync(changing, devices, None)
         faults.point("batch.commit")
         with store.transaction(durable=not shared):  # the commit point
-            store.db.execute("UPDATE batches SET state='committed' WHERE id=?", (batch_id,))
+            store.commit_batch(batch_id)
     except BaseException as e:
-        _abandon(writer, batch_id, changing)
+        abandon(writer, batch_id, changing)
         raise _as_batch_error(e, batch_id, rolled_back=True) from None
     try:
         if shared:  # the commit, the new contents and the temps: durable before any rename
@@ -258,11 +257,11 @@ def _write(writer: Writer, changing: list[Target], fds: batchio.Budget,
         faults.point("batch.synced")
         faults.point("batch.committed")
         batchio.put_in_place(changing)
-        versions = _finish(writer, batch_id, changing, session, verify=True,
+        versions = finish(writer, batch_id, changing, session, verify=True,
                            operations=operations)
     except BaseException as e:
         try:
-            _roll_back(writer, batch_id, changing, str(e))
+            roll_back(writer, batch_id, changing, str(e))
         except Exception as e2:
             raise BatchError(
                 f"batch {batch_id}: {e}; the rollback failed too ({e2}): run `guardian "
@@ -366,168 +365,21 @@ def _locked(targets: list[Target], timeout: float) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------- 3. prepare
-def _heads(store: Store, targets: list[Target]) -> list[Head | None]:
-    by_root: dict[int, list[bytes]] = {}
-    for t in targets:
-        by_root.setdefault(t.root.id, []).append(t.relpath)
-    found = {rid: store.heads(rid, rels) for rid, rels in by_root.items()}
-    return [found[t.root.id].get(t.relpath) for t in targets]
 
 
-def _prepare(writer: Writer, targets: list[Target], session: str | None, *,
-             durable: bool = True) -> int:
-    """The intent, durably, in one transaction: the batch, its new contents, and one entry
-    per target (its old and new contents' objects, its temp's name)."""
-    store = writer.store
-    # What is there now is in the store, durably, before anything is overwritten. With a
-    # daemon keeping up, the newest versions already are what we read: nothing to capture.
-    heads = _heads(store, targets)
-    current = [hashlib.sha256(t.current).digest() if _holds_content(t) and t.current is not None
-               else None for t in targets]
-    stale = []
-    for i, t in enumerate(targets):
-        head = heads[i]
-        live = head is not None and head.present
-        if _holds_content(t):
-            if head is None or not live or head.hash != current[i] \
-                    or head.mode != t.current_mode:
-                stale.append(i)
-        elif live:
-            stale.append(i)
-    what = "restore" if targets[0].origin == "restore" else "batch"
-    note = f"captured before a {what}"
-    held = [i for i in stale if _read_whole(writer, targets[i])]
-    recorded = set(held)
-    others = [i for i in stale if i not in recorded]
-    if others:
-        writer.recorder.capture([(targets[i].root.id, targets[i].relpath) for i in others],
-                                origin=targets[0].origin, confirm_missing=True,
-                                session=session, note=note)
-        for i in others:
-            heads[i] = Head.of(store.file_and_head(targets[i].root.id, targets[i].relpath)[1])
-    faults.point("batch.prepare")
-    token = secrets.token_hex(4).encode()
-    with store.transaction(durable=durable):
-        if held:  # in the journal's transaction: durable with it, before any byte moves
-            for i, head in zip(held, _record_read(store, [targets[i] for i in held],
-                                                  [current[i] for i in held], heads=[
-                                                      heads[i] for i in held],
-                                                  session=session, note=note), strict=True):
-                heads[i] = head
-        cur = store.db.execute(
-            "INSERT INTO batches(state, created_ns, session, files) VALUES('prepared',?,?,?)",
-            (time.time_ns(), session, len(targets)))
-        batch_id = int(cur.lastrowid or 0)
-        suffix = b".b" + str(batch_id).encode() + b"." + token
-        rows = []
-        extra: dict[tuple[Any, ...], str] = {}  # a batch's files share dirs (and notes)
-        new_ids = _store_new(store, targets)
-        for seq, t in enumerate(targets):
-            head = heads[seq]
-            if _holds_content(t):
-                if head is None or not head.present or head.object_id is None:
-                    raise t.error("its current content could not be stored (over the size "
-                                  "cap); not overwriting it", "system")
-                if head.hash != current[seq]:
-                    raise t.error("changed while the batch ran (another program wrote it); "
-                                  "not replacing it", "conflict")
-                t.old_object_id = head.object_id
-            if t.final is not None and t.new_object_id is None:
-                t.new_object_id = new_ids[t.digest] if t.digest else None
-            if not (t.final_dir or t.remove_dir):
-                # A name even when the content goes through an unnamed O_TMPFILE: the
-                # fallback, and what recovery looks for; a deleted file is moved aside
-                # under it before it is unlinked (see batchio._remove).
-                t.temp = TEMP_PREFIX + t.relpath.rpartition(SEP)[2][:120] + suffix
-            key = (tuple(t.created_dirs), t.origin, t.version_kind, t.note, t.deferred,
-                   t.optional)
-            if key not in extra:
-                extra[key] = _entry_extra(t)
-            rows.append((batch_id, seq, t.root.id, t.relpath, t.action,
-                         int(_holds_content(t)), t.old_object_id, t.current_mode,
-                         t.new_object_id, t.mode, t.temp, extra[key]))
-        store.db.executemany("INSERT INTO batch_entries VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-    return batch_id
 
 
-def _read_whole(writer: Writer, t: Target) -> bool:
-    """Whether what the batch read of ``t`` can be recorded as its current version as it is
-    (no second read): a regular file read whole through a descriptor still open and
-    unchanged since (same signature), that the recorder would store in full (not ignored,
-    not over the size cap, not a rule or ignore file, whose change the recorder acts on)."""
-    if t.kind != "file" or t.current is None or t.oldfd is None or t.read_stat is None:
-        return False
-    name = t.relpath.rpartition(SEP)[2]
-    if name.startswith(b".") and (name == b".gitignore" or name.startswith(b".guardian")):
-        return False
-    recorder = writer.recorder
-    try:
-        if signature(os.fstat(t.oldfd)) != t.read_sig:
-            return False  # written while it was read: the recorder reads it again
-        if recorder.ignore[t.root.id].ignored(t.relpath):
-            return False
-        return len(t.current) <= recorder.max_size(t.root.id, t.relpath)
-    except (OSError, KeyError):
-        return False
 
 
-def _record_read(store: Store, targets: list[Target], hashes: list[bytes | None],
-                 heads: list[Head | None], *, session: str | None, note: str
-                 ) -> list[Head]:
-    """Record the bytes the batch read of each target as its newest version (inside the
-    caller's transaction): what a capture would have stored, without reading it again."""
-    objects = Objects(store)
-    items: list[tuple[bytes, bytes, tuple[str, bytes] | None]] = [
-        (h, t.current, None) for t, h in zip(targets, hashes, strict=True)
-        if h is not None and t.current is not None]
-    ids = objects.put_many(items)
-    objects.sync()
-    now = time.time_ns()
-    rows: list[tuple[int, bytes, NewVersion, os.stat_result | None]] = []
-    out = []
-    for t, h, head in zip(targets, hashes, heads, strict=True):
-        assert h is not None and t.current is not None and t.read_stat is not None
-        kind: VersionKind = "created" if head is None or not head.present else "modified"
-        rows.append((t.root.id, t.relpath, NewVersion(
-            0, ids[h], True, kind, t.origin, t.read_stat.st_mode, len(t.current), note=note,
-            session=session), t.read_stat))
-        out.append(Head(ids[h], h, True, t.read_stat.st_mode))
-    store.add_versions(rows, now)
-    return out
 
 
-def _holds_content(t: Target) -> bool:
-    """Whether what is at the target now is content the store keeps (a file, a link)."""
-    return t.kind in ("file", "link")
 
 
-def _entry_extra(t: Target) -> str:
-    """The ``created_dirs`` column of a journal entry: the directories the batch made for
-    it, as a JSON list; with what recovery needs to finish a restore's entry the same way
-    (how its version is recorded; whether it waits for a removal; whether an rmdir may find
-    the directory in use), a JSON object holding that list under ``dirs``."""
-    dirs = [os.fsdecode(d) for d in t.created_dirs]
-    if t.origin == "batch" and not (t.deferred or t.optional):
-        return json.dumps(dirs)
-    return json.dumps({"dirs": dirs, "origin": t.origin, "kind": t.version_kind,
-                       "note": t.note, "deferred": t.deferred, "optional": t.optional})
 
 
-def _store_new(store: Store, targets: list[Target]) -> dict[bytes, int]:
-    """Store every new content (inside the caller's transaction); hash -> object id. A
-    content that comes from the store already (a restore's) is known by its object."""
-    objects = Objects(store)
-    for t in targets:
-        if t.final is not None and t.digest is None:
-            t.digest = hashlib.sha256(t.final).digest()
-    ids = objects.put_many([(t.digest, t.final, None) for t in targets
-                            if t.digest is not None and t.final is not None
-                            and t.new_object_id is None])
-    objects.sync()
-    return ids
 
 
-def _finish(writer: Writer, batch_id: int, targets: list[Target], session: str | None,
+def finish(writer: Writer, batch_id: int, targets: list[Target], session: str | None,
             *, verify: bool, operations: list[Target] | None = None) -> dict[bytes, int]:
     """Verify every target, record the new versions, mark the batch done (one commit)."""
     store = writer.store
@@ -538,7 +390,7 @@ def _finish(writer: Writer, batch_id: int, targets: list[Target], session: str |
         if not verify:
             continue
         faults.point("batch.verify")
-        if not _verified(t, st):
+        if not verified(t, st):
             if t.written is not None and st is not None and t.final is not None:
                 # Ours was in place (every step succeeded): another program wrote after us.
                 raise t.error("changed while the batch ran (another program wrote it after "
@@ -565,16 +417,14 @@ def _finish(writer: Writer, batch_id: int, targets: list[Target], session: str |
             items.append((t.root.id, t.relpath, nv, st))
         for (_rid, rel, _nv, _st), vid in zip(items, store.add_versions(items), strict=True):
             versions[rel] = vid
-        store.db.execute("UPDATE batches SET state='done', finished_ns=? WHERE id=?",
-                         (time.time_ns(), batch_id))
-        store.db.execute("DELETE FROM batch_entries WHERE batch_id=?", (batch_id,))
+        store.end_batch(batch_id, "done")
         if operations is not None:
             _record_operations(store, operations, batch_id, "ok")
         faults.point("batch.done")
     return versions
 
 
-def _verified(t: Target, st: os.stat_result | None) -> bool:
+def verified(t: Target, st: os.stat_result | None) -> bool:
     """Whether the target holds what the batch put there."""
     if t.final_dir:
         return st is not None and stat.S_ISDIR(st.st_mode)
@@ -587,7 +437,7 @@ def _verified(t: Target, st: os.stat_result | None) -> bool:
             return False
         if t.written is not None:
             return (st.st_dev, st.st_ino) == t.written
-        return _now(t) == ("link", t.final)
+        return now_on_disk(t) == ("link", t.final)
     if st is None or not stat.S_ISREG(st.st_mode) or st.st_size != len(t.final):
         return False
     if t.written is not None:
@@ -598,12 +448,12 @@ def _verified(t: Target, st: os.stat_result | None) -> bool:
     return stat.S_IMODE(st.st_mode) == t.mode and t.rootfs.read(t.relpath) == t.final
 
 
-def _mode_is(t: Target, relpath: bytes) -> bool:
+def mode_is(t: Target, relpath: bytes) -> bool:
     st = t.rootfs.lstat(relpath)
     return st is not None and stat.S_IMODE(st.st_mode) == t.mode
 
 
-def _now(t: Target) -> tuple[str, bytes | None]:
+def now_on_disk(t: Target) -> tuple[str, bytes | None]:
     """What the target holds: ("file", bytes), ("link", its target), ("absent", None), or
     ("other", None) for a directory or a special file; never through a symlink."""
     fs = t.rootfs
@@ -625,20 +475,17 @@ def _now(t: Target) -> tuple[str, bytes | None]:
 
 
 # ----------------------------------------------------------------------------- failure paths
-def _abandon(writer: Writer, batch_id: int, targets: list[Target]) -> None:
+def abandon(writer: Writer, batch_id: int, targets: list[Target]) -> None:
     """Before the commit point: remove temps and created directories; nothing else moved."""
     batchio.close_tmpfds(targets)  # unnamed temps vanish with their last descriptor
     for t in targets:
-        _remove_temp(t, t.temp)
-        _remove_dirs(t)
+        remove_temp(t, t.temp)
+        remove_dirs(t)
     with writer.store.transaction():
-        writer.store.db.execute(
-            "UPDATE batches SET state='rolled_back', finished_ns=?, error='before commit'"
-            " WHERE id=?", (time.time_ns(), batch_id))
-        writer.store.db.execute("DELETE FROM batch_entries WHERE batch_id=?", (batch_id,))
+        writer.store.end_batch(batch_id, "rolled_back", "before commit")
 
 
-def _roll_back(writer: Writer, batch_id: int, targets: list[Target], why: str) -> None:
+def roll_back(writer: Writer, batch_id: int, targets: list[Target], why: str) -> None:
     """After the commit point: put every old content back (from the store), durably."""
     store = writer.store
     objects = Objects(store)
@@ -654,7 +501,7 @@ def _roll_back(writer: Writer, batch_id: int, targets: list[Target], why: str) -
         if t.final_dir:
             with contextlib.suppress(OSError):
                 if t.kind != "dir":
-                    _rmdir(fs, t.relpath)
+                    rmdir_quietly(fs, t.relpath)
         elif t.remove_dir:
             if t.kind == "dir" and fs.lstat(t.relpath) is None:
                 fs.makedirs(t.relpath)
@@ -663,32 +510,30 @@ def _roll_back(writer: Writer, batch_id: int, targets: list[Target], why: str) -
                         os.chmod(name, stat.S_IMODE(t.current_mode), dir_fd=dfd,
                                  follow_symlinks=False)
         elif t.kind == "file" and t.old_object_id is not None:
-            if _holds_ours(t):
+            if holds_ours(t):
                 fs.write(t.relpath, objects.get(t.old_object_id), t.current_mode or 0o100644)
         elif t.kind == "link" and t.old_object_id is not None:
-            if _holds_ours(t):
+            if holds_ours(t):
                 fs.symlink(t.relpath, objects.get(t.old_object_id))
-        elif t.kind == "absent" and t.final is not None and _holds_ours(t):
+        elif t.kind == "absent" and t.final is not None and holds_ours(t):
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 fs.remove(t.relpath)
-        _remove_temp(t, t.temp)
-        _remove_dirs(t)
+        remove_temp(t, t.temp)
+        remove_dirs(t)
     writer.recorder.capture([(t.root.id, t.relpath) for t in targets], origin="batch",
                      confirm_missing=True, note=f"batch {batch_id} rolled back")
     with store.transaction():
-        store.db.execute("UPDATE batches SET state='rolled_back', finished_ns=?, error=? "
-                         "WHERE id=?", (time.time_ns(), why[:500], batch_id))
-        store.db.execute("DELETE FROM batch_entries WHERE batch_id=?", (batch_id,))
+        store.end_batch(batch_id, "rolled_back", why)
 
 
-def _holds_ours(t: Target) -> bool:
+def holds_ours(t: Target) -> bool:
     """Whether the target holds what the batch made of it (absent, for a delete)."""
     if t.final is None:
-        return _now(t)[0] == "absent"
-    return _now(t) == ("link" if t.final_link else "file", t.final)
+        return now_on_disk(t)[0] == "absent"
+    return now_on_disk(t) == ("link" if t.final_link else "file", t.final)
 
 
-def _remove_temp(t: Target, temp: bytes | None) -> None:
+def remove_temp(t: Target, temp: bytes | None) -> None:
     if not temp:
         return
     d = t.relpath.rpartition(SEP)[0]
@@ -696,14 +541,14 @@ def _remove_temp(t: Target, temp: bytes | None) -> None:
         t.rootfs.remove(d + SEP + temp if d else temp)
 
 
-def _remove_dirs(t: Target) -> None:
+def remove_dirs(t: Target) -> None:
     for d in reversed(t.created_dirs):
         with contextlib.suppress(OSError, OutsideRootError):
-            _rmdir(t.rootfs, d)
+            rmdir_quietly(t.rootfs, d)
             t.rootfs.forget(d)
 
 
-def _rmdir(fs: RootFS, relpath: bytes) -> None:
+def rmdir_quietly(fs: RootFS, relpath: bytes) -> None:
     with fs.parent(relpath, create=False) as (dfd, name):
         os.rmdir(name, dir_fd=dfd)
 
@@ -745,170 +590,13 @@ def record_failure(store: Store, manifest: Manifest, error: BatchError, elapsed_
 
 
 # ----------------------------------------------------------------------------- recovery
-@dataclass
-class Recovered:
-    batch_id: int
-    state_before: str
-    outcome: str            # rolled_back | completed
-    files: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"batch": self.batch_id, "was": self.state_before, "outcome": self.outcome,
-                "files": self.files}
 
 
-def recover(writer: Writer) -> list[Recovered]:
-    """Finish or undo every batch a crash interrupted; remove its temp files."""
-    store = writer.store
-    out: list[Recovered] = []
-    batches = store.db.execute(
-        "SELECT id, state, session FROM batches WHERE state IN ('prepared', 'committed')"
-        " ORDER BY id").fetchall()
-    for batch_id, state, session in batches:
-        targets = _targets_of(writer, batch_id)
-        if state == "prepared":
-            _abandon(writer, batch_id, targets)
-            out.append(Recovered(batch_id, state, "rolled_back", len(targets)))
-            continue
-        try:
-            # Whatever another program wrote to a target since the crash is kept first.
-            others = _written_by_others(writer, targets)
-            if others:
-                writer.recorder.capture(others, origin="scan", confirm_missing=False,
-                                 note=f"captured before completing batch {batch_id}")
-            _roll_forward(writer, targets)
-            _finish(writer, batch_id, targets, session, verify=True)
-            out.append(Recovered(batch_id, state, "completed", len(targets)))
-        except Exception as e:
-            _roll_back(writer, batch_id, targets, f"recovery: {e}")
-            out.append(Recovered(batch_id, state, "rolled_back", len(targets)))
-    return out
 
 
-def _targets_of(writer: Writer, batch_id: int) -> list[Target]:
-    rows = writer.store.db.execute(
-        "SELECT root_id, relpath, action, old_present, old_object_id, old_mode, new_object_id,"
-        " new_mode, temp, created_dirs FROM batch_entries WHERE batch_id=? ORDER BY seq",
-        (batch_id,)).fetchall()
-    objects = Objects(writer.store)
-    out = []
-    for rid, rel, action, old_present, old_oid, old_mode, new_oid, new_mode, temp, extra in rows:
-        root = writer.roots.get(rid)
-        if root is None:
-            continue
-        meta = json.loads(extra or "[]")
-        if isinstance(meta, list):
-            meta = {"dirs": meta}
-        kind = "absent"
-        if old_present:
-            kind = "link" if old_mode is not None and stat.S_ISLNK(old_mode) else "file"
-        t = Target(root, bytes(rel), kind=kind, current_mode=old_mode,
-                   old_object_id=old_oid, new_object_id=new_oid, mode=new_mode or 0o644,
-                   temp=bytes(temp) if temp else None,
-                   created_dirs=[os.fsencode(d) for d in meta.get("dirs", [])],
-                   origin=meta.get("origin", "batch"), version_kind=meta.get("kind"),
-                   note=meta.get("note"), deferred=bool(meta.get("deferred")),
-                   optional=bool(meta.get("optional")))
-        if action == "mkdir":
-            t.final_dir = True
-            t.kind = "absent"
-        elif action == "rmdir":
-            t.remove_dir = True
-            t.kind = "dir"
-        elif action in ("write", "link"):
-            t.final = objects.get(new_oid)
-            t.final_link = action == "link"
-        out.append(t)
-    return out
 
 
-def _written_by_others(writer: Writer, targets: list[Target]) -> list[tuple[int, bytes]]:
-    """Targets that hold neither their old nor their new content."""
-    objects = Objects(writer.store)
-    out = []
-    for t in targets:
-        if t.final_dir or t.remove_dir:
-            continue
-        what, now = _now(t)
-        if what in ("absent", "other"):
-            continue
-        if t.final is not None and (what == "link") == t.final_link and now == t.final:
-            continue
-        if t.old_object_id is not None and (what == "link") == (t.kind == "link") \
-                and objects.get(t.old_object_id) == now:
-            continue
-        out.append((t.root.id, t.relpath))
-    return out
 
 
-def _roll_forward(writer: Writer, targets: list[Target]) -> None:
-    for t in targets:
-        fs = t.rootfs
-        if t.final_dir:
-            fs.makedirs(t.relpath)
-            continue
-        if t.remove_dir:
-            try:
-                _rmdir(fs, t.relpath)
-            except (FileNotFoundError, NotADirectoryError):
-                pass  # gone already (a file of the batch may stand there now)
-            except OSError as e:  # in use
-                if not (t.optional and e.errno in (errno.ENOTEMPTY, errno.EEXIST)):
-                    raise
-            fs.forget(t.relpath)
-            continue
-        if t.final is None:  # (a directory the batch made may stand there already)
-            if _now(t)[0] in ("file", "link"):
-                fs.remove(t.relpath)
-            _remove_temp(t, t.temp)  # moved aside before it was unlinked
-            continue
-        want = ("link" if t.final_link else "file", t.final)
-        if _now(t) == want and (t.final_link or _mode_is(t, t.relpath)):
-            _remove_temp(t, t.temp)
-            continue
-        d = t.relpath.rpartition(SEP)[0]
-        temp_rel = (d + SEP + t.temp if d else t.temp) if t.temp else None
-        temp_holds = False
-        if temp_rel is not None:
-            temp_holds = _now(Target(t.root, temp_rel, fs=fs)) == want
-        if temp_holds and (t.final_link or _mode_is(t, temp_rel or b"")):
-            with fs.parent(t.relpath, create=False) as (dfd, name):
-                os.rename(t.temp or b"", name, src_dir_fd=dfd, dst_dir_fd=dfd)
-            fs.fsync_dir(d)
-        else:
-            if t.final_link:
-                fs.symlink(t.relpath, t.final)
-            else:
-                fs.write(t.relpath, t.final, t.mode)
-            _remove_temp(t, t.temp)
 
 
-def sweep_temps(root: Root) -> int:
-    """Remove Guardian temp files left anywhere under a root (their data is in the store).
-
-    An explicit stack, like :func:`guardian.scan.walk`: the tree's depth is untrusted (os.walk
-    recurses once per level). Symlinks are neither followed nor removed.
-    """
-    removed = 0
-    stack = [root.bpath]
-    while stack:
-        d = stack.pop()
-        try:
-            entries = os.scandir(d)
-        except OSError:
-            continue  # vanished or unreadable: nothing of ours can be swept there
-        with entries:
-            for entry in entries:
-                name = entry.name
-                try:
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                except OSError:
-                    continue
-                if is_dir:
-                    if name != b".git":
-                        stack.append(entry.path)
-                elif name.startswith(TEMP_PREFIX):
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
-                        removed += 1
-    return removed

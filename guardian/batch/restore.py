@@ -1,6 +1,6 @@
 """Restoring a file to a version, or a directory (or a file) to a point in time: one batch.
 
-A restore is a batch of the batch engine (:func:`guardian.journal.execute_targets`), so it
+A restore is a batch of the batch engine (:func:`guardian.batch.protocol.execute_targets`), so it
 has the same guarantees as ``guardian apply``: all or nothing, journaled, crash-safe
 (``guardian recover`` finishes or undoes it), and it never overwrites a write it has not
 stored. The steps:

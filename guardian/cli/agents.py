@@ -180,10 +180,10 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
     def direct(writer: Writer) -> Any:
         from guardian.agents.undo import undo
-        from guardian.batch import protocol as journal
+        from guardian.batch import recovery
 
         if not args.dry_run:
-            journal.recover(writer)
+            recovery.recover(writer)
         return undo(writer, **params)
 
     try:

@@ -207,10 +207,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
               "dry_run": args.dry_run, "session": session_of(args)}
 
     def direct(writer: Writer) -> Any:
-        from guardian.batch import protocol as journal
+        from guardian.batch import recovery
 
         if not args.dry_run:
-            journal.recover(writer)  # a batch a crash interrupted comes first
+            recovery.recover(writer)  # a batch a crash interrupted comes first
         return Service(writer).restore(path, version=args.version_id, at_ns=at_ns,
                                        dry_run=args.dry_run, session=session_of(args))
 

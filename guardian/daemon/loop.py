@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import anyio
 
@@ -65,6 +65,7 @@ from guardian.validation.check import Check, check
 from guardian.writer import Writer
 
 T = TypeVar("T")
+P = ParamSpec("P")
 Key = tuple[str, int, bytes]  # (action, root id, relpath): p = path, t = tree, m = confirm missing
 
 DELETE_GRACE_S = 0.25
@@ -157,7 +158,7 @@ class Daemon:
         """The control socket, once it listens."""
         return self.server.socket
 
-    async def in_store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def in_store(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         assert self._limiter is not None
         try:
             return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs),
@@ -326,10 +327,10 @@ class Daemon:
             self._restarting = False
 
     async def _baseline(self) -> None:
-        from guardian.batch import protocol as journal
+        from guardian.batch import recovery
 
         try:
-            for r in await self.in_store(journal.recover, self.recorder):
+            for r in await self.in_store(recovery.recover, self.writer):
                 self.emit(WarningEvent(message=f"recovered batch {r.batch_id} ({r.state_before}): "
                                           f"{r.outcome.replace('_', ' ')}, {r.files} files",
                                   source="journal"))

@@ -311,11 +311,11 @@ def restore(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
               "session": ctx.session}
 
     def direct(writer: Any) -> Any:
-        from guardian.batch import protocol as journal
+        from guardian.batch import recovery
         from guardian.service import Service
 
         if not dry_run:
-            journal.recover(writer)
+            recovery.recover(writer)
         return Service(writer).restore(full, version=vid, at_ns=at_ns, dry_run=dry_run,
                                        session=ctx.session)
 
@@ -340,10 +340,10 @@ def undo_session(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 
     def direct(writer: Any) -> Any:
         from guardian.agents.undo import undo
-        from guardian.batch import protocol as journal
+        from guardian.batch import recovery
 
         if not dry_run:
-            journal.recover(writer)
+            recovery.recover(writer)
         return undo(writer, **params)
 
     try:

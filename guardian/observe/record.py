@@ -1,11 +1,11 @@
 """What an operation row says, and how the writers that had none record one.
 
-The batch writer has always recorded its operations (``guardian.journal``); capture, reconcile,
-validation, revert, restore and snapshot are recorded here: the daemon measures them
-(:mod:`guardian.observe.monitor`) and :func:`recorded` times the :class:`~guardian.service.
-Service` requests a CLI runs without a daemon. Rows are written without an fsync of their own
-(``transaction(durable=False)``): the next durable commit makes them durable, and a crash can
-lose only the last few measurements, never a version.
+The batch writer has always recorded its operations (:mod:`guardian.batch.protocol`);
+capture, reconcile, validation, revert, restore and snapshot are recorded here: the daemon
+measures them (:mod:`guardian.observe.monitor`) and :func:`recorded` times the
+:class:`~guardian.service.Service` requests a CLI runs without a daemon. Rows are written
+without an fsync of their own (``transaction(durable=False)``): the next durable commit makes
+them durable, and a crash can lose only the last few measurements, never a version.
 """
 
 from __future__ import annotations

@@ -26,10 +26,10 @@ import time
 from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from guardian.errors import GuardianError, NotFoundError, StoreBusyError, StoreError
-from guardian.kinds import Origin, VersionKind
+from guardian.kinds import BatchState, Origin, VersionKind
 from guardian.locations import ROOTS_FILE, ensure_private_dir
 from guardian.paths import Root, prefix_range
 
@@ -894,6 +894,44 @@ class Store:
         db.executemany("INSERT INTO files(id, root_id, relpath, head_id, live, size, mtime_ns,"
                        " ctime_ns, ino, dev, mode) VALUES(?,?,?,?,?,?,?,?,?,?,?)", files)
         return vids
+
+    # ----------------------------------------------------------------- the batch journal
+    def begin_batch(self, session: str | None, files: int) -> int:
+        """A new batch, ``prepared``: its entries follow in the same transaction."""
+        cur = self.db.execute(
+            "INSERT INTO batches(state, created_ns, session, files) VALUES('prepared',?,?,?)",
+            (time.time_ns(), session, files))
+        return int(cur.lastrowid or 0)
+
+    def add_batch_entries(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """One entry per target: (batch, seq, root, relpath, action, old_present, old object,
+        old mode, new object, new mode, temp name, extra JSON)."""
+        self.db.executemany("INSERT INTO batch_entries VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def commit_batch(self, batch_id: int) -> None:
+        """The commit point's row (the caller's transaction makes it durable)."""
+        self.db.execute("UPDATE batches SET state='committed' WHERE id=?", (batch_id,))
+
+    def end_batch(self, batch_id: int, state: Literal["done", "rolled_back"],
+                  error: str | None = None) -> None:
+        """The batch is over: its state, when, why (rolled back), and its entries dropped."""
+        self.db.execute("UPDATE batches SET state=?, finished_ns=?, error=? WHERE id=?",
+                        (state, time.time_ns(), error[:500] if error else None, batch_id))
+        self.db.execute("DELETE FROM batch_entries WHERE batch_id=?", (batch_id,))
+
+    def unfinished_batches(self) -> list[tuple[int, BatchState, str | None]]:
+        """(id, state, session) of every batch a crash interrupted, oldest first."""
+        return [(int(r[0]), r[1], r[2]) for r in self.db.execute(
+            "SELECT id, state, session FROM batches WHERE state IN ('prepared', 'committed')"
+            " ORDER BY id")]
+
+    def batch_entries(self, batch_id: int) -> list[tuple[Any, ...]]:
+        """(root, relpath, action, old_present, old object, old mode, new object, new mode,
+        temp, extra JSON) of each entry, in order."""
+        return self.db.execute(
+            "SELECT root_id, relpath, action, old_present, old_object_id, old_mode,"
+            " new_object_id, new_mode, temp, created_dirs FROM batch_entries WHERE batch_id=?"
+            " ORDER BY seq", (batch_id,)).fetchall()
 
     def add_versions(self, items: list[tuple[int, bytes, NewVersion, os.stat_result | None]],
                      time_ns: int | None = None) -> list[int]:
