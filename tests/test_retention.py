@@ -342,7 +342,8 @@ def test_a_dry_run_reports_and_leaves_the_store_byte_identical(tree: Tree) -> No
     assert store_bytes(tree.store) == before
     assert dry.to_json() == {"dry_run": True, "versions_dropped": 2, "objects_dropped": 2,
                              "bytes_freed": dry.bytes_freed, "files_affected": 2,
-                             "orphans_removed": 0}
+                             "orphans_removed": 0, "objects_rebased": 0,
+                             "objects_repacked": 0}
     assert dry.bytes_freed >= len(big("old"))
     real = gc(tree.store, keep_versions=1, keep_days=0, now_ns=NOW)
     assert real.to_json() == {**dry.to_json(), "dry_run": False, "orphans_removed": 1}

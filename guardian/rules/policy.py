@@ -13,13 +13,15 @@ once running, keeps the last good rules of a file edited into a broken one, and 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from guardian.errors import RuleError
 from guardian.paths import Root
 from guardian.rules.rulefiles import RULE_FILE, Effective, RuleSet
+
+A = TypeVar("A")
 
 
 @dataclass
@@ -37,26 +39,23 @@ class Policy:
             self.rulesets[rid] = RuleSet(str(root.path))
 
     def effective(self, root_id: int, relpath: bytes) -> Effective:
-        rs = self.rulesets[root_id]
-        eff = rs.effective(os.fsdecode(relpath))
-        if self.strict and rs.errors:
-            raise RuleError(next(iter(rs.errors.values())))
-        return eff
+        return self._ask(root_id, RuleSet.effective, relpath)
 
     def ignored(self, root_id: int, relpath: bytes) -> bool:
-        rs = self.rulesets[root_id]
-        ignored = rs.ignored(os.fsdecode(relpath))
-        if self.strict and rs.errors:
-            raise RuleError(next(iter(rs.errors.values())))
-        return ignored
+        return self._ask(root_id, RuleSet.ignored, relpath)
 
     def ignores_in(self, root_id: int, dirrel: bytes) -> bool:
         """Whether a rule file's ``ignore`` glob is in force in directory ``dirrel``."""
+        return self._ask(root_id, RuleSet.ignores_in, dirrel)
+
+    def _ask(self, root_id: int, question: Callable[[RuleSet, str], A], relpath: bytes) -> A:
+        """Ask a root's rules about a path; strict, a broken rule file met on the way (read
+        for this question) refuses it."""
         rs = self.rulesets[root_id]
-        found = rs.ignores_in(os.fsdecode(dirrel))
+        answer = question(rs, os.fsdecode(relpath))
         if self.strict and rs.errors:
             raise RuleError(next(iter(rs.errors.values())))
-        return found
+        return answer
 
     def discover(self, skip_dir: Any = None) -> list[str]:
         """Load every rule file now; their errors (start-up refuses to run with any)."""
