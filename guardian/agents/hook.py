@@ -169,6 +169,8 @@ def _fast_socket(store: str) -> tuple[str, int] | None:
 
     try:
         st = os.lstat(run_dir)
+    except FileNotFoundError:
+        raise  # no runtime directory: no daemon listens (it makes one before it binds)
     except OSError:
         return None
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or stat.S_IMODE(st.st_mode) & 0o077:
@@ -228,8 +230,12 @@ def ask(store_dir: str, agent: str, d: dict[str, Any], raw: bytes) -> Any:
     if len(raw) <= INLINE_LIMIT:
         try:
             return _fast_call(store_dir, {"agent": agent, "payload": d}, timeout)
-        except (_NoFast, FileNotFoundError, ConnectionRefusedError, PermissionError):
-            pass  # unusual, or no daemon: the full path
+        except (FileNotFoundError, ConnectionRefusedError):
+            reply = _without_daemon(store_dir, agent, raw)  # no daemon: the store directly
+            if reply is not _BUSY:
+                return reply
+        except (_NoFast, PermissionError):
+            pass  # unusual: the full path
     from pathlib import Path
 
     from guardian.client import as_writer, daemon
@@ -253,6 +259,29 @@ def ask(store_dir: str, agent: str, d: dict[str, Any], raw: bytes) -> Any:
 
     return as_writer(store, "agent.hook", {"agent": agent, "payload": d}, direct,
                      wait=timeout, timeout=timeout)
+
+
+_BUSY = object()
+
+
+def _without_daemon(store_dir: str, agent: str, raw: bytes) -> Any:
+    """The payload handled here, holding the store's writer lock: no socket answered, so
+    :mod:`guardian.client` (and its imports) has nothing to add. _BUSY when the lock is
+    held (a daemon starting, another hook): the full path waits for it."""
+    from pathlib import Path
+
+    from guardian.agents.handler import Handler
+    from guardian.agents.payloads import parse
+    from guardian.errors import StoreBusyError
+    from guardian.store.db import Store
+    from guardian.writer import writer_of
+
+    try:
+        store = Store.open(Path(store_dir), write=True)
+    except StoreBusyError:
+        return _BUSY
+    with store, writer_of(store) as writer:
+        return Handler(writer).handle(parse(agent, raw), daemon=False)
 
 
 def _spill(conn: Any, raw: bytes) -> str:

@@ -19,8 +19,8 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from guardian.capture import anchored
 from guardian.capture.anchored import MAX_KEPT, NOT_A_DIR, RootDirs
@@ -33,6 +33,9 @@ from guardian.rules.settings import Settings
 from guardian.store import objects as obj
 from guardian.store.db import NewVersion, Store, Version
 from guardian.store.objects import Objects
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 PathKey = tuple[int, bytes]  # (root id, relpath)
 _ABSENT: tuple[int, ...] = ()
@@ -123,13 +126,25 @@ class Recorder:
         self.keep_content: Callable[[int, bytes], bool] | None = None
         n = workers or min(4, os.cpu_count() or 2)
         self._workers = n
-        self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="guardian-io")
+        #: Started on the first batch big enough to need it (a hook's one-file capture, in a
+        #: process of its own, never pays for concurrent.futures and its threads).
+        self._pool_: ThreadPoolExecutor | None = None
         self._warned: dict[PathKey, str] = {}
         #: Hook for tests of the store-full path: raise from inside the transaction.
         self.before_commit: Callable[[], None] | None = None
 
+    @property
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._pool_ is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool_ = ThreadPoolExecutor(max_workers=self._workers,
+                                             thread_name_prefix="guardian-io")
+        return self._pool_
+
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        if self._pool_ is not None:
+            self._pool_.shutdown(wait=True)
 
     # ----------------------------------------------------------------- public API
     def capture(self, keys: Iterable[PathKey], *, origin: Origin, confirm_missing: bool,
@@ -263,6 +278,8 @@ class Recorder:
         futures = [self._pool.submit(some, keys[i:i + step]) for i in range(0, len(keys), step)]
 
         def results() -> list[Seen]:
+            from concurrent.futures import wait
+
             wait(futures)  # every slice is done with the fds before they are closed
             close()
             return [s for f in futures for s in f.result()]

@@ -16,7 +16,6 @@ Errors name the file, the line and the key, and suggest the closest valid name.
 
 from __future__ import annotations
 
-import difflib
 import errno
 import hashlib
 import os
@@ -554,6 +553,8 @@ def _unknown(key: str, valid: list[str]) -> str:
 
 
 def _closest(word: str, valid: Any) -> str:
+    import difflib  # only for a typo's suggestion
+
     close = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
