@@ -270,18 +270,25 @@ def _without_daemon(store_dir: str, agent: str, raw: bytes) -> Any:
     held (a daemon starting, another hook): the full path waits for it."""
     from pathlib import Path
 
-    from guardian.agents.handler import Handler
+    from guardian.agents import handler
     from guardian.agents.payloads import parse
     from guardian.errors import StoreBusyError
     from guardian.store.db import Store
-    from guardian.writer import writer_of
 
+    p = parse(agent, raw)
     try:
         store = Store.open(Path(store_dir), write=True)
     except StoreBusyError:
         return _BUSY
-    with store, writer_of(store) as writer:
-        return Handler(writer).handle(parse(agent, raw), daemon=False)
+    with store:
+        if not handler.needs_writer(p):  # a session or prompt boundary: the store alone
+            import time
+
+            return handler.bookkeeping(store, p, time.time_ns())
+        from guardian.writer import writer_of  # recorder, rules: only to record files
+
+        with writer_of(store) as writer:
+            return handler.Handler(writer).handle(p, daemon=False)
 
 
 def _spill(conn: Any, raw: bytes) -> str:
