@@ -7,7 +7,10 @@ only when no daemon runs does this process open the store itself (and pay for it
 the CLI's imports. Its fast path (:func:`_fast_call`) finds the store and the daemon's socket
 with json, os and the C socket module only, making the same checks as
 :mod:`guardian.client` (a runtime directory that is ours alone, the daemon's uid by
-SO_PEERCRED); anything unusual takes the full path through :mod:`guardian.client`.
+SO_PEERCRED); anything unusual takes the full path through :mod:`guardian.client`. When it
+finds no daemon (no socket, or none listening) it opens the store itself without
+:mod:`guardian.client` (:func:`_without_daemon`); the writer lock still decides: held by
+someone (a daemon starting), the full path waits for it.
 
 Never blocks by accident: a payload it cannot read, a daemon that errs or does not answer in
 time, any bug — the call is let through (exit 0, a line on stderr, an alert in the store),
