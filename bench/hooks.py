@@ -4,7 +4,8 @@ decision on stdout), against a bare `python3 -c pass` of the same interpreter in
 The agent waits for it on every tool call: the goal is 2.5x the bare interpreter, with a
 daemon running and without one. Measured: a write tool's PreToolUse (store the target,
 work out the Edit's result, validate it as JSON, allow), its PostToolUse (record and label),
-a Bash PreToolUse (an attribution window), an event outside any watched tree.
+a Bash PreToolUse (an attribution window), an event outside any watched tree; and, without
+a goal, the floor of the no-daemon path (the imports it cannot do without).
 """
 
 from __future__ import annotations
@@ -100,6 +101,20 @@ def round_trip(ws: Workspace, cfg: Config) -> Table:
                                   "ms", median(base) * 1000, Goal("<=", GOAL, "ratio")))
 
     measure("no daemon")
+    # What no no-daemon hook can go below: the imports alone of what it must use (no goal;
+    # the ratio shows how much of the 2.5x budget the floor leaves).
+    floors = [("floor: `python3 -c 'import json, sqlite3'`", "import json, sqlite3"),
+              ("floor: `python3 -c 'import dataclasses'` (every core module uses it)",
+               "import dataclasses"),
+              ("floor: `python3 -c 'import guardian.store.db'` (the Store)",
+               "import guardian.store.db")]
+    for name, code in floors:
+        ours, base = [], []
+        for _ in range(n):
+            base.append(_timed_input(bare, b"", env, tree))
+            ours.append(_timed_input([sys.executable, "-c", code], b"", env, tree))
+        table.rows.append(Row(f"{name} (median of {n})", median(ours) * 1000, "ms",
+                              median(base) * 1000))
     with guardian_watch(tree, store, env) as proc:
         proc.wait_for(is_ready, 300, "the daemon's ready event")
         measure("daemon running")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 
 ENV = "GUARDIAN_FAULT"
 _counts: dict[str, int] = {}
@@ -42,6 +41,8 @@ def point(name: str) -> None:
     _counts[name] = seen + 1
     if seen != nth:
         return
+    import signal
+
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     if action == "stop":

@@ -83,30 +83,10 @@ class Handler:
     def handle(self, p: Payload, *, daemon: bool = False) -> dict[str, Any]:
         """Act on one payload; the reply says allow or deny (and why). ``daemon``: the
         watcher records Bash's changes, so windows need no scan of their own."""
-        faults.point("agent.hook")
         now = time.time_ns()
-        store = self.store
-        with store.transaction(durable=False):
-            store.agent_session_seen(p.session, p.agent, now, cwd=p.cwd, transcript=p.transcript,
-                                     detail=p.detail if p.event == "session_start" else None)
-        if p.event == "prompt":
-            with store.transaction(durable=False):
-                store.agent_prompt_start(p.session, p.prompt_id, p.prompt, now)
-            return allow()
-        if p.event == "stop":
-            with store.transaction(durable=False):
-                store.agent_prompt_end(p.session, now)
-            return allow()
-        if p.event == "session_end":
-            with store.transaction(durable=False):
-                store.agent_prompt_end(p.session, now)
-                store.agent_session_seen(p.session, p.agent, now, detail=p.detail, ended=True)
-                for w in store.agent_open_windows(0):
-                    if w["session"] == p.session:
-                        store.agent_call_finish(w["id"], now, "failed", "the session ended")
-            return allow()
-        if p.event not in ("pre", "post", "failed") or p.tool in (None, "other"):
-            return allow()
+        done = bookkeeping(self.store, p, now)
+        if done is not None:
+            return done
         if p.tool == "bash":
             return self.pre_window(p, now, daemon) if p.event == "pre" else \
                 self.close_window(p, now, daemon)
@@ -287,6 +267,40 @@ class Handler:
                                     p.error[:500] if p.error else None)
         others = store.agent_windows_overlapping(call["id"], call["started_ns"], now)
         return allow(window=call["id"], ambiguous=bool(others))
+
+
+def needs_writer(p: Payload) -> bool:
+    """Whether this payload records files (a tool call Guardian acts on), or is only
+    bookkeeping that the store alone does (:func:`bookkeeping`)."""
+    return p.event in ("pre", "post", "failed") and p.tool not in (None, "other")
+
+
+def bookkeeping(store: Store, p: Payload, now: int) -> dict[str, Any] | None:
+    """The session seen, and the whole reply for an event that records no file (session
+    and prompt boundaries, tools Guardian ignores); None for one that does."""
+    faults.point("agent.hook")
+    with store.transaction(durable=False):
+        store.agent_session_seen(p.session, p.agent, now, cwd=p.cwd, transcript=p.transcript,
+                                 detail=p.detail if p.event == "session_start" else None)
+    if p.event == "prompt":
+        with store.transaction(durable=False):
+            store.agent_prompt_start(p.session, p.prompt_id, p.prompt, now)
+        return allow()
+    if p.event == "stop":
+        with store.transaction(durable=False):
+            store.agent_prompt_end(p.session, now)
+        return allow()
+    if p.event == "session_end":
+        with store.transaction(durable=False):
+            store.agent_prompt_end(p.session, now)
+            store.agent_session_seen(p.session, p.agent, now, detail=p.detail, ended=True)
+            for w in store.agent_open_windows(0):
+                if w["session"] == p.session:
+                    store.agent_call_finish(w["id"], now, "failed", "the session ended")
+        return allow()
+    if not needs_writer(p):
+        return allow()
+    return None
 
 
 def _last_before(store: Store, file_id: int, call: dict[str, Any]) -> int:

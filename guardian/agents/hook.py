@@ -7,7 +7,10 @@ only when no daemon runs does this process open the store itself (and pay for it
 the CLI's imports. Its fast path (:func:`_fast_call`) finds the store and the daemon's socket
 with json, os and the C socket module only, making the same checks as
 :mod:`guardian.client` (a runtime directory that is ours alone, the daemon's uid by
-SO_PEERCRED); anything unusual takes the full path through :mod:`guardian.client`.
+SO_PEERCRED); anything unusual takes the full path through :mod:`guardian.client`. When it
+finds no daemon (no socket, or none listening) it opens the store itself without
+:mod:`guardian.client` (:func:`_without_daemon`); the writer lock still decides: held by
+someone (a daemon starting), the full path waits for it.
 
 Never blocks by accident: a payload it cannot read, a daemon that errs or does not answer in
 time, any bug — the call is let through (exit 0, a line on stderr, an alert in the store),
@@ -169,6 +172,8 @@ def _fast_socket(store: str) -> tuple[str, int] | None:
 
     try:
         st = os.lstat(run_dir)
+    except FileNotFoundError:
+        raise  # no runtime directory: no daemon listens (it makes one before it binds)
     except OSError:
         return None
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or stat.S_IMODE(st.st_mode) & 0o077:
@@ -228,8 +233,12 @@ def ask(store_dir: str, agent: str, d: dict[str, Any], raw: bytes) -> Any:
     if len(raw) <= INLINE_LIMIT:
         try:
             return _fast_call(store_dir, {"agent": agent, "payload": d}, timeout)
-        except (_NoFast, FileNotFoundError, ConnectionRefusedError, PermissionError):
-            pass  # unusual, or no daemon: the full path
+        except (FileNotFoundError, ConnectionRefusedError):
+            reply = _without_daemon(store_dir, agent, raw)  # no daemon: the store directly
+            if reply is not _BUSY:
+                return reply
+        except (_NoFast, PermissionError):
+            pass  # unusual: the full path
     from pathlib import Path
 
     from guardian.client import as_writer, daemon
@@ -253,6 +262,36 @@ def ask(store_dir: str, agent: str, d: dict[str, Any], raw: bytes) -> Any:
 
     return as_writer(store, "agent.hook", {"agent": agent, "payload": d}, direct,
                      wait=timeout, timeout=timeout)
+
+
+_BUSY = object()
+
+
+def _without_daemon(store_dir: str, agent: str, raw: bytes) -> Any:
+    """The payload handled here, holding the store's writer lock: no socket answered, so
+    :mod:`guardian.client` (and its imports) has nothing to add. _BUSY when the lock is
+    held (a daemon starting, another hook): the full path waits for it."""
+    from pathlib import Path
+
+    from guardian.agents import handler
+    from guardian.agents.payloads import parse
+    from guardian.errors import StoreBusyError
+    from guardian.store.db import Store
+
+    p = parse(agent, raw)
+    try:
+        store = Store.open(Path(store_dir), write=True)
+    except StoreBusyError:
+        return _BUSY
+    with store:
+        if not handler.needs_writer(p):  # a session or prompt boundary: the store alone
+            import time
+
+            return handler.bookkeeping(store, p, time.time_ns())
+        from guardian.writer import writer_of  # recorder, rules: only to record files
+
+        with writer_of(store) as writer:
+            return handler.Handler(writer).handle(p, daemon=False)
 
 
 def _spill(conn: Any, raw: bytes) -> str:

@@ -32,21 +32,21 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import pickle
 import select
-import signal
 import struct
-import subprocess
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from guardian.validation import validators
 from guardian.validation.validators import NOT_VALIDATED, Result
+
+if TYPE_CHECKING:
+    import subprocess
 
 #: Expected seconds per byte of each built-in validator, measured on generated files on one
 #: core (README, Rules: python ~3 MB/s on generated modules, 5.9 on the standard library;
@@ -370,6 +370,8 @@ class _Worker:
 
     @classmethod
     def start(cls) -> _Worker | None:
+        import subprocess
+
         try:
             proc = subprocess.Popen(
                 WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -398,6 +400,8 @@ class _Worker:
         return self._greeted
 
     def send(self, jobs: list[tuple[Any, ...]]) -> bool:
+        import pickle
+
         assert self.proc.stdin is not None
         try:
             data = pickle.dumps(jobs, pickle.HIGHEST_PROTOCOL)
@@ -408,6 +412,8 @@ class _Worker:
 
     def receive(self) -> object | None:
         """One answer (the caller knows one is there); None if the worker is gone."""
+        import pickle
+
         try:
             head = _read_exact(self.fileno(), _FRAME.size)
             if head is None:
@@ -426,6 +432,9 @@ class _Worker:
             return 1 << 62
 
     def how_it_ended(self) -> str:
+        import signal
+        import subprocess
+
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=1.0)
         code = self.proc.returncode
@@ -483,6 +492,8 @@ def _read_frame(f: IO[bytes]) -> bytes | None:
 def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """A worker's loop: jobs in, one result out per job, until the parent closes the pipe.
     Each check runs inline (the parent keeps the clock) under its memory bound."""
+    import pickle
+
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICE)
     _write_frame(stdout, pickle.dumps([], pickle.HIGHEST_PROTOCOL))  # ready
