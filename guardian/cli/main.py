@@ -7,10 +7,6 @@ from __future__ import annotations
 import os
 import sys
 
-from guardian.cli.history import quick_snapshot_args
-from guardian.cli.maintenance import quick_status_args
-from guardian.cli.parser import COMMANDS, build_parser, command_parser
-from guardian.errors import GuardianError
 from guardian.exitcodes import ExitCode
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms per call
@@ -37,6 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.write(f"guardian {__version__}\n")
         return int(ExitCode.OK)
+    # Imported here, not above: `--version` and the hook paths above need none of them.
+    from guardian.cli.history import quick_snapshot_args
+    from guardian.cli.maintenance import quick_status_args
+    from guardian.cli.parser import COMMANDS, build_parser, command_parser
+    from guardian.errors import GuardianError
+
     args = quick_snapshot_args(words) or quick_status_args(words)
     if args is None:
         parser = build_parser(command if command in COMMANDS else None)
