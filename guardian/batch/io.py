@@ -564,18 +564,7 @@ def _write_deferred(t: Target) -> None:
         _temp_link(t, dfd, {})
         os.fsync(dfd)
     else:
-        fd = os.open(t.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                     | os.O_CLOEXEC, 0o600, dir_fd=dfd)
-        try:
-            view = memoryview(t.final)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fchmod(fd, t.mode)
-            os.fsync(fd)
-            st = os.fstat(fd)
-            t.written = (st.st_dev, st.st_ino)
-        finally:
-            os.close(fd)
+        _write_named_temp(t, dfd)
     _link_named(t, dfd, name)
 
 
@@ -595,6 +584,14 @@ def _link(t: Target) -> None:
         if e.errno not in (errno.ENOENT, errno.EXDEV, errno.EPERM, errno.EACCES):
             raise
     # No usable /proc: the named way, durable before it is linked into place.
+    _write_named_temp(t, dfd)
+    _link_named(t, dfd, name)
+
+
+def _write_named_temp(t: Target, dfd: int) -> None:
+    """Write the target's new content to its named temp in ``dfd``, durably (fsynced), and
+    remember the inode written (the verify step checks the target is it)."""
+    assert t.temp is not None and t.final is not None
     fd = os.open(t.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600, dir_fd=dfd)
     try:
@@ -607,7 +604,6 @@ def _link(t: Target) -> None:
         t.written = (st.st_dev, st.st_ino)
     finally:
         os.close(fd)
-    _link_named(t, dfd, name)
 
 
 def _link_named(t: Target, dfd: int, name: bytes) -> None:
