@@ -26,7 +26,7 @@ import statistics
 import string
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -595,6 +595,35 @@ def _checks(s: dict[str, Scenario], overall: dict[str, Any],
     return out
 
 
+def _without(v: float, run: dict[str, Any]) -> str:
+    """The naive side's validation time ``v`` of a run, and the ratio without it."""
+    return f"{v:.3f}s (ratio without it {(run['naive_s'] - v) / run['optimised_s']:.2f}x)"
+
+
+def _large_notes(big: dict[str, Any], *, rewrite: bool) -> Iterator[str]:
+    """The footnotes of a large-batch run: the floors it is measured against."""
+    if v := big.get("naive_validation_s"):
+        yield f"naive validation {_without(v, big)}"
+    if f := big.get("io_floor_s"):
+        yield (f"the I/O these guarantees cannot avoid, with no logic around it "
+               f"(contents into a SQLite WAL, unnamed files, one syncfs, links): "
+               f"{f:.3f}s, so at most {big['naive_s'] / f:.2f}x faster than naive "
+               f"and {f / big['unsynced_s']:.2f}x of no sync is reachable here "
+               "(medians)")
+    if (f := big.get("io_rows_floor_s")) and rewrite:
+        yield (f"the floor of what the store must keep (new contents with their "
+               f"SHA-256 and rows into the WAL, named temps, one syncfs, renames): "
+               f"{f:.3f}s; the batch is {big.get('vs_floor', 0):.2f}x of it (goal "
+               f"{FLOOR_RATIO:g}x), at most {big['naive_s'] / f:.2f}x faster than "
+               "naive is reachable here")
+    elif f:
+        yield (f"with what the store keeps of each file too (SHA-256, file, version "
+               f"and operation rows; no compression, validation or checks): {f:.3f}s,"
+               f" {big['naive_s'] / f:.2f}x faster than naive, "
+               f"{f / big['unsynced_s']:.2f}x of no sync; the batch is "
+               f"{big.get('vs_floor', 0):.2f}x of it (goal {FLOOR_RATIO:g}x)")
+
+
 def render(result: dict[str, Any]) -> str:
     """The human table of a run."""
     lines = ["scenario              files     naive   optimised  improvement  success",
@@ -607,8 +636,7 @@ def render(result: dict[str, Any]) -> str:
     for name, sc in result["scenarios"].items():
         v = sc.get("naive_validation_s")
         if v is not None and sc["optimised_s"]:
-            notes.append(f"{name} {v:.3f}s (ratio without it "
-                         f"{(sc['naive_s'] - v) / sc['optimised_s']:.2f}x)")
+            notes.append(f"{name} {_without(v, sc)}")
     if notes:
         lines.append("   * naive includes the seed's pre-write validation (the batch validates "
                      "too): " + "; ".join(notes))
@@ -624,31 +652,7 @@ def render(result: dict[str, Any]) -> str:
                      f"naive {big['naive_s']:.3f}s ({big['vs_naive']:.2f}x faster, goal 5x); "
                      f"no sync at all {big['unsynced_s']:.3f}s ({big['vs_unsynced']:.2f}x of "
                      "it, goal 1.5x)")
-        if big.get("naive_validation_s"):
-            v = big["naive_validation_s"]
-            lines.append(f"   * naive validation {v:.3f}s (ratio without it "
-                         f"{(big['naive_s'] - v) / big['optimised_s']:.2f}x)")
-        if big.get("io_floor_s"):
-            f = big["io_floor_s"]
-            lines.append(f"   * the I/O these guarantees cannot avoid, with no logic around it "
-                         f"(contents into a SQLite WAL, unnamed files, one syncfs, links): "
-                         f"{f:.3f}s, so at most {big['naive_s'] / f:.2f}x faster than naive "
-                         f"and {f / big['unsynced_s']:.2f}x of no sync is reachable here "
-                         "(medians)")
-        if big.get("io_rows_floor_s") and key == "large_rewrite":
-            f = big["io_rows_floor_s"]
-            lines.append(f"   * the floor of what the store must keep (new contents with their "
-                         f"SHA-256 and rows into the WAL, named temps, one syncfs, renames): "
-                         f"{f:.3f}s; the batch is {big.get('vs_floor', 0):.2f}x of it (goal "
-                         f"{FLOOR_RATIO:g}x), at most {big['naive_s'] / f:.2f}x faster than "
-                         "naive is reachable here")
-        elif big.get("io_rows_floor_s"):
-            f = big["io_rows_floor_s"]
-            lines.append(f"   * with what the store keeps of each file too (SHA-256, file, version "
-                         f"and operation rows; no compression, validation or checks): {f:.3f}s,"
-                         f" {big['naive_s'] / f:.2f}x faster than naive, "
-                         f"{f / big['unsynced_s']:.2f}x of no sync; the batch is "
-                         f"{big.get('vs_floor', 0):.2f}x of it (goal {FLOOR_RATIO:g}x)")
+        lines += ["   * " + note for note in _large_notes(big, rewrite=key == "large_rewrite")]
     if result.get("released_after_s"):
         lines.append(f"   * replaced files freed on a background thread after their batches "
                      f"had returned: {result['released_after_s']:.3f}s over the whole run "

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from guardian.closing import Closing
 from guardian.control import Connection
 from guardian.errors import PeerError, StoreBusyError, StoreError
 from guardian.locations import client_socket_path, runtime_dir_problem
@@ -97,7 +98,7 @@ def as_writer(store_path: Path, method: str,
             return direct(writer)
 
 
-class Subscription:
+class Subscription(Closing):
     """The daemon's event stream (``subscribe``), as :class:`~guardian.events.Event` objects.
 
     Iterating blocks on the socket; :meth:`close` (from any thread) ends the iteration, as
@@ -132,12 +133,6 @@ class Subscription:
         with contextlib.suppress(OSError):
             self._conn.sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv
         self._conn.close()
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def subscribe(store_path: Path) -> Subscription | None:

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 
+from guardian.closing import Closing
 from guardian.errors import DaemonError, PeerError
 from guardian.exitcodes import ExitCode
 
@@ -63,7 +64,7 @@ def sun_path(path: str) -> tuple[str, int | None]:
     return f"/proc/self/fd/{fd}/{name}", fd
 
 
-class Connection:
+class Connection(Closing):
     """A blocking client connection to a daemon.
 
     With ``expect_uid``, the process that answers must run as that user (SO_PEERCRED): a
@@ -94,12 +95,6 @@ class Connection:
 
     def close(self) -> None:
         self.sock.close()
-
-    def __enter__(self) -> Connection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def send(self, method: str, params: dict[str, Any] | None = None) -> int:
         self._next_id += 1

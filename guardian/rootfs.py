@@ -13,15 +13,16 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+from guardian.closing import Closing
 from guardian.errors import OutsideRootError
 from guardian.paths import SEP, TEMP_PREFIX
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class RootFS:
+class RootFS(Closing):
     """Operations confined to ``root``. With ``cache``, directory fds are kept open (until
     :meth:`close`) so many files in the same directories cost one open per directory: the
     batch writer touches each target several times."""
@@ -43,12 +44,6 @@ class RootFS:
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
-
-    def __enter__(self) -> RootFS:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def forget(self, dirrel: bytes) -> None:
         """Drop cached fds of ``dirrel`` and below (it was removed or replaced)."""
@@ -181,23 +176,7 @@ class RootFS:
             tmp = _temp_name(name)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                          0o600, dir_fd=dfd)
-            try:
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    os.fchmod(fd, stat.S_IMODE(mode) if mode else 0o644)
-                    os.fsync(fd)
-                    st = os.fstat(fd)
-                finally:
-                    os.close(fd)
-                os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp, dir_fd=dfd)
-                raise
-            os.fsync(dfd)
-            return st
+            return _publish(dfd, tmp, name, lambda: _fill(fd, data, mode))
 
     def symlink(self, relpath: bytes, target: bytes) -> os.stat_result:
         """Atomically make ``relpath`` a symlink to ``target`` (the link is not followed)."""
@@ -205,15 +184,8 @@ class RootFS:
             _refuse_dir(dfd, name, relpath)
             tmp = _temp_name(name)
             os.symlink(target, tmp, dir_fd=dfd)
-            try:
-                st = os.stat(tmp, dir_fd=dfd, follow_symlinks=False)
-                os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp, dir_fd=dfd)
-                raise
-            os.fsync(dfd)
-            return st
+            return _publish(dfd, tmp, name,
+                            lambda: os.stat(tmp, dir_fd=dfd, follow_symlinks=False))
 
     def remove(self, relpath: bytes) -> bool:
         """Unlink a file or symlink (never a directory); False if it was already gone."""
@@ -255,6 +227,34 @@ def _open_dir(parent_fd: int, name: bytes, create: bool, shown_rel: bytes) -> in
                 f"{shown}: is a symlink or not a directory; refusing to write through it"
             ) from None
         raise
+
+
+def _fill(fd: int, data: bytes, mode: int) -> os.stat_result:
+    """Write ``data`` to the new temp file ``fd``, set its mode, fsync it; closes ``fd``."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, stat.S_IMODE(mode) if mode else 0o644)
+        os.fsync(fd)
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish(dfd: int, tmp: bytes, name: bytes, finish: Callable[[], os.stat_result]
+             ) -> os.stat_result:
+    """``finish`` the temp file ``tmp`` (already created: it is ours), rename it over
+    ``name`` and fsync the directory; if either step fails, ``tmp`` is removed."""
+    try:
+        st = finish()
+        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dfd)
+        raise
+    os.fsync(dfd)
+    return st
 
 
 def _temp_name(name: bytes) -> bytes:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from guardian.capture.recorder import Recorder
+from guardian.closing import Closing
 from guardian.errors import UsageError
 from guardian.paths import Root
 from guardian.rules.policy import Policy
@@ -29,7 +30,7 @@ from guardian.rules.settings import Settings, load_defaults
 from guardian.store.db import Store
 
 
-class Writer:
+class Writer(Closing):
     """A store opened for writing, with its roots' rules and its recorder."""
 
     def __init__(self, store: Store, roots: list[Root], settings: Settings,
@@ -45,12 +46,6 @@ class Writer:
 
     def close(self) -> None:
         self.recorder.close()
-
-    def __enter__(self) -> Writer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Writer(store={str(self.store.path)!r}, roots={list(self.roots.values())!r})"

@@ -240,6 +240,20 @@ def check_path(value: Any, where: str, key: str = "path") -> str:
     return value
 
 
+def _first_of(item: dict[str, Any], first: str, second: str, where: str) -> bool:
+    """Whether ``item`` gives ``first`` rather than ``second``: it must give exactly one."""
+    if (first in item) == (second in item):
+        raise UsageError(f"{where}: give exactly one of {first}, {second}")
+    return first in item
+
+
+def _string(item: dict[str, Any], key: str, where: str) -> str:
+    value = item[key]
+    if not isinstance(value, str):
+        raise UsageError(f"{where}: {key} must be a string")
+    return value
+
+
 def _text(value: str, where: str, *, key: str | None = None, strict: bool = False) -> None:
     """Refuse a lone surrogate (JSON's "\\ud800" alone): it encodes to no byte. With
     ``strict`` even the escapes of non-UTF-8 bytes are refused (text that must be UTF-8).
@@ -272,12 +286,8 @@ def _operation(i: int, item: Any, source: str) -> Operation:
             _text(item[key], where, key=key, strict=True)
     o = Operation(i, op, path, mode=_mode(item.get("mode"), where))
     if op == "write":
-        if ("content" in item) == ("content_base64" in item):
-            raise UsageError(f"{where}: give exactly one of content, content_base64")
-        if "content" in item:
-            if not isinstance(item["content"], str):
-                raise UsageError(f"{where}: content must be a string")
-            _text(item["content"], where, key="content")
+        if _first_of(item, "content", "content_base64", where):
+            _text(_string(item, "content", where), where, key="content")
             o.content = item["content"].encode("utf-8", "surrogateescape")
         else:
             try:
@@ -288,9 +298,7 @@ def _operation(i: int, item: Any, source: str) -> Operation:
         if "patch" in item:
             if "old" in item or "new" in item:
                 raise UsageError(f"{where}: give either old/new or patch, not both")
-            if not isinstance(item["patch"], str):
-                raise UsageError(f"{where}: patch must be a string")
-            o.patch = item["patch"]
+            o.patch = _string(item, "patch", where)
         else:
             if not isinstance(item.get("old"), str) or not isinstance(item.get("new"), str):
                 raise UsageError(f"{where}: edit needs old and new strings (or a patch)")
@@ -298,12 +306,8 @@ def _operation(i: int, item: Any, source: str) -> Operation:
                 raise UsageError(f"{where}: old must not be empty")
             o.old, o.new = item["old"], item["new"]
     elif op == "render":
-        if ("template" in item) == ("template_path" in item):
-            raise UsageError(f"{where}: give exactly one of template, template_path")
-        if "template" in item:
-            if not isinstance(item["template"], str):
-                raise UsageError(f"{where}: template must be a string")
-            o.template = item["template"]
+        if _first_of(item, "template", "template_path", where):
+            o.template = _string(item, "template", where)
         else:
             o.template_path = check_path(item["template_path"], where, "template_path")
         variables = item.get("vars", {})

@@ -118,17 +118,9 @@ def execute(writer: Writer, manifest: Manifest, base: Path, *, dry_run: bool = F
     Every failure becomes a BatchError; ``rolled_back`` says whether anything had been
     journaled (and so was undone) or the batch was refused before.
     """
-    filesystems: dict[int, RootFS] = {}
-    try:
+    with _framed() as filesystems:
         return _execute(writer, manifest, base, dry_run=dry_run, session=session,
                         filesystems=filesystems)
-    except BatchError:
-        raise
-    except (OSError, GuardianError) as e:
-        raise _as_batch_error(e, None, rolled_back=False) from None
-    finally:
-        for fs in filesystems.values():
-            fs.close()
 
 
 def _execute(writer: Writer, manifest: Manifest, base: Path, *, dry_run: bool,
@@ -137,10 +129,7 @@ def _execute(writer: Writer, manifest: Manifest, base: Path, *, dry_run: bool,
     session = session or manifest.session
     faults.point("batch.start")
     targets = _resolve(writer, manifest, base)
-    for t in targets:
-        if t.root.id not in filesystems:
-            filesystems[t.root.id] = RootFS(t.root.bpath, cache=True)
-        t.fs = filesystems[t.root.id]
+    _attach(targets, filesystems)
     fds = batchio.fd_budget()
     try:
         with _locked(targets, manifest.lock_timeout):
@@ -197,14 +186,10 @@ def execute_targets(writer: Writer, targets: list[Target],
     the writes they make room for); it may refuse with a BatchError. Nothing is validated:
     the caller's contents come from the store. The result lists the changing targets.
     """
-    filesystems: dict[int, RootFS] = {}
     t0 = time.perf_counter_ns()
-    try:
+    with _framed() as filesystems:
         faults.point("batch.start")
-        for t in targets:
-            if t.root.id not in filesystems:
-                filesystems[t.root.id] = RootFS(t.root.bpath, cache=True)
-            t.fs = filesystems[t.root.id]
+        _attach(targets, filesystems)
         fds = batchio.fd_budget()
         try:
             with _locked(targets, lock_timeout):
@@ -222,6 +207,15 @@ def execute_targets(writer: Writer, targets: list[Target],
                                    versions=sorted(versions.values()), version_of=versions)
         finally:
             batchio.close_fds(targets)
+
+
+@contextlib.contextmanager
+def _framed() -> Iterator[dict[int, RootFS]]:
+    """The frame of every batch: the root filesystems it opens (closed after it), and every
+    failure not already a BatchError as one that says nothing was rolled back."""
+    filesystems: dict[int, RootFS] = {}
+    try:
+        yield filesystems
     except BatchError:
         raise
     except (OSError, GuardianError) as e:
@@ -229,6 +223,14 @@ def execute_targets(writer: Writer, targets: list[Target],
     finally:
         for fs in filesystems.values():
             fs.close()
+
+
+def _attach(targets: list[Target], filesystems: dict[int, RootFS]) -> None:
+    """Give each target its root's filesystem (one caching RootFS per root)."""
+    for t in targets:
+        if t.root.id not in filesystems:
+            filesystems[t.root.id] = RootFS(t.root.bpath, cache=True)
+        t.fs = filesystems[t.root.id]
 
 
 def _write(writer: Writer, changing: list[Target], fds: batchio.Budget,

@@ -693,14 +693,7 @@ class Daemon:
             problems = [{"validator": name, "line": p.line, "column": p.column,
                          "severity": p.severity, "message": p.message}
                         for name, p in verdict.problems()]
-            self.emit(Validation(id=r.id, path=path, valid=verdict.valid, problems=problems,
-                                 skipped=[*verdict.not_validated(), *verdict.untrusted]))
-            for why in verdict.untrusted:
-                if why not in self._untrusted_alerted:
-                    self._untrusted_alerted.add(why)
-                    await self._alert("warning", "untrusted",
-                                      f"skipped untrusted command validator: {why}", path,
-                                      [r.id])
+            await self._validated(r, path, verdict, problems)
 
     def _spawn(self, coro: Any) -> None:
         assert self.task_group is not None
@@ -770,15 +763,7 @@ class Daemon:
                                     f"{type(e).__name__}: {e}", path=path))
             return
         if verdict is not None:
-            self.emit(Validation(id=r.id, path=path, valid=verdict.valid,
-                                 problems=j.problems,
-                                 skipped=[*verdict.not_validated(), *verdict.untrusted]))
-            for why in verdict.untrusted:
-                if why not in self._untrusted_alerted:
-                    self._untrusted_alerted.add(why)
-                    await self._alert("warning", "untrusted",
-                                      f"skipped untrusted command validator: {why}", path,
-                                      [r.id])
+            await self._validated(r, path, verdict, j.problems)
         done = [j.reverted_version] if j.action == "reverted" and j.reverted_version else []
         for vid in [*j.recorded, *done]:  # recorded: what stood in the way, and its removal
             v = await self.in_store(self.store.version, vid)
@@ -794,6 +779,18 @@ class Daemon:
         if severity and kind:
             ids = [x for x in (j.version_id, j.restored_from, j.reverted_version) if x]
             await self._alert(severity, kind, j.message, path, ids)
+
+    async def _validated(self, r: Version, path: str, verdict: Check,
+                         problems: list[dict[str, Any]]) -> None:
+        """The Validation event of ``r``, and an alert the first time in this run that an
+        untrusted command validator is skipped."""
+        self.emit(Validation(id=r.id, path=path, valid=verdict.valid, problems=problems,
+                             skipped=[*verdict.not_validated(), *verdict.untrusted]))
+        for why in verdict.untrusted:
+            if why not in self._untrusted_alerted:
+                self._untrusted_alerted.add(why)
+                await self._alert("warning", "untrusted",
+                                  f"skipped untrusted command validator: {why}", path, [r.id])
 
     async def _alert(self, severity: str, kind: str, message: str, path: str | None,
                      versions: list[int]) -> None:

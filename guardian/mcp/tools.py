@@ -418,6 +418,18 @@ _OPERATION = {
     },
 }
 
+def _args(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """A tool's input JSON Schema: an object of ``properties``, the ``required`` ones."""
+    return {"type": "object", **({"required": required} if required else {}),
+            "properties": properties}
+
+
+def _flag(default: bool) -> dict[str, Any]:
+    return {"type": "boolean", "default": default}
+
+
+_TEXT = {"type": "string"}
+
 TOOLS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "write_files": (write_files, (
         "Write, edit (exact string or unified diff), delete, render and mkdir many files as "
@@ -425,60 +437,46 @@ TOOLS: dict[str, tuple[Any, str, dict[str, Any]]] = {
         "first (syntax of Python/JSON/YAML/TOML..., schemas, protected paths, imports other "
         "files need), the old contents are stored, and either every file changes or none "
         "does. A refusal names the operation, path, line and column. dry_run shows the "
-        "diff without writing."), {
-        "type": "object", "required": ["operations"],
-        "properties": {"operations": {"type": "array", "minItems": 1, "items": _OPERATION},
-                       "dry_run": {"type": "boolean", "default": False},
-                       "validate": {"type": "boolean", "default": True}}}),
+        "diff without writing."), _args(["operations"], {
+            "operations": {"type": "array", "minItems": 1, "items": _OPERATION},
+            "dry_run": _flag(False), "validate": _flag(True)})),
     "edit_file": (edit_file, (
         "Replace the one occurrence of old_string by new_string in a file, validated and "
         "backed up first; fails if old_string is absent or occurs more than once (give more "
-        "context)."), {
-        "type": "object", "required": ["path", "old_string", "new_string"],
-        "properties": {"path": _PATH, "old_string": {"type": "string", "minLength": 1},
-                       "new_string": {"type": "string"},
-                       "dry_run": {"type": "boolean", "default": False}}}),
+        "context)."), _args(["path", "old_string", "new_string"], {
+            "path": _PATH, "old_string": {"type": "string", "minLength": 1},
+            "new_string": _TEXT, "dry_run": _flag(False)})),
     "file_history": (file_history, (
         "The recorded versions of a file, or of every file under a directory, newest first: "
-        "id, time, kind, origin, size, sha256, valid, session."), {
-        "type": "object", "required": ["path"],
-        "properties": {"path": _PATH, "limit": {"type": "integer", "minimum": 0,
-                                                "default": DEFAULT_HISTORY,
-                                                "description": "0 = all"}}}),
+        "id, time, kind, origin, size, sha256, valid, session."), _args(["path"], {
+            "path": _PATH, "limit": {"type": "integer", "minimum": 0,
+                                     "default": DEFAULT_HISTORY, "description": "0 = all"}})),
     "show_version": (show_version, (
         "The content of one recorded version of a file (default: the newest with content); "
-        f"at most {MAX_SHOW_BYTES // 1024} KiB, binary content as base64."), {
-        "type": "object", "required": ["path"],
-        "properties": {"path": _PATH, "version": _VERSION}}),
+        f"at most {MAX_SHOW_BYTES // 1024} KiB, binary content as base64."),
+        _args(["path"], {"path": _PATH, "version": _VERSION})),
     "diff_versions": (diff_versions, (
         "A unified diff between two versions of a file, or a version and the file on disk "
-        "(from defaults to the newest version, to to the disk)."), {
-        "type": "object", "required": ["path"],
-        "properties": {"path": _PATH, "from": _VERSION, "to": _VERSION}}),
+        "(from defaults to the newest version, to to the disk)."),
+        _args(["path"], {"path": _PATH, "from": _VERSION, "to": _VERSION})),
     "restore": (restore, (
         "Put a file back as it was at a version, or a file or whole directory as it was at a "
         "time (files deleted since come back, files created since go; current contents are "
         "stored first; all or nothing). A dry run listing each file's fate unless dry_run is "
-        "false: call it once to see the plan, then again with dry_run false."), {
-        "type": "object", "required": ["path"],
-        "properties": {"path": _PATH, "version": _VERSION,
-                       "at": {"type": "string", "description": "a time: \"15m\", ISO 8601"},
-                       "dry_run": {"type": "boolean", "default": True}}}),
+        "false: call it once to see the plan, then again with dry_run false."), _args(["path"], {
+            "path": _PATH, "version": _VERSION,
+            "at": {"type": "string", "description": "a time: \"15m\", ISO 8601"},
+            "dry_run": _flag(True)})),
     "undo_session": (undo_session, (
         "Undo a whole session (default: this one): every file it changed goes back as it was "
         "before it (files it created removed, files it deleted restored, shell-made changes "
         "seen by Guardian's hooks included), as one all-or-nothing batch. A file someone else "
         "changed afterwards is a conflict, left alone unless force. A dry run (a diffstat of "
-        "the plan) unless dry_run is false."), {
-        "type": "object",
-        "properties": {"session": {"type": "string"},
-                       "dry_run": {"type": "boolean", "default": True},
-                       "force": {"type": "boolean", "default": False}}}),
+        "the plan) unless dry_run is false."),
+        _args([], {"session": _TEXT, "dry_run": _flag(True), "force": _flag(False)})),
     "validate": (validate, (
         "What the project's rules say of a content for a path, before writing it: the "
         "validators that apply, each problem with line and column, whether the path is "
-        "protected. Without content, the file on disk is checked."), {
-        "type": "object", "required": ["path"],
-        "properties": {"path": _PATH, "content": {"type": "string"},
-                       "content_base64": {"type": "string"}}}),
+        "protected. Without content, the file on disk is checked."),
+        _args(["path"], {"path": _PATH, "content": _TEXT, "content_base64": _TEXT})),
 }

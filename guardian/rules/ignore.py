@@ -8,7 +8,7 @@ the root. Matchers are cached per directory and dropped when a ``.gitignore`` ch
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Iterator
 from typing import Any
 
 from guardian.paths import SEP, TEMP_PREFIX
@@ -161,7 +161,14 @@ class IgnoreMatcher:
     def _spec(self, dirrel: bytes) -> Any:
         if dirrel in self._specs:
             return self._specs[dirrel]
-        lines: list[str] = []
+        spec = _compile([line for _src, text in self._ignore_files(dirrel)
+                         for line in text.splitlines()])
+        self._specs[dirrel] = spec
+        return spec
+
+    def _ignore_files(self, dirrel: bytes) -> Iterator[tuple[bytes, str]]:
+        """(path, text) of each ignore file of directory ``dirrel`` that can be read: its
+        .gitignore, after .git/info/exclude for the root."""
         base = self.root + SEP + dirrel if dirrel else self.root
         sources = [base + SEP + GITIGNORE]
         if not dirrel:
@@ -169,19 +176,10 @@ class IgnoreMatcher:
         for src in sources:
             try:
                 with open(src, "rb") as f:
-                    lines.extend(f.read().decode("utf-8", "surrogateescape").splitlines())
+                    text = f.read().decode("utf-8", "surrogateescape")
             except OSError:
                 continue
-        spec = None
-        if any(line.strip() and not line.startswith("#") for line in lines):
-            import pathspec
-
-            try:
-                spec = pathspec.GitIgnoreSpec.from_lines(lines)
-            except Exception:  # a malformed pattern must not stop capture; ignore that file
-                spec = None
-        self._specs[dirrel] = spec
-        return spec
+            yield src, text
 
     # ----------------------------------------------------------------- explaining
     def explain(self, relpath: bytes, *, is_dir: bool = False) -> dict[str, Any] | None:
@@ -218,36 +216,34 @@ class IgnoreMatcher:
         d = parent
         while True:
             lines: list[tuple[bytes, int, str]] = []  # (file, line number, text)
-            base = self.root + SEP + d if d else self.root
-            sources = [base + SEP + GITIGNORE]
-            if not d:
-                sources.insert(0, base + b"/.git/info/exclude")
-            for src in sources:
-                try:
-                    with open(src, "rb") as f:
-                        text = f.read().decode("utf-8", "surrogateescape")
-                except OSError:
-                    continue
+            for src, text in self._ignore_files(d):
                 lines += [(src, i, line) for i, line in enumerate(text.splitlines(), 1)
                           if line]  # pathspec drops empty lines: keep indices aligned
-            if any(t.strip() and not t.startswith("#") for _s, _i, t in lines):
-                import pathspec
-
-                try:
-                    spec = pathspec.GitIgnoreSpec.from_lines([t for _s, _i, t in lines])
-                except Exception:  # as _spec: a malformed file is not used
-                    spec = None
-                if spec is not None:
-                    sub = relpath[len(d) + 1:] if d else relpath
-                    res = spec.check_file(os.fsdecode(sub) + ("/" if is_dir else ""))
-                    if res.include is not None:
-                        if not res.include:
-                            return None  # re-included by a "!pattern"
-                        if res.index is None or len(spec.patterns) != len(lines):
-                            return {"by": "gitignore", "pattern": None}
-                        src, number, text = lines[res.index]
-                        return {"by": "gitignore", "pattern": text,
-                                "from": f"{os.fsdecode(src)}:{number}"}
+            spec = _compile([t for _s, _i, t in lines])
+            if spec is not None:
+                sub = relpath[len(d) + 1:] if d else relpath
+                res = spec.check_file(os.fsdecode(sub) + ("/" if is_dir else ""))
+                if res.include is not None:
+                    if not res.include:
+                        return None  # re-included by a "!pattern"
+                    if res.index is None or len(spec.patterns) != len(lines):
+                        return {"by": "gitignore", "pattern": None}
+                    src, number, text = lines[res.index]
+                    return {"by": "gitignore", "pattern": text,
+                            "from": f"{os.fsdecode(src)}:{number}"}
             if not d:
                 return None
             d = d.rpartition(SEP)[0]
+
+
+def _compile(lines: list[str]) -> Any:
+    """The pathspec of ignore-file lines; None if they hold no pattern, or a malformed one
+    (which must not stop capture: that file is not used)."""
+    if not any(line.strip() and not line.startswith("#") for line in lines):
+        return None
+    import pathspec
+
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except Exception:
+        return None

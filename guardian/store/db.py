@@ -23,11 +23,12 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from guardian.closing import Closing
 from guardian.errors import GuardianError, NotFoundError, StoreBusyError, StoreError
 from guardian.kinds import BatchState, Origin, VersionKind
 from guardian.locations import ROOTS_FILE, ensure_private_dir
@@ -482,25 +483,19 @@ class _Connection(sqlite3.Connection):
         return damaged(self.store_path, e) if is_damage(e) else e
 
     def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
-        cur = self.cursor(_Cursor)
-        try:
-            cur.execute(sql, parameters)
-        except sqlite3.DatabaseError as e:
-            raise self.translate(e) from None
-        return cur
+        return self._run(sqlite3.Cursor.execute, sql, parameters)
 
     def executemany(self, sql: str, parameters: Any, /) -> _Cursor:
-        cur = self.cursor(_Cursor)
-        try:
-            cur.executemany(sql, parameters)
-        except sqlite3.DatabaseError as e:
-            raise self.translate(e) from None
-        return cur
+        return self._run(sqlite3.Cursor.executemany, sql, parameters)
 
     def executescript(self, script: str, /) -> _Cursor:
+        return self._run(sqlite3.Cursor.executescript, script)
+
+    def _run(self, method: Callable[..., object], *args: Any) -> _Cursor:
+        """``method`` on a new :class:`_Cursor`, its damage errors naming the store."""
         cur = self.cursor(_Cursor)
         try:
-            cur.executescript(script)
+            method(cur, *args)
         except sqlite3.DatabaseError as e:
             raise self.translate(e) from None
         return cur
@@ -545,7 +540,7 @@ def check_new_store_dir(path: Path) -> None:
             "(name an existing store, or a new or empty directory)")
 
 
-class Store:
+class Store(Closing):
     """A Guardian store directory. Use :meth:`open`."""
 
     def __init__(self, path: Path, db: sqlite3.Connection, lock: _WriterLock | None) -> None:
@@ -626,12 +621,6 @@ class Store:
                 (self.path / "writer.pid").unlink()
             self._lock.release()
             self._lock = None
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @contextlib.contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[None]:
@@ -838,14 +827,11 @@ class Store:
 
     def live_files(self, root_id: int, prefix: bytes = b"") -> dict[bytes, Version]:
         """Files whose newest version is present, under ``prefix`` (b"": the whole root)."""
-        sql = (f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM}"
-               " WHERE v.id = f.head_id AND f.live=1 AND f.root_id=?")
-        args: tuple[Any, ...] = (root_id,)
-        if prefix:
-            lo, hi = prefix_range(prefix)
-            sql += " AND (f.relpath = ? OR (f.relpath >= ? AND f.relpath < ?))"
-            args += (prefix, lo, hi)
-        return {v.relpath: v for v in map(Version.from_row, self.db.execute(sql, args))}
+        where, args = _under("f.relpath", prefix)
+        rows = self.db.execute(f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM}"
+                               " WHERE v.id = f.head_id AND f.live=1 AND f.root_id=?" + where,
+                               (root_id, *args))
+        return {v.relpath: v for v in map(Version.from_row, rows)}
 
     # ----------------------------------------------------------------- versions
     def new_file(self, root_id: int, relpath: bytes) -> int:
@@ -996,12 +982,9 @@ class Store:
         sql = f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM}"
         args: tuple[Any, ...] = ()
         if root_id is not None:
-            sql += " WHERE f.root_id=?"
-            args = (root_id,)
-            if prefix:
-                lo, hi = prefix_range(prefix)
-                sql += " AND (f.relpath = ? OR (f.relpath >= ? AND f.relpath < ?))"
-                args += (prefix, lo, hi)
+            where, under = _under("f.relpath", prefix)
+            sql += " WHERE f.root_id=?" + where
+            args = (root_id, *under)
         sql += " ORDER BY v.id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
@@ -1016,17 +999,12 @@ class Store:
 
     def states_at(self, root_id: int, prefix: bytes, time_ns: int) -> dict[bytes, Version]:
         """For each file under ``prefix``: its newest version at or before ``time_ns``."""
-        where = "f2.root_id=?"
-        args: tuple[Any, ...] = (root_id,)
-        if prefix:
-            lo, hi = prefix_range(prefix)
-            where += " AND (f2.relpath = ? OR (f2.relpath >= ? AND f2.relpath < ?))"
-            args += (prefix, lo, hi)
+        where, args = _under("f2.relpath", prefix)
         rows = self.db.execute(
             f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM} WHERE v.id IN ("
             " SELECT MAX(v2.id) FROM versions v2 JOIN files f2 ON f2.id = v2.file_id"
-            f" WHERE {where} AND v2.time_ns <= ? GROUP BY v2.file_id)",
-            (*args, time_ns),
+            f" WHERE f2.root_id=?{where} AND v2.time_ns <= ? GROUP BY v2.file_id)",
+            (root_id, *args, time_ns),
         )
         return {v.relpath: v for v in map(Version.from_row, rows)}
 
@@ -1091,15 +1069,11 @@ class Store:
 
         One table, plain tuples: this is the hot path of every re-scan.
         """
-        sql = ("SELECT relpath, size, mtime_ns, ctime_ns, ino, dev, mode FROM files"
-               " WHERE live = 1 AND root_id=?")
-        args: tuple[Any, ...] = (root_id,)
-        if prefix:
-            lo, hi = prefix_range(prefix)
-            sql += " AND (relpath = ? OR (relpath >= ? AND relpath < ?))"
-            args += (prefix, lo, hi)
-        return {bytes(r[0]): (r[1:] if r[1] is not None else None)
-                for r in self.db.execute(sql, args)}
+        where, args = _under("relpath", prefix)
+        rows = self.db.execute("SELECT relpath, size, mtime_ns, ctime_ns, ino, dev, mode"
+                               " FROM files WHERE live = 1 AND root_id=?" + where,
+                               (root_id, *args))
+        return {bytes(r[0]): (r[1:] if r[1] is not None else None) for r in rows}
 
     def first_versions(self, root_id: int, prefix: bytes = b"") -> dict[bytes, tuple[str, int]]:
         """relpath -> (kind, time) of the first version of every file at or under ``prefix``
