@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -101,36 +100,12 @@ def run(store_path: Path, *, full: bool = False, sample: int = 50) -> dict[str, 
 
 
 # ----------------------------------------------------------------------------- backup
-def _sample_ids(store: Any, table: str, n: int, where: str = "") -> list[int]:
-    top = store.db.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0] or 0  # noqa: S608
-    if not top:
-        return []
-    rng = random.SystemRandom()
-    ids: set[int] = set()
-    cond = f" AND {where}" if where else ""
-    for _ in range(n * 3):
-        if len(ids) >= n:
-            break
-        row = store.db.execute(f"SELECT id FROM {table} WHERE id >= ?{cond}"  # noqa: S608
-                               " ORDER BY id LIMIT 1", (rng.randint(1, top),)).fetchone()
-        if row is None:
-            row = store.db.execute(f"SELECT id FROM {table} WHERE id >= 1{cond}"  # noqa: S608
-                                   " ORDER BY id LIMIT 1").fetchone()
-        if row is None:
-            break
-        ids.add(int(row[0]))
-    return sorted(ids)
-
-
 def check_backup(store: Any, *, full: bool, sample: int) -> dict[str, Any]:
     from guardian.errors import CorruptObjectError
     from guardian.store.objects import Objects
     objects = Objects(store)
-    total = store.db.execute("SELECT COUNT(*) FROM objects").fetchone()[0]
-    if full or total <= sample:
-        ids = [r[0] for r in store.db.execute("SELECT id FROM objects ORDER BY id")]
-    else:
-        ids = _sample_ids(store, "objects", sample)
+    total = store.object_count()
+    ids = store.object_ids() if full or total <= sample else store.sample_ids("objects", sample)
     damaged = []
     checked_bytes = 0
     for oid in ids:
@@ -139,8 +114,7 @@ def check_backup(store: Any, *, full: bool, sample: int) -> dict[str, Any]:
             objects.check(info)
             checked_bytes += info.size
         except CorruptObjectError as e:
-            users = [r[0] for r in store.db.execute(
-                "SELECT id FROM versions WHERE object_id=? ORDER BY id", (oid,))]
+            users = store.versions_using(oid)
             damaged.append({"object": oid, "reason": str(e), "versions": users[:20]})
     detail = {"objects": total, "checked": len(ids), "checked_bytes": checked_bytes,
               "sample": not (full or total <= sample), "damaged": damaged}
@@ -160,7 +134,7 @@ def check_recovery(store: Any, *, sample: int) -> dict[str, Any]:
     from guardian.rootfs import RootFS
     from guardian.store.objects import Objects
 
-    ids = _sample_ids(store, "versions", sample, "present = 1 AND object_id IS NOT NULL")
+    ids = store.sample_ids("versions", sample)
     if not ids:
         return _result(HEALTHY, {"restored": 0, "note": "no stored content yet"})
     objects = Objects(store)
@@ -360,8 +334,7 @@ def check_store(store: Any, *, full: bool) -> dict[str, Any]:
         recs.append(f"the WAL is {wal:,} bytes: checkpoints are not keeping up (a reader "
                     "holding an old snapshot?)")
     if full or db + wal <= QUICK_CHECK_MAX:
-        rows = store.db.execute("PRAGMA quick_check").fetchall()
-        msg = "; ".join(str(r[0]) for r in rows)[:500]
+        msg = "; ".join(store.quick_check())[:500]
         detail["integrity"] = msg
         if msg != "ok":
             status = UNHEALTHY

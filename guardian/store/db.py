@@ -1161,6 +1161,46 @@ class Store(Closing):
         return {"files": files, "versions": versions, "objects": objects,
                 "stored_bytes": stored, "last_version_ns": last or 0}
 
+    def operation_outcomes(self) -> list[tuple[str, str | None]]:
+        """(outcome, optimisation) of every recorded operation (``guardian bench``'s tally)."""
+        return [(r[0], r[1]) for r in self.db.execute(
+            "SELECT outcome, optimisation FROM operations")]
+
+    # ----------------------------------------------------------------- health samples
+    def object_ids(self) -> list[int]:
+        return [int(r[0]) for r in self.db.execute("SELECT id FROM objects ORDER BY id")]
+
+    def object_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM objects").fetchone()[0])
+
+    def sample_ids(self, table: Literal["objects", "versions"], n: int) -> list[int]:
+        """Up to ``n`` random distinct ids of stored objects, or of versions with content,
+        ascending: each the first row at or after a random id (a few index probes, however
+        big the store; ids after gaps are likelier, which a health sample can afford)."""
+        import random
+
+        cond = " AND present = 1 AND object_id IS NOT NULL" if table == "versions" else ""
+        top = self.db.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0] or 0
+        if not top:
+            return []
+        rng = random.SystemRandom()
+        ids: set[int] = set()
+        first = f"SELECT id FROM {table} WHERE id >= ?{cond} ORDER BY id LIMIT 1"
+        for _ in range(n * 3):
+            if len(ids) >= n:
+                break
+            row = self.db.execute(first, (rng.randint(1, top),)).fetchone()
+            if row is None:
+                row = self.db.execute(first, (1,)).fetchone()
+            if row is None:
+                break
+            ids.add(int(row[0]))
+        return sorted(ids)
+
+    def quick_check(self) -> list[str]:
+        """SQLite's ``quick_check``: ``["ok"]``, or what it found damaged."""
+        return [str(r[0]) for r in self.db.execute("PRAGMA quick_check").fetchall()]
+
     # ----------------------------------------------------------------- observe
     # guardian.observe's queries: operations rolled up per hour, alerts with a dedupe key and
     # a state, saved reports, filed suggestions (see _OBSERVE_SCHEMA).
