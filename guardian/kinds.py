@@ -7,7 +7,7 @@ enters)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 #: What a version is: the first sight of a file (``baseline``), a change seen on disk, or what
 #: Guardian itself did (``moved``: a rename seen as one; ``rejected``: bytes a rule refused,
@@ -25,3 +25,14 @@ BatchState = Literal["prepared", "committed", "done", "rolled_back"]
 
 #: What a batch entry does to its path.
 EntryAction = Literal["write", "delete", "mkdir"]
+
+#: What the daemon does with a settle key ``(action, root id, relpath)`` once that path has
+#: been quiet long enough (:mod:`guardian.daemon.settle`): record the path's current state
+#: (``CAPTURE``), walk the directory tree (``RESCAN``: a new or moved directory, a root's
+#: first scan, a lost event), or record a vanished path's deletion if it is still missing
+#: after a grace period (``CONFIRM_GONE``: a save that replaces a file removes it first).
+SettleAction = Literal["p", "t", "m"]
+CAPTURE: Final = "p"
+RESCAN: Final = "t"
+CONFIRM_GONE: Final = "m"
+SettleKey = tuple[SettleAction, int, bytes]

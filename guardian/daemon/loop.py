@@ -52,7 +52,7 @@ from guardian.events import (
     VersionRecorded,
     WarningEvent,
 )
-from guardian.kinds import Origin
+from guardian.kinds import CAPTURE, CONFIRM_GONE, RESCAN, Origin, SettleKey
 from guardian.observe.monitor import Monitor
 from guardian.paths import TEMP_PREFIX, Root
 from guardian.rules.policy import Policy
@@ -66,7 +66,7 @@ from guardian.writer import Writer
 
 T = TypeVar("T")
 P = ParamSpec("P")
-Key = tuple[str, int, bytes]  # (action, root id, relpath): p = path, t = tree, m = confirm missing
+Key = SettleKey
 
 DELETE_GRACE_S = 0.25
 MAX_BACKOFF_S = 60.0
@@ -439,10 +439,10 @@ class Daemon:
             rid, rel = key
             if ev.is_dir or not rel:
                 self._reasons.setdefault((rid, rel), "directory")
-                self.settler.touch(("t", rid, rel), now)
+                self.settler.touch((RESCAN, rid, rel), now)
             else:
                 window, cap = self._settle_of(rid, rel)
-                self.settler.touch(("p", rid, rel), now, done=ev.kind == "closed",
+                self.settler.touch((CAPTURE, rid, rel), now, done=ev.kind == "closed",
                                    window=window, cap=cap)
 
     def _closed(self, path: bytes) -> None:
@@ -521,7 +521,7 @@ class Daemon:
         now = time.monotonic() if now is None else now
         for rid in self.roots:
             self._reasons[(rid, b"")] = reason
-            self.settler.touch(("t", rid, b""), now)
+            self.settler.touch((RESCAN, rid, b""), now)
         self._wake.set()
 
     # ----------------------------------------------------------------- processing
@@ -556,11 +556,11 @@ class Daemon:
                 self._clear_degraded("store")
         now = time.monotonic()
         for rid, rel in result.missing:
-            self.settler.defer(("m", rid, rel), now + DELETE_GRACE_S)
+            self.settler.defer((CONFIRM_GONE, rid, rel), now + DELETE_GRACE_S)
         for rid, rel in result.retry:
-            self.settler.touch(("p", rid, rel), now)
+            self.settler.touch((CAPTURE, rid, rel), now)
         for rid, rel in result.subtrees:
-            self.settler.touch(("t", rid, rel), now)
+            self.settler.touch((RESCAN, rid, rel), now)
         self._report(result)
         self._judge_all(result)
         for (rid, rel), reason, res, ms, started in trees:
@@ -575,9 +575,9 @@ class Daemon:
     def _capture_batch(self, due: list[Key], final: bool) -> tuple[
             CaptureResult, list[tuple[tuple[int, bytes], str, CaptureResult, int, float]]]:
         rec = self.recorder
-        paths = [(r, p) for a, r, p in due if a == "p"]
-        confirm = [(r, p) for a, r, p in due if a == "m"]
-        trees = [(r, p) for a, r, p in due if a == "t"]
+        paths = [(r, p) for a, r, p in due if a == CAPTURE]
+        confirm = [(r, p) for a, r, p in due if a == CONFIRM_GONE]
+        trees = [(r, p) for a, r, p in due if a == RESCAN]
         result = CaptureResult()
         if paths:
             result.merge(rec.capture(paths, origin="watcher", confirm_missing=final,
@@ -823,7 +823,7 @@ class Daemon:
             # Ignore globs may have changed: look at the directory again.
             d = relpath.rpartition(b"/")[0]
             self._reasons.setdefault((root_id, d), "rules")
-            self.settler.touch(("t", root_id, d), time.monotonic())
+            self.settler.touch((RESCAN, root_id, d), time.monotonic())
             self._wake.set()
 
     async def _checkpoint_when_idle(self) -> None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 
+from guardian.kinds import CAPTURE
 from guardian.observe import record
 from guardian.observe.alerts import METRIC_KINDS, PATH_KINDS, Condition, evaluate, key_of
 from guardian.rules.thresholds import load, signature
@@ -120,7 +121,7 @@ class Monitor:
         lat = record.Latency()
         paths = {(r.root_id, r.relpath) for r in own}
         for key, first in firsts.items():
-            if key[0] == "p" and (key[1], key[2]) in paths:
+            if key[0] == CAPTURE and (key[1], key[2]) in paths:
                 lat.add(done - first)
         tree_ms = sum(int(t[3]) for t in trees)
         if own or lat.n:
