@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from guardian.cli.parser import Command, OneOf, add_options, opt
 from guardian.errors import NotFoundError, UsageError
 from guardian.exitcodes import ExitCode
 from guardian.locations import STORE_ENV
@@ -60,49 +61,37 @@ def add_parsers(sub: Any, only: str | None) -> None:
             i.add_argument("--dir", default=".", metavar="DIR",
                            help="the project directory (default: .)")
             i.add_argument("--dry-run", action="store_true", help="show the change; write nothing")
-            i.add_argument("--json", action="store_true", help="print machine-readable JSON")
+            add_options(i, ["json"])
             i.set_defaults(func="guardian.cli.agents:cmd_hook_install",
                            install=verb == "install", scope=None)
 
-    p = sub.add_parser("sessions", help="agent sessions seen by the hooks",
-                       description="Each agent session: agent, time span, prompts, tool calls, "
-                       "files touched (by write tools and in Bash windows — a window is a span "
-                       "of time, so another program's write meanwhile counts too; overlapping "
-                       "windows are marked ambiguous), writes refused. With ID: its prompts, "
-                       "calls and files.")
-    if only in (None, "sessions"):
-        p.add_argument("session", nargs="?", metavar="ID", help="show one session in detail")
-        _store_arg(p)
-        p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-        p.set_defaults(func="guardian.cli.agents:cmd_sessions")
-
-    p = sub.add_parser("undo", help="undo an agent session, a prompt, or the last changes",
-                       description="Put every file the chosen changes touched back as it was "
-                       "before them — files they created removed, files they deleted restored, "
-                       "Bash-made changes included — as one all-or-nothing batch (current "
-                       "contents stored first). A file someone else changed afterwards is a "
-                       "conflict: listed and skipped unless --force. The undo is recorded as a "
-                       "session of its own (undo-N), so it can be undone. Exit 1 if a conflict "
-                       "was skipped.")
-    if only in (None, "undo"):
-        w = p.add_mutually_exclusive_group(required=True)
-        w.add_argument("--session", metavar="ID", help="a whole session (see guardian sessions)")
-        w.add_argument("--prompt", metavar="ID", help="one prompt of a session")
-        w.add_argument("--last", type=int, metavar="N", help="the last N agent changes")
-        w.add_argument("--since", metavar="TIME",
-                       help="every agent change since TIME (e.g. 10m, 2026-01-02T10:00)")
-        p.add_argument("--dry-run", action="store_true", help="show the plan (a diffstat)")
-        p.add_argument("--force", action="store_true",
-                       help="undo conflicting files too (their newer contents stay in the store)")
-        _store_arg(p)
-        p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-        p.set_defaults(func="guardian.cli.agents:cmd_undo")
-
-
-def _store_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", metavar="DIR",
-                   help=f"the store directory (default: ${STORE_ENV}, else the store whose "
-                        "roots contain the current directory)")
+    store = opt("--store", metavar="DIR", help=f"the store directory (default: ${STORE_ENV}, "
+                "else the store whose roots contain the current directory)")
+    Command("sessions", "guardian.cli.agents:cmd_sessions", "agent sessions seen by the hooks",
+            "Each agent session: agent, time span, prompts, tool calls, files touched (by "
+            "write tools and in Bash windows — a window is a span of time, so another "
+            "program's write meanwhile counts too; overlapping windows are marked "
+            "ambiguous), writes refused. With ID: its prompts, calls and files.", [
+                opt("session", nargs="?", metavar="ID", help="show one session in detail"),
+                store, "json"]).add(sub, only)
+    Command("undo", "guardian.cli.agents:cmd_undo",
+            "undo an agent session, a prompt, or the last changes",
+            "Put every file the chosen changes touched back as it was before them — files "
+            "they created removed, files they deleted restored, Bash-made changes included — "
+            "as one all-or-nothing batch (current contents stored first). A file someone "
+            "else changed afterwards is a conflict: listed and skipped unless --force. The "
+            "undo is recorded as a session of its own (undo-N), so it can be undone. Exit 1 "
+            "if a conflict was skipped.", [
+                OneOf(opt("--session", metavar="ID",
+                          help="a whole session (see guardian sessions)"),
+                      opt("--prompt", metavar="ID", help="one prompt of a session"),
+                      opt("--last", type=int, metavar="N", help="the last N agent changes"),
+                      opt("--since", metavar="TIME", help="every agent change since TIME "
+                          "(e.g. 10m, 2026-01-02T10:00)"), required=True),
+                opt("--dry-run", action="store_true", help="show the plan (a diffstat)"),
+                opt("--force", action="store_true", help="undo conflicting files too (their "
+                    "newer contents stay in the store)"),
+                store, "json"]).add(sub, only)
 
 
 def _store(args: argparse.Namespace) -> Path:

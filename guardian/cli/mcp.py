@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from guardian.cli.parser import Command, opt
 from guardian.exitcodes import ExitCode
 
 if TYPE_CHECKING:
@@ -13,24 +14,20 @@ if TYPE_CHECKING:
 
 
 def add_parsers(sub: Any, only: str | None) -> None:
-    p = sub.add_parser(
-        "mcp", help="an MCP server (stdio): Guardian's safe write tools for AI agents",
-        description="Serve Guardian's tools over the Model Context Protocol on stdin/stdout: "
-        "write_files (one validated, all-or-nothing batch), edit_file, file_history, "
-        "show_version, diff_versions, restore (dry run first) and validate. Paths are "
-        "relative to --root and must be inside the watched roots. Uses the daemon when one "
-        "runs, the store when not; every version is labelled with the client's session. "
-        "Install: claude mcp add guardian -- guardian mcp")
-    if only in (None, "mcp"):
-        p.add_argument("--root", metavar="DIR", default=".",
-                       help="the project: paths are relative to DIR, and a first write makes "
-                            "a store watching it (default: .)")
-        p.add_argument("--session", help="label versions with this session id (default: "
-                       "$GUARDIAN_SESSION, else mcp-CLIENT-ID, one id per server run)")
-        p.add_argument("--store", metavar="DIR",
-                       help="the store directory (default: $GUARDIAN_STORE, else the store "
-                            "whose roots contain --root)")
-        p.set_defaults(func="guardian.cli.mcp:cmd_mcp")
+    Command("mcp", "guardian.cli.mcp:cmd_mcp",
+            "an MCP server (stdio): Guardian's safe write tools for AI agents",
+            "Serve Guardian's tools over the Model Context Protocol on stdin/stdout: "
+            "write_files (one validated, all-or-nothing batch), edit_file, file_history, "
+            "show_version, diff_versions, restore (dry run first) and validate. Paths are "
+            "relative to --root and must be inside the watched roots. Uses the daemon when "
+            "one runs, the store when not; every version is labelled with the client's "
+            "session. Install: claude mcp add guardian -- guardian mcp", [
+                opt("--root", metavar="DIR", default=".", help="the project: paths are "
+                    "relative to DIR, and a first write makes a store watching it (default: .)"),
+                opt("--session", help="label versions with this session id (default: "
+                    "$GUARDIAN_SESSION, else mcp-CLIENT-ID, one id per server run)"),
+                opt("--store", metavar="DIR", help="the store directory (default: "
+                    "$GUARDIAN_STORE, else the store whose roots contain --root)")]).add(sub, only)
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+from guardian.cli.parser import add_options, opt
 from guardian.exitcodes import ExitCode
 from guardian.locations import STORE_ENV
 
@@ -39,11 +40,10 @@ def add_parsers(sub: Any, only: str | None) -> None:
     b = actions.add_parser("backup", help="a consistent copy of a live store",
                            description=BACKUP_HELP,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    b.add_argument("dest", metavar="DEST", help="a new or empty directory")
-    b.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    b.add_argument("--store", metavar="DIR",
-                   help=f"the store to copy (default: ${STORE_ENV}, else the store whose roots "
-                        "contain the current directory)")
+    add_options(b, [
+        opt("dest", metavar="DEST", help="a new or empty directory"), "json",
+        opt("--store", metavar="DIR", help=f"the store to copy (default: ${STORE_ENV}, else "
+            "the store whose roots contain the current directory)")])
     b.set_defaults(func="guardian.cli.store:cmd_store_backup")
 
 
