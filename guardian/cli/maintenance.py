@@ -22,49 +22,54 @@ if TYPE_CHECKING:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from guardian.client import daemon
     from guardian.locations import find_store_for
-    from guardian.store.db import Store
 
     store_path = explicit_store(args) or find_store_for(Path.cwd())
-    info: dict[str, Any]
-    if store_path is None:
-        info = {"running": False, "store": None, "roots": []}
-    else:
-        conn = daemon(store_path, timeout=10)
-        if conn is not None:
-            with conn:
-                info = conn.call("status")
-        else:
-            from guardian.store.db import store_size
-            from guardian.timespec import iso
-
-            with Store.open(store_path, write=False) as store:
-                c = store.counts()
-                info = {
-                    "running": False, "pid": None, "store": str(store_path),
-                    "roots": [str(r.path) for r in store.roots()],
-                    "files": c["files"], "versions": c["versions"], "objects": c["objects"],
-                    "store_bytes": store_size(store_path),
-                    "last_event": iso(c["last_version_ns"]) if c["last_version_ns"] else None,
-                    "reconcile_count": int(store.meta_get("reconcile_count") or 0),
-                    "metrics": metrics_summary(store),
-                }
+    info = _status(store_path) if store_path is not None else {
+        "running": False, "store": None, "roots": []}
     if args.json:
         print_json(info)
-        return ExitCode.OK
-    state = f"running (pid {info.get('pid')})" if info["running"] else "not running"
-    print(f"daemon:     {state}")
-    print(f"store:      {info.get('store') or '(none covers ' + os.getcwd() + ')'}")
-    for r in info.get("roots", []):
-        print(f"root:       {r}")
-    if "files" in info:
-        print(f"files:      {info['files']}")
-        print(f"versions:   {info['versions']}")
-        print(f"store size: {human_size(info['store_bytes'])}")
-        print(f"last event: {info.get('last_event') or '-'}")
-        print(f"reconciles: {info.get('reconcile_count', 0)}")
+    else:
+        print(render_status(info))
     return ExitCode.OK
+
+
+def _status(store_path: Path) -> dict[str, Any]:
+    """The daemon's status, or the same read from the store when no daemon runs."""
+    from guardian.client import daemon
+    from guardian.store.db import Store, store_size
+    from guardian.timespec import iso
+
+    conn = daemon(store_path, timeout=10)
+    if conn is not None:
+        with conn:
+            info: dict[str, Any] = conn.call("status")
+            return info
+    with Store.open(store_path, write=False) as store:
+        c = store.counts()
+        return {
+            "running": False, "pid": None, "store": str(store_path),
+            "roots": [str(r.path) for r in store.roots()],
+            "files": c["files"], "versions": c["versions"], "objects": c["objects"],
+            "store_bytes": store_size(store_path),
+            "last_event": iso(c["last_version_ns"]) if c["last_version_ns"] else None,
+            "reconcile_count": int(store.meta_get("reconcile_count") or 0),
+            "metrics": metrics_summary(store),
+        }
+
+
+def render_status(info: dict[str, Any]) -> str:
+    state = f"running (pid {info.get('pid')})" if info["running"] else "not running"
+    lines = [f"daemon:     {state}",
+             f"store:      {info.get('store') or '(none covers ' + os.getcwd() + ')'}"]
+    lines += [f"root:       {r}" for r in info.get("roots", [])]
+    if "files" in info:
+        lines += [f"files:      {info['files']}",
+                  f"versions:   {info['versions']}",
+                  f"store size: {human_size(info['store_bytes'])}",
+                  f"last event: {info.get('last_event') or '-'}",
+                  f"reconciles: {info.get('reconcile_count', 0)}"]
+    return "\n".join(lines)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -109,31 +114,45 @@ def cmd_verify(args: argparse.Namespace) -> int:
             report["repair_error"] = problem
         print_json(report)
     else:
-        if not result.database_ok:
-            hit = f"; hit: {', '.join(result.database_hit)}" if result.database_hit else ""
-            print(f"database: damaged ({result.database_check}: {result.database_message})"
-                  f"{hit}")
-        for d in result.damaged:
-            print(f"corrupt object {d.sha256}: {d.reason}")
-            for v in d.versions:
-                print(f"  used by version {v['id']} of {v['path']} ({v['time']})")
-            o = fixed.get(d.sha256)
-            if o and o.get("repaired"):
-                print(f"  repaired from {o['from']}")
-            elif o and args.repair:
-                print(f"  not repaired: {o.get('why')}")
+        damage = render_damage(result, fixed, repair=args.repair)
+        if damage:
+            print(damage)
         if problem:
             print(f"guardian verify: {problem}", file=sys.stderr)
-        status = "ok" if result.ok else f"{len(result.damaged)} damaged"
-        if not result.database_ok:
-            status += ", database damaged"
-        if args.repair and result.damaged:
-            status += f", {len(result.damaged) - len(remaining)} repaired"
-        print(f"{result.objects} objects, {human_size(result.bytes)} checked: {status}")
-        if result.damaged and not args.repair and not problem:
-            print("the damaged objects are rewritten from the next intact copy of their bytes "
-                  "Guardian reads; `guardian verify --repair` looks for one now")
+        print(render_verdict(result, len(remaining), repair=args.repair, problem=problem))
     return ExitCode.OK if ok else ExitCode.FAILURE
+
+
+def render_damage(result: Any, fixed: dict[str, Any], *, repair: bool) -> str:
+    """What ``guardian verify`` found damaged, each object with its versions and repair."""
+    lines = []
+    if not result.database_ok:
+        hit = f"; hit: {', '.join(result.database_hit)}" if result.database_hit else ""
+        lines.append(f"database: damaged ({result.database_check}: {result.database_message})"
+                     f"{hit}")
+    for d in result.damaged:
+        lines.append(f"corrupt object {d.sha256}: {d.reason}")
+        lines += [f"  used by version {v['id']} of {v['path']} ({v['time']})" for v in d.versions]
+        o = fixed.get(d.sha256)
+        if o and o.get("repaired"):
+            lines.append(f"  repaired from {o['from']}")
+        elif o and repair:
+            lines.append(f"  not repaired: {o.get('why')}")
+    return "\n".join(lines)
+
+
+def render_verdict(result: Any, remaining: int, *, repair: bool, problem: str) -> str:
+    """``guardian verify``'s last line (and the hint to repair)."""
+    status = "ok" if result.ok else f"{len(result.damaged)} damaged"
+    if not result.database_ok:
+        status += ", database damaged"
+    if repair and result.damaged:
+        status += f", {len(result.damaged) - remaining} repaired"
+    out = f"{result.objects} objects, {human_size(result.bytes)} checked: {status}"
+    if result.damaged and not repair and not problem:
+        out += ("\nthe damaged objects are rewritten from the next intact copy of their bytes "
+                "Guardian reads; `guardian verify --repair` looks for one now")
+    return out
 
 
 def _repair(store_path: Path, result: Any, *, reread: bool) -> Any:
