@@ -135,6 +135,24 @@ def test_toml_manifests_and_usage_errors(cli: Cli, root: Path, tmp_path: Path) -
     assert p.returncode == 2 and b"<stdin>:1:2" in p.stderr
 
 
+@pytest.mark.parametrize(("op", "message"), [
+    ({"op": "write", "path": "x", "content": 1}, "(write x): content must be a string"),
+    ({"op": "write", "path": "x", "content": "a", "content_base64": "YQ=="},
+     "(write x): give exactly one of content, content_base64"),
+    ({"op": "edit", "path": "x", "patch": 3}, "(edit x): patch must be a string"),
+    ({"op": "render", "path": "x", "template": 5}, "(render x): template must be a string"),
+    ({"op": "render", "path": "x"}, "(render x): give exactly one of template, template_path"),
+])
+def test_manifest_field_errors_name_the_operation_and_field(op: dict[str, object],
+                                                            message: str) -> None:
+    from guardian.batch.manifest import from_dict
+    from guardian.errors import UsageError
+
+    with pytest.raises(UsageError) as e:
+        from_dict({"operations": [op]})
+    assert str(e.value) == f"manifest: operation 1 {message}"
+
+
 @pytest.mark.parametrize(("ops", "needle", "category"), [
     ([{"op": "write", "path": "ok.json", "content": "{}"},
       {"op": "write", "path": "bad.json", "content": "{\n  \"a\": 1,\n}"}],
