@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any
 
+    from guardian.paths import Root
+    from guardian.store.db import Version
     from guardian.writer import Writer
 
 
@@ -104,7 +106,6 @@ def roots_for(targets: list[Path]) -> list[Path]:
 def cmd_log(args: argparse.Namespace) -> int:
     from guardian.paths import locate, show
     from guardian.store.history import version_json
-    from guardian.timespec import short
 
     with open_reader(args, args.path) as store:
         roots = store.roots()
@@ -128,19 +129,30 @@ def cmd_log(args: argparse.Namespace) -> int:
                 raise NotFoundError(f"{shown}: no recorded versions")
         else:
             versions = store.versions_under(None, limit=50 if limit is None else (limit or None))
-        if args.json:
-            print_json({"versions": [version_json(v, by_id) for v in versions]})
-            return ExitCode.OK
-        cwd = os.fsencode(os.getcwd()) + b"/"
-        for v in versions:
-            r = by_id.get(v.root_id)
-            full = r.join(v.relpath) if r else v.relpath
-            shown = show(full[len(cwd):] if full.startswith(cwd) else full)
-            digest = (v.sha256 or "-")[:12]
-            note = f"  ({v.note})" if v.note else ""
-            print(f"{v.id:>7}  {short(v.time_ns)}  {v.kind:<9} {v.origin:<8} "
-                  f"{human_size(v.size):>7}  {digest:<12}  {shown}{note}")
+    if args.json:
+        print_json({"versions": [version_json(v, by_id) for v in versions]})
+    elif versions:
+        print(render_log(versions, by_id))
     return ExitCode.OK
+
+
+def render_log(versions: list[Version], roots: dict[int, Root]) -> str:
+    """One line per version: id, time, kind, origin, size, digest, path (relative to the
+    current directory when under it), note."""
+    from guardian.paths import show
+    from guardian.timespec import short
+
+    cwd = os.fsencode(os.getcwd()) + b"/"
+    lines = []
+    for v in versions:
+        r = roots.get(v.root_id)
+        full = r.join(v.relpath) if r else v.relpath
+        shown = show(full[len(cwd):] if full.startswith(cwd) else full)
+        digest = (v.sha256 or "-")[:12]
+        note = f"  ({v.note})" if v.note else ""
+        lines.append(f"{v.id:>7}  {short(v.time_ns)}  {v.kind:<9} {v.origin:<8} "
+                     f"{human_size(v.size):>7}  {digest:<12}  {shown}{note}")
+    return "\n".join(lines)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -228,22 +240,31 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if args.json:
         print_json(out)
         return ExitCode.OK
-    verb = "would" if out["dry_run"] else ""
-    for c in out["changes"]:
-        src = f" (from version {c['from_version']})" if c["from_version"] else ""
-        print(f"{verb + ' ' if verb else ''}{c['action']:<6} {c['path']}{src}")
-    for d in out.get("removed_dirs", []):
-        print(f"{verb + ' ' if verb else ''}rmdir  {d}/")
-    skipped = out["skipped"]
-    for s in skipped[:_SKIPPED_SHOWN]:
-        print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
-    if len(skipped) > _SKIPPED_SHOWN:
-        print(f"skipped {len(skipped) - _SKIPPED_SHOWN} more (--json lists them all)",
-              file=sys.stderr)
-    n = len(out["changes"])
-    print(f"{n} file{'s' if n != 1 else ''} {'to change' if verb else 'restored'}, "
-          f"{out['unchanged']} already as wanted")
+    changes, skipped, total = render_restore(out)
+    if changes:
+        print(changes)
+    if skipped:
+        print(skipped, file=sys.stderr)
+    print(total)
     return ExitCode.OK
+
+
+def render_restore(out: dict[str, Any]) -> tuple[str, str, str]:
+    """A restore's (or its dry run's) changes, the files it skipped (for stderr), and its
+    last line."""
+    verb = "would " if out["dry_run"] else ""
+    changes = [f"{verb}{c['action']:<6} {c['path']}"
+               + (f" (from version {c['from_version']})" if c["from_version"] else "")
+               for c in out["changes"]]
+    changes += [f"{verb}rmdir  {d}/" for d in out.get("removed_dirs", [])]
+    skipped = [f"skipped {s['path']}: {s['reason']}" for s in out["skipped"][:_SKIPPED_SHOWN]]
+    if len(out["skipped"]) > _SKIPPED_SHOWN:
+        skipped.append(f"skipped {len(out['skipped']) - _SKIPPED_SHOWN} more (--json lists "
+                       "them all)")
+    n = len(out["changes"])
+    total = (f"{n} file{'s' if n != 1 else ''} {'to change' if verb else 'restored'}, "
+             f"{out['unchanged']} already as wanted")
+    return "\n".join(changes), "\n".join(skipped), total
 
 
 def quick_snapshot_args(words: list[str]) -> Any:
