@@ -32,6 +32,7 @@ from guardian.errors import GuardianError, NotFoundError, StoreBusyError, StoreE
 from guardian.kinds import BatchState, Origin, VersionKind
 from guardian.locations import ROOTS_FILE, ensure_private_dir
 from guardian.paths import Root, prefix_range
+from guardian.store.size import store_size as store_size
 
 SCHEMA_VERSION = 1
 
@@ -1987,28 +1988,6 @@ def _write_roots_file(store: Path, roots: list[Path]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, store / ROOTS_FILE)
-
-
-def store_size(path: Path) -> int:
-    """Bytes of the store's files (an explicit stack: no walk that recurses on depth)."""
-    total = 0
-    stack = [os.fsencode(path)]
-    while stack:
-        d = stack.pop()
-        try:
-            it = os.scandir(d)
-        except OSError:
-            continue
-        with it:
-            for entry in it:
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    else:
-                        total += entry.stat(follow_symlinks=False).st_size
-                except OSError:
-                    continue
-    return total
 
 
 def _under(column: str, prefix: bytes) -> tuple[str, tuple[bytes, ...]]:
