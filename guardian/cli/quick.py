@@ -185,14 +185,13 @@ def _read_status(store: str) -> dict[str, Any] | None:
     reader can read (the full path says why)."""
     import sqlite3
 
-    from guardian.store.size import store_size
+    from guardian.store.lean import sqlite_uri, store_size
 
     db_path = os.path.join(store, "guardian.db")
     if not os.path.isfile(db_path):
         return None
     try:
-        db = sqlite3.connect(f"file:{_uri_path(db_path)}?mode=ro", uri=True,
-                             isolation_level=None)
+        db = sqlite3.connect(sqlite_uri(db_path, "mode=ro"), uri=True, isolation_level=None)
     except sqlite3.Error:
         return None
     try:
@@ -216,13 +215,6 @@ def _read_status(store: str) -> dict[str, Any] | None:
             "last_event": datetime.fromtimestamp(last / 1e9, tz=UTC).astimezone().isoformat()
             if last else None,
             "reconcile_count": int(row[0]) if row else 0}
-
-
-def _uri_path(path: str) -> str:
-    """A path as an SQLite URI's path: the characters URIs reserve, %-escaped."""
-    return "".join(c if c.isalnum() or c in "/-_.~" else
-                   "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogateescape"))
-                   for c in path)
 
 
 def human_size(n: int | None) -> str:

@@ -32,7 +32,8 @@ from guardian.errors import GuardianError, NotFoundError, StoreBusyError, StoreE
 from guardian.kinds import BatchState, Origin, VersionKind
 from guardian.locations import ROOTS_FILE, ensure_private_dir
 from guardian.paths import Root, prefix_range
-from guardian.store.size import store_size as store_size
+from guardian.store.lean import sqlite_uri
+from guardian.store.lean import store_size as store_size
 
 SCHEMA_VERSION = 1
 
@@ -1807,7 +1808,7 @@ def _signature(st: os.stat_result, seen_ns: int) -> tuple[int, int, int, int, in
 
 
 def _open_reader(db_path: Path, path: Path, flags: str) -> _Connection:
-    db = _connect(f"file:{db_path}?{flags}", path, uri=True)
+    db = _connect(sqlite_uri(db_path, flags), path, uri=True)
     try:
         db.execute("PRAGMA busy_timeout=30000")
         db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
