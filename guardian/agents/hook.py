@@ -31,6 +31,8 @@ TYPE_CHECKING = False  # keeps `typing` off the hook's start-up path
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
+    from guardian.agents.payloads import Payload
+    from guardian.store.db import Store
     from guardian.writer import Writer
 
 AGENTS = ("claude", "gemini", "codex")
@@ -189,7 +191,6 @@ def _without_daemon(store_dir: str, agent: str, raw: bytes) -> Any:
     held (a daemon starting, another hook): the full path waits for it."""
     from pathlib import Path
 
-    from guardian.agents import handler
     from guardian.agents.payloads import parse
     from guardian.errors import StoreBusyError
     from guardian.store.db import Store
@@ -199,15 +200,32 @@ def _without_daemon(store_dir: str, agent: str, raw: bytes) -> Any:
         store = Store.open(Path(store_dir), write=True)
     except StoreBusyError:
         return _BUSY
-    with store:
-        if not handler.needs_writer(p):  # a session or prompt boundary: the store alone
-            import time
+    try:
+        reply = _handle(store, p)
+    except BaseException:
+        store.close()
+        raise
+    # Committed; the WAL's checkpoint is the next writer's (see Store.leave): exit_now ends
+    # the process without closing the database.
+    _LEFT.append(store.leave())
+    return reply
 
-            return handler.bookkeeping(store, p, time.time_ns())
-        from guardian.writer import writer_of  # recorder, rules: only to record files
 
-        with writer_of(store) as writer:
-            return handler.Handler(writer).handle(p, daemon=False)
+def _handle(store: Store, p: Payload) -> Any:
+    from guardian.agents import handler
+
+    if not handler.needs_writer(p):  # a session or prompt boundary: the store alone
+        import time
+
+        return handler.bookkeeping(store, p, time.time_ns())
+    from guardian.writer import writer_of  # recorder, rules: only to record files
+
+    with writer_of(store) as writer:
+        return handler.Handler(writer).handle(p, daemon=False)
+
+
+#: Databases left open until the hook's process exits (see Store.leave).
+_LEFT: list[Any] = []
 
 
 def _spill(conn: Any, raw: bytes) -> str:
