@@ -46,9 +46,11 @@ def startup(ws: Workspace, cfg: Config) -> Table:
     cmds: dict[str, Sequence[str]] = {
         "version": [*g, "--version"],
         "status": [*g, "status", "--store", str(store)],
+        "floor_re": [sys.executable, "-c", "import re"],
+        "floor_sqlite": [sys.executable, "-c", "import re, sqlite3"],
     }
     times: dict[str, list[float]] = {"python": [], "version": [], "status": [], "snapshot": [],
-                                     "python_d": []}
+                                     "python_d": [], "floor_re": [], "floor_sqlite": []}
     progress(f"startup.cli: no daemon, {repeats}x each")
     for _ in range(repeats):
         times["python"].append(timed(py, env=env))
@@ -70,6 +72,12 @@ def startup(ws: Workspace, cfg: Config) -> Table:
             Goal("<=", 2.5, "ratio")),
         Row("guardian snapshot FILE, daemon running (s)", median(times["snapshot"]), "s",
             median(times["python_d"]), Goal("<=", 3.0, "ratio")),
+        # No goal: what no console-script call can go below (pip's script imports re; a
+        # status without a daemon needs sqlite3 too).
+        Row("floor: python3 -c 'import re' (the console script's own import) (s)",
+            median(times["floor_re"]), "s", base),
+        Row("floor: python3 -c 'import re, sqlite3' (status without a daemon) (s)",
+            median(times["floor_sqlite"]), "s", base),
     ]
     for k, label in (("python", "python3 -c pass"), ("version", "--version"),
                      ("status", "status"), ("snapshot", "snapshot FILE"),

@@ -413,8 +413,8 @@ def test_verify_shows_progress_on_a_terminal_only(cli: Cli, root: Path, store: P
     ["snapshot", "--session=s1", "--", "--weird-name"], ["snapshot", "-"],
 ])
 def test_the_quick_snapshot_parser_agrees_with_argparse(argv: list[str]) -> None:
-    from guardian.cli.history import quick_snapshot_args
     from guardian.cli.parser import build_parser
+    from guardian.cli.quick import snapshot_args as quick_snapshot_args
 
     quick = quick_snapshot_args(argv)
     full = build_parser().parse_args(argv)
@@ -426,6 +426,6 @@ def test_the_quick_snapshot_parser_agrees_with_argparse(argv: list[str]) -> None
 @pytest.mark.parametrize("argv", [["snapshot", "--help"], ["snapshot", "--bogus"],
                                   ["snapshot", "--store"], ["log", "x"]])
 def test_the_quick_snapshot_parser_leaves_the_rest_to_argparse(argv: list[str]) -> None:
-    from guardian.cli.history import quick_snapshot_args
+    from guardian.cli.quick import snapshot_args as quick_snapshot_args
 
     assert quick_snapshot_args(argv) is None

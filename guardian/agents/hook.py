@@ -4,8 +4,8 @@ Started once per agent tool call, so it imports next to nothing: the payload goe
 the daemon over its socket (which parses, records and validates it in its store thread);
 only when no daemon runs does this process open the store itself (and pay for it).
 ``guardian-hook AGENT`` (what ``guardian hook install`` writes) is the same command without
-the CLI's imports. Its fast path (:func:`_fast_call`) finds the store and the daemon's socket
-with json, os and the C socket module only, making the same checks as
+the CLI's imports. Its fast path (:mod:`guardian.quick`) finds the store and the daemon's
+socket with json, os and the C socket module only, making the same checks as
 :mod:`guardian.client` (a runtime directory that is ours alone, the daemon's uid by
 SO_PEERCRED); anything unusual takes the full path through :mod:`guardian.client`. When it
 finds no daemon (no socket, or none listening) it opens the store itself without
@@ -25,10 +25,14 @@ import json
 import os
 import sys
 
+from guardian import quick
+
 TYPE_CHECKING = False  # keeps `typing` off the hook's start-up path
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
 
+    from guardian.agents.payloads import Payload
+    from guardian.store.db import Store
     from guardian.writer import Writer
 
 AGENTS = ("claude", "gemini", "codex")
@@ -63,44 +67,15 @@ def _target(d: dict[str, Any]) -> str:
     return os.path.abspath(cwd)
 
 
-def _stores_dir() -> str | None:
-    base = os.environ.get("XDG_STATE_HOME")
-    if base and os.path.isabs(base):
-        return os.path.join(base, "guardian", "stores")
-    return None  # platformdirs decides: the full path
-
-
-def _find(stores: str, path: str) -> str | None:
-    """:func:`guardian.locations.find_store_for`, on strings."""
-    try:
-        names = os.listdir(stores)
-    except OSError:
-        return None
-    best: tuple[int, str] | None = None
-    for name in names:
-        store = os.path.join(stores, name)
-        try:
-            with open(os.path.join(store, "roots.json"), encoding="utf-8") as f:
-                roots = json.load(f).get("roots", [])
-        except (OSError, ValueError, AttributeError):
-            continue
-        for root in roots:
-            if isinstance(root, str) and (path == root or path.startswith(root.rstrip("/") + "/")):
-                depth = root.rstrip("/").count("/")
-                if best is None or depth > best[0]:
-                    best = (depth, store)
-    return best[1] if best else None
-
-
 def store_for(d: dict[str, Any]) -> str | None:
     explicit = os.environ.get("GUARDIAN_STORE")
     if explicit:
         return os.path.abspath(explicit)
     target = _target(d)
     cwd = os.path.abspath(d["cwd"]) if isinstance(d.get("cwd"), str) else None
-    stores = _stores_dir()
+    stores = quick.stores_dir()
     if stores is not None:
-        return _find(stores, target) or (_find(stores, cwd) if cwd else None)
+        return quick.find(stores, target) or (quick.find(stores, cwd) if cwd else None)
     from pathlib import Path
 
     from guardian.locations import find_store_for
@@ -111,13 +86,28 @@ def store_for(d: dict[str, Any]) -> str | None:
     return None if found is None else str(found)
 
 
-def main() -> int:
+def main() -> NoReturn:
     """``guardian-hook AGENT``: ``guardian hook AGENT`` without the CLI's imports."""
     if len(sys.argv) != 2 or sys.argv[1] not in AGENTS:
         sys.stderr.write(f"usage: guardian-hook {{{','.join(AGENTS)}}} (a hook payload on "
                          "stdin; see `guardian hook --help`)\n")
-        return 2
-    return run(sys.argv[1])
+        exit_now(2)
+    exit_now(run(sys.argv[1]))
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the hook process at once: the reply is out and the store closed (everything it
+    had to keep committed), so the interpreter's teardown of every module imported would
+    only make the agent wait longer. Exit handlers (the validation workers') still run."""
+    import atexit
+
+    for stream in (sys.stdout, sys.stderr):
+        try:  # noqa: SIM105 - contextlib is not on the hook's path
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    atexit._run_exitfuncs()
+    os._exit(code)
 
 
 def run(agent: str) -> int:
@@ -155,89 +145,17 @@ def run(agent: str) -> int:
         return 0
 
 
-def _fast_socket(store: str) -> tuple[str, int] | None:
-    """The daemon's socket path and uid, when the usual case holds: a store of ours and the
-    standard runtime directory, ours alone (else None: guardian.client decides)."""
-    uid = os.geteuid()
-    try:
-        if os.stat(store).st_uid != uid:
-            return None
-    except OSError:
-        return None
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if not xdg or not os.path.isdir(xdg):
-        return None
-    run_dir = os.path.join(xdg, "guardian")
-    import stat
-
-    try:
-        st = os.lstat(run_dir)
-    except FileNotFoundError:
-        raise  # no runtime directory: no daemon listens (it makes one before it binds)
-    except OSError:
-        return None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or stat.S_IMODE(st.st_mode) & 0o077:
-        return None
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found]  # hashlib costs ~10 ms
-    except ImportError:
-        from hashlib import sha256
-    name = sha256(os.fsencode(os.path.realpath(store))).hexdigest()[:16] + ".sock"
-    return os.path.join(run_dir, name), uid
-
-
-def _fast_call(store: str, params: dict[str, Any], timeout: float) -> Any:
-    """One request to the daemon over the C socket module; a _NoFast when this path cannot
-    tell (the full path decides then), ConnectionRefused/FileNotFound: no daemon."""
-    where = _fast_socket(store)
-    if where is None:
-        raise _NoFast
-    path, uid = where
-    import _socket
-
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        if len(os.fsencode(path)) >= 108:
-            raise _NoFast
-        sock.connect(path)
-        import struct
-
-        cred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, struct.calcsize("3i"))
-        if struct.unpack("3i", cred)[1] != uid:
-            raise _NoFast  # the full path says what is wrong
-        sock.sendall(json.dumps({"v": 1, "id": 1, "method": "agent.hook",
-                                 "params": params}).encode() + b"\n")
-        buf = b""
-        while b"\n" not in buf:
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError("the daemon closed the connection")
-            buf += chunk
-        reply = json.loads(buf.partition(b"\n")[0])
-    finally:
-        sock.close()
-    if not isinstance(reply, dict) or not reply.get("ok"):
-        err = reply.get("error") if isinstance(reply, dict) else None
-        raise RuntimeError(str((err or {}).get("message", "daemon error")))
-    return reply.get("result")
-
-
-class _NoFast(Exception):
-    """The fast path cannot decide; the full one (guardian.client) does."""
-
-
 def ask(store_dir: str, agent: str, d: dict[str, Any], raw: bytes) -> Any:
     """The daemon's reply to this payload, or the store's when no daemon runs."""
     timeout = _timeout()
     if len(raw) <= INLINE_LIMIT:
         try:
-            return _fast_call(store_dir, {"agent": agent, "payload": d}, timeout)
+            return quick.call(store_dir, "agent.hook", {"agent": agent, "payload": d}, timeout)
         except (FileNotFoundError, ConnectionRefusedError):
             reply = _without_daemon(store_dir, agent, raw)  # no daemon: the store directly
             if reply is not _BUSY:
                 return reply
-        except (_NoFast, PermissionError):
+        except (quick.NoFast, PermissionError):
             pass  # unusual: the full path
     from pathlib import Path
 
@@ -273,7 +191,6 @@ def _without_daemon(store_dir: str, agent: str, raw: bytes) -> Any:
     held (a daemon starting, another hook): the full path waits for it."""
     from pathlib import Path
 
-    from guardian.agents import handler
     from guardian.agents.payloads import parse
     from guardian.errors import StoreBusyError
     from guardian.store.db import Store
@@ -283,15 +200,32 @@ def _without_daemon(store_dir: str, agent: str, raw: bytes) -> Any:
         store = Store.open(Path(store_dir), write=True)
     except StoreBusyError:
         return _BUSY
-    with store:
-        if not handler.needs_writer(p):  # a session or prompt boundary: the store alone
-            import time
+    try:
+        reply = _handle(store, p)
+    except BaseException:
+        store.close()
+        raise
+    # Committed; the WAL's checkpoint is the next writer's (see Store.leave): exit_now ends
+    # the process without closing the database.
+    _LEFT.append(store.leave())
+    return reply
 
-            return handler.bookkeeping(store, p, time.time_ns())
-        from guardian.writer import writer_of  # recorder, rules: only to record files
 
-        with writer_of(store) as writer:
-            return handler.Handler(writer).handle(p, daemon=False)
+def _handle(store: Store, p: Payload) -> Any:
+    from guardian.agents import handler
+
+    if not handler.needs_writer(p):  # a session or prompt boundary: the store alone
+        import time
+
+        return handler.bookkeeping(store, p, time.time_ns())
+    from guardian.writer import writer_of  # recorder, rules: only to record files
+
+    with writer_of(store) as writer:
+        return handler.Handler(writer).handle(p, daemon=False)
+
+
+#: Databases left open until the hook's process exits (see Store.leave).
+_LEFT: list[Any] = []
 
 
 def _spill(conn: Any, raw: bytes) -> str:

@@ -284,6 +284,8 @@ class Recorder:
         share = MAX_KEPT // (self._workers * len({k[0] for k in keys}) or 1)
         per_thread: dict[int, dict[int, RootDirs]] = {}
 
+        inline = len(keys) <= 2
+
         def some(part: list[PathKey]) -> list[Seen]:
             mine = per_thread.setdefault(threading.get_ident(), {})  # only this thread's key
             out = []
@@ -292,9 +294,10 @@ class Recorder:
                 if dirs is None:
                     dirs = mine[key[0]] = RootDirs(self.roots[key[0]].bpath, share)
                 s = self._observe(key, dirs)
-                if s.data is not None:
+                if s.data is not None and not inline:
                     # Most content that changed is new to the store: compress it here, in
-                    # parallel, rather than later in the single recording thread.
+                    # parallel, rather than later in the single recording thread. Inline
+                    # (a hook's one file, often unchanged) it is compressed only if new.
                     s.packed = obj.compress(s.data)
                 out.append(s)
             return out
@@ -304,7 +307,7 @@ class Recorder:
                 for dirs in mine.values():
                     dirs.close()
 
-        if len(keys) <= 2:
+        if inline:
             try:
                 done = some(keys)
             finally:

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from guardian.cli.quick import human_size as human_size
 from guardian.errors import NotFoundError
 from guardian.locations import STORE_ENV
 
@@ -47,17 +48,6 @@ def open_reader(args: argparse.Namespace, path: str | None) -> Any:
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
-
-
-def human_size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "K", "M", "G", "T"):
-        if size < 1024 or unit == "T":
-            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
-        size /= 1024
-    return str(n)
 
 
 def session_of(args: argparse.Namespace) -> str | None:

@@ -266,36 +266,3 @@ def render_restore(out: dict[str, Any]) -> tuple[str, str, str]:
              f"{out['unchanged']} already as wanted")
     return "\n".join(changes), "\n".join(skipped), total
 
-
-def quick_snapshot_args(words: list[str]) -> Any:
-    """``guardian snapshot`` parsed without argparse, for agent hooks that run it on every
-    tool call (argparse costs ~10 ms to import and build). Anything unusual (``--help``, an
-    unknown flag, a missing value) returns None, and argparse parses and explains it."""
-    from types import SimpleNamespace
-
-    if not words or words[0] != "snapshot":
-        return None
-    ns = SimpleNamespace(command="snapshot", func="guardian.cli.history:cmd_snapshot",
-                         paths=[], full=False, json=False, session=None, store=None)
-    i = 1
-    while i < len(words):
-        w = words[i]
-        if w in ("--json", "--full"):
-            setattr(ns, w[2:], True)
-        elif w in ("--store", "--session"):
-            if i + 1 >= len(words):
-                return None
-            setattr(ns, w[2:], words[i + 1])
-            i += 1
-        elif w.startswith(("--store=", "--session=")):
-            key, _, value = w[2:].partition("=")
-            setattr(ns, key, value)
-        elif w == "--":
-            ns.paths += words[i + 1:]
-            break
-        elif w.startswith("-") and w != "-":
-            return None
-        else:
-            ns.paths.append(w)
-        i += 1
-    return ns

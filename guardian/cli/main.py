@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import sys
 
-from guardian.exitcodes import ExitCode
-
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms per call
 if TYPE_CHECKING:
     import argparse
@@ -25,21 +23,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         startsignals.install()
     if len(words) == 2 and words[0] == "hook" and words[1] in ("claude", "gemini", "codex"):
-        from guardian.agents.hook import run  # an agent's tool call: no argparse, fail-open
+        from guardian.agents.hook import exit_now, run  # an agent's tool call: fail-open
 
-        return run(words[1])
+        exit_now(run(words[1]))
     if words == ["--version"]:  # no parser to build for it
         from guardian import __version__
 
         sys.stdout.write(f"guardian {__version__}\n")
-        return int(ExitCode.OK)
-    # Imported here, not above: `--version` and the hook paths above need none of them.
-    from guardian.cli.history import quick_snapshot_args
-    from guardian.cli.maintenance import quick_status_args
+        return 0
+    from guardian.cli import quick  # status, snapshot: parsed and run without argparse
+
+    if (done := quick.run(words)) is not None:
+        return done
+    # Imported here, not above: `--version` and the quick paths above need none of them.
     from guardian.cli.parser import COMMANDS, build_parser, command_parser
     from guardian.errors import GuardianError
+    from guardian.exitcodes import ExitCode
 
-    args = quick_snapshot_args(words) or quick_status_args(words)
+    args = quick.snapshot_args(words) or quick.status_args(words)
     if args is None:
         parser = build_parser(command if command in COMMANDS else None)
         args, extra = parser.parse_known_args(words)

@@ -220,27 +220,3 @@ def cmd_recover(args: argparse.Namespace) -> int:
     if args.sweep:
         print(f"{out['temps_removed']} stray temp files removed")
     return ExitCode.OK
-
-
-def quick_status_args(words: list[str]) -> Any:
-    """``guardian status [--json] [--store DIR]`` parsed without argparse (scripts and
-    prompts call it often); anything else returns None, for argparse."""
-    from types import SimpleNamespace
-
-    if not words or words[0] != "status":
-        return None
-    ns = SimpleNamespace(command="status", func="guardian.cli.maintenance:cmd_status",
-                         json=False, store=None)
-    rest = iter(words[1:])
-    for w in rest:
-        if w == "--json":
-            ns.json = True
-        elif w == "--store":
-            ns.store = next(rest, None)
-            if ns.store is None:
-                return None
-        elif w.startswith("--store="):
-            ns.store = w[len("--store="):]
-        else:
-            return None
-    return ns

@@ -33,6 +33,8 @@ from guardian.errors import GuardianError, NotFoundError, StoreBusyError, StoreE
 from guardian.kinds import BatchState, Origin, VersionKind
 from guardian.locations import ROOTS_FILE, ensure_private_dir
 from guardian.paths import Root, prefix_range
+from guardian.store.lean import sqlite_uri
+from guardian.store.lean import store_size as store_size
 
 SCHEMA_VERSION = 1
 
@@ -621,6 +623,27 @@ class Store(Closing):
                 (self.path / "writer.pid").unlink()
             self._lock.release()
             self._lock = None
+
+    def leave(self) -> sqlite3.Connection:
+        """Give the writer lock up but leave the database open, for a process that exits
+        with ``os._exit`` right after (``guardian-hook``): closing would checkpoint the WAL
+        into the database (two fsyncs, and two more to start the next WAL), while what this
+        process committed is in the WAL already, durable where it had to be (a "before" copy
+        commits with synchronous=FULL). The next writer reads it from there, as after a
+        crash, and checkpoints it; a WAL past ``WAL_KEEP_ON_LEAVE`` is checkpointed here.
+        Returns the connection, which the caller keeps referenced until it exits (garbage
+        collected, it would close and checkpoint anyway, which is safe, only slower)."""
+        db = self.db
+        with contextlib.suppress(OSError):
+            if os.stat(self.path / "guardian.db-wal").st_size > WAL_KEEP_ON_LEAVE:
+                self.close()
+                return db
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                (self.path / "writer.pid").unlink()
+            self._lock.release()
+            self._lock = None
+        return db
 
     @contextlib.contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[None]:
@@ -1820,7 +1843,7 @@ def _signature(st: os.stat_result, seen_ns: int) -> tuple[int, int, int, int, in
 
 
 def _open_reader(db_path: Path, path: Path, flags: str) -> _Connection:
-    db = _connect(f"file:{db_path}?{flags}", path, uri=True)
+    db = _connect(sqlite_uri(db_path, flags), path, uri=True)
     try:
         db.execute("PRAGMA busy_timeout=30000")
         db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
@@ -1896,6 +1919,9 @@ PAGE_SIZE = 16384
 #: 35 ms instead of 5). The daemon does it when idle, :meth:`Store.close` at the end, and a
 #: commit inline only once the WAL has grown past this (a burst with no idle moment).
 WAL_INLINE_CHECKPOINT = 64 * 1024 * 1024
+#: A process that leaves the store (:meth:`Store.leave`) checkpoints a WAL bigger than this
+#: (so hooks without a daemon, each leaving a few pages, keep it small).
+WAL_KEEP_ON_LEAVE = 4 * 1024 * 1024
 
 
 def _configure(db: sqlite3.Connection) -> None:
@@ -2001,28 +2027,6 @@ def _write_roots_file(store: Path, roots: list[Path]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, store / ROOTS_FILE)
-
-
-def store_size(path: Path) -> int:
-    """Bytes of the store's files (an explicit stack: no walk that recurses on depth)."""
-    total = 0
-    stack = [os.fsencode(path)]
-    while stack:
-        d = stack.pop()
-        try:
-            it = os.scandir(d)
-        except OSError:
-            continue
-        with it:
-            for entry in it:
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    else:
-                        total += entry.stat(follow_symlinks=False).st_size
-                except OSError:
-                    continue
-    return total
 
 
 def _under(column: str, prefix: bytes) -> tuple[str, tuple[bytes, ...]]:
