@@ -3,9 +3,10 @@
 ``tui.paint``: a store with 100,000 files and 1,000,000 versions (built in process with the
 store's bulk inserts: this measures the app, not capture), opened as a user does (a fresh
 process, ``make_app(store)``, 160x50, headless): time from the process's start to the first
-frame, to the dashboard showing the store's figures, and to the restore browser holding
-every path. Baseline: a minimal Textual app (Header, Static, Footer) started the same way,
-in the same run: Python's and Textual's own start-up.
+frame, to the dashboard showing the store's figures, and to the restore browser showing
+its tree (lazy: the top directories, with their counts). Baseline: a minimal Textual app
+(Header, Static, Footer) started the same way, in the same run: Python's and Textual's own
+start-up.
 
 ``tui.keys``: the app attached to a real daemon while 20,000 files are written; ``space``
 (pause) is pressed every 50 ms and the time until the dashboard has acted on it is taken.
@@ -66,7 +67,7 @@ async def main():
             out["data"] = time.time()
             await pilot.press("3")
             screen = app.screen
-            while getattr(screen, "index", None) is None:
+            while not getattr(screen, "tree_ready", False):
                 await pilot.pause(0.005)
             out["tree"] = time.time()
 asyncio.run(main())
@@ -137,7 +138,7 @@ def paint(ws: Workspace, cfg: Config) -> Table:
         Row("first paint (dashboard frame)", median([x["paint"] for x in tui]), "s", b,
             Goal("<=", 1.0)),
         Row("dashboard showing the store's figures", median([x["data"] for x in tui]), "s", b),
-        Row("restore browser holding every path", median([x["tree"] for x in tui]), "s", b),
+        Row("restore browser showing its tree", median([x["tree"] for x in tui]), "s", b),
     ]
     table.notes.append(f"store built with bulk inserts in {built:.1f} s (not measured)")
     table.notes.append(f"load average at the end: {os.getloadavg()[0]:.1f} "

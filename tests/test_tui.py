@@ -62,7 +62,7 @@ async def open_file(app: GuardianApp, pilot: Pilot[None], text: str, relpath: by
     """The restore browser, filtered by typing ``text``, with ``relpath`` selected."""
     await pilot.press("3")
     screen = await until(pilot, lambda: isinstance(app.screen, Restore) and app.screen, "restore")
-    await until(pilot, lambda: screen.index is not None, "the path index")
+    await until(pilot, lambda: screen.tree_ready, "the path index")
     await pilot.press("slash", *text, "enter")
     await until(pilot, lambda: screen.entry is not None and screen.entry.relpath == relpath
                 and screen.versions and screen.versions[0].relpath == relpath,
@@ -244,7 +244,7 @@ def test_filter_the_tree(root: Path, store: Path, watch) -> None:
         await pilot.press("3")
         screen = await until(pilot, lambda: isinstance(app.screen, Restore) and app.screen,
                              "restore")
-        await until(pilot, lambda: screen.index is not None, "the index")
+        await until(pilot, lambda: screen.tree_ready, "the index")
         await pilot.press("slash", *"src/", "enter")
         await until(pilot, lambda: leaves(screen) == {"src/app.py", "src/util.py"},
                     "only src/ matches")
@@ -255,6 +255,37 @@ def test_filter_the_tree(root: Path, store: Path, watch) -> None:
         await pilot.press("slash", *".", "enter")  # a filter shows every match, expanded
         await until(pilot, lambda: leaves(screen) == {"src/app.py", "src/util.py",
                                                       "docs/readme.md"}, "deleted hidden")
+
+    drive(store, body)
+    assert w.stop() == 0
+
+
+def test_keys_move_from_the_filter_into_the_tree_and_through_it(root: Path, store: Path,
+                                                                watch) -> None:
+    for rel in ("src/app.py", "src/util.py", "docs/readme.md", "top.txt"):
+        (root / rel).parent.mkdir(exist_ok=True)
+        (root / rel).write_text(rel + "\n")
+    w: Watch = watch(root)
+
+    async def body(app: GuardianApp, pilot: Pilot[None]) -> None:
+        await pilot.press("3")
+        screen = await until(pilot, lambda: isinstance(app.screen, Restore) and app.screen,
+                             "restore")
+        await until(pilot, lambda: screen.tree_ready, "the tree")
+        tree: Tree[Any] = screen.query_one("#paths", Tree)
+
+        def at() -> bytes | None:
+            n = tree.cursor_node
+            return None if n is None or n.data is None else n.data.relpath
+
+        await pilot.press("slash", *"src", "tab")  # Tab: the filter applies, keys to the tree
+        await until(pilot, lambda: app.focused is tree and at() == b"src/app.py",
+                    "the tree focused on the first match")
+        await pilot.press("down")
+        await until(pilot, lambda: at() == b"src/util.py", "Down moves in the tree")
+        await pilot.press("enter")  # Enter on a file: its versions, to pick one
+        await until(pilot, lambda: app.focused is screen.query_one("#versions"),
+                    "the versions focused")
 
     drive(store, body)
     assert w.stop() == 0

@@ -152,7 +152,7 @@ def test_screens(snapshot_store: Path, size: tuple[int, int]) -> None:
             await pilot.press("3")
             browser = await until(pilot, lambda: isinstance(app.screen, Restore)
                                   and app.screen, "restore")
-            await until(pilot, lambda: browser.index is not None, "index")
+            await until(pilot, lambda: browser.tree_ready, "index")
             await pilot.press("slash", *"app", "enter")
             await until(pilot, lambda: len(browser.versions) == 3, "versions")
             await pilot.press("left_square_bracket")

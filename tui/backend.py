@@ -12,86 +12,22 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from guardian.client import Subscription, as_writer, daemon, subscribe
 from guardian.paths import Root
 from guardian.store.db import Store, Version
+from guardian.store.tree import PathEntry
 
 #: The window the dashboard's KPIs are computed over.
 METRICS_WINDOW_S = 3600
 
 
-@dataclass(slots=True)
-class Entry:
-    """One path of the restore tree (a file the store knows, or a directory of them).
-    Not frozen: a frozen dataclass costs twice as much to build, and there are 100,000."""
-
-    root_id: int
-    relpath: bytes
-    is_dir: bool
-    live: bool
-    kind: str = ""
-    valid: bool | None = None
-    time_ns: int = 0
-
-    @property
-    def name(self) -> str:
-        return os.fsdecode(self.relpath.rpartition(b"/")[2])
-
-    @property
-    def state(self) -> str:
-        """What the filter by state sees: deleted, rejected, created or modified."""
-        if not self.live:
-            return "deleted"
-        if self.valid is False:
-            return "rejected"
-        return "created" if self.kind in ("created", "baseline") else "modified"
-
-
-class Index:
-    """Every path the store knows, as directories of children (built once per refresh)."""
-
-    def __init__(self, roots: list[Root],
-                 rows: list[tuple[int, int, bytes, bool, str, bool | None, int]]) -> None:
-        self.roots = {r.id: r for r in roots}
-        self.files: list[Entry] = []
-        #: (root id, directory relpath) -> children, directories first then files, by name.
-        self.children: dict[tuple[int, bytes], list[Entry]] = {}
-        dirs: dict[tuple[int, bytes], bool] = {}  # -> any file under it is live
-        kids: dict[tuple[int, bytes], dict[bytes, Entry]] = {}
-        for _fid, rid, rel, live, kind, valid, t in rows:
-            e = Entry(rid, rel, False, live, kind, valid, t)
-            self.files.append(e)
-            parent = rel.rpartition(b"/")[0]
-            kids.setdefault((rid, parent), {})[rel] = e
-            while True:  # mark the directories above it (live if any file under is)
-                key = (rid, parent)
-                existed = key in dirs
-                if existed and (dirs[key] or not live):
-                    break  # known, and nothing above it changes
-                dirs[key] = live or dirs.get(key, False)
-                if not parent:
-                    break
-                up = parent.rpartition(b"/")[0]
-                if not existed:
-                    kids.setdefault((rid, up), {})[parent] = Entry(rid, parent, True, False)
-                parent = up
-        for key, found in kids.items():
-            entries = [Entry(e.root_id, e.relpath, True, dirs.get((e.root_id, e.relpath), False))
-                       if e.is_dir else e for e in found.values()]
-            entries.sort(key=lambda e: (not e.is_dir, e.relpath))
-            self.children[key] = entries
-        self.live_dirs = dirs
-
-    def entry(self, root_id: int, relpath: bytes) -> Entry | None:
-        parent = relpath.rpartition(b"/")[0]
-        for e in self.children.get((root_id, parent), []):
-            if e.relpath == relpath:
-                return e
-        return None
+#: One path of the restore tree: a file the store knows, or a directory of them.
+Entry = PathEntry
+#: A directory's children, and whether it had more than were asked for.
+Listing = tuple[list[Entry], bool]
 
 
 class Backend:
@@ -158,9 +94,22 @@ class Backend:
         rows = self.read(lambda s: s.alert_list(limit=limit))
         return [to_json(a) for a in rows]
 
-    def index(self) -> Index:
-        roots, rows = self.read(lambda s: (s.roots(), s.path_index()))
-        return Index(roots, rows)
+    def children(self, root_id: int, directory: bytes, limit: int) -> Listing:
+        """One directory of the tree (and whether it has more than ``limit`` children)."""
+        out: Listing = self.read(
+            lambda s: s.tree_children(root_id, directory, limit=limit))
+        return out
+
+    def search(self, text: str, *, root_id: int | None, state: str | None,
+               live_only: bool, limit: int) -> list[Entry]:
+        """The files a filter shows (see :meth:`~guardian.store.tree.PathTree.path_search`)."""
+        found: list[Entry] = self.read(lambda s: s.path_search(
+            text, root_id=root_id, state=state, live_only=live_only, limit=limit))
+        return found
+
+    def path_count(self) -> int:
+        n: int = self.read(lambda s: s.path_count())
+        return n
 
     def versions(self, root_id: int, relpath: bytes) -> list[Version]:
         def get(s: Store) -> list[Version]:

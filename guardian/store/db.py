@@ -35,6 +35,7 @@ from guardian.locations import ROOTS_FILE, ensure_private_dir
 from guardian.paths import Root, prefix_range
 from guardian.store.lean import sqlite_uri
 from guardian.store.lean import store_size as store_size
+from guardian.store.tree import PathTree
 
 SCHEMA_VERSION = 1
 
@@ -542,7 +543,7 @@ def check_new_store_dir(path: Path) -> None:
             "(name an existing store, or a new or empty directory)")
 
 
-class Store(Closing):
+class Store(PathTree, Closing):
     """A Guardian store directory. Use :meth:`open`."""
 
     def __init__(self, path: Path, db: sqlite3.Connection, lock: _WriterLock | None) -> None:
@@ -1180,9 +1181,11 @@ class Store(Closing):
         files = q("SELECT COUNT(*) FROM files WHERE live=1").fetchone()[0]
         versions = q("SELECT COUNT(*) FROM versions").fetchone()[0]
         objects, stored = q("SELECT COUNT(*), COALESCE(SUM(stored_size),0) FROM objects").fetchone()
-        last = q("SELECT MAX(time_ns) FROM versions").fetchone()[0]
+        # The newest version recorded (by id: MAX(time_ns) would read every version, and
+        # the status line asks every couple of seconds).
+        newest = q("SELECT time_ns FROM versions ORDER BY id DESC LIMIT 1").fetchone()
         return {"files": files, "versions": versions, "objects": objects,
-                "stored_bytes": stored, "last_version_ns": last or 0}
+                "stored_bytes": stored, "last_version_ns": newest[0] if newest else 0}
 
     def operation_outcomes(self) -> list[tuple[str, str | None]]:
         """(outcome, optimisation) of every recorded operation (``guardian bench``'s tally)."""

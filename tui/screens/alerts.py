@@ -15,7 +15,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Header, Label, Static
+
+from tui.widgets.footer import Keys
 
 if TYPE_CHECKING:
     from tui.app import GuardianApp
@@ -55,7 +57,7 @@ class Alerts(Screen[None]):
             yield Label("", id="alerts-filter")
             yield DataTable(id="alerts-table", cursor_type="row", zebra_stripes=True)
             yield Static("", id="alert-detail", markup=False)
-        yield Footer()
+        yield Keys()
 
     def on_mount(self) -> None:
         t = self.query_one(DataTable)

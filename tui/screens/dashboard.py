@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, Static
+from textual.widgets import Header, Label, Static
 
 from guardian.events import (
     Alert,
@@ -25,6 +25,7 @@ from guardian.events import (
     VersionRecorded,
     WarningEvent,
 )
+from tui.widgets.footer import Keys
 from tui.widgets.kpi import Kpi
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ class Dashboard(Screen[None]):
             with Vertical(id="alerts-box"):
                 yield Label("Open alerts", id="alerts-title")
                 yield Static("", id="alerts-summary", markup=False)
-        yield Footer()
+        yield Keys()
 
     def on_mount(self) -> None:
         self.set_interval(0.5, self.render_now)

@@ -9,23 +9,25 @@ the diff, each in its own exclusive group, so keys always answer. Nothing is res
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Label, Static, Tree
+from textual.widgets import DataTable, Header, Input, Label, Static, Tree
 from textual.widgets.tree import TreeNode
 
+from guardian.paths import Root
 from guardian.store.db import Version
-from tui.backend import Entry, Index
+from tui.backend import Entry, Listing
 from tui.screens.attime import AtTime
 from tui.screens.confirm import ConfirmRestore, Effect
 from tui.widgets import diffview
+from tui.widgets.footer import Keys
 
 if TYPE_CHECKING:
     from tui.app import GuardianApp
@@ -33,10 +35,24 @@ if TYPE_CHECKING:
 STATES = ("any", "modified", "created", "deleted", "rejected")
 #: Files a filter shows at most (the tree stays fast; the title says when there were more).
 MAX_MATCHES = 500
+#: Children a directory shows at most (a filter finds the others).
+MAX_CHILDREN = 1000
 #: Versions whose ±lines are worked out (newest first).
 COUNTED = 100
 DEBOUNCE_S = 0.15
 WIDE = 140  # columns from which the diff is split side by side
+
+
+@dataclass
+class TreeView:
+    """What the tree worker read: a filter's matches, or the open directories' listings."""
+
+    gen: int
+    seq: int
+    total: int
+    roots: list[Root]
+    matches: list[Entry] | None = None
+    listing: dict[tuple[int, bytes], Listing] = field(default_factory=dict)
 
 
 @dataclass
@@ -89,7 +105,6 @@ class Restore(Screen[None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.index: Index | None = None
         self.hide_deleted = False
         self.state = "any"
         self.text = ""
@@ -98,9 +113,15 @@ class Restore(Screen[None]):
         self.marked: Version | None = None
         self.previewing = False
         self.split: bool | None = None  # None: by the terminal's width
+        #: A path to select and focus once the tree is shown (alerts' "go to file").
         self.pending: tuple[int, bytes] | None = None
         self.undo_step: UndoStep | None = None
-        self.index_seq = -1
+        self.tree_ready = False  # the first tree is shown
+        self.tree_gen = self.shown_gen = 0  # the tree asked for, and the one shown
+        self.tree_seq = -1  # the feed's version count when the tree was read
+        self.loaded: set[int] = set()  # the ids of the nodes whose children are in
+        self.searching = False  # a filter was typed and is not applied yet
+        self.queued_moves = 0  # Down/Up pressed while a filtered tree was on its way
 
     @property
     def gapp(self) -> GuardianApp:
@@ -122,7 +143,7 @@ class Restore(Screen[None]):
                 yield Label("", id="diff-title", markup=False)
                 with VerticalScroll(id="diff-pane"):
                     yield Static("", id="diff")
-        yield Footer()
+        yield Keys()
 
     def on_mount(self) -> None:
         t = self.query_one("#versions", DataTable)
@@ -133,53 +154,54 @@ class Restore(Screen[None]):
         tree.show_root = False
         tree.guide_depth = 2
         tree.focus()
-        self.load_index()
+        self.rebuild()
 
     def on_screen_resume(self) -> None:
-        if self.index is not None and self.gapp.feed.versions != self.index_seq:
-            self.load_index()
+        if self.tree_ready and self.gapp.feed.versions != self.tree_seq:
+            self.rebuild(keep=True)
 
     # ----------------------------------------------------------------- the tree
-    @work(thread=True, exclusive=True, group="index", exit_on_error=False)
-    def load_index(self) -> None:
-        seq = self.gapp.feed.versions
-        index = self.gapp.backend.index()
-        self.app.call_from_thread(self._set_index, index, seq)
+    # Lazy: a directory's children are read from the store when it is first expanded; a
+    # filter asks the store for its matches (capped). Every read runs in a thread worker;
+    # ``tree_gen`` drops the answer to a question that is no longer asked.
+    def rebuild(self, *, keep: bool = False) -> None:
+        """Read the tree again for the current filter; ``keep``: the selection stays (else
+        a filter selects its first match)."""
+        self.tree_gen += 1
+        e = self.entry
+        reveal = self.pending or ((e.root_id, e.relpath) if keep and e is not None else None)
+        self.load_tree(self.tree_gen, self.text, self.state, self.hide_deleted, reveal)
 
-    def _set_index(self, index: Index, seq: int) -> None:
-        self.index = index
-        self.index_seq = seq
-        keep = self.entry
-        if keep is not None:  # a reload (after a restore, say) keeps the selection
-            self.pending = (keep.root_id, keep.relpath)
-        self.rebuild()
-        if keep is not None and not self.filtering:
-            self.reveal(keep)
-        self.pending = None
+    @work(thread=True, exclusive=True, group="tree", exit_on_error=False)
+    def load_tree(self, gen: int, text: str, state: str, hide_deleted: bool,
+                  reveal: tuple[int, bytes] | None) -> None:
+        app = self.gapp
+        b = app.backend
+        seq = app.feed.versions
+        roots = sorted(app.roots(), key=lambda r: r.id)
+        view = TreeView(gen, seq, b.path_count(), roots)
+        if text or state != "any":
+            root_id, needle = self.needle(roots, text)
+            view.matches = b.search(needle, root_id=root_id,
+                                    state=None if state == "any" else state,
+                                    live_only=hide_deleted, limit=MAX_MATCHES + 1)
+        else:
+            wanted = [(r.id, b"") for r in roots]
+            if reveal is not None:  # the directories down to the selection, open
+                parts = reveal[1].split(b"/")[:-1]
+                wanted += [(reveal[0], b"/".join(parts[:i])) for i in range(1, len(parts) + 1)]
+            for rid, d in wanted:
+                view.listing[(rid, d)] = b.children(rid, d, MAX_CHILDREN)
+        self.app.call_from_thread(self._show_tree, view, reveal)
 
-    def reveal(self, e: Entry) -> None:
-        """Expand the lazy tree down to ``e`` and put the cursor on it."""
-        tree: Tree[Entry] = self.query_one("#paths", Tree)
-        node = next((n for n in tree.root.children
-                     if n.data is not None and n.data.root_id == e.root_id), None)
-        parts = e.relpath.split(b"/") if e.relpath else []
-        for i in range(1, len(parts) + 1):
-            if node is None:
-                return
-            if not node.children:
-                self.add_children(node)
-            node.expand()
-            want = b"/".join(parts[:i])
-            node = next((n for n in node.children
-                         if n.data is not None and n.data.relpath == want), None)
-        if node is not None:
-            self.call_after_refresh(tree.move_cursor, node)
-
-    def rebuild(self) -> None:
-        """The tree for the current filter (lazy without one; the matches, expanded, with)."""
-        if self.index is None:
-            return
-        self.build_tree(self.index, self.matches(self.index) if self.filtering else None)
+    @staticmethod
+    def needle(roots: list[Root], text: str) -> tuple[int | None, str]:
+        """A filter's root (an absolute path inside one names it) and its text."""
+        for r in roots:
+            prefix = str(r.path) + "/"
+            if text.startswith(prefix):
+                return r.id, text[len(prefix):]
+        return None, text
 
     @property
     def filtering(self) -> bool:
@@ -188,117 +210,192 @@ class Restore(Screen[None]):
     def keep(self, e: Entry) -> bool:
         return not (self.hide_deleted and not e.live)
 
-    def matches(self, index: Index) -> list[Entry]:
-        needle = self.text.lower()
-        out = []
-        for e in index.files:
-            if not self.keep(e) or (self.state != "any" and e.state != self.state):
-                continue
-            root = index.roots.get(e.root_id)
-            shown = root.display(e.relpath) if root else e.relpath.decode(errors="replace")
-            if needle in shown.lower():
-                out.append(e)
-                if len(out) > MAX_MATCHES:
-                    break
-        return out
-
     def label(self, e: Entry) -> Text:
         name = e.name + ("/" if e.is_dir else "")
         style = "strike dim" if not e.live else ("bold" if e.is_dir else "")
         t = Text(name, style=style)
+        if e.is_dir and e.files:
+            t.append(f" {e.files:,}", style="dim")
         if not e.is_dir and e.valid is False:
             t.append(" ✗", style="red")
         if not e.is_dir and not e.live:
             t.append(" deleted", style="dim italic")
         return t
 
-    def build_tree(self, index: Index, matched: list[Entry] | None) -> None:
-        tree = self.query_one("#paths", Tree)
+    def _show_tree(self, view: TreeView, reveal: tuple[int, bytes] | None) -> None:
+        if view.gen != self.tree_gen:
+            return  # a newer question is on its way
+        tree: Tree[Entry] = self.query_one("#paths", Tree)
+        moves, self.queued_moves = self.queued_moves, 0
+        self.tree_ready, self.tree_seq, self.loaded = True, view.seq, set()
+        self.shown_gen = view.gen
         tree.clear()
-        roots = sorted(index.roots.values(), key=lambda r: r.id)
         target: TreeNode[Entry] | None = None
-        for root in roots:
-            top = Entry(root.id, b"", True, index.live_dirs.get((root.id, b""), False))
+        for root in view.roots:
+            top = Entry(root.id, b"", True, True)
             node = tree.root.add(Text(str(root.path), style="bold"), data=top, expand=True)
-            if matched is None:
-                self.add_children(node)
+            if view.matches is None:
+                found = self.fill(node, view.listing, reveal)
             else:
-                nodes: dict[bytes, TreeNode[Entry]] = {b"": node}
-                for e in matched:
-                    if e.root_id != root.id:
-                        continue
-                    parts = e.relpath.split(b"/")
-                    for i in range(1, len(parts)):
-                        d = b"/".join(parts[:i])
-                        if d not in nodes:
-                            de = Entry(root.id, d, True, index.live_dirs.get((root.id, d), False))
-                            nodes[d] = nodes[b"/".join(parts[:i - 1])].add(
-                                self.label(de), data=de, expand=True)
-                    leaf = nodes[b"/".join(parts[:-1])].add_leaf(self.label(e), data=e)
-                    if self.pending == (e.root_id, e.relpath) or target is None:
-                        target = leaf
-        n_files = len(index.files)
-        shown = "" if matched is None else (
-            f" · {min(len(matched), MAX_MATCHES)}{'+' if len(matched) > MAX_MATCHES else ''}"
-            " match")
+                found = self.add_matches(node, root.id, view.matches, reveal)
+            target = target or found
+        shown = "" if view.matches is None else (
+            f" · {min(len(view.matches), MAX_MATCHES)}"
+            f"{'+' if len(view.matches) > MAX_MATCHES else ''} match")
         self.query_one("#tree-state", Label).update(
-            f"{n_files:,} paths · state: {self.state} (s) · deleted "
+            f"{view.total:,} paths · state: {self.state} (s) · deleted "
             f"{'hidden' if self.hide_deleted else 'shown'} (d){shown}")
-        if target is not None:
-            # The new nodes have no lines until the tree is laid out again.
-            self.call_after_refresh(tree.move_cursor, target)
-            if target.data is not None:
-                self.select(target.data)
-            if self.pending is not None:
-                self.pending = None
-                tree.focus()
+        def place(node: TreeNode[Entry] | None = target) -> None:
+            # Laid out by now. No target (a new whole tree): keys queued move from the top.
+            if node is not None:
+                tree.move_cursor(node)
+            elif moves:
+                tree.cursor_line = 0
+            for _ in range(abs(moves)):  # keys pressed while the tree was on its way
+                tree.action_cursor_down() if moves > 0 else tree.action_cursor_up()
 
-    def add_children(self, node: TreeNode[Entry]) -> None:
-        assert self.index is not None and node.data is not None
+        self.call_after_refresh(place)
+        if target is not None:
+            if target.data is not None and not moves:
+                self.select(target.data)
+            if self.pending is not None and reveal == self.pending:
+                tree.focus()
+        self.pending = None
+
+    def fill(self, node: TreeNode[Entry], listing: dict[tuple[int, bytes], Listing],
+             reveal: tuple[int, bytes] | None) -> TreeNode[Entry] | None:
+        """Add the children of ``node`` that ``listing`` holds (and, below them, the open
+        directories down to ``reveal``); the node for ``reveal`` if it was added."""
+        assert node.data is not None
         e = node.data
-        for child in self.index.children.get((e.root_id, e.relpath), []):
+        entries, more = listing[(e.root_id, e.relpath)]
+        self.loaded.add(node.id)
+        found = None
+        for child in entries:
             if not self.keep(child):
                 continue
             if child.is_dir:
-                node.add(self.label(child), data=child, allow_expand=True)
+                sub = node.add(self.label(child), data=child, allow_expand=True)
+                if (child.root_id, child.relpath) in listing:
+                    sub.expand()
+                    found = self.fill(sub, listing, reveal) or found
             else:
-                node.add_leaf(self.label(child), data=child)
+                sub = node.add_leaf(self.label(child), data=child)
+            if reveal == (child.root_id, child.relpath):
+                found = sub
+        if more:
+            node.add_leaf(Text(f"… more than {MAX_CHILDREN:,}: / filters them",
+                               style="dim italic"))
+        return found
+
+    def add_matches(self, node: TreeNode[Entry], root_id: int, matches: list[Entry],
+                    reveal: tuple[int, bytes] | None) -> TreeNode[Entry] | None:
+        """The matches under this root, with their directories expanded; the node to select
+        (``reveal`` if it matched, else the first match)."""
+        dirs: dict[bytes, TreeNode[Entry]] = {b"": node}
+        first = chosen = None
+        for e in matches[:MAX_MATCHES]:
+            if e.root_id != root_id:
+                continue
+            parts = e.relpath.split(b"/")
+            for i in range(1, len(parts)):
+                d = b"/".join(parts[:i])
+                if d not in dirs:
+                    live = any(m.live for m in matches if m.root_id == root_id
+                               and m.relpath.startswith(d + b"/"))
+                    de = Entry(root_id, d, True, live)
+                    dirs[d] = dirs[b"/".join(parts[:i - 1])].add(self.label(de), data=de,
+                                                                 expand=True)
+            leaf = dirs[b"/".join(parts[:-1])].add_leaf(self.label(e), data=e)
+            first = first or leaf
+            if reveal == (e.root_id, e.relpath):
+                chosen = leaf
+        return chosen or first
 
     def on_tree_node_expanded(self, event: Tree.NodeExpanded[Entry]) -> None:
         node = event.node
-        if not self.filtering and node.data is not None and node.data.is_dir \
-                and not node.children:
-            self.add_children(node)
+        if node.data is not None and node.data.is_dir and node.id not in self.loaded:
+            self.loaded.add(node.id)
+            self.load_dir(self.tree_gen, node)
+
+    @work(thread=True, group="dir", exit_on_error=False)
+    def load_dir(self, gen: int, node: TreeNode[Entry]) -> None:
+        assert node.data is not None
+        e = node.data
+        listing = {(e.root_id, e.relpath): self.gapp.backend.children(e.root_id, e.relpath,
+                                                                      MAX_CHILDREN)}
+        self.app.call_from_thread(self._show_dir, gen, node, listing)
+
+    def _show_dir(self, gen: int, node: TreeNode[Entry],
+                  listing: dict[tuple[int, bytes], Listing]) -> None:
+        if gen == self.tree_gen:
+            self.fill(node, listing, None)
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[Entry]) -> None:
         if event.node.data is not None:
             self.select(event.node.data)
 
+    def on_tree_node_selected(self, event: Tree.NodeSelected[Entry]) -> None:
+        """Enter on a file: its versions, to pick one (Esc comes back to the tree)."""
+        if event.node.data is not None and not event.node.data.is_dir:
+            self.set_focus(self.query_one("#versions", DataTable))
+
     @on(Input.Changed, "#filter")
     def filter_changed(self, event: Input.Changed) -> None:
+        self.searching = True
         self.debounce(event.value)
 
     @work(exclusive=True, group="filter")
     async def debounce(self, value: str) -> None:
         await asyncio.sleep(DEBOUNCE_S)
-        self.text = value.strip()
-        self.rebuild()
+        self.apply_filter(value)
+
+    def apply_filter(self, value: str) -> None:
+        self.searching = False
+        if value.strip() != self.text:
+            self.text = value.strip()
+            self.rebuild()
 
     @on(Input.Submitted, "#filter")
     def filter_done(self) -> None:
+        self.to_tree()
+
+    def to_tree(self) -> None:
+        """From the filter to the tree: the filter as typed applies now."""
+        if self.searching:
+            self.workers.cancel_group(self, "filter")
+            self.apply_filter(self.query_one("#filter", Input).value)
         self.set_focus(self.query_one("#paths", Tree))
 
-    def on_key(self, event: Any) -> None:
-        if event.key == "escape":
-            if self.query_one("#filter", Input).has_focus:
-                self.set_focus(self.query_one("#paths", Tree))
+    def on_key(self, event: events.Key) -> None:
+        box = self.query_one("#filter", Input)
+        tree = self.query_one("#paths", Tree)
+        if box.has_focus:
+            if event.key in ("escape", "down", "tab"):  # into the tree
+                self.to_tree()
                 event.stop()
-            elif self.has_class("maximized"):
+                event.prevent_default()
+            elif event.is_printable and event.character:
+                # Typed right after "/" (a terminal sends keys typed fast in one read): it
+                # went to the tree before the filter took the focus; the filter would have
+                # taken it (and stopped it) otherwise. It is the filter's.
+                box.insert_text_at_cursor(event.character)
+                event.stop()
+        elif event.key == "escape":
+            if self.has_class("maximized"):
                 self.action_maximize()
-                event.stop()
+            else:
+                self.set_focus(tree)
+            event.stop()
+        elif tree.has_focus and event.key in ("down", "up") and (
+                self.searching or self.tree_gen != self.shown_gen):
+            # The tree for what was just typed is on its way: these keys move in it.
+            self.queued_moves += 1 if event.key == "down" else -1
+            event.stop()
+            event.prevent_default()
 
     def on_paste(self, event: Any) -> None:
-        """Text pasted (or sent in one burst, as tmux does) anywhere here is a filter."""
+        """Text pasted anywhere here is a filter."""
         box = self.query_one("#filter", Input)
         if not box.has_focus:
             self.set_focus(box)
@@ -319,22 +416,21 @@ class Restore(Screen[None]):
         self.rebuild()
 
     def action_reload(self) -> None:
-        self.load_index()
+        self.rebuild(keep=True)
 
     def focus_path(self, path: str) -> None:
         """Show ``path`` (absolute): filter to it and select it (alerts' "go to file")."""
         import os
 
-        roots = self.gapp.roots()
-        for r in roots:
+        for r in self.gapp.roots():
             prefix = str(r.path) + "/"
             if path.startswith(prefix):
                 self.pending = (r.id, os.fsencode(path[len(prefix):]))
                 break
         self.query_one("#filter", Input).value = path
         self.text = path
-        if self.index is not None:
-            self.rebuild()
+        self.searching = False
+        self.rebuild()
 
     # ----------------------------------------------------------------- versions
     def select(self, e: Entry) -> None:
@@ -529,7 +625,7 @@ class Restore(Screen[None]):
                 self.notify(f"restored {path} to version {v.id} (u undoes it)")
         except Exception as ex:
             self.notify(f"restore failed, nothing changed: {ex}", severity="error")
-        self.load_index()
+        self.rebuild(keep=True)
         self.load_versions(e)
 
     def remember(self, path: str, out: dict[str, Any], what: str) -> None:
@@ -606,7 +702,7 @@ class Restore(Screen[None]):
         else:
             self.remember(path, out, f"restore of {what}")
             self.notify(f"restored {what}: {len(out['changes'])} files (u undoes it)")
-        self.load_index()
+        self.rebuild(keep=True)
         if self.entry is not None:
             self.load_versions(self.entry)
 
