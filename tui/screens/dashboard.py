@@ -94,6 +94,8 @@ class Dashboard(Screen[None]):
                 tooltip="The open alerts, to read and acknowledge"),
         Binding("home", "newest", "Newest", id="dashboard.newest",
                 tooltip="Scroll the event list back to the newest event"),
+        Binding("s", "app.switch_mode('sessions')", "Sessions", id="dashboard.sessions",
+                tooltip="Agent sessions: their prompts, the files they touched, undo one"),
     ]
 
     def __init__(self) -> None:
