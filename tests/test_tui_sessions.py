@@ -87,7 +87,7 @@ def shown_diff(screen: Sessions) -> str:
 
 def files(screen: Sessions) -> dict[str, tuple[str, str]]:
     """name -> (what the session did, how Guardian knows) as the files table shows them."""
-    return {r[2].rpartition("/")[2]: (r[0], r[1]) for r in rows(screen, "files-table")}
+    return {r[0].rpartition("/")[2]: (r[1], r[2]) for r in rows(screen, "files-table")}
 
 
 async def open_sessions(app: GuardianApp, pilot: Pilot[None]) -> Sessions:
@@ -117,7 +117,7 @@ def test_browse_a_session_cancel_undo_and_undo_the_undo(
         screen = await open_sessions(app, pilot)
         [s1] = [r for r in rows(screen, "sess-table") if r[0] == "S1"]
         assert s1[1] == "claude" and s1[3:] == ["2", "4", "3", "0"]  # prompts, calls, files
-        assert [r[3] for r in rows(screen, "prompts-table")] == ["whole session", "add docs",
+        assert [r[1] for r in rows(screen, "prompts-table")] == ["whole session", "add docs",
                                                                   "clean up"]
         assert files(screen) == {"docs.md": ("created", "tool"),
                                  "notes.txt": ("modified", "tool+bash"),
@@ -128,7 +128,7 @@ def test_browse_a_session_cancel_undo_and_undo_the_undo(
         await pilot.press("enter")  # the files pane
         t = screen.query_one("#files-table", DataTable)
         assert app.focused is t
-        await pilot.press("down" if rows(screen, "files-table")[0][2].endswith("old.txt")
+        await pilot.press("down" if rows(screen, "files-table")[0][0].endswith("old.txt")
                           else "up")
         await until(pilot, lambda: "+more" in shown_diff(screen), "the diff of notes.txt")
         assert " 2nd line" in shown_diff(screen)  # before the prompt: after the first's Edit

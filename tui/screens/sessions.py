@@ -11,6 +11,7 @@ the person chooses Force. Every read runs in a thread worker; each pane's in its
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -109,8 +110,8 @@ class Sessions(Screen[None]):
     def on_mount(self) -> None:
         cols = {"sess-table": ("session", "agent", "time span", "prompts", "calls", "files",
                                "refused"),
-                "prompts-table": ("#", "time", "calls", "prompt"),
-                "files-table": ("did", "by", "path")}
+                "prompts-table": ("#", "prompt", "calls", "time"),
+                "files-table": ("path", "did", "by")}
         for tid, names in cols.items():
             t = self.query_one(f"#{tid}", DataTable)
             for name in names:
@@ -224,23 +225,23 @@ class Sessions(Screen[None]):
         with app.batch_update():
             t.clear()
             calls = s.get("write_calls", 0) + s.get("bash_calls", 0)
-            t.add_row("all", "", str(calls), Text("whole session", style="bold"), key=WHOLE)
+            t.add_row("all", Text("whole session", style="bold"), str(calls), "", key=WHOLE)
             for p in prompts:
                 text = (p["text"] or "").replace("\n", " ")
-                t.add_row(str(p["id"]), app.clock_text(p["started_ns"] / 1e9),
-                          str(len(p["calls"])), _short(text, 60), key=str(p["id"]))
+                t.add_row(str(p["id"]), _short(text, 60), str(len(p["calls"])),
+                          app.clock_text(p["started_ns"] / 1e9), key=str(p["id"]))
             keys = [WHOLE, *(str(p["id"]) for p in prompts)]
             row = keys.index(keep) if keep in keys else 0
             t.move_cursor(row=row)
         self.query_one("#prompts-title", Label).update(
-            f"Prompts of {_short(session, 24)} ({len(prompts)})")
+            f"Prompts of {_short(session, 13)} ({len(prompts)})")
         self.prompt_id = None if keys[row] == WHOLE else keys[row]
         self.load_files(session, self.prompt_id)
 
     def scope(self) -> str:
         if self.prompt_id is not None:
             return f"prompt {self.prompt_id}"
-        return f"session {_short(self.session_id or '', 24)}"
+        return f"session {_short(self.session_id or '', 13)}"
 
     @work(thread=True, exclusive=True, group="files", exit_on_error=False)
     def load_files(self, session: str, prompt: str | None) -> None:
@@ -258,21 +259,27 @@ class Sessions(Screen[None]):
         with app.batch_update():
             t.clear()
             for i, f in enumerate(files):
-                t.add_row(Text(f.state, style=STATE_STYLE.get(f.state, "")), _by(f),
-                          app.short_path(f.path), key=str(i))
+                t.add_row(self.shown(f), Text(f.state,
+                          style=STATE_STYLE.get(f.state, "")), _by(f), key=str(i))
             paths = [f.path for f in files]
             if files:
                 t.move_cursor(row=paths.index(keep) if keep in paths else 0)
         amb = sum(1 for f in files if f.ambiguous)
         self.query_one("#files-title", Label).update(
-            f"Files of {self.scope()} ({len(files)}"
-            + (f", {amb} in ambiguous windows: bash?" if amb else "") + ")")
+            f"Files of {self.scope()} ({len(files)}" + (f" · {amb} ambiguous" if amb else "")
+            + ")")
         if not files:
             self.file = None
             self._set_diff(f"{self.scope()} changed no file", Text(""))
         elif keep in paths:
             self.file = files[paths.index(keep)]
             self.show_diff(self.file, self.scope())
+
+    def shown(self, f: Touched) -> str:
+        """A file as the tables show it: inside its root (the root's name too if several)."""
+        if len(self.gapp.roots()) == 1:
+            return os.fsdecode(f.relpath)
+        return self.gapp.short_path(f.path)
 
     # ----------------------------------------------------------------- the diff
     @work(thread=True, exclusive=True, group="diff", exit_on_error=False)
@@ -293,7 +300,7 @@ class Sessions(Screen[None]):
         else:
             body = diffview.unified(before, now, old_label, "on disk now", theme)
         amb = " (ambiguous window)" if f.ambiguous else ""
-        title = f"{f.state} by {'+'.join(f.by)}{amb}: {app.short_path(f.path)} · before → now"
+        title = f"{self.shown(f)}: {f.state} by {_by(f).plain.rstrip('?')}{amb}"
         app.call_from_thread(self._set_diff, title, body)
 
     def _set_diff(self, title: str, body: Any) -> None:
