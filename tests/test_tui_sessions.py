@@ -4,28 +4,17 @@ the keys a person presses — and the bytes on disk checked after each undo."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
 from tests.conftest import Cli
 from tests.test_agents_cli import Hook, tree
-from tui.app import GuardianApp, make_app
+from tests.test_tui import _same_places, drive, until  # noqa: F401 (the fixture, autouse)
+from tui.app import GuardianApp
 from tui.screens.sessions import ConfirmUndo, Sessions
-
-SIZE = (120, 40)
-
-
-@pytest.fixture(autouse=True)
-def _same_places(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The app runs in this process: it must find the daemon where the fixtures put it."""
-    for k in ("XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
-        monkeypatch.setenv(k, env[k])
-    monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
 
 
 def session(env: dict[str, str], store: Path, root: Path) -> tuple[dict[str, bytes],
@@ -52,26 +41,6 @@ def session(env: dict[str, str], store: Path, root: Path) -> tuple[dict[str, byt
     h("Stop", stop_hook_active=False)
     h("SessionEnd", reason="exit")
     return before, tree(root)
-
-
-def drive(store: Path, body: Any) -> None:
-    async def main() -> None:
-        app = make_app(store)
-        async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await body(app, pilot)
-
-    asyncio.run(main())
-
-
-async def until(pilot: Pilot[None], cond: Any, what: str, timeout: float = 30) -> Any:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not (value := cond()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.02)
-    return value
 
 
 def rows(screen: Sessions, table: str) -> list[list[str]]:
