@@ -63,7 +63,7 @@ async def open_sessions(app: GuardianApp, pilot: Pilot[None]) -> Sessions:
     await pilot.press("s")  # from the dashboard
     screen = await until(pilot, lambda: isinstance(app.screen, Sessions) and app.screen,
                          "the sessions screen")
-    await until(pilot, lambda: screen.session_id == "S1" and len(files(screen)) == 3,
+    await until(pilot, lambda: screen.files_of == ("S1", None) and len(files(screen)) == 3,
                 "S1 selected with its files")
     return screen
 
@@ -92,7 +92,8 @@ def test_browse_a_session_cancel_undo_and_undo_the_undo(
                                  "notes.txt": ("modified", "tool+bash"),
                                  "old.txt": ("deleted", "bash")}
         await pilot.press("enter", "down", "down")  # the prompts pane: "clean up"
-        await until(pilot, lambda: screen.prompt_id is not None
+        await until(pilot, lambda: screen.files_of == ("S1", screen.prompt_id)
+                    and screen.prompt_id is not None
                     and set(files(screen)) == {"notes.txt", "old.txt"}, "prompt 2's files")
         await pilot.press("enter")  # the files pane
         t = screen.query_one("#files-table", DataTable)
@@ -114,7 +115,7 @@ def test_browse_a_session_cancel_undo_and_undo_the_undo(
         assert tree(root) == after
 
         await pilot.press("escape", "up", "up")  # the prompts pane: the whole session
-        await until(pilot, lambda: screen.prompt_id is None and len(files(screen)) == 3,
+        await until(pilot, lambda: screen.files_of == ("S1", None) and len(files(screen)) == 3,
                     "the whole session again")
         modal = await ask_undo(app, pilot)
         assert "3 files changed" in modal.effect.summary and not modal.query("#force")
@@ -132,8 +133,8 @@ def test_browse_a_session_cancel_undo_and_undo_the_undo(
         assert app.focused is screen.query_one("#sess-table", DataTable)
         ids = [r[0] for r in rows(screen, "sess-table")]
         screen.query_one("#sess-table", DataTable).move_cursor(row=ids.index(undo_id))
-        await until(pilot, lambda: screen.session_id == undo_id and len(files(screen)) == 3,
-                    "the undo's files")
+        await until(pilot, lambda: screen.files_of == (undo_id, None)
+                    and len(files(screen)) == 3, "the undo's files")
         assert {v[1] for v in files(screen).values()} == {"undo"}
         modal = await ask_undo(app, pilot)
         await pilot.click("#undo")

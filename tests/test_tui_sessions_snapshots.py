@@ -116,10 +116,11 @@ def test_sessions_screen(sessions_store: Path, size: tuple[int, int]) -> None:
             await pilot.press("s")
             screen = await until(pilot, lambda: isinstance(app.screen, Sessions)
                                  and app.screen, "sessions")
-            await until(pilot, lambda: screen.session_id == S1 and len(screen.files) == 4,
+            await until(pilot, lambda: screen.files_of == (S1, None) and len(screen.files) == 4,
                         "the first session's files")
             await pilot.press("enter", "down", "down", "enter")  # prompt 2, its files
             await until(pilot, lambda: screen.prompt_id is not None
+                        and screen.files_of == (S1, screen.prompt_id)
                         and len(screen.files) == 2 and screen.file is not None
                         and screen.file.relpath == b"notes.txt", "prompt 2's notes.txt")
             await until(pilot, lambda: "more" in str(getattr(

@@ -77,6 +77,7 @@ class Sessions(Screen[None]):
         self.session_id: str | None = None
         self.prompt_id: str | None = None  # None: the whole session
         self.files: list[Touched] = []
+        self.files_of: tuple[str, str | None] | None = None  # (session, prompt) listed
         self.file: Touched | None = None
         self.last_result: dict[str, Any] | None = None
         self.loaded_seq = -1
@@ -163,30 +164,39 @@ class Sessions(Screen[None]):
             "Sessions: none recorded (install the hooks: guardian hook install --claude)")
         if not items:
             self._clear_below()
-        elif keep in ids:  # same row: the highlight event does not come again
-            self.load_prompts(keep)
+            return
+        # Chosen here, not left to the highlight event (none comes when the row stays put).
+        self.session_id = keep if keep in ids else ids[0]
+        if self.session_id != keep:
+            self.prompt_id = None
+        self.load_prompts(self.session_id)
 
     def _clear_below(self) -> None:
         for tid in ("#prompts-table", "#files-table"):
             self.query_one(tid, DataTable).clear()
-        self.session_id = self.file = None
+        self.session_id = self.file = self.files_of = None
         self.files = []
         self._set_diff("", Text(""))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        key = event.row_key.value
+        """The cursor moved: what is under it now (a rebuild's stale events change nothing)."""
+        t = event.data_table
+        if not t.row_count:
+            return
+        key = t.coordinate_to_cell_key(t.cursor_coordinate).row_key.value
         if key is None:
             return
-        which = event.data_table.id
-        if which == "sess-table" and key != self.session_id:
+        if t.id == "sess-table" and key != self.session_id:
             self.session_id, self.prompt_id = key, None
             self.load_prompts(key)
-        elif which == "prompts-table" and self.session_id is not None:
-            self.prompt_id = None if key == WHOLE else key
-            self.load_files(self.session_id, self.prompt_id)
-        elif which == "files-table":
+        elif t.id == "prompts-table" and self.session_id is not None:
+            prompt = None if key == WHOLE else key
+            if prompt != self.prompt_id:
+                self.prompt_id = prompt
+                self.load_files(self.session_id, prompt)
+        elif t.id == "files-table":
             i = int(key)
-            if 0 <= i < len(self.files):
+            if 0 <= i < len(self.files) and self.files[i] is not self.file:
                 self.file = self.files[i]
                 self.show_diff(self.file, self.scope())
 
@@ -254,7 +264,7 @@ class Sessions(Screen[None]):
             return
         app = self.gapp
         keep = self.file.path if self.file is not None else None
-        self.files = files
+        self.files, self.files_of = files, (session, prompt)
         t = self.query_one("#files-table", DataTable)
         with app.batch_update():
             t.clear()
@@ -271,9 +281,9 @@ class Sessions(Screen[None]):
         if not files:
             self.file = None
             self._set_diff(f"{self.scope()} changed no file", Text(""))
-        elif keep in paths:
-            self.file = files[paths.index(keep)]
-            self.show_diff(self.file, self.scope())
+            return
+        self.file = files[paths.index(keep) if keep in paths else 0]
+        self.show_diff(self.file, self.scope())
 
     def shown(self, f: Touched) -> str:
         """A file as the tables show it: inside its root (the root's name too if several)."""
