@@ -28,6 +28,7 @@ from tui.screens.alerts import Alerts
 from tui.screens.dashboard import Dashboard
 from tui.screens.help import Help
 from tui.screens.restore import Restore
+from tui.screens.sessions import Sessions
 
 #: Seconds between status/metrics/alerts reads.
 STATS_EVERY_S = 2.0
@@ -36,7 +37,8 @@ STATS_EVERY_S = 2.0
 class GuardianApp(App[None]):
     CSS_PATH = "guardian.tcss"
     TITLE = "Guardian"
-    MODES = {"dashboard": Dashboard, "alerts": Alerts, "restore": Restore}
+    MODES = {"dashboard": Dashboard, "alerts": Alerts, "restore": Restore,
+             "sessions": Sessions}
     DEFAULT_MODE = "dashboard"
     BINDINGS = [
         Binding("1", "switch_mode('dashboard')", "Dashboard", id="app.dashboard",
@@ -189,6 +191,8 @@ class GuardianApp(App[None]):
                             self.ack_all)
         yield SystemCommand("Restore a directory at a time",
                             "Pick a directory in the browser, then a time", self.dir_at_time)
+        yield SystemCommand("Agent sessions", "What an agent changed, by session and prompt; "
+                            "undo one", lambda: self.switch_mode("sessions"))
 
     def find_file(self) -> None:
         self.switch_mode("restore")

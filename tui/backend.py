@@ -13,12 +13,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guardian.client import Subscription, as_writer, daemon, subscribe
 from guardian.paths import Root
 from guardian.store.db import Store, Version
 from guardian.store.tree import PathEntry
+
+if TYPE_CHECKING:
+    from guardian.agents.touched import Touched
 
 #: The window the dashboard's KPIs are computed over.
 METRICS_WINDOW_S = 3600
@@ -198,6 +201,30 @@ class Backend:
 
     def subscribe(self) -> Subscription | None:
         return subscribe(self.store_path)
+
+    # ----------------------------------------------------------------- agent sessions
+    def sessions(self, session: str | None = None) -> list[dict[str, Any]]:
+        """``guardian sessions --json`` (with ``session``: that one, with its prompts)."""
+        from guardian.agents.sessions import summaries
+
+        out: list[dict[str, Any]] = self.read(lambda s: summaries(s, session))
+        return out
+
+    def touched(self, *, session: str | None = None,
+                prompt: str | None = None) -> list[Touched]:
+        """The files a session or one prompt of it changed, and what it did to each."""
+        from guardian.agents.touched import touched
+
+        out: list[Touched] = self.read(lambda s: touched(s, session=session, prompt=prompt))
+        return out
+
+    def undo(self, *, session: str | None = None, prompt: str | None = None,
+             dry_run: bool = False, force: bool = False) -> dict[str, Any]:
+        """``guardian undo --session|--prompt`` (the same request, recorded the same way)."""
+        from guardian.agents.undo import request
+
+        return request(self.store_path, {"session": session, "prompt": prompt, "last": None,
+                                         "since_ns": None, "dry_run": dry_run, "force": force})
 
 
 def beside(path: str) -> str:

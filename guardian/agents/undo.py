@@ -28,6 +28,8 @@ from guardian.store.objects import Objects, digest
 from guardian.timespec import iso
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from guardian.store.db import Store, Version
     from guardian.writer import Writer
 
@@ -219,6 +221,22 @@ def undo(writer: Writer, *, session: str | None = None, prompt: str | None = Non
     out["conflicts"] = sum(1 for f in listed if f.conflict is not None)
     out["skipped"] = sum(1 for f in listed if f.skip is not None)
     out["changed"] = sum(1 for f in listed if f.action != "unchanged")
+    return out
+
+
+def request(store_path: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """:func:`undo` with ``params`` where every caller runs it: by the daemon when one runs,
+    else here under the writer lock (after recovering an interrupted batch)."""
+    from guardian.client import as_writer
+
+    def direct(writer: Writer) -> Any:
+        from guardian.batch import recovery
+
+        if not params.get("dry_run"):
+            recovery.recover(writer)
+        return undo(writer, **params)
+
+    out: dict[str, Any] = as_writer(store_path, "undo", params, direct)
     return out
 
 

@@ -21,8 +21,6 @@ from guardian.locations import STORE_ENV
 if TYPE_CHECKING:
     import argparse
 
-    from guardian.writer import Writer
-
 COMMANDS = ("hook", "sessions", "undo")
 AGENTS = ("claude", "gemini", "codex")
 
@@ -154,7 +152,8 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    from guardian.client import as_writer
+    from guardian.agents.plan import render_plan
+    from guardian.agents.undo import request
     from guardian.errors import BatchError, DaemonError, GuardianError
 
     since_ns = None
@@ -166,17 +165,8 @@ def cmd_undo(args: argparse.Namespace) -> int:
         raise UsageError(f"--last {args.last}: must be at least 1")
     params = {"session": args.session, "prompt": args.prompt, "last": args.last,
               "since_ns": since_ns, "dry_run": args.dry_run, "force": args.force}
-
-    def direct(writer: Writer) -> Any:
-        from guardian.agents.undo import undo
-        from guardian.batch import recovery
-
-        if not args.dry_run:
-            recovery.recover(writer)
-        return undo(writer, **params)
-
     try:
-        out = as_writer(_store(args), "undo", params, direct)
+        out = request(_store(args), params)
     except (BatchError, DaemonError) as e:
         data = e.to_json() if isinstance(e, BatchError) else e.data
         if args.json and data:
@@ -190,43 +180,3 @@ def cmd_undo(args: argparse.Namespace) -> int:
         return int(code)
     print(render_plan(out, args.force))
     return int(code)
-
-
-def render_plan(out: dict[str, Any], force: bool) -> str:
-    """The undo as a diffstat: one line per file, then the totals."""
-    files = out["files"]
-    width = max((len(f["path"]) for f in files), default=0)
-    width = min(width, 60)
-    lines = [f"{'would undo' if out['dry_run'] else 'undid'} {out['what']}"
-             + (f" (recorded as session {out['session']}, batch {out['batch']})"
-                if out.get("session") else "") + ":"]
-    ins = dels = 0
-    for f in files:
-        if f["skipped"]:
-            why = f["conflict"] if f["skipped"] == "conflict" else f["skipped"]
-            hint = "; skipped (--force undoes it anyway)" if f["skipped"] == "conflict" \
-                and not force else "; skipped"
-            lines.append(f" ! {f['path']:<{width}} | conflict: {why}{hint}" if
-                         f["skipped"] == "conflict" else f" ! {f['path']:<{width}} | {why}")
-            continue
-        if f["action"] == "unchanged":
-            lines.append(f"   {f['path']:<{width}} | already as before")
-            continue
-        mark = {"created": "D", "deleted": "A"}.get(f["state"], "M")
-        what = {"created": "created by it: removed", "deleted": "deleted by it: restored"}.get(
-            f["state"], f"back to version {f['to_version']}")
-        if f["binary"]:
-            stat = "Bin"
-        else:
-            n = f["insertions"] + f["deletions"]
-            stat = f"{n:>3} " + "+" * min(f["insertions"], 30) + "-" * min(f["deletions"], 30)
-            ins += f["insertions"]
-            dels += f["deletions"]
-        amb = " (ambiguous window)" if f["ambiguous"] else ""
-        conflict = " (conflict, forced)" if f["conflict"] else ""
-        lines.append(f" {mark} {f['path']:<{width}} | {stat}  {what}{amb}{conflict}")
-    lines.append(f" {out['changed']} file{'s' if out['changed'] != 1 else ''} changed, "
-                 f"{ins} insertion{'s' if ins != 1 else ''}(+), "
-                 f"{dels} deletion{'s' if dels != 1 else ''}(-)"
-                 + (f", {out['skipped']} skipped" if out["skipped"] else ""))
-    return "\n".join(lines)

@@ -330,27 +330,17 @@ def restore(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 def undo_session(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     """Every file a session changed, back as it was before it (guardian undo --session): a
     dry run unless ``dry_run`` is false; conflicts are left alone unless ``force``."""
-    from guardian.client import as_writer
+    from guardian.agents.undo import request
 
     session = _text(args.get("session", ctx.session), "session") or ctx.session
     dry_run, force = args.get("dry_run", True), args.get("force", False)
     if not isinstance(dry_run, bool) or not isinstance(force, bool):
         raise ToolError("dry_run and force must be true or false")
     params: dict[str, Any] = {"session": session, "dry_run": dry_run, "force": force}
-
-    def direct(writer: Any) -> Any:
-        from guardian.agents.undo import undo
-        from guardian.batch import recovery
-
-        if not dry_run:
-            recovery.recover(writer)
-        return undo(writer, **params)
-
     try:
-        out: dict[str, Any] = as_writer(ctx.store_path(), "undo", params, direct)
+        return request(ctx.store_path(), params)
     except GuardianError as e:
         raise ToolError.of(e) from None
-    return out
 
 
 # ----------------------------------------------------------------------------- validate

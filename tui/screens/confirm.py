@@ -46,11 +46,16 @@ class ConfirmRestore(ModalScreen[str]):
                 yield Static("\n".join(e.lines) or "(no files change)", markup=False)
             with Horizontal(id="confirm-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
-                yield Button("Replace", id="replace", variant="error", disabled=e.nothing,
-                             tooltip="Overwrite what is there now (it is kept in the store)")
-                if e.keep_both:
-                    yield Button("Keep both", id="keep", variant="warning",
-                                 tooltip="Write the old version beside the file, new name")
+                yield from self.choices()
+
+    def choices(self) -> ComposeResult:
+        """The buttons after Cancel (each dismisses with its id)."""
+        e = self.effect
+        yield Button("Replace", id="replace", variant="error", disabled=e.nothing,
+                     tooltip="Overwrite what is there now (it is kept in the store)")
+        if e.keep_both:
+            yield Button("Keep both", id="keep", variant="warning",
+                         tooltip="Write the old version beside the file, new name")
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()

@@ -91,10 +91,13 @@ class Dashboard(Screen[None]):
     BINDINGS = [
         Binding("space", "pause", "Pause", id="dashboard.pause",
                 tooltip="Freeze the event list (the KPIs keep moving)"),
-        Binding("a", "app.switch_mode('alerts')", "Alerts", id="dashboard.alerts",
+        # Not in the footer: "2 Alerts" is there already, and 80 columns hold only so many.
+        Binding("a", "app.switch_mode('alerts')", "Alerts", id="dashboard.alerts", show=False,
                 tooltip="The open alerts, to read and acknowledge"),
         Binding("home", "newest", "Newest", id="dashboard.newest",
                 tooltip="Scroll the event list back to the newest event"),
+        Binding("s", "app.switch_mode('sessions')", "Sessions", id="dashboard.sessions",
+                tooltip="Agent sessions: their prompts, the files they touched, undo one"),
     ]
 
     def __init__(self) -> None:
