@@ -14,19 +14,19 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Header, Label, Static
 
+from tui.screens.base import GuardianScreen
 from tui.widgets.footer import Keys
 
 if TYPE_CHECKING:
-    from tui.app import GuardianApp
+    pass
 
 SEVERITIES = ("all", "critical", "warning", "info")
 _COLOUR = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-class Alerts(Screen[None]):
+class Alerts(GuardianScreen):
     TITLE = "Alerts"
     BINDINGS = [
         Binding("a", "ack", "Ack", id="alerts.ack", tooltip="Acknowledge the selected alert"),
@@ -43,13 +43,6 @@ class Alerts(Screen[None]):
         self.severity = "all"
         self.rows: list[dict[str, Any]] = []
         self.shown_seq = -1
-
-    @property
-    def gapp(self) -> GuardianApp:
-        from tui.app import GuardianApp
-
-        assert isinstance(self.app, GuardianApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)

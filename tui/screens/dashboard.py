@@ -13,7 +13,6 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Header, Label, Static
 
 from guardian.events import (
@@ -25,11 +24,12 @@ from guardian.events import (
     VersionRecorded,
     WarningEvent,
 )
+from tui.screens.base import GuardianScreen
 from tui.widgets.footer import Keys
 from tui.widgets.kpi import Kpi
 
 if TYPE_CHECKING:
-    from tui.app import GuardianApp
+    pass
 
 #: Recent events the table shows.
 SHOWN = 100
@@ -86,7 +86,7 @@ def describe(event: Event) -> tuple[str, str, str]:
     return event.name, getattr(event, "path", "") or "", ""
 
 
-class Dashboard(Screen[None]):
+class Dashboard(GuardianScreen):
     TITLE = "Dashboard"
     BINDINGS = [
         Binding("space", "pause", "Pause", id="dashboard.pause",
@@ -106,13 +106,6 @@ class Dashboard(Screen[None]):
         self.shown_seq = -1
         self.unseen = 0
         self.shown_stats = -1
-
-    @property
-    def gapp(self) -> GuardianApp:
-        from tui.app import GuardianApp
-
-        assert isinstance(self.app, GuardianApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)

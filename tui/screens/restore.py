@@ -17,7 +17,6 @@ from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Header, Input, Label, Static, Tree
 from textual.widgets.tree import TreeNode
 
@@ -25,12 +24,13 @@ from guardian.paths import Root
 from guardian.store.db import Version
 from tui.backend import Entry, Listing
 from tui.screens.attime import AtTime
+from tui.screens.base import GuardianScreen
 from tui.screens.confirm import ConfirmRestore, Effect
 from tui.widgets import diffview
 from tui.widgets.footer import Keys
 
 if TYPE_CHECKING:
-    from tui.app import GuardianApp
+    pass
 
 STATES = ("any", "modified", "created", "deleted", "rejected")
 #: Files a filter shows at most (the tree stays fast; the title says when there were more).
@@ -72,7 +72,7 @@ def _size(n: int | None) -> str:
     return f"{n:.1f}T"
 
 
-class Restore(Screen[None]):
+class Restore(GuardianScreen):
     TITLE = "Restore"
     BINDINGS = [
         Binding("slash", "filter", "Filter", id="restore.filter",
@@ -122,13 +122,6 @@ class Restore(Screen[None]):
         self.loaded: set[int] = set()  # the ids of the nodes whose children are in
         self.searching = False  # a filter was typed and is not applied yet
         self.queued_moves = 0  # Down/Up pressed while a filtered tree was on its way
-
-    @property
-    def gapp(self) -> GuardianApp:
-        from tui.app import GuardianApp
-
-        assert isinstance(self.app, GuardianApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)

@@ -19,16 +19,15 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Label, Static
 
 from guardian.agents.plan import render_plan
+from tui.screens.base import GuardianScreen
 from tui.screens.confirm import ConfirmRestore, Effect
 from tui.widgets import diffview
 
 if TYPE_CHECKING:
     from guardian.agents.touched import Touched
-    from tui.app import GuardianApp
 
 #: The prompts table's first row: the whole session.
 WHOLE = "*"
@@ -56,7 +55,7 @@ class ConfirmUndo(ConfirmRestore):
                                  "(those stay in the store)")
 
 
-class Sessions(Screen[None]):
+class Sessions(GuardianScreen):
     TITLE = "Sessions"
     BINDINGS = [
         Binding("u", "undo", "Undo", id="sessions.undo",
@@ -81,13 +80,6 @@ class Sessions(Screen[None]):
         self.file: Touched | None = None
         self.last_result: dict[str, Any] | None = None
         self.loaded_seq = -1
-
-    @property
-    def gapp(self) -> GuardianApp:
-        from tui.app import GuardianApp
-
-        assert isinstance(self.app, GuardianApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
