@@ -53,8 +53,9 @@ async def until(pilot: Pilot[None], cond: Callable[[], Any], what: str,
         value = cond()
         if value:
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+        if time.monotonic() > deadline:  # with what the app told the user meanwhile
+            said = [n.message for n in getattr(pilot.app, "_notifications", [])]
+            raise AssertionError(f"timed out waiting for {what}; notifications: {said}")
         await pilot.pause(0.02)
 
 
