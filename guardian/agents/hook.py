@@ -187,8 +187,20 @@ _BUSY = object()
 
 def _without_daemon(store_dir: str, agent: str, raw: bytes) -> Any:
     """The payload handled here, holding the store's writer lock: no socket answered, so
-    :mod:`guardian.client` (and its imports) has nothing to add. _BUSY when the lock is
-    held (a daemon starting, another hook): the full path waits for it."""
+    :mod:`guardian.client` (and its imports) has nothing to add. The common cases take
+    :mod:`guardian.agents.lean` (sqlite alone, the same rows); what it cannot do exactly it
+    says before writing anything, and :class:`~guardian.store.db.Store` and the handler do
+    it. _BUSY when the lock is held (a daemon starting, another hook): the full path waits
+    for it."""
+    from guardian.agents import lean
+    from guardian.store.lean_write import Busy, Unusual
+
+    try:
+        return lean.handle(store_dir, agent, json.loads(raw), _LEFT)
+    except Busy:
+        return _BUSY
+    except Unusual:
+        pass  # the full path decides
     from pathlib import Path
 
     from guardian.agents.payloads import parse
