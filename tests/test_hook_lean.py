@@ -174,12 +174,16 @@ def _rows(store: Path, root: Path) -> dict[str, list[tuple[Any, ...]]]:
         db.close()
 
 
-def _setup(tmp_path: Path, env: dict[str, str], cli: Cli, name: str) -> tuple[Path, Path]:
+def _setup(tmp_path: Path, env: dict[str, str], cli: Cli, name: str,
+           more: dict[str, str] | None = None) -> tuple[Path, Path]:
     root = (tmp_path / name / "tree")
     root.mkdir(parents=True)
     root = root.resolve()
     store = tmp_path / name / "store"
     _tree(root)
+    for rel, text in (more or {}).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
     cli.run("snapshot", "--store", str(store), str(root), check=True, store=False)
     return root, store
 
@@ -259,6 +263,39 @@ def test_rule_files_take_the_full_path_and_refuse(tmp_path: Path, env: dict[str,
            new_string="bye")
     a.tool("PreToolUse", "Bash", "b1", command="true")
     assert a.paths[-2:] == ["full", "full"]
+
+
+GIT_EXCLUDE = ("# git ls-files --others --exclude-from=.git/info/exclude\n"
+               "# Lines that start with '#' are comments.\n"
+               "# For a project mostly in C, the following would be a good set of\n"
+               "# exclude patterns (uncomment them if you want to use them):\n"
+               "# *.[oa]\n# *~\n")
+
+
+def test_ignore_files_without_patterns_keep_the_lean_path(
+        tmp_path: Path, env: dict[str, str], cli: Cli) -> None:
+    root, store = _setup(tmp_path, env, cli, "ign", {
+        ".git/info/exclude": GIT_EXCLUDE, ".gitignore": "# nothing ignored yet\n\n",
+        "src/.gitignore": "   \n"})
+    a = Agent(env, store, root)
+    m1 = root / "src" / "m1.json"
+    a.tool("PreToolUse", "Edit", "t1", file_path=str(m1), old_string="1", new_string="2")
+    a.tool("PreToolUse", "Bash", "b1", command="true")
+    a.tool("PostToolUse", "Bash", "b1", command="true")
+    assert a.paths == ["lean"] * 3
+    # A pattern in any of them: what it ignores is the full path's to work out.
+    (root / "src" / ".gitignore").write_text("*.log\n")
+    a.tool("PreToolUse", "Edit", "t2", file_path=str(m1), old_string="1", new_string="2")
+    a.tool("PreToolUse", "Edit", "t3", file_path=str(root / "notes.txt"), old_string="hello",
+           new_string="bye")  # src/.gitignore is not on its way
+    assert a.paths[-2:] == ["full", "lean"]
+    (root / ".git" / "info" / "exclude").write_text("*.tmp\n")
+    a.tool("PreToolUse", "Edit", "t4", file_path=str(root / "notes.txt"), old_string="hello",
+           new_string="bye")
+    a.tool("PreToolUse", "Bash", "b2", command="true")
+    assert a.paths[-2:] == ["full", "full"]
+    (sess,) = Cli(env, store, root).json("sessions")
+    assert sess["write_calls"] == 4 and sess["bash_calls"] == 2
 
 
 def test_another_schema_version_is_never_written_by_the_lean_path(

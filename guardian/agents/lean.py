@@ -15,8 +15,9 @@ exactly the same without the rules engine, the recorder or the object store:
 and only when the rules in force are the shipped default alone (no ``.guardian.toml`` from
 the root down to the path, the shipped ``default.toml`` the one this module knows by its
 digest): those never refuse a write, so validating it would change nothing. No ignore file
-(``.gitignore``, ``.git/info/exclude``) may apply, no name Guardian ignores, no store inside
-a root, no fault injection. Everything else raises :class:`~guardian.store.lean_write.
+with a pattern (``.gitignore``, ``.git/info/exclude``) may apply (working out what
+gitignore's rules match costs pathspec's ~30 ms import), no name Guardian ignores, no store
+inside a root, no fault injection. Everything else raises :class:`~guardian.store.lean_write.
 Unusual` before anything is written, and the caller takes the full path: new content to
 store (a delta, compression), a deletion, a symlink, rule files, ignore files, Codex's
 ``apply_patch``, a payload that is not understood (the full path says why).
@@ -170,15 +171,43 @@ def _where(path: str, roots: list[tuple[int, str]]) -> tuple[int, str, bytes] | 
     if any(part == ".git" or part.startswith(TEMP_PREFIX) or part in ("", ".", "..")
            for part in parts):
         raise Unusual("a name Guardian ignores")
-    if os.path.lexists(os.path.join(rpath, ".git", "info", "exclude")):
-        raise Unusual("an ignore file applies")
+    _no_patterns(os.path.join(rpath, ".git", "info", "exclude"))
     d = rpath
     for part in ["", *parts[:-1]]:
         d = os.path.join(d, part) if part else d
-        if os.path.lexists(os.path.join(d, RULE_FILE)) or \
-                os.path.lexists(os.path.join(d, GITIGNORE)):
-            raise Unusual("a rule or ignore file applies")
+        if os.path.lexists(os.path.join(d, RULE_FILE)):
+            raise Unusual("a rule file applies")
+        _no_patterns(os.path.join(d, GITIGNORE))
     return rid, rpath, os.fsencode(rel)
+
+
+def _no_patterns(path: str | bytes) -> None:
+    """Unusual unless the ignore file at ``path`` ignores nothing: absent or unreadable
+    (IgnoreMatcher skips it), or holding only blank lines and comments (its ``_compile``
+    makes no matcher of those; ``git init`` writes such a ``.git/info/exclude``)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # open() follows links
+    except OSError:
+        return
+    try:
+        st = os.fstat(fd)
+        if (st.st_mode & 0o170000) == 0o040000:
+            return  # open() of a directory fails: skipped
+        if (st.st_mode & 0o170000) != 0o100000 or st.st_size > 1024 * 1024:
+            raise Unusual("an odd ignore file")
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+    text = b"".join(chunks).decode("utf-8", "surrogateescape")
+    if any(line.strip() and not line.startswith("#") for line in text.splitlines()):
+        raise Unusual("an ignore file with patterns applies")
 
 
 def _observe(rpath: str, rel: bytes) -> tuple[os.stat_result, bytes, bytes] | None:
@@ -368,8 +397,7 @@ def _unchanged(store: LeanStore, rid: int, rpath: str) -> None:
     """Unusual unless a reconcile of the root would record nothing: every regular file and
     symlink as the scan cache says, none gone, no ignore or rule file anywhere (their
     effect is the full path's to work out)."""
-    if os.path.lexists(os.path.join(rpath, ".git", "info", "exclude")):
-        raise Unusual("an ignore file applies")
+    _no_patterns(os.path.join(rpath, ".git", "info", "exclude"))
     state = store.scan_state(rid)
     stack = [b""]
     base = os.fsencode(rpath)
@@ -382,11 +410,13 @@ def _unchanged(store: LeanStore, rid: int, rpath: str) -> None:
         with it:
             for entry in it:
                 name = entry.name
-                if name in (b".gitignore", b".guardian.toml"):
-                    raise Unusual("a rule or ignore file")
+                if name == b".guardian.toml":
+                    raise Unusual("a rule file")
                 if name == b".git" or name.startswith(b".~guardian."):
                     continue
                 rel = d + b"/" + name if d else name
+                if name == b".gitignore":
+                    _no_patterns(base + b"/" + rel)
                 try:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(rel)
