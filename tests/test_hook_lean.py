@@ -48,15 +48,18 @@ class Agent:
     """One agent session's hook calls, through the real `guardian-hook` process."""
 
     def __init__(self, env: dict[str, str], store: Path, root: Path, *,
-                 extra: dict[str, str] | None = None, agent: str = "claude") -> None:
+                 extra: dict[str, str] | None = None, agent: str = "claude",
+                 session: str = "S") -> None:
         self.env = {**env, "GUARDIAN_STORE": str(store), **(extra or {})}
+        self.session = session
         self.root = root
         self.agent = agent
         self.paths: list[str] = []  # "lean" or "full", per call
 
     def __call__(self, event: str, **fields: Any) -> dict[str, Any] | None:
-        payload = {"session_id": "S", "transcript_path": "/tmp/t.jsonl", "cwd": str(self.root),
-                   "permission_mode": "acceptEdits", "hook_event_name": event, **fields}
+        payload = {"session_id": self.session, "transcript_path": "/tmp/t.jsonl",
+                   "cwd": str(self.root), "permission_mode": "acceptEdits",
+                   "hook_event_name": event, **fields}
         argv = _hook_argv()
         argv[-1] = self.agent
         p = subprocess.run(argv, input=json.dumps(payload).encode(), capture_output=True,
@@ -136,12 +139,27 @@ def _session(a: Agent, root: Path) -> None:
     a("SessionEnd", reason="exit")
 
 
+def _gemini(g: Agent, root: Path) -> None:
+    """Gemini CLI's names, and no tool call id (one is made from the input)."""
+    notes = root / "notes.txt"
+    g("SessionStart", source="startup")
+    g("BeforeAgent", prompt="gemini prompt")
+    g.tool("BeforeTool", "replace", None, file_path=str(notes), old_string="hello",
+           new_string="hi", expected_replacements=1)
+    g.tool("AfterTool", "replace", None, file_path=str(notes), old_string="hello",
+           new_string="hi", expected_replacements=1)
+    g.tool("BeforeTool", "run_shell_command", None, command="ls")
+    g("AfterAgent")
+
+
 def _rows(store: Path, root: Path) -> dict[str, list[tuple[Any, ...]]]:
     """What the store holds, times made comparable (set or not) and the tree's path named
     TREE (the two runs use two trees)."""
     db = sqlite3.connect(f"file:{store / 'guardian.db'}?mode=ro", uri=True)
 
     def norm(v: Any) -> Any:
+        if isinstance(v, str) and v.startswith("input-"):
+            return "input-ID"  # Gemini's: made from the input, which names the tree
         if isinstance(v, str):
             return v.replace(str(root), "TREE")
         return v
@@ -196,17 +214,19 @@ def test_lean_path_writes_what_the_full_path_writes(tmp_path: Path, env: dict[st
         root, store = _setup(tmp_path, env, cli, name)
         a = Agent(env, store, root, extra=extra)
         _session(a, root)
+        g = Agent(env, store, root, extra=extra, agent="gemini", session="G")
+        _gemini(g, root)
         roots[name] = (root, store)
-        paths[name] = a.paths
+        paths[name] = a.paths + g.paths
     assert set(paths["full"]) == {"full"}
     # The common cases took the lean path; new content, a tree Bash changed, took the full.
     full_at = {7, 9, 18}  # the Posts of the Write and of the Edit that landed, Bash's Post
-    assert paths["lean"] == ["full" if i in full_at else "lean" for i in range(24)]
+    assert paths["lean"] == ["full" if i in full_at else "lean" for i in range(30)]
     lean_rows = _rows(roots["lean"][1], roots["lean"][0])
     full_rows = _rows(roots["full"][1], roots["full"][0])
     for table, rows in full_rows.items():
         assert lean_rows[table] == rows, table
-    assert len(full_rows["calls"]) == 12 and len(full_rows["changes"]) >= 3
+    assert len(full_rows["calls"]) == 14 and len(full_rows["changes"]) >= 3
 
 
 def test_lean_path_is_readable_by_every_command(tmp_path: Path, env: dict[str, str],

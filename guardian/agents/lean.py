@@ -162,7 +162,9 @@ def _where(path: str, roots: list[tuple[int, str]]) -> tuple[int, str, bytes] | 
             rel = full[len(rpath.rstrip("/")) + 1:]
         else:
             continue
-        if best is None or rpath.count("/") > best[1].count("/"):
+        # The deepest root (len(Path.parts), as locate compares them).
+        if best is None or len(rpath.rstrip("/").split("/")) > \
+                len(best[1].rstrip("/").split("/")):
             best = (rid, rpath, rel)
     if best is None or not best[2]:
         return None
