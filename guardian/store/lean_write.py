@@ -356,6 +356,10 @@ def open_store(path: str) -> LeanStore:
             db.execute("PRAGMA temp_store=MEMORY")
             db.execute("PRAGMA wal_autocheckpoint=0")
             db.execute(f"PRAGMA journal_size_limit={WAL_INLINE_CHECKPOINT // 2}")
+            # As Store.open: a store that cannot take a write lock is found now, before
+            # anything is written (the full path then says why).
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
         except BaseException:
             db.close()
             raise
