@@ -393,3 +393,31 @@ def test_payloads_not_understood_take_the_full_path(tmp_path: Path, env: dict[st
                        check=False)
     assert p.returncode == 0 and p.stdout == b""
     assert p.stderr.startswith(b"guardian hook: ") and b"letting the call through" in p.stderr
+
+
+@pytest.mark.parametrize("point", ["agent.lean.open", "agent.lean.pre-write"])
+def test_a_lean_hook_killed_mid_way_leaves_a_store_the_next_one_writes(
+        tmp_path: Path, env: dict[str, str], cli: Cli, point: str) -> None:
+    root, store = _setup(tmp_path, env, cli, "kill")
+    m1 = root / "src" / "m1.json"
+    payload = {"session_id": "S", "cwd": str(root), "hook_event_name": "PreToolUse",
+               "tool_name": "Edit", "tool_use_id": "t1",
+               "tool_input": {"file_path": str(m1), "old_string": "1", "new_string": "2"}}
+    p = subprocess.run(_plain_argv(), input=json.dumps(payload).encode(), capture_output=True,
+                       env={**env, "GUARDIAN_STORE": str(store), "GUARDIAN_FAULT": f"{point}:kill"},
+                       cwd=root, timeout=60, check=False)
+    assert p.returncode == -9  # SIGKILL, holding the writer lock
+    c = Cli(env, store, root)
+    seen = c.json("sessions")
+    if point == "agent.lean.open":
+        assert seen == []  # killed before any write
+    else:  # the session row and the capture committed, the call's row not yet
+        assert [(s["id"], s["write_calls"]) for s in seen] == [("S", 0)]
+    # The kernel dropped the lock with the process: the next hook writes, by the lean path.
+    a = Agent(env, store, root)
+    a.tool("PreToolUse", "Edit", "t1", file_path=str(m1), old_string="1", new_string="2")
+    assert a.paths == ["lean"]
+    (sess,) = c.json("sessions")
+    assert sess["write_calls"] == 1
+    assert c.json("verify")["ok"] is True
+    assert c.run("show", str(m1), check=True).stdout == m1.read_bytes()

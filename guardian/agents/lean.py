@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import time
 
+from guardian import faults
 from guardian.agents import edits, wire
 from guardian.store.lean_write import LeanStore, Unusual, open_store
 
@@ -75,8 +76,9 @@ def handle(store_dir: str, agent: str, d: Any, keep: list[Any]) -> dict[str, Any
     """The reply to one payload (the store is left with ``keep`` holding its connection, see
     Store.leave); Unusual before any write when the full path must decide, Busy when the
     writer lock is held."""
-    if os.environ.get("GUARDIAN_FAULT"):
-        raise Unusual("fault injection")
+    fault = os.environ.get("GUARDIAN_FAULT")
+    if fault and not fault.startswith("agent.lean."):
+        raise Unusual("fault injection")  # at a point of the full path: it runs there
     try:
         p = wire.fields(agent, d)
     except wire.PayloadError:
@@ -89,6 +91,7 @@ def handle(store_dir: str, agent: str, d: Any, keep: list[Any]) -> dict[str, Any
         _default_rules()
     store = open_store(store_dir)
     try:
+        faults.point("agent.lean.open")
         reply = _handle(store, p, records)
     except BaseException:
         store.close()
@@ -332,6 +335,7 @@ def _pre_write(store: LeanStore, p: dict[str, Any], now: int,
     prompt = store.prompt_of(p["session"], p["prompt_id"])
     if watched:
         _capture(store, plan)
+    faults.point("agent.lean.pre-write")
     before = {path: (head[0] if head is not None else None) for path, _f, head, _s in plan}
     expect: dict[str, Any] = {}
     for path, content in results:
