@@ -93,6 +93,9 @@ def handle(store_dir: str, agent: str, d: Any, keep: list[Any]) -> dict[str, Any
     try:
         faults.point("agent.lean.open")
         reply = _handle(store, p, records)
+    except Unusual:  # raised before any write: leave the WAL as it is for the full path
+        keep.append(store.leave())
+        raise
     except BaseException:
         store.close()
         raise
