@@ -367,6 +367,9 @@ def test_lean_schema_and_constants_match_the_store(tmp_path: Path) -> None:
     assert lean_write.RACY_NS == store_db.RACY_NS
     assert lean_write.WAL_INLINE_CHECKPOINT == store_db.WAL_INLINE_CHECKPOINT
     assert lean_write.WAL_KEEP_ON_LEAVE == store_db.WAL_KEEP_ON_LEAVE
+    st = os.stat(tmp_path / "s" / "guardian.db")
+    for seen in (st.st_mtime_ns + 1, st.st_mtime_ns + 10**10):  # racy, and not
+        assert lean_write.signature(st, seen) == store_db._signature(st, seen)
 
 
 def test_lean_default_rules_are_the_shipped_ones() -> None:

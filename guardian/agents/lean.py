@@ -7,8 +7,9 @@ exactly the same without the rules engine, the recorder or the object store:
 - session and prompt boundaries (SessionStart, UserPromptSubmit, Stop, SessionEnd, tools
   Guardian ignores);
 - a write tool's Pre/Post/Failure (Write, Edit, MultiEdit, NotebookEdit) whose target the
-  store already holds as it is on disk (the "before" copy is the head: its scan cache is
-  confirmed in a durable commit, as capture does) or that is absent and not live;
+  store already holds as it is on disk (the "before" copy is the head, durable since it was
+  recorded: its scan cache is confirmed in a durable commit, as capture does, unless it
+  already says exactly that) or that is absent and not live;
 - Bash's windows when every root is as the scan cache says (a reconcile would record
   nothing);
 
@@ -30,7 +31,7 @@ import time
 
 from guardian import faults
 from guardian.agents import edits, wire
-from guardian.store.lean_write import LeanStore, Unusual, open_store
+from guardian.store.lean_write import LeanStore, Unusual, open_store, signature
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -299,14 +300,25 @@ def _plan_capture(store: LeanStore, watched: dict[str, tuple[int, str, bytes]]
 
 def _capture(store: LeanStore, plan: list[tuple[str, int | None, tuple[Any, ...] | None,
                                                 os.stat_result | None]]) -> None:
-    """The capture's one durable commit (the scan cache confirmed, or dropped)."""
+    """The capture's one durable commit (the scan cache confirmed, or dropped). When the
+    cache already holds exactly what it would write, there is nothing to commit: the rows
+    are the same without it, and the "before" copy (the head) was durable when recorded."""
     now = time.time_ns()
+    todo = []
+    for _path, fid, _head, st in plan:
+        if fid is None:
+            continue
+        want = (None,) * 6 if st is None else signature(st, now)
+        if store.cache_of(fid) != want:
+            todo.append((fid, st))
+    if not todo:
+        return
 
     def record() -> None:
-        for _path, fid, _head, st in plan:
-            if st is not None and fid is not None:
+        for fid, st in todo:
+            if st is not None:
                 store.cache_put(fid, st, now)
-            elif fid is not None:
+            else:
                 store.cache_drop(fid)
 
     store.transaction(record)

@@ -253,14 +253,18 @@ class LeanStore:
                               " ORDER BY v.id DESC LIMIT 1", (file_id, time_ns)).fetchone()
         return None if row is None else int(row[0])
 
+    def cache_of(self, file_id: int) -> tuple[Any, ...] | None:
+        """The scan cache's columns of a file (all None: no entry)."""
+        row = self.db.execute("SELECT size, mtime_ns, ctime_ns, ino, dev, mode FROM files"
+                              " WHERE id=?", (file_id,)).fetchone()
+        return None if row is None else tuple(row)
+
     # ----------------------------------------------------------------- writes
     def cache_put(self, file_id: int, st: os.stat_result, seen_ns: int) -> None:
         """Store.cache_put (a stat within RACY_NS of its change is marked racy: size -1)."""
-        racy = seen_ns - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS
         self.db.execute(
             "UPDATE files SET size=?, mtime_ns=?, ctime_ns=?, ino=?, dev=?, mode=? WHERE id=?",
-            (-1 if racy else st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev,
-             st.st_mode, file_id))
+            (*signature(st, seen_ns), file_id))
 
     def cache_drop(self, file_id: int) -> None:
         self.db.execute(
@@ -316,6 +320,13 @@ class LeanStore:
                             [(v, c, s, p, h, int(a)) for v, c, s, p, h, a in rows])
         self.db.executemany("UPDATE versions SET session=? WHERE id=? AND session IS NULL",
                             [(s, v) for v, _c, s, _p, _h, a in rows if not a])
+
+
+def signature(st: os.stat_result, seen_ns: int) -> tuple[int, int, int, int, int, int]:
+    """guardian.store.db._signature: what the scan cache keeps of a stat."""
+    racy = seen_ns - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS
+    return (-1 if racy else st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev,
+            st.st_mode)
 
 
 def open_store(path: str) -> LeanStore:
