@@ -219,9 +219,9 @@ def test_lean_path_writes_what_the_full_path_writes(tmp_path: Path, env: dict[st
         roots[name] = (root, store)
         paths[name] = a.paths + g.paths
     assert set(paths["full"]) == {"full"}
-    # The common cases took the lean path; new content, a tree Bash changed, took the full.
-    full_at = {7, 9, 18}  # the Posts of the Write and of the Edit that landed, Bash's Post
-    assert paths["lean"] == ["full" if i in full_at else "lean" for i in range(30)]
+    # Every call took the lean path: the Posts of the Write and of the Edit that landed, and
+    # Bash's Post after a command that made a file, store their small new content there.
+    assert paths["lean"] == ["lean"] * 30
     lean_rows = _rows(roots["lean"][1], roots["lean"][0])
     full_rows = _rows(roots["full"][1], roots["full"][0])
     for table, rows in full_rows.items():
@@ -239,7 +239,7 @@ def test_lean_path_is_readable_by_every_command(tmp_path: Path, env: dict[str, s
     a("SessionStart", source="startup")
     a("UserPromptSubmit", prompt="p", prompt_id="p1")
     a.tool("PreToolUse", "Edit", "t1", file_path=str(m3), old_string="33", new_string="34")
-    assert a.paths[-1] == "full"  # new content to store: the full path
+    assert a.paths[-1] == "lean"  # new content: stored by the lean path too
     a.tool("PreToolUse", "Edit", "t2", file_path=str(m3), old_string="33", new_string="35")
     assert a.paths[-1] == "lean"  # the same file again, now stored as it is
     a.tool("PreToolUse", "Bash", "b1", command="true")

@@ -9,9 +9,12 @@ exactly the same without the rules engine, the recorder or the object store:
 - a write tool's Pre/Post/Failure (Write, Edit, MultiEdit, NotebookEdit) whose target the
   store already holds as it is on disk (the "before" copy is the head, durable since it was
   recorded: its scan cache is confirmed in a durable commit, as capture does, unless it
-  already says exactly that) or that is absent and not live;
-- Bash's windows when every root is as the scan cache says (a reconcile would record
-  nothing);
+  already says exactly that), that is absent and not live, or that holds new content small
+  enough to store here (:data:`LEAN_MAX_NEW_BYTES`): a whole copy (guardian.store.codec,
+  the encoding the Store writes when it makes no delta), the object, the version and the
+  scan cache in one durable commit, as Recorder.capture makes them;
+- Bash's windows when every root is as the scan cache says, or a reconcile would record
+  only new content of a few small files (:data:`LEAN_MAX_NEW_FILES`);
 
 and only when the rules in force are the shipped default alone (no ``.guardian.toml`` from
 the root down to the path, the shipped ``default.toml`` the one this module knows by its
@@ -19,9 +22,10 @@ digest): those never refuse a write, so validating it would change nothing. No i
 with a pattern (``.gitignore``, ``.git/info/exclude``) may apply (working out what
 gitignore's rules match costs pathspec's ~30 ms import), no name Guardian ignores, no store
 inside a root, no fault injection. Everything else raises :class:`~guardian.store.lean_write.
-Unusual` before anything is written, and the caller takes the full path: new content to
-store (a delta, compression), a deletion, a symlink, rule files, ignore files, Codex's
-``apply_patch``, a payload that is not understood (the full path says why).
+Unusual` before anything is written, and the caller takes the full path: more or bigger
+new content, a deletion, a move (a known inode), a symlink, a store with no files yet, rule
+files, ignore files, Codex's ``apply_patch``, a payload that is not understood (the full
+path says why).
 """
 
 from __future__ import annotations
@@ -274,12 +278,25 @@ def _observe(rpath: str, rel: bytes) -> tuple[os.stat_result, bytes, bytes] | No
             os.close(fd)
 
 
-def _plan_capture(store: LeanStore, watched: dict[str, tuple[int, str, bytes]]
-                  ) -> list[tuple[str, int | None, tuple[Any, ...] | None, os.stat_result | None]]:
-    """What Recorder.capture(confirm_missing=True) would do with each watched path, where
-    it records no new version: (path, file id, head, stat to confirm or None to drop the
-    cache); Unusual where it would record one."""
-    plan: list[tuple[str, int | None, tuple[Any, ...] | None, os.stat_result | None]] = []
+#: New content the lean path stores itself: at most this many files, each at most this big
+#: (a whole zstd copy; the full path stores a delta against the last version where that is
+#: smaller, and ``guardian gc`` repacks whole copies as deltas). More, or bigger: the full
+#: path.
+LEAN_MAX_NEW_FILES = 4
+LEAN_MAX_NEW_BYTES = 64 * 1024
+
+#: One path as a capture would record it: [path, root id, relpath, file id, head, stat
+#: (None: absent), new content (data, hash) or None].
+Entry = list
+
+
+def _plan_capture(store: LeanStore, watched: dict[str, tuple[int, str, bytes]]) -> list[Any]:
+    """What Recorder.capture(confirm_missing=True) would do with each watched path: confirm
+    or drop the scan cache, or record a new version of a small regular file; Unusual where
+    it would do anything else (a deletion, a move, a symlink, a damaged copy) or more than
+    the lean path stores."""
+    plan: list[Any] = []
+    new = 0
     for path, (rid, rpath, rel) in watched.items():
         seen = _observe(rpath, rel)
         fid, head = store.file_and_head(rid, rel)
@@ -287,41 +304,80 @@ def _plan_capture(store: LeanStore, watched: dict[str, tuple[int, str, bytes]]
         if seen is None:
             if live:
                 raise Unusual("a deletion to record")
-            plan.append((path, fid, head, None))
+            plan.append([path, rid, rel, fid, head, None, None])
             continue
-        st, _data, h = seen
-        if not live or head is None or head[2] != h or head[4] != st.st_mode:
-            raise Unusual("new content to record")
+        st, data, h = seen
+        if live and head is not None and head[2] == h and head[4] == st.st_mode:
+            if store.is_damaged(h):
+                raise Unusual("the stored copy is damaged")
+            plan.append([path, rid, rel, fid, head, st, None])
+            continue
+        new += 1
+        if new > LEAN_MAX_NEW_FILES or len(data) > LEAN_MAX_NEW_BYTES:
+            raise Unusual("more new content than the lean path stores")
         if store.is_damaged(h):
             raise Unusual("the stored copy is damaged")
-        plan.append((path, fid, head, st))
+        if store.inode_elsewhere(st, fid):
+            raise Unusual("perhaps a move")
+        plan.append([path, rid, rel, fid, head, st, (data, h)])
     return plan
 
 
-def _capture(store: LeanStore, plan: list[tuple[str, int | None, tuple[Any, ...] | None,
-                                                os.stat_result | None]]) -> None:
-    """The capture's one durable commit (the scan cache confirmed, or dropped). When the
-    cache already holds exactly what it would write, there is nothing to commit: the rows
-    are the same without it, and the "before" copy (the head) was durable when recorded."""
+def _capture(store: LeanStore, plan: list[Any], session: str | None) -> list[int]:
+    """The capture's one durable commit: the scan cache confirmed or dropped, and each new
+    content recorded (Recorder._record_one: its object, a file row if it has none, the
+    version, the cache), in place in ``plan`` (file id, head). The new version ids; when
+    the cache already holds exactly what it would write and nothing is new, nothing is
+    committed: the rows are the same without it, and the "before" copy (the head) was
+    durable when recorded."""
     now = time.time_ns()
     todo = []
-    for _path, fid, _head, st in plan:
-        if fid is None:
-            continue
-        want = (None,) * 6 if st is None else signature(st, now)
-        if store.cache_of(fid) != want:
-            todo.append((fid, st))
+    packed: dict[bytes, tuple[str, bytes] | int] = {}
+    for e in plan:
+        fid, st, new = e[3], e[5], e[6]
+        if new is not None:
+            data, h = new
+            if h not in packed:
+                oid = store.object_of(h)
+                if oid is not None:
+                    packed[h] = oid
+                else:
+                    from guardian.store.codec import compress  # zstd: only for new content
+
+                    packed[h] = compress(data)
+            todo.append(e)
+        elif fid is not None and store.cache_of(fid) != \
+                ((None,) * 6 if st is None else signature(st, now)):
+            todo.append(e)
     if not todo:
-        return
+        return []
+    recorded: list[int] = []
 
     def record() -> None:
-        for fid, st in todo:
-            if st is not None:
-                store.cache_put(fid, st, now)
+        for e in todo:
+            _path, rid, rel, fid, head, st, new = e
+            if new is None:
+                if st is not None:
+                    store.cache_put(fid, st, now)
+                else:
+                    store.cache_drop(fid)
+                continue
+            data, h = new
+            got = packed[h]
+            if isinstance(got, int):
+                oid = got
             else:
-                store.cache_drop(fid)
+                oid = packed[h] = store.object_add(h, len(data), got[0], got[1])
+            faults.point("agent.lean.record")  # the object in the transaction, not committed
+            if fid is None:
+                fid = e[3] = store.new_file(rid, rel)
+            kind = "modified" if head is not None and head[3] else "created"
+            vid = store.add_version(fid, oid, kind, "agent", now, st, len(data), session)
+            e[4] = (vid, oid, h, True, st.st_mode, len(data))
+            recorded.append(vid)
 
     store.transaction(record)
+    return recorded
 
 
 def _watched(p: dict[str, Any], paths: list[str], roots: list[tuple[int, str]]
@@ -349,9 +405,9 @@ def _pre_write(store: LeanStore, p: dict[str, Any], now: int,
     _session_seen(store, p, now)
     prompt = store.prompt_of(p["session"], p["prompt_id"])
     if watched:
-        _capture(store, plan)
+        _capture(store, plan, None)  # Handler.pre_write's capture names no session
     faults.point("agent.lean.pre-write")
-    before = {path: (head[0] if head is not None else None) for path, _f, head, _s in plan}
+    before = {e[0]: (e[4][0] if e[4] is not None else None) for e in plan}
     expect: dict[str, Any] = {}
     for path, content in results:
         expect[path] = [None if content is None else sha256(content).hexdigest(),
@@ -382,11 +438,10 @@ def _post_write(store: LeanStore, p: dict[str, Any], now: int,
         call["id"] = store.transaction(lambda: store.call_add(
             session, call["prompt"], p["tool_use_id"], p["tool_name"] or "", "write", now,
             paths=call["paths"], outcome="allowed", agent_id=p["agent_id"]), durable=False)
-    if watched:
-        _capture(store, plan)
+    recorded = _capture(store, plan, session) if watched else []
     rows: list[tuple[int, int, str, int | None, str, bool]] = []
     differs: list[str] = []
-    for path, fid, head, _st in plan:
+    for path, _rid, _rel, fid, head, _st, _new in plan:
         if fid is None:
             continue
         want = call["expect"].get(path) or [None, None]
@@ -410,18 +465,21 @@ def _post_write(store: LeanStore, p: dict[str, Any], now: int,
                           reason or (error[:500] if error else None))
 
     store.transaction(finish, durable=False)
-    return allow(labelled=len(rows), recorded=0)
+    return allow(labelled=len(rows), recorded=len(recorded))
 
 
 # ----------------------------------------------------------------------------- Bash windows
-def _unchanged(store: LeanStore, rid: int, rpath: str) -> None:
-    """Unusual unless a reconcile of the root would record nothing: every regular file and
-    symlink as the scan cache says, none gone, no ignore or rule file anywhere (their
+def _changed(store: LeanStore, rid: int, rpath: str) -> list[bytes]:
+    """What a reconcile of the root would look at again, in the order its walk finds them
+    (guardian.capture.scan.walk: the same stack, the same directory order): every regular
+    file and symlink the scan cache does not say is as it is. Unusual where it would do
+    more than record those: a file gone, a rule file, an ignore file with patterns (their
     effect is the full path's to work out)."""
     _no_patterns(os.path.join(rpath, ".git", "info", "exclude"))
     state = store.scan_state(rid)
     stack = [b""]
     base = os.fsencode(rpath)
+    changed: list[bytes] = []
     while stack:
         d = stack.pop()
         try:
@@ -451,21 +509,56 @@ def _unchanged(store: LeanStore, rid: int, rpath: str) -> None:
                 sig = state.pop(rel, None)
                 if sig is None or tuple(sig) != (st.st_size, st.st_mtime_ns, st.st_ctime_ns,
                                                  st.st_ino, st.st_dev, st.st_mode):
-                    raise Unusual("a change to record")
+                    changed.append(rel)
+                    if len(changed) > LEAN_MAX_NEW_FILES:
+                        raise Unusual("more changes than the lean path records")
     if state:
         raise Unusual("a file is gone")
+    return changed
+
+
+def _scan_all(store: LeanStore, roots: list[tuple[int, str]]) -> list[list[Any]]:
+    """Handler._scan_all's plan, before anything is written: per root with changes, what
+    its reconcile would record (:func:`_plan_capture`)."""
+    plans = []
+    for rid, rpath in roots:
+        rels = _changed(store, rid, rpath)
+        if rels:
+            if not store.has_files():
+                raise Unusual("a first scan")  # the Recorder's bulk path
+            plans.append(_plan_capture(store, {
+                os.path.join(rpath, os.fsdecode(rel)): (rid, rpath, rel) for rel in rels}))
+    if sum(len(p) for p in plans) > LEAN_MAX_NEW_FILES:
+        raise Unusual("more changes than the lean path records")
+    return plans
+
+
+def _record_windows(store: LeanStore, plans: list[list[Any]]) -> None:
+    """Each root's reconcile commit, then guardian.agents.handler.label_windows of what they
+    recorded (origin "agent": every one is credited to the windows open now)."""
+    recorded = [vid for plan in plans for vid in _capture(store, plan, None)]
+    if not recorded:
+        return
+    opened = store.open_windows(time.time_ns() - MAX_WINDOW_NS)
+    if not opened:
+        return
+    ambiguous = len(opened) > 1
+    rows = [(vid, w["id"], w["session"], w["prompt"], "window", ambiguous)
+            for vid in recorded for w in opened]
+    store.transaction(lambda: store.label(rows), durable=False)
 
 
 def _window(store: LeanStore, p: dict[str, Any], now: int,
             roots: list[tuple[int, str]]) -> dict[str, Any]:
-    """Handler.pre_window / close_window without a daemon, when no root changed."""
+    """Handler.pre_window / close_window without a daemon: the roots reconciled (a few
+    small files recorded, or nothing), the window opened or closed."""
     session = p["session"]
     call = store.call(session, p["tool_use_id"]) if p["event"] != "pre" and p["tool_use_id"] \
         else None
-    for rid, rpath in roots:
-        _unchanged(store, rid, rpath)
+    plans = _scan_all(store, roots)
     # Every write below; nothing above wrote anything.
     _session_seen(store, p, now)
+    _record_windows(store, plans)
     if p["event"] == "pre":
         command = p["input"].get("command")
 

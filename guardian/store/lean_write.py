@@ -259,7 +259,52 @@ class LeanStore:
                               " WHERE id=?", (file_id,)).fetchone()
         return None if row is None else tuple(row)
 
+    def object_of(self, h: bytes) -> int | None:
+        """Objects.lookup: the id of the object holding bytes with this hash."""
+        row = self.db.execute("SELECT id FROM objects WHERE hash=?", (h,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def has_files(self) -> bool:
+        return self.db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is not None
+
+    def inode_elsewhere(self, st: os.stat_result, file_id: int | None) -> bool:
+        """Whether another file was last seen with this inode (Store.cache_by_inode: what
+        the Recorder's move detection looks at; the full path works out a move)."""
+        return self.db.execute("SELECT 1 FROM files WHERE ino=? AND dev=? AND id IS NOT ?"
+                               " LIMIT 1", (st.st_ino, st.st_dev, file_id)).fetchone() \
+            is not None
+
     # ----------------------------------------------------------------- writes
+    def object_add(self, h: bytes, size: int, codec: str, stored: bytes) -> int:
+        """Objects.put of a new small object as a whole copy (the row inline: durable with
+        the commit that names it)."""
+        cur = self.db.execute(
+            "INSERT INTO objects(hash, size, stored_size, codec, loose, data, base_id, depth,"
+            " chain_pos) VALUES(?,?,?,?,?,?,?,?,?)",
+            (h, size, len(stored), codec, 0, stored, None, 0, 0))
+        return int(cur.lastrowid or 0)
+
+    def new_file(self, root_id: int, relpath: bytes) -> int:
+        """Store.new_file."""
+        cur = self.db.execute("INSERT INTO files(root_id, relpath) VALUES(?, ?)",
+                              (root_id, relpath))
+        return int(cur.lastrowid or 0)
+
+    def add_version(self, file_id: int, object_id: int, kind: str, origin: str, now: int,
+                    st: os.stat_result, size: int, session: str | None) -> int:
+        """Store.add_version of a present version read with ``st`` (the file's head, its
+        scan cache refreshed)."""
+        cur = self.db.execute(
+            "INSERT INTO versions(file_id, object_id, present, kind, origin, time_ns, mode, size,"
+            " valid, session, note, peer_id) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+            (file_id, object_id, 1, kind, origin, now, st.st_mode, size, None, session, None,
+             None))
+        vid = int(cur.lastrowid or 0)
+        self.db.execute(
+            "UPDATE files SET head_id=?, live=?, size=?, mtime_ns=?, ctime_ns=?, ino=?, dev=?,"
+            " mode=? WHERE id=?", (vid, 1, *signature(st, now), file_id))
+        return vid
+
     def cache_put(self, file_id: int, st: os.stat_result, seen_ns: int) -> None:
         """Store.cache_put (a stat within RACY_NS of its change is marked racy: size -1)."""
         self.db.execute(

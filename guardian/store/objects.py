@@ -36,10 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from guardian.errors import CorruptObjectError
+from guardian.store.codec import ZSTD_LEVEL as ZSTD_LEVEL
+from guardian.store.codec import compress as compress
 from guardian.store.db import Store
 
 LOOSE_THRESHOLD = 256 * 1024
-ZSTD_LEVEL = 3
 DELTA_CODEC = "zstd-delta"
 #: Skip-delta chains start over with a whole copy at position ``2**CHAIN_BITS`` (depth <= 10).
 CHAIN_BITS = 10
@@ -69,15 +70,6 @@ class ObjectInfo:
 _local = threading.local()
 
 
-def _compressor() -> Any:
-    c = getattr(_local, "c", None)
-    if c is None:
-        import zstandard
-
-        c = _local.c = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
-    return c
-
-
 def _decompressor() -> Any:
     d = getattr(_local, "d", None)
     if d is None:
@@ -90,16 +82,6 @@ def _decompressor() -> Any:
 def digest(data: bytes) -> bytes:
     """SHA-256 of the raw bytes: what ``sha256sum`` prints, as 32 bytes."""
     return hashlib.sha256(data).digest()
-
-
-def compress(data: bytes) -> tuple[str, bytes]:
-    """(codec, stored bytes); thread-safe, and releases the GIL while compressing."""
-    if len(data) < 64:
-        return "raw", data
-    packed: bytes = _compressor().compress(data)
-    if len(packed) >= len(data):
-        return "raw", data
-    return "zstd", packed
 
 
 def decompress(codec: str, stored: bytes, size: int, base: bytes | None = None) -> bytes:
