@@ -424,3 +424,181 @@ def test_a_lean_hook_killed_mid_way_leaves_a_store_the_next_one_writes(
     assert sess["write_calls"] == 1
     assert c.json("verify")["ok"] is True
     assert c.run("show", str(m1), check=True).stdout == m1.read_bytes()
+
+
+def _text(n: int, tag: str) -> str:
+    """A file big enough to be compressed (and, by the full path, stored as a delta)."""
+    return "".join(f"line {i}: {tag if i == n else 'same'} {'x' * 40}\n" for i in range(60))
+
+
+def _objects_as_lean_stores_them(rows: dict[str, list[tuple[Any, ...]]]
+                                 ) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows with each object's encoding left out (id, hash, size, loose kept): the lean
+    path stores a whole copy where the full path may store a delta of the same bytes."""
+    return {**rows, "objects": [r[:3] + r[5:6] for r in rows["objects"]]}
+
+
+def _bigger_session(a: Agent, root: Path) -> None:
+    """New content of files over the compression threshold, by write tools and by Bash."""
+    big = root / "src" / "big.txt"
+    a("SessionStart", source="startup")
+    a("UserPromptSubmit", prompt="p", prompt_id="p1")
+    for i, use_id in enumerate(("e1", "e2")):
+        a.tool("PreToolUse", "Write", use_id, file_path=str(big), content=_text(i, "new"))
+        big.write_text(_text(i, "new"))
+        a.tool("PostToolUse", "Write", use_id, file_path=str(big), content=_text(i, "new"))
+    # A Post whose file on disk is not what the tool said (recorded as it is, and said so).
+    a.tool("PreToolUse", "Edit", "e3", file_path=str(big), old_string="line 5: same",
+           new_string="line 5: edited")
+    big.write_text(_text(7, "someone else"))
+    a.tool("PostToolUse", "Edit", "e3", file_path=str(big), old_string="line 5: same",
+           new_string="line 5: edited")
+    # Bash: two files changed, one made, one back to content stored before (no new object).
+    a.tool("PreToolUse", "Bash", "b1", command="./edit.sh")
+    (root / "src" / "m2.json").write_text(_text(3, "by bash"))
+    (root / "notes.txt").write_text("bye\n")
+    (root / "src" / "made.txt").write_text(_text(4, "made"))
+    big.write_text(_text(0, "new"))
+    a.tool("PostToolUse", "Bash", "b1", command="./edit.sh")
+    # A Bash window over a touched file (same bytes, a new stat: the cache updated only).
+    a.tool("PreToolUse", "Bash", "b2", command="touch notes.txt")
+    os.utime(root / "notes.txt", ns=(1_000_000_000, 1_000_000_000))
+    a.tool("PostToolUse", "Bash", "b2", command="touch notes.txt")
+    a("Stop")
+
+
+def test_lean_path_stores_new_content_as_the_full_path_does(
+        tmp_path: Path, env: dict[str, str], cli: Cli) -> None:
+    got = {}
+    for name, extra in (("lean", {}), ("full", FULL)):
+        root, store = _setup(tmp_path, env, cli, name)
+        a = Agent(env, store, root, extra=extra)
+        _bigger_session(a, root)
+        assert set(a.paths) == {name}
+        got[name] = (root, store, _rows(store, root))
+    lean_rows, full_rows = got["lean"][2], got["full"][2]
+    assert _objects_as_lean_stores_them(lean_rows) == _objects_as_lean_stores_them(full_rows)
+    # The encodings: the full path made deltas, the lean path whole copies of the same bytes.
+    assert any(r[4] == "zstd-delta" for r in full_rows["objects"])
+    new = [r for r in lean_rows["objects"] if r[0] > len(lean_rows["objects"]) - 4]
+    assert new and all(r[4] in ("raw", "zstd") and r[7] is None for r in new)
+    assert any(r[4] == "zstd" for r in new)
+    # What the lean path stored is what every reader reads, version by version.
+    root, store = got["lean"][0], got["lean"][1]
+    c = Cli(env, store, root)
+    for rel in ("src/big.txt", "src/m2.json", "src/made.txt", "notes.txt"):
+        versions = c.json("log", str(root / rel))["versions"]
+        for v in versions:
+            body = c.run("show", "--version", str(v["id"]), str(root / rel), check=True).stdout
+            assert sha256(body) == v["sha256"], (rel, v["id"])
+    assert (root / "src" / "big.txt").read_bytes() == _text(0, "new").encode()
+    calls = {r[3]: r for r in lean_rows["calls"]}
+    assert "on disk is not what the tool reported" in (calls["e3"][11] or "")
+    (sess,) = c.json("sessions")
+    assert {f["path"] for f in sess["files"]} >= {
+        str(root / p) for p in ("src/big.txt", "src/m2.json", "src/made.txt", "notes.txt")}
+    assert c.json("verify", "--full")["ok"] is True
+    # Undone by the session: every file back as it was, the one Bash made removed.
+    c.run("undo", "--session", "S", check=True)
+    assert not (root / "src" / "made.txt").exists()
+    assert (root / "notes.txt").read_text() == "hello\n"
+    assert (root / "src" / "m2.json").read_text() == json.dumps({"n": 2}) + "\n"
+    assert not (root / "src" / "big.txt").exists()
+
+
+def test_a_whole_copy_after_a_delta_chain_is_read_restored_and_collected(
+        tmp_path: Path, env: dict[str, str], cli: Cli) -> None:
+    """Deltas by the full path, a whole copy by the lean path, deltas on top of it again:
+    show, restore, gc (which re-encodes what a dropped base held up) and verify --full."""
+    root, store = _setup(tmp_path, env, cli, "chain")
+    f = root / "src" / "chain.txt"
+    c = Cli(env, store, root)
+    texts = []
+    for i in range(7):
+        a = Agent(env, store, root, extra=None if i == 3 else FULL)
+        texts.append(_text(i, f"v{i}"))
+        f.write_text(texts[-1])
+        a.tool("PostToolUse", "Write", f"w{i}", file_path=str(f), content=texts[-1])
+        assert a.paths == ["lean" if i == 3 else "full"]
+    db = sqlite3.connect(f"file:{store / 'guardian.db'}?mode=ro", uri=True)
+    codecs = [r[0] for r in db.execute(
+        "SELECT o.codec FROM versions v JOIN objects o ON o.id = v.object_id JOIN files f"
+        " ON f.id = v.file_id WHERE f.relpath = ? ORDER BY v.id", (b"src/chain.txt",))]
+    db.close()
+    assert codecs == ["zstd", "zstd-delta", "zstd-delta", "zstd", "zstd-delta", "zstd-delta",
+                      "zstd-delta"]
+    versions = [v["id"] for v in reversed(c.json("log", str(f))["versions"])]
+    for vid, text in zip(versions, texts, strict=True):
+        assert c.run("show", "--version", str(vid), str(f), check=True).stdout == text.encode()
+    assert c.json("verify", "--full")["ok"] is True
+    # keep 5: the first whole copy goes, its kept delta (v2) is re-encoded; keep 3: the lean
+    # whole copy (v3) goes, and so must the two deltas on it (v4, v5) be.
+    for keep in (5, 3):
+        c.run("gc", "--keep-versions", str(keep), "--keep-days", "0", check=True)
+        assert c.json("verify", "--full")["ok"] is True
+        kept = c.json("log", str(f))["versions"]
+        assert [v["id"] for v in reversed(kept)] == versions[-keep:]
+        for v, text in zip(reversed(kept), texts[-keep:], strict=True):
+            body = c.run("show", "--version", str(v["id"]), str(f), check=True).stdout
+            assert body == text.encode()
+    db = sqlite3.connect(f"file:{store / 'guardian.db'}?mode=ro", uri=True)
+    rebased = [r[0] for r in db.execute(
+        "SELECT o.codec FROM versions v JOIN objects o ON o.id = v.object_id JOIN files f"
+        " ON f.id = v.file_id WHERE f.relpath = ? ORDER BY v.id", (b"src/chain.txt",))]
+    db.close()
+    assert rebased == ["zstd", "zstd-delta", "zstd-delta"]  # v4 made whole: its base is gone
+    c.run("restore", "--version", str(versions[4]), str(f), check=True)
+    assert f.read_text() == texts[4]
+    assert c.json("verify", "--full")["ok"] is True
+
+
+def test_a_lean_hook_killed_before_its_record_commits_loses_nothing(
+        tmp_path: Path, env: dict[str, str], cli: Cli) -> None:
+    root, store = _setup(tmp_path, env, cli, "killrec")
+    m1 = root / "src" / "m1.json"
+    m1.write_text(_text(1, "landed"))
+    payload = {"session_id": "S", "cwd": str(root), "hook_event_name": "PostToolUse",
+               "tool_name": "Write", "tool_use_id": "t1", "tool_response": {},
+               "tool_input": {"file_path": str(m1), "content": _text(1, "landed")}}
+    p = subprocess.run(_plain_argv(), input=json.dumps(payload).encode(), capture_output=True,
+                       env={**env, "GUARDIAN_STORE": str(store),
+                            "GUARDIAN_FAULT": "agent.lean.record:kill"},
+                       cwd=root, timeout=60, check=False)
+    assert p.returncode == -9  # killed with the object inserted, the commit not made
+    c = Cli(env, store, root)
+    assert c.json("verify", "--full")["ok"] is True
+    assert [v["sha256"] for v in c.json("log", str(m1))["versions"]] == \
+        [sha256(b'{"n": 1}\n')]  # nothing of the uncommitted record is there
+    assert m1.read_text() == _text(1, "landed")  # the file itself untouched
+    a = Agent(env, store, root)
+    a.tool("PostToolUse", "Write", "t1", file_path=str(m1), content=_text(1, "landed"))
+    assert a.paths == ["lean"]
+    assert c.run("show", str(m1), check=True).stdout == _text(1, "landed").encode()
+    assert c.json("verify", "--full")["ok"] is True
+    (sess,) = c.json("sessions")
+    assert sess["write_calls"] == 1
+
+
+def test_more_new_content_than_the_lean_path_stores_takes_the_full_path(
+        tmp_path: Path, env: dict[str, str], cli: Cli) -> None:
+    root, store = _setup(tmp_path, env, cli, "limits")
+    a = Agent(env, store, root)
+    big = root / "src" / "big.bin"
+    big.write_bytes(os.urandom(lean.LEAN_MAX_NEW_BYTES + 1))
+    a.tool("PostToolUse", "Write", "w1", file_path=str(big), content="?")
+    assert a.paths == ["full"]
+    a.tool("PreToolUse", "Bash", "b1", command="many")
+    for i in range(lean.LEAN_MAX_NEW_FILES + 1):
+        (root / "src" / f"m{i}.json").write_text(_text(i, "many"))
+    a.tool("PostToolUse", "Bash", "b1", command="many")
+    a.tool("PreToolUse", "Bash", "b2", command="rm notes.txt")
+    (root / "notes.txt").unlink()
+    a.tool("PostToolUse", "Bash", "b2", command="rm notes.txt")
+    a.tool("PreToolUse", "Bash", "b3", command="mv")
+    os.rename(root / "src" / "m0.json", root / "src" / "moved.json")
+    a.tool("PostToolUse", "Bash", "b3", command="mv")
+    assert a.paths == ["full", "lean", "full", "lean", "full", "lean", "full"]
+    c = Cli(env, store, root)
+    log = c.json("log", str(root / "src" / "moved.json"))["versions"]
+    assert log[0]["kind"] == "moved"
+    assert c.json("verify", "--full")["ok"] is True
