@@ -39,7 +39,7 @@ def zstd() -> Any:
             and sys.implementation.name == "cpython":
         try:
             _backend = _load_backend()
-        except Exception:  # noqa: BLE001 - any failure: the package's own import
+        except Exception:  # any failure: the package's own import
             _backend = None
     if _backend is None:
         import zstandard
@@ -59,7 +59,8 @@ def _load_backend() -> Any:
             path = os.path.join(d or ".", "zstandard", "backend_c" + suffix)
             if os.path.isfile(path) and os.path.isfile(
                     os.path.join(d or ".", "zstandard", "__init__.py")):
-                return _imp.create_dynamic(_Spec("zstandard.backend_c", path))
+                spec: Any = _Spec("zstandard.backend_c", path)  # a ModuleSpec costs importlib
+                return _imp.create_dynamic(spec)
     return None  # not found where `import zstandard` would look first: the package's import
 
 
