@@ -285,13 +285,10 @@ def _observe(rpath: str, rel: bytes) -> tuple[os.stat_result, bytes, bytes] | No
 LEAN_MAX_NEW_FILES = 4
 LEAN_MAX_NEW_BYTES = 64 * 1024
 
-#: One path as a capture would record it: [path, root id, relpath, file id, head, stat
-#: (None: absent), new content (data, hash) or None].
-Entry = list
-
-
 def _plan_capture(store: LeanStore, watched: dict[str, tuple[int, str, bytes]]) -> list[Any]:
-    """What Recorder.capture(confirm_missing=True) would do with each watched path: confirm
+    """What Recorder.capture(confirm_missing=True) would do with each watched path, one
+    entry each: [path, root id, relpath, file id, head, stat (None: absent), new content
+    (data, hash) or None]: confirm
     or drop the scan cache, or record a new version of a small regular file; Unusual where
     it would do anything else (a deletion, a move, a symlink, a damaged copy) or more than
     the lean path stores."""
