@@ -464,6 +464,17 @@ def _bigger_session(a: Agent, root: Path) -> None:
     a.tool("PreToolUse", "Bash", "b2", command="touch notes.txt")
     os.utime(root / "notes.txt", ns=(1_000_000_000, 1_000_000_000))
     a.tool("PostToolUse", "Bash", "b2", command="touch notes.txt")
+    # Deletions: two files removed by Bash, one made and removed again (never recorded:
+    # nothing to record), and the target of a write tool removed before its Post.
+    a.tool("PreToolUse", "Bash", "b3", command="rm src/m3.json src/m4.json")
+    (root / "src" / "m3.json").unlink()
+    (root / "src" / "m4.json").unlink()
+    (root / "src" / "tmp.txt").write_text("brief\n")
+    (root / "src" / "tmp.txt").unlink()
+    a.tool("PostToolUse", "Bash", "b3", command="rm src/m3.json src/m4.json")
+    a.tool("PreToolUse", "Write", "w9", file_path=str(root / "src" / "m1.json"), content="x")
+    (root / "src" / "m1.json").unlink()
+    a.tool("PostToolUse", "Write", "w9", file_path=str(root / "src" / "m1.json"), content="x")
     a("Stop")
 
 
@@ -504,6 +515,8 @@ def test_lean_path_stores_new_content_as_the_full_path_does(
     assert (root / "notes.txt").read_text() == "hello\n"
     assert (root / "src" / "m2.json").read_text() == json.dumps({"n": 2}) + "\n"
     assert not (root / "src" / "big.txt").exists()
+    for i in (1, 3, 4):  # the deleted ones back
+        assert (root / "src" / f"m{i}.json").read_text() == json.dumps({"n": i}) + "\n"
 
 
 def test_a_whole_copy_after_a_delta_chain_is_read_restored_and_collected(
@@ -579,7 +592,7 @@ def test_a_lean_hook_killed_before_its_record_commits_loses_nothing(
     assert sess["write_calls"] == 1
 
 
-def test_more_new_content_than_the_lean_path_stores_takes_the_full_path(
+def test_more_changes_than_the_lean_path_records_take_the_full_path(
         tmp_path: Path, env: dict[str, str], cli: Cli) -> None:
     root, store = _setup(tmp_path, env, cli, "limits")
     a = Agent(env, store, root)
@@ -597,8 +610,9 @@ def test_more_new_content_than_the_lean_path_stores_takes_the_full_path(
     a.tool("PreToolUse", "Bash", "b3", command="mv")
     os.rename(root / "src" / "m0.json", root / "src" / "moved.json")
     a.tool("PostToolUse", "Bash", "b3", command="mv")
-    assert a.paths == ["full", "lean", "full", "lean", "full", "lean", "full"]
+    assert a.paths == ["full", "lean", "full", "lean", "lean", "lean", "full"]
     c = Cli(env, store, root)
     log = c.json("log", str(root / "src" / "moved.json"))["versions"]
     assert log[0]["kind"] == "moved"
+    assert c.json("log", str(root / "notes.txt"))["versions"][0]["kind"] == "deleted"
     assert c.json("verify", "--full")["ok"] is True

@@ -14,7 +14,7 @@ exactly the same without the rules engine, the recorder or the object store:
   the encoding the Store writes when it makes no delta), the object, the version and the
   scan cache in one durable commit, as Recorder.capture makes them;
 - Bash's windows when every root is as the scan cache says, or a reconcile would record
-  only new content of a few small files (:data:`LEAN_MAX_NEW_FILES`);
+  only new content of a few small files or their deletion (:data:`LEAN_MAX_NEW_FILES`);
 
 and only when the rules in force are the shipped default alone (no ``.guardian.toml`` from
 the root down to the path, the shipped ``default.toml`` the one this module knows by its
@@ -23,7 +23,7 @@ with a pattern (``.gitignore``, ``.git/info/exclude``) may apply (working out wh
 gitignore's rules match costs pathspec's ~30 ms import), no name Guardian ignores, no store
 inside a root, no fault injection. Everything else raises :class:`~guardian.store.lean_write.
 Unusual` before anything is written, and the caller takes the full path: more or bigger
-new content, a deletion, a move (a known inode), a symlink, a store with no files yet, rule
+new content or deletions, a move (a known inode), a symlink, a store with no files yet, rule
 files, ignore files, Codex's ``apply_patch``, a payload that is not understood (the full
 path says why).
 """
@@ -284,14 +284,16 @@ def _observe(rpath: str, rel: bytes) -> tuple[os.stat_result, bytes, bytes] | No
 #: path.
 LEAN_MAX_NEW_FILES = 4
 LEAN_MAX_NEW_BYTES = 64 * 1024
+#: A plan entry's "new content" of a file that is gone: a tombstone to record.
+DELETED = b"deleted"
 
 def _plan_capture(store: LeanStore, watched: dict[str, tuple[int, str, bytes]]) -> list[Any]:
     """What Recorder.capture(confirm_missing=True) would do with each watched path, one
     entry each: [path, root id, relpath, file id, head, stat (None: absent), new content
     (data, hash) or None]: confirm
     or drop the scan cache, or record a new version of a small regular file; Unusual where
-    it would do anything else (a deletion, a move, a symlink, a damaged copy) or more than
-    the lean path stores."""
+    it would do anything else (a move, a symlink, a damaged copy) or more than the lean
+    path stores. A file gone that was live is a deletion to record (:data:`DELETED`)."""
     plan: list[Any] = []
     new = 0
     for path, (rid, rpath, rel) in watched.items():
@@ -300,8 +302,10 @@ def _plan_capture(store: LeanStore, watched: dict[str, tuple[int, str, bytes]]) 
         live = head is not None and head[3]
         if seen is None:
             if live:
-                raise Unusual("a deletion to record")
-            plan.append([path, rid, rel, fid, head, None, None])
+                new += 1
+                if new > LEAN_MAX_NEW_FILES:
+                    raise Unusual("more changes than the lean path records")
+            plan.append([path, rid, rel, fid, head, None, DELETED if live else None])
             continue
         st, data, h = seen
         if live and head is not None and head[2] == h and head[4] == st.st_mode:
@@ -332,7 +336,9 @@ def _capture(store: LeanStore, plan: list[Any], session: str | None) -> list[int
     packed: dict[bytes, tuple[str, bytes] | int] = {}
     for e in plan:
         fid, st, new = e[3], e[5], e[6]
-        if new is not None:
+        if new is DELETED:
+            todo.append(e)
+        elif new is not None:
             data, h = new
             if h not in packed:
                 oid = store.object_of(h)
@@ -358,6 +364,11 @@ def _capture(store: LeanStore, plan: list[Any], session: str | None) -> list[int
                     store.cache_put(fid, st, now)
                 else:
                     store.cache_drop(fid)
+                continue
+            if new is DELETED:  # Recorder._record_one of a path MISSING, confirmed
+                vid = store.add_tombstone(fid, "agent", now, session)
+                e[4] = (vid, None, None, False, None, None)
+                recorded.append(vid)
                 continue
             data, h = new
             got = packed[h]
@@ -466,12 +477,13 @@ def _post_write(store: LeanStore, p: dict[str, Any], now: int,
 
 
 # ----------------------------------------------------------------------------- Bash windows
-def _changed(store: LeanStore, rid: int, rpath: str) -> list[bytes]:
-    """What a reconcile of the root would look at again, in the order its walk finds them
-    (guardian.capture.scan.walk: the same stack, the same directory order): every regular
-    file and symlink the scan cache does not say is as it is. Unusual where it would do
-    more than record those: a file gone, a rule file, an ignore file with patterns (their
-    effect is the full path's to work out)."""
+def _changed(store: LeanStore, rid: int, rpath: str) -> tuple[list[bytes], list[bytes]]:
+    """What a reconcile of the root would look at again: every regular file and symlink the
+    scan cache does not say is as it is, in the order its walk finds them (guardian.capture.
+    scan.walk: the same stack, the same directory order), and the live files it did not
+    find, in the order of the scan state's query (the same SQL). Unusual where it would do
+    more: a rule file, an ignore file with patterns (their effect is the full path's to
+    work out), more changes than the lean path records."""
     _no_patterns(os.path.join(rpath, ".git", "info", "exclude"))
     state = store.scan_state(rid)
     stack = [b""]
@@ -509,23 +521,25 @@ def _changed(store: LeanStore, rid: int, rpath: str) -> list[bytes]:
                     changed.append(rel)
                     if len(changed) > LEAN_MAX_NEW_FILES:
                         raise Unusual("more changes than the lean path records")
-    if state:
-        raise Unusual("a file is gone")
-    return changed
+    if len(changed) + len(state) > LEAN_MAX_NEW_FILES:
+        raise Unusual("more changes than the lean path records")
+    return changed, list(state)
 
 
 def _scan_all(store: LeanStore, roots: list[tuple[int, str]]) -> list[list[Any]]:
     """Handler._scan_all's plan, before anything is written: per root with changes, what
-    its reconcile would record (:func:`_plan_capture`)."""
+    its reconcile would record (:func:`_plan_capture`), commit by commit."""
     plans = []
     for rid, rpath in roots:
-        rels = _changed(store, rid, rpath)
-        if rels:
-            if not store.has_files():
-                raise Unusual("a first scan")  # the Recorder's bulk path
-            plans.append(_plan_capture(store, {
-                os.path.join(rpath, os.fsdecode(rel)): (rid, rpath, rel) for rel in rels}))
-    if sum(len(p) for p in plans) > LEAN_MAX_NEW_FILES:
+        rels, gone = _changed(store, rid, rpath)
+        if rels and not store.has_files():
+            raise Unusual("a first scan")  # the Recorder's bulk path
+        # Reconcile's two commits: what the walk found changed, then what it did not find.
+        for part in (rels, gone):
+            if part:
+                plans.append(_plan_capture(store, {
+                    os.path.join(rpath, os.fsdecode(rel)): (rid, rpath, rel) for rel in part}))
+    if sum(len(p) for p in plans) > LEAN_MAX_NEW_FILES:  # over every root
         raise Unusual("more changes than the lean path records")
     return plans
 

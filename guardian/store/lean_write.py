@@ -305,6 +305,18 @@ class LeanStore:
             " mode=? WHERE id=?", (vid, 1, *signature(st, now), file_id))
         return vid
 
+    def add_tombstone(self, file_id: int, origin: str, now: int, session: str | None) -> int:
+        """Store.add_version of a deletion (no object, no stat: the scan cache cleared)."""
+        cur = self.db.execute(
+            "INSERT INTO versions(file_id, object_id, present, kind, origin, time_ns, mode, size,"
+            " valid, session, note, peer_id) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+            (file_id, None, 0, "deleted", origin, now, None, None, None, session, None, None))
+        vid = int(cur.lastrowid or 0)
+        self.db.execute(
+            "UPDATE files SET head_id=?, live=?, size=?, mtime_ns=?, ctime_ns=?, ino=?, dev=?,"
+            " mode=? WHERE id=?", (vid, 0, None, None, None, None, None, None, file_id))
+        return vid
+
     def cache_put(self, file_id: int, st: os.stat_result, seen_ns: int) -> None:
         """Store.cache_put (a stat within RACY_NS of its change is marked racy: size -1)."""
         self.db.execute(
