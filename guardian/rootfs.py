@@ -198,6 +198,11 @@ class RootFS(Closing):
         except FileNotFoundError:
             return False
 
+    def names(self, dirrel: bytes) -> list[bytes]:
+        """The names in directory ``dirrel``, opened from the root (no symlink followed)."""
+        with self.parent(dirrel + SEP + b".", create=False) as (dfd, _):
+            return [os.fsencode(n) for n in os.listdir(dfd)]
+
     def prune_empty_dirs(self, relpath: bytes, stop: bytes) -> None:
         """Remove now-empty parent directories of ``relpath``, up to (not including) ``stop``."""
         d = relpath.rpartition(SEP)[0]

@@ -224,6 +224,47 @@ def test_scripted_session_under_a_daemon_undone_byte_for_byte(
     assert tree(root) == after
 
 
+def dirs(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_dir()}
+
+
+def test_undo_removes_the_directories_the_session_made(env: dict[str, str], root: Path,
+                                                        store: Path, cli: Cli,
+                                                        watch: Any) -> None:
+    seed(root)
+    (root / "empty-before").mkdir()
+    before, before_dirs = tree(root), dirs(root)
+    watch(root)
+    h = Hook(env, store, root, session="D1")
+    h("SessionStart", source="startup")
+    h("UserPromptSubmit", prompt="generate")
+    h.bash("b1", "mkdir -p gen/deep/er && echo out > gen/deep/er/out.txt && echo top > gen/a.txt")
+    target = root / "new" / "dir" / "file.txt"  # the Write tool makes its directories
+    assert h.tool("PreToolUse", "Write", "w1", file_path=target, content="hi\n") is None
+    target.parent.mkdir(parents=True)
+    target.write_text("hi\n")
+    h.tool("PostToolUse", "Write", "w1", file_path=target, content="hi\n")
+    h.bash("b2", "echo more > src/extra.py && echo x > empty-before/x.txt")
+    h("Stop", stop_hook_active=False)
+    after, after_dirs = tree(root), dirs(root)
+    plan = cli.run("undo", "--session", "D1", "--dry-run", check=True).stdout.decode()
+    for d in ("gen", "gen/deep", "gen/deep/er", "new", "new/dir"):
+        assert f" - {root}/{d}/ (made by it: would remove, now empty)" in plan, plan
+    assert f" - {root}/src/ " not in plan  # it held files before the session
+    out = cli.json("undo", "--session", "D1")
+    assert out["conflicts"] == 0
+    assert sorted(out["removed_dirs"]) == sorted(
+        f"{root}/{d}" for d in ("empty-before", "gen", "gen/deep", "gen/deep/er", "new",
+                                "new/dir"))
+    assert tree(root) == before
+    # Nothing Guardian recorded was ever in empty-before/ before the session: it looks made
+    # by it, and goes too (the plan said so). Every other directory is as it was.
+    assert dirs(root) == before_dirs - {"empty-before"}
+    again = cli.json("undo", "--session", out["session"])  # the undo is undoable
+    assert again["conflicts"] == 0
+    assert tree(root) == after and dirs(root) == after_dirs
+
+
 def test_windows_ambiguity_disk_truth_last_and_since(env: dict[str, str], root: Path,
                                                      store: Path, cli: Cli) -> None:
     seed(root)

@@ -53,8 +53,9 @@ async def until(pilot: Pilot[None], cond: Callable[[], Any], what: str,
         value = cond()
         if value:
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+        if time.monotonic() > deadline:  # with what the app told the user meanwhile
+            said = [n.message for n in getattr(pilot.app, "_notifications", [])]
+            raise AssertionError(f"timed out waiting for {what}; notifications: {said}")
         await pilot.pause(0.02)
 
 
@@ -286,6 +287,22 @@ def test_keys_move_from_the_filter_into_the_tree_and_through_it(root: Path, stor
         await pilot.press("enter")  # Enter on a file: its versions, to pick one
         await until(pilot, lambda: app.focused is screen.query_one("#versions"),
                     "the versions focused")
+        # The filter cleared: the whole tree again, read lazily. Directories come first, so
+        # docs/ is the first entry under the root; Enter opens it and reads its children.
+        await pilot.press("slash", *["backspace"] * 3, "tab")
+        await until(pilot, lambda: app.focused is tree and screen.text == ""
+                    and tree.root.children and tree.root.children[0].children,
+                    "the unfiltered tree with its root open")
+        top = tree.root.children[0]
+        await until(pilot, lambda: [c.data.relpath for c in top.children if c.data]
+                    == [b"docs", b"src", b"top.txt"], "docs/, src/, top.txt under the root")
+        docs = top.children[0]
+        assert not docs.children  # not read until opened
+        await pilot.press("home", "down")  # the root's line, then the first entry under it
+        await until(pilot, lambda: at() == b"docs", "the cursor on docs/")
+        await pilot.press("enter")
+        await until(pilot, lambda: [c.data.relpath for c in docs.children if c.data]
+                    == [b"docs/readme.md"], "docs/ opened, its file read from the store")
 
     drive(store, body)
     assert w.stop() == 0

@@ -63,8 +63,12 @@ async def open_sessions(app: GuardianApp, pilot: Pilot[None]) -> Sessions:
     await pilot.press("s")  # from the dashboard
     screen = await until(pilot, lambda: isinstance(app.screen, Sessions) and app.screen,
                          "the sessions screen")
-    await until(pilot, lambda: screen.files_of == ("S1", None) and len(files(screen)) == 3,
-                "S1 selected with its files")
+    try:
+        await until(pilot, lambda: screen.files_of == ("S1", None) and len(files(screen)) == 3,
+                    "S1 selected with its files")
+    except AssertionError as e:  # what the screen held instead
+        raise AssertionError(f"{e}; session {screen.session_id!r}, prompt {screen.prompt_id!r},"
+                             f" files of {screen.files_of!r}: {files(screen)}") from None
     return screen
 
 

@@ -11,16 +11,46 @@ say, never reaches the store).
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Callable
-from typing import Any
+import stat
 
-#: The current bytes of a path (None: no such file).
-Reader = Callable[[str], bytes | None]
+TYPE_CHECKING = False  # keeps `typing` off the no-daemon hook's start-up path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    #: The current bytes of a path (None: no such file).
+    Reader = Callable[[str], bytes | None]
+
+#: Largest file read to work out an edit (a bigger one is not validated before the write).
+MAX_READ = 64 * 1024 * 1024
 
 
 class EditFailed(Exception):
     """The tool would refuse this call (the message is what it would say)."""
+
+
+class TooBig(Exception):
+    """A file too large to work out an edit of: the write is not validated first."""
+
+
+def read_file(path: str) -> bytes | None:
+    """A regular file's bytes, None if there is none; never blocks (a FIFO is refused)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise EditFailed(f"cannot read {path}: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise EditFailed(f"{path} is not a regular file")
+        if st.st_size > MAX_READ:
+            raise TooBig(f"{path}: {st.st_size:,} bytes, over the {MAX_READ:,}-byte limit of "
+                         "what a hook reads")
+        return f.read(MAX_READ + 1)
 
 
 def _decode(data: bytes) -> str:
@@ -164,8 +194,6 @@ def patch(text: str, cwd: str, read: Reader) -> list[tuple[str, bytes | None]]:
     ``*** Delete File: P`` and ``*** Update File: P`` (optionally ``*** Move to: Q``) with
     ``@@`` chunks of `` ``/``-``/``+`` lines, each found after the last in the file.
     """
-    import os
-
     lines = text.splitlines()
     if not lines or lines[0].strip() != "*** Begin Patch":
         raise EditFailed("The first line of the patch must be '*** Begin Patch'")
@@ -287,8 +315,6 @@ def would_write(tool: str, tool_input: dict[str, Any], path: str | None, cwd: st
 
 def patch_paths(text: str, cwd: str) -> list[str]:
     """Every path an ``apply_patch`` envelope names (added, updated, deleted, moved to)."""
-    import os
-
     out: list[str] = []
     for line in text.splitlines():
         for head in ("*** Add File: ", "*** Update File: ", "*** Delete File: ", "*** Move to: "):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -41,33 +40,13 @@ if TYPE_CHECKING:
 #: timeout is at most 10 minutes): it no longer claims versions.
 MAX_WINDOW_NS = 15 * 60 * 1_000_000_000
 #: Largest file read to work out an edit (a bigger one is not validated before the write).
-MAX_READ = 64 * 1024 * 1024
+MAX_READ = edits.MAX_READ
+read_file = edits.read_file
+TooBig = edits.TooBig
 
 
 def allow(**extra: Any) -> dict[str, Any]:
     return {"decision": "allow", "reason": None, **extra}
-
-
-def read_file(path: str) -> bytes | None:
-    """A regular file's bytes, None if there is none; never blocks (a FIFO is refused)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise edits.EditFailed(f"cannot read {path}: {e.strerror or e}") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise edits.EditFailed(f"{path} is not a regular file")
-        if st.st_size > MAX_READ:
-            raise TooBig(f"{path}: {st.st_size:,} bytes, over the {MAX_READ:,}-byte limit of "
-                         "what a hook reads")
-        return f.read(MAX_READ + 1)
-
-
-class TooBig(Exception):
-    """A file too large to work out an edit of: the write is not validated first."""
 
 
 class Handler:

@@ -152,7 +152,7 @@ def ask(store_dir: str, agent: str, d: dict[str, Any], raw: bytes) -> Any:
         try:
             return quick.call(store_dir, "agent.hook", {"agent": agent, "payload": d}, timeout)
         except (FileNotFoundError, ConnectionRefusedError):
-            reply = _without_daemon(store_dir, agent, raw)  # no daemon: the store directly
+            reply = _without_daemon(store_dir, agent, raw, d)  # no daemon: the store directly
             if reply is not _BUSY:
                 return reply
         except (quick.NoFast, PermissionError):
@@ -185,10 +185,22 @@ def ask(store_dir: str, agent: str, d: dict[str, Any], raw: bytes) -> Any:
 _BUSY = object()
 
 
-def _without_daemon(store_dir: str, agent: str, raw: bytes) -> Any:
+def _without_daemon(store_dir: str, agent: str, raw: bytes, d: dict[str, Any]) -> Any:
     """The payload handled here, holding the store's writer lock: no socket answered, so
-    :mod:`guardian.client` (and its imports) has nothing to add. _BUSY when the lock is
-    held (a daemon starting, another hook): the full path waits for it."""
+    :mod:`guardian.client` (and its imports) has nothing to add. The common cases take
+    :mod:`guardian.agents.lean` (sqlite alone, the same rows); what it cannot do exactly it
+    says before writing anything, and :class:`~guardian.store.db.Store` and the handler do
+    it. _BUSY when the lock is held (a daemon starting, another hook): the full path waits
+    for it."""
+    from guardian.agents import lean
+    from guardian.store.lean_write import Busy, Unusual
+
+    try:
+        return lean.handle(store_dir, agent, d, _LEFT)
+    except Busy:
+        return _BUSY
+    except Unusual:
+        pass  # the full path decides
     from pathlib import Path
 
     from guardian.agents.payloads import parse

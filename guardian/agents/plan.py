@@ -41,6 +41,8 @@ def render_plan(out: dict[str, Any], force: bool,
         amb = " (ambiguous window)" if f["ambiguous"] else ""
         conflict = " (conflict, forced)" if f["conflict"] else ""
         lines.append(f" {mark} {f['path']:<{width}} | {stat}  {what}{amb}{conflict}")
+    verb = "would remove" if out["dry_run"] else "removed"
+    lines += [f" - {d}/ (made by it: {verb}, now empty)" for d in out.get("removed_dirs", [])]
     lines.append(f" {out['changed']} file{'s' if out['changed'] != 1 else ''} changed, "
                  f"{ins} insertion{'s' if ins != 1 else ''}(+), "
                  f"{dels} deletion{'s' if dels != 1 else ''}(-)"

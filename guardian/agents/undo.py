@@ -153,6 +153,7 @@ def undo(writer: Writer, *, session: str | None = None, prompt: str | None = Non
         if f.before is not None and f.before.present and f.before.object_id is None:
             f.skip = f"version {f.before.id} kept metadata only (over the size cap)"
     label = f"undo of {what}"
+    start_ns = min(v.time_ns for v, _amb in chosen)
     targets = {f.file_id: Target(f.root, f.relpath, origin="restore", note=label)
                for f in files.values() if f.skip is None}
     objects = Objects(store)
@@ -200,6 +201,8 @@ def undo(writer: Writer, *, session: str | None = None, prompt: str | None = Non
             f.action = "write"
             _make_room(t)
             writes.append(t)
+        removals += _emptied_dirs(store, removals, writes, files, since_ns=start_ns,
+                                  label=label)
         removals.sort(key=lambda t: (-t.relpath.count(SEP), t.relpath))
         writes.sort(key=lambda t: t.relpath)
         changing[:] = removals + writes
@@ -218,6 +221,7 @@ def undo(writer: Writer, *, session: str | None = None, prompt: str | None = Non
             _record(store, undo_session, label, done.versions)
     listed = sorted(files.values(), key=lambda f: f.path)
     out["files"] = [f.to_json() for f in listed]
+    out["removed_dirs"] = sorted(t.shown for t in changing if t.remove_dir and not t.skipped)
     out["conflicts"] = sum(1 for f in listed if f.conflict is not None)
     out["skipped"] = sum(1 for f in listed if f.skip is not None)
     out["changed"] = sum(1 for f in listed if f.action != "unchanged")
@@ -237,6 +241,60 @@ def request(store_path: Path, params: dict[str, Any]) -> dict[str, Any]:
         return undo(writer, **params)
 
     out: dict[str, Any] = as_writer(store_path, "undo", params, direct)
+    return out
+
+
+def _emptied_dirs(store: Store, removals: list[Target], writes: list[Target],
+                  files: dict[int, _File], *, since_ns: int, label: str) -> list[Target]:
+    """The directories the undone changes made, now emptied by removing what they created.
+
+    A directory goes only when it holds nothing once the undo's removals are done and every
+    file the store ever saw in it first appeared at or after the first undone change: then
+    it came with those changes, as far as anyone can tell. (An empty directory that was there
+    before and held nothing Guardian recorded looks the same; it is removed too, and the plan
+    lists it.) An rmdir of a directory that is not empty fails in the batch, which leaves it."""
+    states = {(f.root.id, f.relpath): f.state for f in files.values()}
+    created = {(t.root.id, t.relpath) for t in removals
+               if states.get((t.root.id, t.relpath)) == "created"}
+    written = {(t.root.id, d) for t in writes for d in _parents(t.relpath)}
+    gone = {(t.root.id, t.relpath) for t in removals}
+    out: list[Target] = []
+    seen: set[tuple[int, bytes]] = set()
+    roots = {t.root.id: t for t in removals}
+    # Deepest first, so a parent sees its emptied children as gone.
+    for rid, d in sorted({(rid, p) for rid, rel in created for p in _parents(rel)},
+                         key=lambda k: -k[1].count(SEP)):
+        if (rid, d) in seen or (rid, d) in written:
+            continue
+        seen.add((rid, d))
+        fs = roots[rid].rootfs
+        st = fs.lstat(d)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            continue
+        try:
+            names = fs.names(d)
+        except OSError:
+            continue
+        if any((rid, d + SEP + n) not in gone for n in names):
+            continue
+        if any(t < since_ns for _kind, t in store.first_versions(rid, d).values()):
+            continue  # it held a file before the changes: it was there before them
+        t = Target(roots[rid].root, d, origin="restore", remove_dir=True, optional=True,
+                   note=label)
+        t.fs = fs  # the batch's own (caching) view of the root, as its other targets use
+        batchio.look(t, batchio.Budget(0))
+        gone.add((rid, d))
+        out.append(t)
+    return out
+
+
+def _parents(rel: bytes) -> list[bytes]:
+    """The directories above ``rel``, nearest first (not the root)."""
+    out = []
+    d = rel.rpartition(SEP)[0]
+    while d:
+        out.append(d)
+        d = d.rpartition(SEP)[0]
     return out
 
 

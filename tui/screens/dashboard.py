@@ -6,13 +6,11 @@ feed's copy and the last metrics read): never one widget update per event.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rich.table import Table
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Header, Label, Static
 
 from guardian.events import (
@@ -25,11 +23,9 @@ from guardian.events import (
     WarningEvent,
 )
 from tui.screens.base import GuardianScreen
+from tui.widgets.events import EventList
 from tui.widgets.footer import Keys
 from tui.widgets.kpi import Kpi
-
-if TYPE_CHECKING:
-    pass
 
 #: Recent events the table shows.
 SHOWN = 100
@@ -106,6 +102,7 @@ class Dashboard(GuardianScreen):
         self.shown_seq = -1
         self.unseen = 0
         self.shown_stats = -1
+        self.restate = False
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -116,8 +113,7 @@ class Dashboard(GuardianScreen):
         with Horizontal(id="lower"):
             with Vertical(id="events-box"):
                 yield Label("Recent events", id="events-title")
-                with VerticalScroll(id="events"):
-                    yield Static("", id="events-text")
+                yield EventList(id="events")
             with Vertical(id="alerts-box"):
                 yield Label("Open alerts", id="alerts-title")
                 yield Static("", id="alerts-summary", markup=False)
@@ -131,13 +127,13 @@ class Dashboard(GuardianScreen):
         self.render_now()
 
     def action_pause(self) -> None:
+        # Said in the list's title, not a toast: a toast per press is a widget per press.
         self.paused = not self.paused
-        self.notify("paused: events are kept, not shown" if self.paused else "live",
-                    timeout=2)
+        self.restate = True  # the title changes even when no event came meanwhile
         self.render_now()
 
     def action_newest(self) -> None:
-        self.query_one("#events", VerticalScroll).scroll_home(animate=False)
+        self.query_one("#events", EventList).scroll_home(animate=False)
         self.unseen = 0
         self.render_now()
 
@@ -202,36 +198,34 @@ class Dashboard(GuardianScreen):
         lines += [f"{a['severity'][:4]} {a['kind']}: {a.get('path') or a['message']}"
                   for a in open_[:8]]
         self.query_one("#alerts-summary", Static).update("\n".join(lines))
-        self.query_one("#alerts-title", Label).update(f"Open alerts ({len(open_)})")
+        self.query_one("#alerts-title", Label).update(f"Open alerts ({len(open_)})",
+                                                      layout=False)
 
     def _render_events(self) -> None:
-        """One Static, redrawn whole from the feed's copy (cheaper than a table per row)."""
+        """The feed's newest rows into the list (which draws only what is on screen)."""
         app = self.gapp
         feed = app.feed
-        if feed.seq == self.shown_seq:
+        if feed.seq == self.shown_seq and not self.restate:
             return
-        scrolled = self.query_one("#events", VerticalScroll).scroll_y > 0
+        self.restate = False
+        events = self.query_one("#events", EventList)
+        scrolled = events.scroll_y > 0
         if self.paused or scrolled:
             self.unseen += feed.seq - max(self.shown_seq, 0)
             self.shown_seq = feed.seq
             why = "paused" if self.paused else "scrolled"
             self.query_one("#events-title", Label).update(
                 f"Recent events · {self.unseen:,} new ({why}; "
-                f"{'space' if self.paused else 'home'} to see them)")
+                f"{'space' if self.paused else 'home'} to see them)", layout=False)
             return
         self.shown_seq = feed.seq
         self.unseen = 0
-        table = Table(box=None, expand=True, show_header=True, header_style="bold",
-                      pad_edge=False)
-        table.add_column("time", width=8, no_wrap=True)
-        table.add_column("what", width=10, no_wrap=True)
-        table.add_column("path", ratio=2, no_wrap=True, overflow="ellipsis")
-        table.add_column("detail", ratio=1, no_wrap=True, overflow="ellipsis")
         style = {"deleted": "red", "created": "green", "restored": "cyan", "invalid": "red"}
+        rows = []
         for t, ev in feed.recent(SHOWN):
             what, path, detail = describe(ev)
-            table.add_row(app.clock_text(t), Text(what, style=style.get(what, "")),
-                          app.short_path(path), detail)
-        self.query_one("#events-text", Static).update(table)
+            rows.append((app.clock_text(t), what, app.short_path(path), detail,
+                         style.get(what, "")))
+        events.set_rows(rows)
         self.query_one("#events-title", Label).update(
-            f"Recent events ({feed.seq:,} since start)")
+            f"Recent events ({feed.seq:,} since start)", layout=False)

@@ -18,7 +18,7 @@ class Kpi(Vertical):
     DEFAULT_CSS = """
     Kpi { height: 5; border: round $panel; padding: 0 1; }
     Kpi .kpi-name { color: $text-muted; }
-    Kpi .kpi-value { text-style: bold; }
+    Kpi .kpi-value { text-style: bold; width: 100%; height: 1; }
     Kpi.warn .kpi-value { color: $warning; }
     Kpi.bad .kpi-value { color: $error; }
     Kpi.ok .kpi-value { color: $success; }
@@ -38,7 +38,8 @@ class Kpi(Vertical):
     def show(self, text: str, sample: float | None, level: str = "") -> None:
         if sample is not None:
             self.history.append(sample)
-        self.query_one(".kpi-value", Label).update(text)
+        # A fixed-size line: no layout pass of the whole screen for a new figure.
+        self.query_one(".kpi-value", Label).update(text, layout=False)
         self.query_one(Sparkline).data = list(self.history)
         for cls in ("ok", "warn", "bad"):
             self.set_class(cls == level, cls)
