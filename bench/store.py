@@ -222,9 +222,12 @@ def _table(ws: Workspace, table: Table, tree: Path, work: Callable[[int], None],
         f".git {git_loose:,} B before gc, {git_bytes:,} B after `git gc --aggressive` "
         f"({git_gc_s:.1f} s); stored object bytes: deltas "
         f"{counts['deltas']['stored_bytes']:,} B, whole {counts['whole']['stored_bytes']:,} B",
-        f"an empty store takes {empty_store:,} B (SQLite: ~30 tables and indexes of one "
-        f"16 KiB page each, before any history), an empty bare git repository {empty_git:,} "
-        "B; 'history' rows subtract them",
+        f"an empty store takes {empty_store:,} B (SQLite: a 16 KiB page for each of its "
+        f"{empty_store // 16384} tables and indexes, before any history; tables most stores "
+        "never write are created when first written), an empty bare git repository "
+        f"{empty_git:,} B; 'history' rows subtract them; sizes are the bytes of every file "
+        "under the store / .git (st_size: the database, WAL and its index, loose objects; "
+        "git: packs, indexes, refs, hooks' samples)",
         f"reads: median of {reads} processes each (show/restore, interpreter start included) "
         f"and of {reads * 10} in-process reads, the codecs interleaved; restore of the "
         "newest runs after the oldest was restored, so it writes the file back",

@@ -235,6 +235,7 @@ def keys(ws: Workspace, cfg: Config) -> Table:
                 result["idle_lag"], result["busy_lag"] = idle_lag, busy_lag
                 result["busy"] = busy
                 result["received"] = app.feed.versions - start
+                result["resumed"] = app.feed.resumed
                 result["burst_s"] = time.perf_counter() - t0
 
         asyncio.run(main())
@@ -258,6 +259,9 @@ def keys(ws: Workspace, cfg: Config) -> Table:
     table.notes.append(f"{len(busy)} presses during the burst; the burst took "
                        f"{result['burst_s']:.1f} s to arrive; load average "
                        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    if result.get("resumed"):
+        table.notes.append(f"the daemon dropped the app's event feed {result['resumed']} "
+                           "time(s) for falling behind; it subscribed again (events skipped)")
     return table
 
 

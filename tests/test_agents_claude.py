@@ -130,15 +130,20 @@ def model(root: Path) -> Iterator[tuple[Model, str]]:
     server.server_close()
 
 
+@pytest.mark.parametrize("daemon", [True, False], ids=["daemon", "no-daemon"])
 def test_real_claude_code_session(env: dict[str, str], root: Path, store: Path, cli: Cli,
-                                  watch: Any, model: tuple[Model, str], tmp_path: Path) -> None:
+                                  watch: Any, model: tuple[Model, str], tmp_path: Path,
+                                  daemon: bool) -> None:
     m, url = model
     (root / ".guardian.toml").write_text(RULES)
     (root / "data.json").write_text('{"a": 1}\n')
     (root / "notes.txt").write_text("hello world\n")
     (root / "old.txt").write_text("old\n")
     (root / "gone.txt").write_text("to be removed\n")
-    watch(root)
+    if daemon:
+        watch(root)
+    else:  # the hooks alone: each opens the store itself (the first records the tree)
+        cli.run("snapshot", str(root), check=True)
     home = tmp_path / "home"
     home.mkdir()
     cli.run("hook", "install", "--claude", "--project", "--dir", str(root), store=False,

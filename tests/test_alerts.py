@@ -225,15 +225,16 @@ def test_alerts_lists_a_store_of_an_earlier_release(cli: Cli, root: Path, store:
     (root / "a.txt").write_text("x")
     cli.run("snapshot", check=True, cwd=root)
     db = sqlite3.connect(store / "guardian.db")
-    for col in ("key", "count", "first_ns", "last_ns", "state", "ack_ns", "resolved_ns"):
-        if col == "key":
-            db.execute("DROP INDEX alerts_unresolved")
-        db.execute(f"ALTER TABLE alerts DROP COLUMN {col}")
+    # The alerts table as releases before the alert model created it with every store.
+    db.execute("DROP TABLE IF EXISTS alerts")
+    db.execute("CREATE TABLE alerts(id INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL,"
+               " severity TEXT NOT NULL, kind TEXT NOT NULL, path BLOB, message TEXT NOT NULL,"
+               " versions TEXT)")
     for col in ("items", "bytes", "label", "latency"):
         db.execute(f"ALTER TABLE operations DROP COLUMN {col}")
     for table in ("operation_hours", "version_hours", "store_sizes", "reports",
                   "filed_suggestions"):
-        db.execute(f"DROP TABLE {table}")
+        db.execute(f"DROP TABLE IF EXISTS {table}")
     db.execute("INSERT INTO alerts(time_ns, severity, kind, path, message, versions) VALUES"
                "(1, 'warning', 'invalid', NULL, 'from before', '[]')")
     db.commit()

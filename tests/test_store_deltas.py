@@ -191,3 +191,74 @@ def test_a_cycle_of_bases_in_damaged_rows_is_damage_not_a_hang(cli: Cli, root: P
     # It ends (no recursion, no endless walk), with one line naming the damage.
     assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
     assert b"damaged" in p.stderr
+
+
+# ----------------------------------------------------------------------------- big files
+def _big_versions(n: int) -> list[bytes]:
+    """``n`` versions of a ~400 KB text file (over the loose threshold), one line changed
+    per version."""
+    rnd = random.Random(11)
+    lines = [f"line {i}: " + " ".join(f"w{rnd.randrange(100_000)}" for _ in range(8))
+             for i in range(8_000)]
+    out = []
+    for i in range(n):
+        lines[rnd.randrange(len(lines))] = f"changed in version {i}"
+        out.append("\n".join(lines).encode())
+    assert len(out[0]) > objects_mod.LOOSE_THRESHOLD
+    return out
+
+
+def _loose_files(store: Path) -> set[str]:
+    return {p.parent.name + p.name for p in (store / "objects").glob("*/*")}
+
+
+def _loose_rows(store: Path) -> set[str]:
+    db = sqlite3.connect(store / "guardian.db")
+    try:
+        return {bytes(r[0]).hex() for r in db.execute("SELECT hash FROM objects WHERE loose=1")}
+    finally:
+        db.close()
+
+
+def test_a_big_files_edits_are_small_deltas_against_its_loose_copy(cli: Cli, root: Path,
+                                                                   store: Path) -> None:
+    contents = _big_versions(12)
+    _record(store, root, contents)
+    # The first version is a loose whole copy; each edit a row of a few hundred bytes.
+    assert _codecs(store).count(DELTA_CODEC) == 11
+    assert _loose_rows(store) == _loose_files(store) == {hashlib.sha256(contents[0]).hexdigest()}
+    with Store.open(store, write=False) as s:
+        whole = s.counts()["stored_bytes"]
+        per_delta = (whole - Objects(s).info(1).stored_size) / 11
+    assert per_delta < 2_000, per_delta
+    assert _stored(store) == contents
+    log = cli.log(root / "f.txt")
+    assert cli.run("show", str(root / "f.txt"), "--version", str(min(v["id"] for v in log)),
+                   check=True).stdout == contents[0]
+    assert cli.run("show", str(root / "f.txt"), check=True).stdout == contents[-1]
+    assert cli.json("verify")["ok"] is True
+
+
+def test_gc_dropping_a_big_files_loose_base_makes_the_oldest_kept_loose(cli: Cli, root: Path,
+                                                                      store: Path) -> None:
+    contents = _big_versions(12)
+    _record(store, root, contents)
+    # A kill -9 once the first kept version's new loose file is written, before the commit:
+    # nothing changed, the file is an orphan the next gc removes.
+    env = {**cli.env, "GUARDIAN_FAULT": "gc.rebase:kill@0"}
+    p = cli.run("gc", "--keep-versions", "3", "--keep-days", "0", env=env)
+    assert p.returncode == -9, (p.returncode, p.stderr)
+    assert _stored(store) == contents
+    assert cli.json("verify")["ok"] is True
+    out = cli.json("gc", "--keep-versions", "3", "--keep-days", "0")
+    assert out["versions_dropped"] == 9 and out["objects_rebased"] >= 1, out
+    assert _stored(store) == contents[-3:]
+    # The oldest kept version is a whole loose copy again; the two after it are deltas.
+    assert _loose_rows(store) == _loose_files(store) == {
+        hashlib.sha256(contents[-3]).hexdigest()}
+    assert _codecs(store).count(DELTA_CODEC) == 2
+    assert cli.json("verify")["ok"] is True
+    more = _big_versions(15)[12:]
+    _record(store, root, more)  # new versions chain onto what is left
+    assert _stored(store) == contents[-3:] + more
+    assert cli.json("verify")["ok"] is True

@@ -308,6 +308,48 @@ def test_keys_move_from_the_filter_into_the_tree_and_through_it(root: Path, stor
     assert w.stop() == 0
 
 
+def test_the_feed_reads_on_after_the_daemon_drops_it_for_falling_behind(
+        root: Path, store: Path, watch, env: dict[str, str]) -> None:
+    from guardian.daemon.server import TEST_BACKLOG_ENV
+
+    w: Watch = watch(root, env={**env, TEST_BACKLOG_ENV: "5"})
+
+    async def body(app: GuardianApp, pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: isinstance(app.screen, Dashboard) and app.stats_seq > 0,
+                    "the dashboard")
+        (root / "first.txt").write_text("1\n")
+        await until(pilot, lambda: app.feed.versions >= 1, "the feed live")
+        # The feed thread stalls (as a process too busy to read would; this coroutine does
+        # not yield meanwhile): the socket's buffers fill, then the daemon's backlog of 5,
+        # and the daemon drops this subscriber and says so in its log.
+        def dropped() -> bool:
+            with w.cond:
+                return any(e.get("event") == "warning" and "fell behind" in e.get("message", "")
+                           for e in w.events)
+
+        with app.feed._lock:
+            i = 0
+            while not dropped():
+                assert i < 20_000, "the daemon never dropped the stalled subscriber"
+                for _ in range(250):
+                    (root / f"b{i:05}.txt").write_bytes(b"%d\n" % i)
+                    i += 1
+                w.version(root / f"b{i - 1:05}.txt", "created")
+        await until(pilot, lambda: app.feed.resumed == 1, "the feed subscribed again")
+        assert not app.feed_ended
+        seen = app.feed.versions
+        (root / "after.txt").write_text("after\n")
+        await until(pilot, lambda: any(getattr(e, "path", "").endswith("after.txt")
+                                       for _t, e in app.feed.recent(20)),
+                    "a write after the drop in the event list")
+        assert app.feed.versions > seen
+        said = [n.message for n in app._notifications]
+        assert any("fell behind" in m for m in said), said
+
+    drive(store, body)
+    assert w.stop() == 0
+
+
 @pytest.mark.slow
 def test_a_burst_while_the_dashboard_is_open(root: Path, store: Path, watch) -> None:
     w: Watch = watch(root)

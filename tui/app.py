@@ -66,8 +66,10 @@ class GuardianApp(App[None]):
         self.alert_rows: list[dict[str, Any]] = []
         self.stats_seq = 0
         self.feed_alerts = 0
+        self.feed_ended = False  # the daemon's event stream ended for good
         self._roots: dict[int, Root] = {}
         self._nudged = threading.Event()
+        self._feed_stop = threading.Event()  # set when the app closes
 
     # ----------------------------------------------------------------- helpers for screens
     def roots(self) -> list[Root]:
@@ -145,14 +147,32 @@ class GuardianApp(App[None]):
         for v in reversed(recent):
             self.feed.add(VersionRecorded.of(v, roots), now=v.time_ns / 1e9)
         self.post_message(FeedChanged())
-        if sub is None:
-            return
-        self._subscription = sub
-        for event in sub:
-            self.feed.add(event)
-            if not self._nudged.is_set():  # one message in flight is enough
-                self._nudged.set()
-                self.post_message(FeedChanged())
+        while sub is not None:
+            self._subscription = sub
+            began = time.monotonic()
+            for event in sub:
+                self.feed.add(event)
+                if not self._nudged.is_set():  # one message in flight is enough
+                    self._nudged.set()
+                    self.post_message(FeedChanged())
+            if getattr(self, "_closing", False):
+                return
+            # The stream ended: the daemon stopped, or it dropped us for falling more than
+            # its backlog behind (a burst faster than this process reads). If it still
+            # answers, read on from now: the figures come from the store, only the event
+            # list misses what came meanwhile, and the user is told.
+            if time.monotonic() - began < 1.0:
+                self._feed_stop.wait(1.0)  # not in a tight loop if it drops us at once
+                if self._feed_stop.is_set():
+                    return
+            sub = self.backend.subscribe()
+            if sub is not None:
+                self.feed.resumed += 1
+                self.call_from_thread(
+                    self.notify, "the event list fell behind a burst and skipped some "
+                    "events; it is live again (the figures are read from the store)",
+                    severity="warning", timeout=8)
+        self.feed_ended = True
         self.post_message(FeedEnded())
 
     def on_stats_updated(self, message: StatsUpdated) -> None:
@@ -171,6 +191,7 @@ class GuardianApp(App[None]):
 
     def on_unmount(self) -> None:
         self._closing = True
+        self._feed_stop.set()
         sub = getattr(self, "_subscription", None)
         if sub is not None:
             sub.close()

@@ -24,6 +24,7 @@ class Feed:
         self.alerts = 0        # alert events in total (the alerts screen reloads on change)
         self.last_reconcile: Reconciled | None = None
         self.health: Health | None = None
+        self.resumed = 0       # times the stream was dropped (too slow) and read again
 
     def add(self, event: Event, now: float | None = None) -> None:
         with self._lock:

@@ -26,8 +26,6 @@ def _files(store: Store, session: str, roots: dict[int, Any]) -> list[dict[str, 
 
 def summaries(store: Store, session: str | None = None) -> list[dict[str, Any]]:
     """One dict per session (newest first); with ``session``, its prompts and calls too."""
-    if not store.agents_ready():
-        return []
     roots = {r.id: r for r in store.roots()}
     out = []
     for s in store.agent_sessions(session):

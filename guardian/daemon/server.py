@@ -37,6 +37,15 @@ Handler = Callable[["ControlServer", Params], Awaitable[Any]]
 
 #: Events a slow subscriber may fall behind by before it is dropped.
 SUBSCRIBER_BACKLOG = 10_000
+#: Tests make it small, to see a subscriber dropped without writing 10,000 files.
+TEST_BACKLOG_ENV = "GUARDIAN_TEST_SUBSCRIBER_BACKLOG"
+
+
+def _backlog() -> int:
+    try:
+        return max(1, int(os.environ.get(TEST_BACKLOG_ENV, SUBSCRIBER_BACKLOG)))
+    except ValueError:
+        return SUBSCRIBER_BACKLOG
 
 
 class ControlServer:
@@ -52,12 +61,21 @@ class ControlServer:
         if not self._subscribers:
             return
         d = event.to_dict()
+        behind = 0
         for s in list(self._subscribers):
             try:
                 s.send_nowait(d)
-            except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            except anyio.WouldBlock:
                 self._subscribers.remove(s)
                 s.close()
+                behind += 1
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._subscribers.remove(s)
+                s.close()
+        if behind:  # in the log: the reader reconnects (the TUI does) and skips what it missed
+            self.daemon.emit(WarningEvent(message=(
+                f"{behind} event subscriber{'s' if behind > 1 else ''} fell behind by more "
+                f"than {_backlog():,} events and {'were' if behind > 1 else 'was'} dropped")))
 
     # ----------------------------------------------------------------- the socket
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -138,7 +156,7 @@ class ControlServer:
             return control.error_response(rid, f"internal error: {e}", ExitCode.INTERNAL)
 
     async def _subscribe(self, stream: SocketStream) -> None:
-        send, receive = anyio.create_memory_object_stream[dict[str, Any]](SUBSCRIBER_BACKLOG)
+        send, receive = anyio.create_memory_object_stream[dict[str, Any]](_backlog())
         self._subscribers.append(send)
         try:
             async with receive:

@@ -96,6 +96,10 @@ CREATE TABLE IF NOT EXISTS operations(
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS operations_by_time ON operations(time_ns);
+"""
+
+#: Tables a store creates when it first writes to one (see :data:`_LAZY_TABLES`).
+_LAZY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS problems(
     version_id INTEGER NOT NULL,
     validator TEXT NOT NULL,
@@ -141,14 +145,24 @@ CREATE TABLE IF NOT EXISTS alerts(
     kind TEXT NOT NULL,                 -- invalid | reverted | revert-failed | rules | untrusted …
     path BLOB,
     message TEXT NOT NULL,
-    versions TEXT                       -- JSON list of the version ids involved
+    versions TEXT,                      -- JSON list of the version ids involved
+    -- guardian.observe's columns (older stores got them by ALTER, in this order)
+    key TEXT,                           -- the dedupe key: same key, same alert
+    count INTEGER NOT NULL DEFAULT 1,
+    first_ns INTEGER,
+    last_ns INTEGER,
+    state TEXT NOT NULL DEFAULT 'open', -- open | acknowledged | resolved
+    ack_ns INTEGER,
+    resolved_ns INTEGER
 );
+CREATE INDEX IF NOT EXISTS alerts_unresolved ON alerts(key) WHERE state != 'resolved';
 """
 
-#: Tables of guardian.observe (metrics rolled up per hour, alert state, saved reports, filed
-#: suggestions). :func:`_migrate_observe` adds them, and the columns below, to a store of any
-#: age when a writer opens it; every added column has a default or may be NULL, so a Guardian
-#: that knows nothing of them still reads and writes such a store.
+#: Tables of guardian.observe (metrics rolled up per hour, saved reports, filed suggestions),
+#: created when first written like every table of :data:`_LAZY_TABLES`. :func:`_migrate_observe`
+#: adds the columns below to the tables older stores already have when a writer opens one;
+#: every added column has a default or may be NULL, so a Guardian that knows nothing of them
+#: still reads and writes such a store.
 _OBSERVE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS operation_hours(
     hour INTEGER NOT NULL,              -- time_ns // 3600e9
@@ -205,8 +219,8 @@ _HOUR_NS = 3_600_000_000_000
 
 
 #: Tables of guardian.agents: agent sessions, their prompts, their tool calls (a write tool's,
-#: or a Bash command's attribution window) and which versions each call made. Added to a
-#: store of any age by :func:`_migrate_agents`, like the observe tables.
+#: or a Bash command's attribution window) and which versions each call made; created when
+#: first written, like every table of :data:`_LAZY_TABLES`.
 _AGENTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS agent_sessions(
     id TEXT PRIMARY KEY,                -- the agent's session_id (or undo-N: an undo)
@@ -259,14 +273,6 @@ CREATE INDEX IF NOT EXISTS agent_changes_by_prompt ON agent_changes(prompt);
 """
 
 
-def _migrate_agents(db: sqlite3.Connection) -> None:
-    """Add guardian.agents' tables to a store that lacks them (one transaction)."""
-    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if {"agent_sessions", "agent_prompts", "agent_calls", "agent_changes"} <= tables:
-        return
-    db.executescript(f"BEGIN IMMEDIATE;{_AGENTS_SCHEMA}COMMIT;")
-
-
 #: Columns of delta-encoded objects (guardian.store.objects), added to a store of any age when
 #: a writer opens it: base_id names the object whose raw bytes a 'zstd-delta' frame refers
 #: to (NULL: a whole copy), depth how many links a read decodes, chain_pos the position in
@@ -290,23 +296,67 @@ def _migrate_deltas(db: sqlite3.Connection) -> None:
 
 
 def _migrate_observe(db: sqlite3.Connection) -> None:
-    """Add guardian.observe's tables and columns to this store if it lacks them (a writer
-    opening a store of any earlier release upgrades it in place, in one transaction)."""
-    have: dict[str, set[str]] = {}
-    for table in ("operations", "alerts"):
-        have[table] = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
-    missing = [(t, c, d) for t, c, d in _OBSERVE_COLUMNS if c not in have[t]]
+    """Add guardian.observe's columns to the tables of this store that lack them (a writer
+    opening a store of any earlier release upgrades it in place, in one transaction). A
+    table not created yet gets them from its lazy definition."""
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if not missing and {"operation_hours", "version_hours", "store_sizes", "reports",
-                        "filed_suggestions"} <= tables:
+    missing = []
+    for table in ("operations", "alerts"):
+        if table in tables:
+            have = {r[1] for r in db.execute(f"PRAGMA main.table_info({table})")}
+            missing += [(t, c, d) for t, c, d in _OBSERVE_COLUMNS if t == table and c not in have]
+    if not missing:
         return
-    script = _OBSERVE_SCHEMA.format(
+    script = "".join(f"ALTER TABLE {t} ADD COLUMN {c} {d};" for t, c, d in missing)
+    if "alerts" in tables:
+        script += ("CREATE INDEX IF NOT EXISTS alerts_unresolved ON alerts(key)"
+                   " WHERE state != 'resolved';")
+    db.executescript(f"BEGIN IMMEDIATE;{script}COMMIT;")
+
+
+def _split_tables(script: str) -> dict[str, tuple[str, ...]]:
+    """table -> its CREATE TABLE and CREATE INDEX statements, from a schema script."""
+    out: dict[str, list[str]] = {}
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if not sqlite3.complete_statement(buf):
+            continue
+        stmt, buf = buf.strip(), ""
+        words = stmt.split("(", 1)[0].split()
+        if words[:2] == ["CREATE", "TABLE"]:
+            out[words[-1]] = [stmt]
+        else:  # CREATE INDEX IF NOT EXISTS name ON table(...)
+            out[words[words.index("ON") + 1]].append(stmt)
+    return {t: tuple(v) for t, v in out.items()}
+
+
+#: Tables that exist only once something is written to them, each with its indexes. A store
+#: pays a page per table and per index (16 KiB each, see PAGE_SIZE) even when empty: these
+#: are 22 of the 37 pages a store had before its first version, and most stores never hold
+#: a batch, an alert, a damaged mark or an agent session. The store's connection makes them
+#: when a statement finds one missing (:meth:`_Connection._provide`): a writer creates it
+#: when it first writes to it, and reads before then (a reader's, or a writer's) see an
+#: empty temp table of the same shape.
+_LAZY_TABLES: dict[str, tuple[str, ...]] = _split_tables(
+    _LAZY_SCHEMA + _OBSERVE_SCHEMA.format(
         dur_cols=", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in _DUR_COLS),
         lat_cols=", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in _LAT_COLS))
-    script += "".join(f"ALTER TABLE {t} ADD COLUMN {c} {d};" for t, c, d in missing)
-    script += ("CREATE INDEX IF NOT EXISTS alerts_unresolved ON alerts(key)"
-               " WHERE state != 'resolved';")
-    db.executescript(f"BEGIN IMMEDIATE;{script}COMMIT;")
+    + _AGENTS_SCHEMA)
+_LAZY_MARK = "guardian: lazy table "
+
+
+def _lazy_table_of(e: sqlite3.DatabaseError) -> str | None:
+    """The lazy table a statement failed on: missing, or (a write) only shadowed."""
+    msg = str(e)
+    if msg.startswith("no such table: "):
+        name = msg[len("no such table: "):].strip()
+        name = name.split(".", 1)[1] if name.startswith(("main.", "temp.")) else name
+    elif msg.startswith(_LAZY_MARK):
+        name = msg[len(_LAZY_MARK):]
+    else:
+        return None
+    return name if name in _LAZY_TABLES else None
 
 
 # Columns of a version row joined with its file and object, in this order.
@@ -478,9 +528,18 @@ class _Cursor(sqlite3.Cursor):
 
 
 class _Connection(sqlite3.Connection):
-    """The store's connection: every statement's damage error names the store."""
+    """The store's connection: every statement's damage error names the store, and a table
+    of :data:`_LAZY_TABLES` that a statement finds missing is provided (:meth:`_provide`)."""
 
     store_path: Path = Path()
+    #: The writer's connection creates a missing lazy table when it writes to it; a reader's
+    #: only ever shadows it with an empty temp table.
+    creates_tables: bool = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._shadows: set[str] = set()  # lazy tables answered by an empty temp table
+        self._shadow_schema = -1  # main's schema_version when the shadows were checked
 
     def translate(self, e: sqlite3.DatabaseError) -> sqlite3.DatabaseError:
         return damaged(self.store_path, e) if is_damage(e) else e
@@ -489,19 +548,78 @@ class _Connection(sqlite3.Connection):
         return self._run(sqlite3.Cursor.execute, sql, parameters)
 
     def executemany(self, sql: str, parameters: Any, /) -> _Cursor:
+        if not isinstance(parameters, (list, tuple)):
+            parameters = list(parameters)  # a retry (see _run) must see every row again
         return self._run(sqlite3.Cursor.executemany, sql, parameters)
 
     def executescript(self, script: str, /) -> _Cursor:
         return self._run(sqlite3.Cursor.executescript, script)
 
     def _run(self, method: Callable[..., object], *args: Any) -> _Cursor:
-        """``method`` on a new :class:`_Cursor`, its damage errors naming the store."""
-        cur = self.cursor(_Cursor)
-        try:
-            method(cur, *args)
-        except sqlite3.DatabaseError as e:
-            raise self.translate(e) from None
-        return cur
+        """``method`` on a new :class:`_Cursor`, its damage errors naming the store; a
+        statement that finds a lazy table missing runs again once it is provided (a missing
+        table fails the statement before it changes anything)."""
+        if self._shadows and not self.creates_tables:
+            self._drop_stale_shadows()
+        for _ in range(len(_LAZY_TABLES) + 1):
+            cur = self.cursor(_Cursor)
+            try:
+                method(cur, *args)
+                return cur
+            except sqlite3.DatabaseError as e:
+                table = None if method is sqlite3.Cursor.executescript else _lazy_table_of(e)
+                if table is None:
+                    raise self.translate(e) from None
+                written = str(e).startswith(_LAZY_MARK)
+            self._provide(table, str(args[0]), written=written)
+        raise StoreError(f"store {self.store_path}: cannot provide the tables of {args[0]!r}")
+
+    def _provide(self, table: str, sql: str, *, written: bool) -> None:
+        """Make ``table`` answer: the writer creates it (with its indexes) when the statement
+        inserts, in the transaction the statement is in; any other statement (a reader's
+        always) gets an empty temp table of the same shape, whose triggers refuse every
+        write, so no row can ever land in it (an UPDATE or DELETE of an empty table changes
+        nothing, and fires none): on such a refusal the writer drops it, creates the real
+        one and runs the statement again."""
+        plain = sqlite3.Cursor(self)
+        inserts = sql.lstrip()[:7].upper().startswith(("INSERT", "REPLACE"))
+        if self.creates_tables and (written or inserts):
+            plain.execute(f"DROP TABLE IF EXISTS temp.{table}")
+            self._shadows.discard(table)
+            for stmt in _LAZY_TABLES[table]:
+                plain.execute(stmt)
+            return
+        if written:  # a reader's write: it could only have failed on a read-only store
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        if self.creates_tables or not self._shadows:
+            self._shadow_schema = int(
+                plain.execute("PRAGMA main.schema_version").fetchone()[0])
+        for stmt in _LAZY_TABLES[table]:
+            if stmt.startswith("CREATE TABLE "):
+                plain.execute("CREATE TEMP TABLE " + stmt[len("CREATE TABLE "):])
+            else:
+                name = stmt.split()[5]  # CREATE INDEX IF NOT EXISTS name ON ...
+                plain.execute(stmt.replace(f" {name} ON ", f" temp.{name} ON ", 1))
+        for op in ("INSERT", "UPDATE", "DELETE"):
+            plain.execute(f"CREATE TEMP TRIGGER IF NOT EXISTS lazy_{table}_{op.lower()}"
+                          f" BEFORE {op} ON {table} BEGIN"
+                          f" SELECT RAISE(ABORT, '{_LAZY_MARK}{table}'); END")
+        self._shadows.add(table)
+
+    def _drop_stale_shadows(self) -> None:
+        """A reader's shadows of tables a writer has created since (the shadow would hide
+        them): checked when main's schema changes, dropped when the real table exists."""
+        plain = sqlite3.Cursor(self)
+        with contextlib.suppress(sqlite3.DatabaseError):  # busy, or a cursor still open
+            version = int(plain.execute("PRAGMA main.schema_version").fetchone()[0])
+            if version == self._shadow_schema:
+                return
+            for table in sorted(self._shadows):
+                if plain.execute("SELECT 1 FROM main.sqlite_master WHERE type='table' AND"
+                                 " name=?", (table,)).fetchone() is not None:
+                    plain.execute(f"DROP TABLE IF EXISTS temp.{table}")
+                    self._shadows.discard(table)
+            self._shadow_schema = version
 
 
 def _connect(target: str | Path, path: Path, *, uri: bool = False) -> _Connection:
@@ -593,6 +711,7 @@ class Store(PathTree, Closing):
         lock = _acquire_writer_lock(path, lock_timeout)
         try:
             db = _connect(db_path, path)
+            db.creates_tables = True
             _configure(db)
             _ensure_schema(db)
             db.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoint()
@@ -1231,14 +1350,15 @@ class Store(PathTree, Closing):
     # guardian.observe's queries: operations rolled up per hour, alerts with a dedupe key and
     # a state, saved reports, filed suggestions (see _OBSERVE_SCHEMA).
     def observe_ready(self) -> bool:
-        """Whether the store has guardian.observe's tables: a reader of a store that no
+        """Whether the store has guardian.observe's columns: a reader of a store that no
         writer of this release has opened yet sees raw operations and legacy alerts only."""
         ready = getattr(self, "_observe_ready", None)
         if ready is None:
-            row = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table'"
-                                  " AND name='operation_hours'").fetchone()
-            cols = {r[1] for r in self.db.execute("PRAGMA table_info(alerts)")}
-            ready = self._observe_ready = row is not None and "state" in cols
+            # operations has guardian.observe's columns, and alerts too if it exists yet (a
+            # table created lazily has them from the start; see _LAZY_TABLES).
+            ops = {r[1] for r in self.db.execute("PRAGMA main.table_info(operations)")}
+            alerts = {r[1] for r in self.db.execute("PRAGMA main.table_info(alerts)")}
+            ready = self._observe_ready = "label" in ops and (not alerts or "state" in alerts)
         return bool(ready)
 
     def record_observed(self, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -1641,11 +1761,6 @@ class Store(PathTree, Closing):
 
 
     # ----------------------------------------------------------------- agent sessions
-    def agents_ready(self) -> bool:
-        """Whether this store has guardian.agents' tables (a reader of an older store)."""
-        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
-                               "name='agent_changes'").fetchone() is not None
-
     def agent_session_seen(self, session: str, agent: str, now: int, *, cwd: str | None = None,
                            transcript: str | None = None, detail: str | None = None,
                            ended: bool = False) -> None:
@@ -1946,7 +2061,6 @@ def _ensure_schema(db: sqlite3.Connection) -> None:
     if version == SCHEMA_VERSION:
         db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA};COMMIT;")
         _migrate_observe(db)
-        _migrate_agents(db)
         _migrate_deltas(db)
         return
     if version != 0:
@@ -1961,7 +2075,6 @@ def _ensure_schema(db: sqlite3.Connection) -> None:
         f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
     )
     _migrate_observe(db)
-    _migrate_agents(db)
     _migrate_deltas(db)
 
 

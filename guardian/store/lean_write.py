@@ -76,6 +76,68 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "agent_changes": ("version_id", "call_id", "session", "prompt", "how", "ambiguous"),
 }
 
+#: Tables guardian.store.db creates only when first written (its ``_LAZY_TABLES``; a test
+#: keeps them equal): a store may lack any of them. Present, each must match COLUMNS.
+LAZY = frozenset({"problems", "batches", "batch_entries", "damaged", "alerts",
+                  "operation_hours", "version_hours", "store_sizes", "reports",
+                  "filed_suggestions", "agent_sessions", "agent_prompts", "agent_calls",
+                  "agent_changes"})
+#: The agent tables' statements as guardian.store.db's ``_LAZY_TABLES`` holds them (a test
+#: keeps them equal): the lean path writes these tables, so it creates those a store lacks.
+AGENT_DDL = (
+    "CREATE TABLE IF NOT EXISTS agent_sessions(\n"
+    "    id TEXT PRIMARY KEY,                -- the agent's session_id (or undo-N: an undo)\n"
+    "    agent TEXT NOT NULL,                -- claude | gemini | codex | guardian\n"
+    "    started_ns INTEGER NOT NULL,\n"
+    "    last_ns INTEGER NOT NULL,\n"
+    "    ended_ns INTEGER,\n"
+    "    cwd TEXT,\n"
+    "    transcript TEXT,\n"
+    "    detail TEXT                         -- how it started / why it ended\n"
+    ") WITHOUT ROWID;",
+    "CREATE TABLE IF NOT EXISTS agent_prompts(\n"
+    "    id INTEGER PRIMARY KEY,\n"
+    "    session TEXT NOT NULL,\n"
+    "    key TEXT,                           -- the agent's prompt_id, when it sends one\n"
+    "    started_ns INTEGER NOT NULL,\n"
+    "    ended_ns INTEGER,\n"
+    "    text TEXT\n"
+    ");",
+    "CREATE INDEX IF NOT EXISTS agent_prompts_by_session ON agent_prompts(session, id);",
+    "CREATE TABLE IF NOT EXISTS agent_calls(\n"
+    "    id INTEGER PRIMARY KEY,\n"
+    "    session TEXT NOT NULL,\n"
+    "    prompt INTEGER,\n"
+    "    tool_use_id TEXT,\n"
+    "    tool TEXT NOT NULL,                 -- the tool's name as the agent sent it\n"
+    "    kind TEXT NOT NULL,                 -- write | window | undo\n"
+    "    paths TEXT,                         -- JSON list of the paths a write tool names\n"
+    "    command TEXT,\n"
+    "    started_ns INTEGER NOT NULL,\n"
+    "    ended_ns INTEGER,                   -- NULL: still running (an open window)\n"
+    "    outcome TEXT NOT NULL,              -- allowed | denied | done | failed | open\n"
+    "    reason TEXT,\n"
+    "    expect TEXT,                        -- JSON {path: [sha256, version before]} of a"
+    " write\n"
+    "    agent_id TEXT                       -- the subagent that made the call, if one did\n"
+    ");",
+    "CREATE INDEX IF NOT EXISTS agent_calls_by_use ON agent_calls(session, tool_use_id);",
+    "CREATE INDEX IF NOT EXISTS agent_calls_open ON agent_calls(kind) WHERE ended_ns IS NULL;",
+    "CREATE TABLE IF NOT EXISTS agent_changes(\n"
+    "    version_id INTEGER NOT NULL,\n"
+    "    call_id INTEGER NOT NULL,\n"
+    "    session TEXT NOT NULL,\n"
+    "    prompt INTEGER,\n"
+    "    how TEXT NOT NULL,                  -- tool | window | undo\n"
+    "    ambiguous INTEGER NOT NULL DEFAULT 0, -- 1: other windows were open too\n"
+    "    PRIMARY KEY(version_id, call_id)\n"
+    ") WITHOUT ROWID;",
+    "CREATE INDEX IF NOT EXISTS agent_changes_by_session ON agent_changes(session,"
+    " version_id);",
+    "CREATE INDEX IF NOT EXISTS agent_changes_by_prompt ON agent_changes(prompt);",
+)
+_AGENT_TABLES = ("agent_sessions", "agent_prompts", "agent_calls", "agent_changes")
+
 _CALL_COLS = ("id, session, prompt, tool_use_id, tool, kind, paths, command, started_ns,"
               " ended_ns, outcome, reason, expect, agent_id")
 _CALL_KEYS = tuple(k.strip() for k in _CALL_COLS.split(","))
@@ -100,11 +162,13 @@ def _uri(path: str, query: str) -> str:
 class LeanStore:
     """A store opened for writing without guardian.store.db: :func:`open_store`."""
 
-    def __init__(self, path: str, db: Any, lock_fd: int) -> None:
+    def __init__(self, path: str, db: Any, lock_fd: int,
+                 absent: frozenset[str] = frozenset()) -> None:
         self.path = path
         self.db = db
         self._lock_fd = lock_fd
         self._in_tx = False
+        self.absent = absent  # lazy tables this store has not created yet (never agent ones)
 
     # ----------------------------------------------------------------- lifecycle
     def _release(self) -> None:
@@ -194,6 +258,8 @@ class LeanStore:
                              bool(row[4]), row[5], row[6])
 
     def is_damaged(self, h: bytes) -> bool:
+        if "damaged" in self.absent:  # nothing was ever marked
+            return False
         return self.db.execute("SELECT 1 FROM damaged WHERE hash=?", (h,)).fetchone() is not None
 
     def scan_state(self, root_id: int) -> dict[bytes, tuple[Any, ...] | None]:
@@ -417,7 +483,7 @@ def open_store(path: str) -> LeanStore:
         db = sqlite.connect(os.path.join(path, "guardian.db"), isolation_level=None,
                             check_same_thread=False, timeout=30)
         try:
-            _check(db)
+            absent = _check(db)
             # The connection as Store.open configures it.
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA cache_size=-16000")
@@ -427,7 +493,15 @@ def open_store(path: str) -> LeanStore:
             # As Store.open: a store that cannot take a write lock is found now, before
             # anything is written (the full path then says why).
             db.execute("BEGIN IMMEDIATE")
-            db.execute("ROLLBACK")
+            if absent.intersection(_AGENT_TABLES):
+                # The tables this path writes, as Store's connection creates them when first
+                # written (all four at once: one commit, on a store's first agent hook).
+                for stmt in AGENT_DDL:
+                    db.execute(stmt)
+                db.execute("COMMIT")
+                absent = absent.difference(_AGENT_TABLES)
+            else:
+                db.execute("ROLLBACK")
         except BaseException:
             db.close()
             raise
@@ -444,7 +518,7 @@ def open_store(path: str) -> LeanStore:
         os.replace(tmp, os.path.join(path, "writer.pid"))
     except OSError:
         pass
-    return LeanStore(path, db, fd)
+    return LeanStore(path, db, fd, absent)
 
 
 def _unlock(fd: int) -> None:
@@ -455,8 +529,9 @@ def _unlock(fd: int) -> None:
     os.close(fd)
 
 
-def _check(db: Any) -> None:
-    """Unusual unless the database is a store of this schema, every migration applied."""
+def _check(db: Any) -> frozenset[str]:
+    """Unusual unless the database is a store of this schema, every migration applied;
+    returns the lazy tables it does not have yet."""
     db.execute("PRAGMA busy_timeout=30000")
     mode = db.execute("PRAGMA journal_mode").fetchone()[0]
     if str(mode).lower() != "wal":
@@ -468,8 +543,10 @@ def _check(db: Any) -> None:
             "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p"
             " WHERE m.type = 'table' ORDER BY m.name, p.cid"):
         have.setdefault(table, []).append(col)
-    if len(have) != len(COLUMNS) or any(tuple(have.get(t, ())) != cols
-                                        for t, cols in COLUMNS.items()):
+    absent = frozenset(t for t in COLUMNS if t not in have)
+    if (not absent <= LAZY or any(t not in COLUMNS for t in have)
+            or any(tuple(have[t]) != cols for t, cols in COLUMNS.items() if t in have)):
         raise Unusual("tables differ")
     if db.execute("SELECT 1 FROM meta WHERE key='created_ns'").fetchone() is None:
         raise Unusual("no created_ns mark")
+    return absent

@@ -16,11 +16,13 @@ skip-deltas (the version at chain position ``p`` uses the one at ``p & (p - 1)``
 decodes at most ``CHAIN_BITS`` frames, and a chain starts over with a whole copy every
 ``2**CHAIN_BITS`` versions. Reads never trust the rows: a chain longer than ``MAX_DEPTH`` or a
 missing base is damage, every decoded link is re-hashed, and output is bounded by the row's
-size. Loose objects are never deltas nor bases: a loose file is named by its hash and its
-encoding could not change atomically with the row (gc re-encodes dependents, below), and
-one whole copy of a big file reads fastest. ``gc`` re-encodes every kept object whose base
-it drops (:meth:`Objects.rebase`) in the transaction that drops it, so each version stays
-restorable on its own.
+size. Loose objects are never deltas (a loose file is named by its hash and its encoding
+could not change atomically with the row), but they are bases: a new version of a big file
+(up to ``DELTA_MAX_SIZE``) is stored in the table as a delta against it when that is
+smaller, so an edit of a 700 KB file costs ~200 bytes, not a second 150 KB loose file.
+``gc`` re-encodes every kept object whose base it drops (:meth:`Objects.rebase`) in the
+transaction that drops it (a big one that becomes a whole copy becomes loose again, its
+file durable before the commit), so each version stays restorable on its own.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ from guardian.store.codec import compress as compress
 from guardian.store.db import Store
 
 LOOSE_THRESHOLD = 256 * 1024
+#: The largest file stored as a delta (a read or write of one holds its base's raw bytes
+#: and its own in memory; bigger files are whole loose copies).
+DELTA_MAX_SIZE = 8 * 1024 * 1024
 DELTA_CODEC = "zstd-delta"
 #: Skip-delta chains start over with a whole copy at position ``2**CHAIN_BITS`` (depth <= 10).
 CHAIN_BITS = 10
@@ -94,7 +99,7 @@ def decompress(codec: str, stored: bytes, size: int, base: bytes | None = None) 
     if codec == DELTA_CODEC and base is not None:
         import zstandard
 
-        if size >= LOOSE_THRESHOLD:  # never written so: the row lies
+        if size > DELTA_MAX_SIZE:  # never written so: the row lies
             raise CorruptObjectError(f"a delta of {size} bytes is over the delta limit")
         d = zstandard.ZstdDecompressor(dict_data=_raw_dict(base))
         delta: bytes = d.decompress(stored, max_output_size=max(size, 1))
@@ -165,11 +170,13 @@ class Objects:
         codec, stored = packed if packed is not None else compress(data)
         loose = len(data) >= LOOSE_THRESHOLD
         link: tuple[int, int, int] | None = None
-        if base is not None and not loose and DELTA_ENABLED and self.store.object_deltas:
+        if (base is not None and len(data) <= DELTA_MAX_SIZE and DELTA_ENABLED
+                and self.store.object_deltas):
             delta = self._delta_against(base, data, len(stored))
             if delta is not None:
                 stored, link = delta
                 codec = DELTA_CODEC
+                loose = False  # a delta is small: a row of the table, even for a big file
         if loose:
             self._write_loose(h, stored)
         if self.store.damaged and h in self.store.damaged:  # gc dropped the damaged one
@@ -197,7 +204,8 @@ class Objects:
         object ``head_id``, or None when a whole copy is as small or the chain is unusable."""
         try:
             head = self.info(head_id)
-            if head.loose or head.size < 64 or head.hash in self.store.damaged:
+            if (head.size < 64 or head.size > DELTA_MAX_SIZE
+                    or head.hash in self.store.damaged):
                 return None
             pos = head.pos + 1
             if pos >= 1 << CHAIN_BITS:
@@ -208,7 +216,7 @@ class Objects:
                 if cur.pos <= target or cur.base_id is None:
                     break
                 nxt = self.info(cur.base_id)
-                if nxt.loose or nxt.size < 64:
+                if nxt.size < 64 or nxt.size > DELTA_MAX_SIZE:
                     break
                 cur = nxt
             if cur.depth + 1 > MAX_DEPTH:
@@ -390,7 +398,9 @@ class Objects:
             f"SELECT {_COLS} FROM objects WHERE base_id IN (SELECT id FROM rebase_drop)"
             " AND id NOT IN (SELECT id FROM rebase_drop) ORDER BY id").fetchall()
         db.execute("DELETE FROM rebase_drop")
-        new_base: dict[int, tuple[int, bytes]] = {}  # chain's whole object -> (id, raw)
+        # chain's old whole object -> its new one (id, raw bytes; None for a big one, read
+        # back from its loose file when needed: not kept in memory chain after chain)
+        new_base: dict[int, tuple[int, bytes | None]] = {}
         for r in rows:
             info = _info(r)
             data = self._raw(info, use_cache=False)  # raises if it is already damaged
@@ -398,17 +408,27 @@ class Objects:
             codec, stored = compress(data)
             base: tuple[int, int] | None = None
             first = new_base.get(root)
+            first_raw: bytes | None = None
             if first is not None:
-                delta = compress_delta(data, first[1])
+                first_raw = first[1]
+                if first_raw is None:
+                    first_raw = self._raw(self.info(first[0]), use_cache=False)
+                delta = compress_delta(data, first_raw)
                 if len(delta) < len(stored):
                     codec, stored, base = DELTA_CODEC, delta, (first[0], 1)
             else:
-                new_base[root] = (info.id, data)
-            back = decompress(codec, stored, len(data), first[1] if base and first else None)
+                new_base[root] = (info.id, data if len(data) < LOOSE_THRESHOLD else None)
+            back = decompress(codec, stored, len(data), first_raw if base else None)
             if digest(back) != info.hash:  # never swap in an encoding that does not decode
                 raise CorruptObjectError(f"object {info.hash.hex()}: re-encoding failed")
-            self._set_encoding(info.id, codec, stored, data, False, base)
+            # A big file's whole copy is loose, as when it was first stored: its file is
+            # durable (sync below) before the transaction that names it commits.
+            loose = base is None and len(data) >= LOOSE_THRESHOLD
+            if loose:
+                self._write_loose(info.hash, stored, replace=True)
+            self._set_encoding(info.id, codec, stored, data, loose, base)
             faults.point("gc.rebase")
+        self.sync()
         return len(rows)
 
     def repack(self, *, per_commit: int = 200) -> int:
