@@ -107,6 +107,16 @@ def under(relpath: bytes, prefix: bytes) -> bool:
     return not prefix or relpath == prefix or relpath.startswith(prefix + SEP)
 
 
+def parents(rel: bytes) -> list[bytes]:
+    """The directories above ``rel`` inside its root, nearest first (not the root itself)."""
+    out = []
+    d = rel.rpartition(SEP)[0]
+    while d:
+        out.append(d)
+        d = d.rpartition(SEP)[0]
+    return out
+
+
 def prefix_range(prefix: bytes) -> tuple[bytes, bytes]:
     """Byte range [lo, hi) holding every relpath strictly inside directory ``prefix``.
 

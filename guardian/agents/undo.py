@@ -23,7 +23,7 @@ from guardian.batch import io as batchio
 from guardian.batch.protocol import execute_targets
 from guardian.batch.target import Target
 from guardian.errors import NotFoundError, UsageError
-from guardian.paths import SEP, Root
+from guardian.paths import SEP, Root, parents
 from guardian.store.objects import Objects, digest
 from guardian.timespec import iso
 
@@ -256,13 +256,13 @@ def _emptied_dirs(store: Store, removals: list[Target], writes: list[Target],
     states = {(f.root.id, f.relpath): f.state for f in files.values()}
     created = {(t.root.id, t.relpath) for t in removals
                if states.get((t.root.id, t.relpath)) == "created"}
-    written = {(t.root.id, d) for t in writes for d in _parents(t.relpath)}
+    written = {(t.root.id, d) for t in writes for d in parents(t.relpath)}
     gone = {(t.root.id, t.relpath) for t in removals}
     out: list[Target] = []
     seen: set[tuple[int, bytes]] = set()
     roots = {t.root.id: t for t in removals}
     # Deepest first, so a parent sees its emptied children as gone.
-    for rid, d in sorted({(rid, p) for rid, rel in created for p in _parents(rel)},
+    for rid, d in sorted({(rid, p) for rid, rel in created for p in parents(rel)},
                          key=lambda k: -k[1].count(SEP)):
         if (rid, d) in seen or (rid, d) in written:
             continue
@@ -288,16 +288,6 @@ def _emptied_dirs(store: Store, removals: list[Target], writes: list[Target],
     return out
 
 
-def _parents(rel: bytes) -> list[bytes]:
-    """The directories above ``rel``, nearest first (not the root)."""
-    out = []
-    d = rel.rpartition(SEP)[0]
-    while d:
-        out.append(d)
-        d = d.rpartition(SEP)[0]
-    return out
-
-
 def _drop(t: Target) -> None:
     t.current = None
     if t.oldfd is not None:
@@ -308,12 +298,7 @@ def _drop(t: Target) -> None:
 def _make_room(t: Target) -> None:
     """The directories a write needs made (a file whose directory was removed too)."""
     made: list[bytes] = []
-    d = t.relpath.rpartition(SEP)[0]
-    parents = []
-    while d:
-        parents.append(d)
-        d = d.rpartition(SEP)[0]
-    for d in reversed(parents):
+    for d in reversed(parents(t.relpath)):
         if made:
             made.append(d)
             continue

@@ -37,7 +37,7 @@ from guardian.batch.target import Target
 from guardian.capture.scan import WalkReport, walk
 from guardian.errors import BatchError, GuardianError, NotFoundError, UsageError
 from guardian.exitcodes import ExitCode
-from guardian.paths import SEP, Root, show
+from guardian.paths import SEP, Root, parents, show
 from guardian.rootfs import RootFS
 from guardian.store.db import Version
 from guardian.store.history import resolve
@@ -231,7 +231,7 @@ class _Planner:
         # (emptied by the removals); anywhere, a directory where a file is to be.
         for rel in list(self.files):
             if self.tree:
-                for d in _parents(rel):
+                for d in parents(rel):
                     if not _inside(d, prefix):
                         break
                     if d not in self.dirs:
@@ -293,7 +293,7 @@ class _Planner:
         # Directories: one a file now takes the place of must go, with all it holds; one
         # the removals empty goes too (Guardian cannot tell it existed then).
         gone: list[Target] = []
-        keep_dirs = {d for k in self.keep for d in _parents(k)}
+        keep_dirs = {d for k in self.keep for d in parents(k)}
         for rel in sorted(self.dirs, key=_depth, reverse=True):
             t = self.dirs[rel]
             if t.kind != "dir":
@@ -366,7 +366,7 @@ class _Planner:
         """The directories a write makes (for its rollback), and whether it waits for a
         removal of this restore: a parent of it is a file or link now."""
         made: list[bytes] = []
-        for d in reversed(_parents(t.relpath)):
+        for d in reversed(parents(t.relpath)):
             if made:
                 made.append(d)
                 continue
@@ -418,20 +418,10 @@ def _depth(rel: bytes) -> int:
     return rel.count(SEP)
 
 
-def _parents(rel: bytes) -> list[bytes]:
-    """The directories above ``rel``, nearest first (not the root)."""
-    out = []
-    d = rel.rpartition(SEP)[0]
-    while d:
-        out.append(d)
-        d = d.rpartition(SEP)[0]
-    return out
-
-
 def _inside(rel: bytes, prefix: bytes) -> bool:
     """Whether ``rel`` lies strictly inside directory ``prefix`` (b"": the root)."""
     return not prefix or rel.startswith(prefix + SEP)
 
 
 def _parent_in(rel: bytes, files: set[bytes]) -> bytes | None:
-    return next((d for d in _parents(rel) if d in files), None)
+    return next((d for d in parents(rel) if d in files), None)
