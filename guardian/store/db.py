@@ -33,6 +33,7 @@ from guardian.errors import GuardianError, NotFoundError, StoreBusyError, StoreE
 from guardian.kinds import BatchState, Origin, VersionKind
 from guardian.locations import ROOTS_FILE, ensure_private_dir
 from guardian.paths import Root, prefix_range
+from guardian.store import lean_write
 from guardian.store.lean import sqlite_uri
 from guardian.store.lean import store_size as store_size
 from guardian.store.tree import PathTree
@@ -1822,16 +1823,9 @@ class Store(PathTree, Closing):
              None if expect is None else json.dumps(expect), agent_id))
         return int(cur.lastrowid or 0)
 
-    _CALL_COLS = ("id, session, prompt, tool_use_id, tool, kind, paths, command, started_ns,"
-                  " ended_ns, outcome, reason, expect, agent_id")
-
-    @staticmethod
-    def _call_dict(r: tuple[Any, ...]) -> dict[str, Any]:
-        keys = [k.strip() for k in Store._CALL_COLS.split(",")]
-        d = dict(zip(keys, r, strict=True))
-        d["paths"] = json.loads(d["paths"] or "[]")
-        d["expect"] = json.loads(d["expect"]) if d["expect"] else {}
-        return d
+    # One definition with the no-daemon hook's writer (guardian.store.lean_write).
+    _CALL_COLS = lean_write.CALL_COLS
+    _call_dict = staticmethod(lean_write.call_dict)
 
     def agent_call(self, session: str, tool_use_id: str) -> dict[str, Any] | None:
         """The newest call of ``session`` with this tool_use_id (Pre and Post share it)."""

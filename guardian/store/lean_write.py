@@ -138,9 +138,21 @@ AGENT_DDL = (
 )
 _AGENT_TABLES = ("agent_sessions", "agent_prompts", "agent_calls", "agent_changes")
 
-_CALL_COLS = ("id, session, prompt, tool_use_id, tool, kind, paths, command, started_ns,"
-              " ended_ns, outcome, reason, expect, agent_id")
-_CALL_KEYS = tuple(k.strip() for k in _CALL_COLS.split(","))
+#: An agent call's columns, as the Store reads them too (``Store.agent_call`` and the rest).
+CALL_COLS = ("id, session, prompt, tool_use_id, tool, kind, paths, command, started_ns,"
+             " ended_ns, outcome, reason, expect, agent_id")
+_CALL_KEYS = tuple(k.strip() for k in CALL_COLS.split(","))
+
+
+def call_dict(r: tuple[Any, ...]) -> dict[str, Any]:
+    """An ``agent_calls`` row (``CALL_COLS``) as the dict both the Store and this module
+    hand out."""
+    import json
+
+    d = dict(zip(_CALL_KEYS, r, strict=True))
+    d["paths"] = json.loads(d["paths"] or "[]")
+    d["expect"] = json.loads(d["expect"]) if d["expect"] else {}
+    return d
 
 
 class Unusual(Exception):
@@ -279,25 +291,17 @@ class LeanStore:
                               (session,)).fetchone()
         return None if row[0] is None else int(row[0])
 
-    def _call_dict(self, r: tuple[Any, ...]) -> dict[str, Any]:
-        import json
-
-        d = dict(zip(_CALL_KEYS, r, strict=True))
-        d["paths"] = json.loads(d["paths"] or "[]")
-        d["expect"] = json.loads(d["expect"]) if d["expect"] else {}
-        return d
-
     def call(self, session: str, tool_use_id: str) -> dict[str, Any] | None:
         """Store.agent_call."""
-        row = self.db.execute(f"SELECT {_CALL_COLS} FROM agent_calls WHERE session=? AND"
+        row = self.db.execute(f"SELECT {CALL_COLS} FROM agent_calls WHERE session=? AND"
                               " tool_use_id=? ORDER BY id DESC LIMIT 1",
                               (session, tool_use_id)).fetchone()
-        return self._call_dict(row) if row else None
+        return call_dict(row) if row else None
 
     def open_windows(self, since_ns: int) -> list[dict[str, Any]]:
         """Store.agent_open_windows."""
-        return [self._call_dict(r) for r in self.db.execute(
-            f"SELECT {_CALL_COLS} FROM agent_calls WHERE kind='window' AND ended_ns IS NULL"
+        return [call_dict(r) for r in self.db.execute(
+            f"SELECT {CALL_COLS} FROM agent_calls WHERE kind='window' AND ended_ns IS NULL"
             " AND started_ns >= ? ORDER BY id", (since_ns,))]
 
     def windows_overlapping(self, call_id: int, start_ns: int, end_ns: int) -> list[int]:
