@@ -59,6 +59,14 @@ WRITES = ("write", "edit", "multiedit", "notebook")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def _read_all(fd: int) -> bytes:
+    """Everything left to read from ``fd`` (a regular file the caller has checked)."""
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def allow(**extra: Any) -> dict[str, Any]:
     return {"decision": "allow", "reason": None, **extra}
 
@@ -208,17 +216,12 @@ def _no_patterns(path: str | bytes) -> None:
             return  # open() of a directory fails: skipped
         if (st.st_mode & 0o170000) != 0o100000 or st.st_size > 1024 * 1024:
             raise Unusual("an odd ignore file")
-        chunks = []
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
+        raw = _read_all(fd)
     except OSError:
         return
     finally:
         os.close(fd)
-    text = b"".join(chunks).decode("utf-8", "surrogateescape")
+    text = raw.decode("utf-8", "surrogateescape")
     if any(line.strip() and not line.startswith("#") for line in text.splitlines()):
         raise Unusual("an ignore file with patterns applies")
 
@@ -257,13 +260,7 @@ def _observe(rpath: str, rel: bytes) -> tuple[os.stat_result, bytes, bytes] | No
             before = os.fstat(ffd)
             if (before.st_mode & 0o170000) != 0o100000:
                 raise Unusual("changed while read")
-            chunks = []
-            while True:
-                chunk = os.read(ffd, 1 << 20)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            data = b"".join(chunks)
+            data = _read_all(ffd)
             after = os.fstat(ffd)
         except OSError:
             raise Unusual("cannot read") from None
