@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -158,8 +157,7 @@ def paint(ws: Workspace, cfg: Config) -> Table:
     return table
 
 
-async def _presses(app: object, pilot: object, screen: object, n: int,
-                   stop: threading.Event | None) -> list[float]:
+async def _presses(app: object, screen: object, n: int) -> list[float]:
     """``space`` sent as a terminal sends it (the driver's queue, as the key reader does),
     then the time until the dashboard's action has run. Not ``pilot.press``: it waits for
     the whole process to go idle (``wait_for_idle``) and ``pilot.pause`` forces a full
@@ -169,8 +167,6 @@ async def _presses(app: object, pilot: object, screen: object, n: int,
     driver = app._driver  # type: ignore[attr-defined]
     out: list[float] = []
     for _ in range(n):
-        if stop is not None and stop.is_set():
-            break
         before = screen.paused  # type: ignore[attr-defined]
         t = time.perf_counter()
         key = events.Key("space", " ")
@@ -215,7 +211,7 @@ def keys(ws: Workspace, cfg: Config) -> Table:
                 screen = app.screen
                 lag_stop, idle_lag, busy_lag = asyncio.Event(), [], []  # type: ignore[var-annotated]
                 lagger = asyncio.create_task(_loop_lag(lag_stop, idle_lag))
-                result["idle"] = await _presses(app, pilot, screen, 40, None)
+                result["idle"] = await _presses(app, screen, 40)
                 lag_stop.set()
                 await lagger
                 lag_stop.clear()
@@ -228,7 +224,7 @@ def keys(ws: Workspace, cfg: Config) -> Table:
                 busy: list[float] = []
                 deadline = time.monotonic() + 300
                 while app.feed.versions - start < n and time.monotonic() < deadline:
-                    busy += await _presses(app, pilot, screen, 5, None)
+                    busy += await _presses(app, screen, 5)
                 writer.wait(timeout=300)
                 lag_stop.set()
                 await lagger
