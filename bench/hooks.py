@@ -15,6 +15,7 @@ do without).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -38,6 +39,55 @@ from bench.common import (
 )
 
 GOAL = 2.5
+#: The patterns of GitHub's Python.gitignore that most projects keep (github/gitignore).
+PYTHON_GITIGNORE = """# Byte-compiled / optimized / DLL files
+__pycache__/
+*.py[cod]
+*$py.class
+*.so
+.Python
+build/
+develop-eggs/
+dist/
+downloads/
+eggs/
+.eggs/
+lib/
+lib64/
+parts/
+sdist/
+var/
+wheels/
+*.egg-info/
+.installed.cfg
+*.egg
+MANIFEST
+pip-log.txt
+htmlcov/
+.tox/
+.nox/
+.coverage
+.coverage.*
+.cache
+nosetests.xml
+coverage.xml
+*.cover
+.hypothesis/
+.pytest_cache/
+*.mo
+*.pot
+*.log
+docs/_build/
+.ipynb_checkpoints
+.env
+.venv
+env/
+venv/
+ENV/
+.mypy_cache/
+.ruff_cache/
+/site
+"""
 
 
 def _timed_input(argv: list[str], data: bytes, env: dict[str, str], cwd: Path) -> float:
@@ -137,24 +187,46 @@ def round_trip(ws: Workspace, cfg: Config) -> Table:
                           "ms", median(base) * 1000, Goal("<=", GOAL, "ratio")))
     target.write_text(json.dumps({"n": 7, "items": list(range(50))}))
     other.write_text(json.dumps({"n": 8, "items": list(range(50))}))
-    # Most repositories hold a .gitignore with patterns, many a rule file: the lean path does
-    # not apply (what gitignore's rules match costs pathspec's import; rules need the rules
-    # engine), and the hook takes the full path. Same goal: the budget is for every tree.
+    # Most repositories hold a .gitignore with patterns, many a rule file. The lean path
+    # reads plain ignore patterns itself (guardian.rules.plainignore) and rule files from the
+    # form the full path saved of them (guardian.rules.leanform); a rule that reverts
+    # invalid JSON makes it judge the edit's result (clean JSON). Same goal: the budget is
+    # for every tree. The first call after a rule file changed takes the full path (it
+    # parses the file and saves its form): shown, without a goal.
+    build = tree / "build"
     for what, name, text in (
-            ("a .gitignore with patterns", ".gitignore", "*.pyc\nbuild/\n__pycache__/\n"),
-            ("a rule file", ".guardian.toml",
+            ("a Python project's .gitignore (and 100 ignored build files)", ".gitignore",
+             PYTHON_GITIGNORE),
+            ("a rule file (JSON validated, invalid reverted)", ".guardian.toml",
              '[[rule]]\npaths = ["**/*.json"]\nvalidators = ["json"]\n'
              'on_invalid = "revert"\n')):
-        progress(f"hooks: Edit PreToolUse in a tree with {what}, no daemon, {n}x")
         (tree / name).write_text(text)
-        ours, base = [], []
-        for _ in range(n):
-            base.append(_timed_input(bare, b"", env, tree))
-            ours.append(_timed_input(hook, payload("PreToolUse", "Edit", edit), env, tree))
-        table.rows.append(Row(f"Edit PreToolUse in a tree with {what} (the full path), "
-                              f"no daemon (median of {n})", median(ours) * 1000, "ms",
-                              median(base) * 1000, Goal("<=", GOAL, "ratio")))
+        if name == ".gitignore":
+            build.mkdir()
+            for i in range(100):
+                (build / f"o{i}.bin").write_bytes(b"\0" * 512)
+        progress(f"hooks: in a tree with {what}, no daemon, {n}x each")
+        first = _timed_input(hook, payload("PreToolUse", "Edit", edit), env, tree)
+        base0 = _timed_input(bare, b"", env, tree)
+        if name == ".guardian.toml":
+            table.rows.append(Row(f"Edit PreToolUse, the first after {what} was written (the "
+                                  "full path parses it, saves its form; one run)",
+                                  first * 1000, "ms", base0 * 1000))
+        for label, make in (
+                ("Edit PreToolUse", lambda: payload("PreToolUse", "Edit", edit)),
+                ("Edit PostToolUse", lambda: payload("PostToolUse", "Edit", edit)),
+                ("Bash PreToolUse", lambda: payload("PreToolUse", "Bash", {"command": "true"}))):
+            ours, base = [], []
+            for _ in range(n):
+                base.append(_timed_input(bare, b"", env, tree))
+                ours.append(_timed_input(hook, make(), env, tree))
+            table.rows.append(Row(f"{label} in a tree with {what}, no daemon (median of {n})",
+                                  median(ours) * 1000, "ms", median(base) * 1000,
+                                  Goal("<=", GOAL, "ratio")))
         (tree / name).unlink()
+        if name == ".gitignore":
+            shutil.rmtree(build)
+        run([*guardian_argv(), "snapshot", "--store", str(store), str(tree)], env=env)
     # What no no-daemon hook can go below: the imports alone of what it must use (no goal;
     # the ratio shows how much of the 2.5x budget the floor leaves).
     floors = [("floor: `python3 -c 'import re'` (pip's console script imports it)", "import re"),

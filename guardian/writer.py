@@ -46,6 +46,11 @@ class Writer(Closing):
 
     def close(self) -> None:
         self.recorder.close()
+        from guardian.rules import leanform
+
+        # The rule files read, in the form an agent hook's lean path reads them (it cannot
+        # afford tomllib): the next hook without a daemon need not take the full path.
+        leanform.save(str(self.store.path), self.policy.loaded())
 
     def __repr__(self) -> str:
         return f"Writer(store={str(self.store.path)!r}, roots={list(self.roots.values())!r})"

@@ -17,12 +17,14 @@ from typing import Any
 
 import pytest
 
-from guardian.agents import lean
+from guardian.agents import lean, lean_rules
+from guardian.rules import leanform
 from guardian.rules.rulefiles import load_preset
 from guardian.rules.settings import load_defaults, presets_dir
 from guardian.store import db as store_db
 from guardian.store import lean_write
 from guardian.store.db import Store
+from guardian.validation import validators
 from tests.conftest import Cli, sha256
 
 #: Set to a point no code has: the lean path steps aside, the full path runs unhindered.
@@ -211,12 +213,31 @@ def _setup(tmp_path: Path, env: dict[str, str], cli: Cli, name: str,
     return root, store
 
 
+#: Trees the lean path must handle as the full path does: ignore files with patterns (and
+#: ignored files and directories in them, which a Bash window's walk must skip), rule files
+#: (a rule that reverts invalid JSON, which the session's edits keep valid; ignore globs; a
+#: preset extended; a size limit).
+DECORATIONS = {
+    "plain": {},
+    "ignore-files": {".gitignore": "*.log\nbuild/\n/dist\n", ".git/info/exclude": "*.tmp\n",
+                     "src/.gitignore": "# caches\ncache/\n", "build/out.txt": "x\n",
+                     "dist/a.js": "x\n", "src/cache/c.txt": "c\n", "app.log": "l\n",
+                     "src/deep/x.tmp": "t\n"},
+    "rule-files": {".guardian.toml": '[[rule]]\npaths = ["**/*.json"]\nvalidators = ["json"]\n'
+                                     'on_invalid = "revert"\n',
+                   "src/.guardian.toml": 'extends = "default"\nignore = ["*.tmp", "gen"]\n'
+                                         '[[rule]]\npaths = ["*.txt"]\nmax_file_size = "1MiB"\n',
+                   "src/x.tmp": "t\n", "src/gen/g.txt": "g\n"},
+}
+
+
+@pytest.mark.parametrize("decoration", sorted(DECORATIONS))
 def test_lean_path_writes_what_the_full_path_writes(tmp_path: Path, env: dict[str, str],
-                                                     cli: Cli) -> None:
+                                                     cli: Cli, decoration: str) -> None:
     roots = {}
     paths = {}
     for name, extra in (("lean", {}), ("full", FULL)):
-        root, store = _setup(tmp_path, env, cli, name)
+        root, store = _setup(tmp_path, env, cli, name, DECORATIONS[decoration])
         a = Agent(env, store, root, extra=extra)
         _session(a, root)
         g = Agent(env, store, root, extra=extra, agent="gemini", session="G")
@@ -266,28 +287,46 @@ def test_lean_path_is_readable_by_every_command(tmp_path: Path, env: dict[str, s
     assert c.json("verify")["ok"] is True
 
 
-def test_rule_files_take_the_full_path_and_refuse(tmp_path: Path, env: dict[str, str],
-                                                  cli: Cli) -> None:
+def test_rule_files_keep_the_lean_path_where_they_allow(tmp_path: Path, env: dict[str, str],
+                                                        cli: Cli) -> None:
     root, store = _setup(tmp_path, env, cli, "rules")
-    (root / "src" / ".guardian.toml").write_text(
-        '[[rule]]\npaths = ["*.json"]\non_invalid = "revert"\n')
+    rules = root / "src" / ".guardian.toml"
+    rules.write_text('[[rule]]\npaths = ["*.json"]\non_invalid = "revert"\n')
     a = Agent(env, store, root)
-    reply = a.tool("PreToolUse", "Edit", "t1", file_path=str(root / "src" / "m1.json"),
-                   old_string='"n": 1}', new_string='"n": }')
+    m1 = root / "src" / "m1.json"
+    # A rule file the full path has not read yet: it decides (and saves the rules' form).
+    a.tool("PreToolUse", "Edit", "t1", file_path=str(m1), old_string='"n": 1', new_string='"n": 2')
     assert a.paths == ["full"]
+    # Valid JSON under a rule that reverts: the lean path judges it clean and allows it.
+    assert a.tool("PreToolUse", "Edit", "t2", file_path=str(m1), old_string='"n": 1',
+                  new_string='"n": 3') is None
+    assert a.paths[-1] == "lean"
+    # Invalid JSON: the full path words the refusal.
+    reply = a.tool("PreToolUse", "Edit", "t3", file_path=str(m1), old_string='"n": 1}',
+                   new_string='"n": }')
+    assert a.paths[-1] == "full"
     out = reply["hookSpecificOutput"]
     assert out["permissionDecision"] == "deny" and "m1.json:1:" in \
         out["permissionDecisionReason"]
-    # A path whose chain has no rule file still takes the lean path.
-    a.tool("PreToolUse", "Edit", "t2", file_path=str(root / "notes.txt"), old_string="hello",
-           new_string="bye")
-    assert a.paths[-1] == "lean"
-    # A .gitignore anywhere on the way: the full path (it knows what is ignored).
-    (root / ".gitignore").write_text("*.log\n")
-    a.tool("PreToolUse", "Edit", "t3", file_path=str(root / "notes.txt"), old_string="hello",
+    # A duplicate key is valid (a warning), but it is the full path's to locate.
+    assert a.tool("PreToolUse", "Write", "t4", file_path=str(m1),
+                  content='{"n": 1, "n": 2}') is None
+    assert a.paths[-1] == "full"
+    # The rule file edited: its new content is a miss, then lean again.
+    rules.write_text('[[rule]]\npaths = ["*.json"]\non_invalid = "revert"\nprotect = true\n')
+    reply = a.tool("PreToolUse", "Edit", "t5", file_path=str(m1), old_string='"n": 1',
+                   new_string='"n": 4')
+    assert "protected" in reply["hookSpecificOutput"]["permissionDecisionReason"]
+    a.tool("PreToolUse", "Edit", "t6", file_path=str(root / "notes.txt"), old_string="hello",
            new_string="bye")
     a.tool("PreToolUse", "Bash", "b1", command="true")
-    assert a.paths[-2:] == ["full", "full"]
+    assert a.paths[-3:] == ["full", "lean", "lean"]
+    # A protected path is refused by the full path, form or not.
+    a.tool("PreToolUse", "Edit", "t7", file_path=str(m1), old_string='"n": 1',
+           new_string='"n": 5')
+    assert a.paths[-1] == "full"
+    (sess,) = Cli(env, store, root).json("sessions")
+    assert sess["rejected"] == 3
 
 
 GIT_EXCLUDE = ("# git ls-files --others --exclude-from=.git/info/exclude\n"
@@ -297,7 +336,7 @@ GIT_EXCLUDE = ("# git ls-files --others --exclude-from=.git/info/exclude\n"
                "# *.[oa]\n# *~\n")
 
 
-def test_ignore_files_without_patterns_keep_the_lean_path(
+def test_ignore_files_keep_the_lean_path_unless_their_patterns_are_not_plain(
         tmp_path: Path, env: dict[str, str], cli: Cli) -> None:
     root, store = _setup(tmp_path, env, cli, "ign", {
         ".git/info/exclude": GIT_EXCLUDE, ".gitignore": "# nothing ignored yet\n\n",
@@ -308,19 +347,32 @@ def test_ignore_files_without_patterns_keep_the_lean_path(
     a.tool("PreToolUse", "Bash", "b1", command="true")
     a.tool("PostToolUse", "Bash", "b1", command="true")
     assert a.paths == ["lean"] * 3
-    # A pattern in any of them: what it ignores is the full path's to work out.
-    (root / "src" / ".gitignore").write_text("*.log\n")
-    a.tool("PreToolUse", "Edit", "t2", file_path=str(m1), old_string="1", new_string="2")
-    a.tool("PreToolUse", "Edit", "t3", file_path=str(root / "notes.txt"), old_string="hello",
+    # Plain patterns: the lean path works out what they ignore.
+    (root / "src" / ".gitignore").write_text("*.log\nbuild/\n")
+    (root / "src" / "build").mkdir()
+    (root / "src" / "build" / "out.bin").write_bytes(b"\0" * 100)
+    a.tool("PreToolUse", "Bash", "b2", command="make")
+    a.tool("PostToolUse", "Bash", "b2", command="make")
+    assert a.paths[-2:] == ["lean", "lean"]
+    c = Cli(env, store, root)
+    assert c.run("log", str(root / "src" / "build" / "out.bin")).returncode != 0  # ignored
+    assert c.run("log", str(root / "src" / ".gitignore"), check=True).stdout  # recorded
+    # A path the capture ignores: the full path's (it records nothing of it).
+    a.tool("PreToolUse", "Write", "t2", file_path=str(root / "src" / "x.log"), content="x")
+    assert a.paths[-1] == "full"
+    # A pattern that is not plain (a re-include): the full path works it out.
+    (root / "src" / ".gitignore").write_text("*.log\n!keep.log\n")
+    a.tool("PreToolUse", "Edit", "t3", file_path=str(m1), old_string="1", new_string="2")
+    a.tool("PreToolUse", "Edit", "t4", file_path=str(root / "notes.txt"), old_string="hello",
            new_string="bye")  # src/.gitignore is not on its way
     assert a.paths[-2:] == ["full", "lean"]
-    (root / ".git" / "info" / "exclude").write_text("*.tmp\n")
-    a.tool("PreToolUse", "Edit", "t4", file_path=str(root / "notes.txt"), old_string="hello",
+    (root / ".git" / "info" / "exclude").write_text("*.tmp\n!keep.tmp\n")
+    a.tool("PreToolUse", "Edit", "t5", file_path=str(root / "notes.txt"), old_string="hello",
            new_string="bye")
-    a.tool("PreToolUse", "Bash", "b2", command="true")
+    a.tool("PreToolUse", "Bash", "b3", command="true")
     assert a.paths[-2:] == ["full", "full"]
     (sess,) = Cli(env, store, root).json("sessions")
-    assert sess["write_calls"] == 4 and sess["bash_calls"] == 2
+    assert sess["write_calls"] == 5 and sess["bash_calls"] == 3
 
 
 def test_another_schema_version_is_never_written_by_the_lean_path(
@@ -392,14 +444,20 @@ def test_lean_default_rules_are_the_shipped_ones() -> None:
 
     assert h((presets_dir() / "default.toml").read_bytes()).hexdigest() == \
         lean.DEFAULT_RULES_SHA256
-    assert load_defaults().max_file_size == lean.MAX_FILE_SIZE
     preset = load_preset("default")
     assert preset.ignore == ()
+    settings: dict[str, Any] = {}
     for rule in preset.rules:  # what lean relies on: nothing refuses, nothing protected
         assert rule.always
-        keys = dict(rule.settings)
-        assert keys["on_invalid"][0] == "record"
-        assert "protect" not in keys and "fail" not in keys
+        settings.update({k: v for k, (v, _o) in rule.settings.items()})
+    (form,) = leanform.form_of(preset)["rules"]  # type: ignore[index]
+    assert form["set"] == lean_rules.DEFAULT_SETTINGS
+    assert settings["max_file_size"] == load_defaults().max_file_size
+    assert settings["on_invalid"] == "record"
+    assert "protect" not in settings and "fail" not in settings
+    assert preset.glob_count == lean_rules.DEFAULT_GLOBS
+    # The one extension the lean path maps "auto" to by itself.
+    assert validators.for_path("x.JSON") == ["json"]
 
 
 @pytest.mark.parametrize("payload", [b"{not json", b"[]", b'{"session_id": "S"}'])

@@ -35,6 +35,8 @@ import time
 
 from guardian import faults
 from guardian.agents import edits, wire
+from guardian.agents.lean_rules import LeanRules
+from guardian.rules.plainignore import NotPlain, PlainIgnore
 from guardian.store.lean_write import LeanStore, Unusual, open_store, signature
 
 TYPE_CHECKING = False
@@ -50,9 +52,6 @@ except ImportError:  # pragma: no cover
 #: "auto", on_invalid "record", nothing protected, no ``fail``, no ``ignore``, max_file_size
 #: 50MiB (tests/test_hook_lean.py checks both the digest and those rules).
 DEFAULT_RULES_SHA256 = "6059c6766c3a5ef1a773ce62e6f0a532673dcef687de574453267969a2dd7cc8"
-MAX_FILE_SIZE = 50 * 1024 * 1024
-RULE_FILE = ".guardian.toml"          # guardian.rules.rulefiles.RULE_FILE
-GITIGNORE = ".gitignore"              # guardian.rules.ignore.GITIGNORE
 TEMP_PREFIX = ".~guardian."           # guardian.paths.TEMP_PREFIX
 MAX_WINDOW_NS = 15 * 60 * 1_000_000_000  # guardian.agents.handler.MAX_WINDOW_NS
 WRITES = ("write", "edit", "multiedit", "notebook")
@@ -116,14 +115,36 @@ def handle(store_dir: str, agent: str, d: Any, keep: list[Any]) -> dict[str, Any
     return reply
 
 
+class Tree:
+    """One root, with what the lean path reads of its ignore files and rule files."""
+
+    def __init__(self, store_dir: str, rid: int, path: str) -> None:
+        self.id = rid
+        self.path = path
+        self.ignore = PlainIgnore(path)
+        self.rules = LeanRules(store_dir, path)
+
+    def capture_ignores(self, rel: str) -> bool:
+        """Whether the Recorder's IgnoreMatcher ignores ``rel``: a rule file's ``ignore``
+        glob matches it or a directory above it, or an ignore file does (names Guardian
+        ignores itself are the caller's)."""
+        parts = rel.split("/")
+        if any(self.rules.ignored("/".join(parts[:k])) for k in range(1, len(parts) + 1)):
+            return True
+        try:
+            return self.ignore.ignored(rel)
+        except NotPlain:
+            raise Unusual("an ignore file the lean path does not read") from None
+
+
 def _handle(store: LeanStore, p: dict[str, Any], records: bool) -> dict[str, Any]:
     now = time.time_ns()
     if not records:
         return _bookkeeping(store, p, now)
-    roots = store.roots()
+    roots = [Tree(store.path, rid, rpath) for rid, rpath in store.roots()]
     real_store = os.path.realpath(store.path)
-    for _rid, rpath in roots:
-        if real_store == rpath or real_store.startswith(rpath.rstrip("/") + "/"):
+    for t in roots:
+        if real_store == t.path or real_store.startswith(t.path.rstrip("/") + "/"):
             raise Unusual("the store is inside a root")
     if p["tool"] == "bash":
         return _window(store, p, now, roots)
@@ -167,14 +188,20 @@ def _paths(p: dict[str, Any]) -> list[str]:
     return [path] if path else []
 
 
-def _where(path: str, roots: list[tuple[int, str]]) -> tuple[int, str, bytes] | None:
-    """guardian.paths.locate (the parent resolved, the name not), and no rule file, ignore
-    file or ignored name on the way (Unusual): (root id, root path, relpath), None when
-    outside every root or the root itself."""
+#: A watched path: its root, its relpath, the settings its rules give it.
+Target = tuple[Tree, bytes, "dict[str, Any]"]
+
+
+def _where(path: str, roots: list[Tree]) -> Target | None:
+    """Handler._where: guardian.paths.locate (the parent resolved, the name not), None when
+    outside every root, the root itself or ignored by a rule file's ``ignore`` glob, and
+    the rules in force there (Unusual where the lean path cannot tell them, or where the
+    capture would ignore the path: a .gitignore or a rule ignoring a directory above it)."""
     parent, name = os.path.split(os.path.abspath(path))
     full = os.path.join(os.path.realpath(parent), name) if name else os.path.realpath(parent)
-    best: tuple[int, str, str] | None = None
-    for rid, rpath in roots:
+    best: tuple[Tree, str] | None = None
+    for t in roots:
+        rpath = t.path
         if full == rpath:
             rel = ""
         elif full.startswith(rpath.rstrip("/") + "/"):
@@ -183,53 +210,27 @@ def _where(path: str, roots: list[tuple[int, str]]) -> tuple[int, str, bytes] | 
             continue
         # The deepest root (len(Path.parts), as locate compares them).
         if best is None or len(rpath.rstrip("/").split("/")) > \
-                len(best[1].rstrip("/").split("/")):
-            best = (rid, rpath, rel)
-    if best is None or not best[2]:
+                len(best[0].path.rstrip("/").split("/")):
+            best = (t, rel)
+    if best is None or not best[1]:
         return None
-    rid, rpath, rel = best
+    tree, rel = best
     parts = rel.split("/")
     if any(part == ".git" or part.startswith(TEMP_PREFIX) or part in ("", ".", "..")
            for part in parts):
         raise Unusual("a name Guardian ignores")
-    _no_patterns(os.path.join(rpath, ".git", "info", "exclude"))
-    d = rpath
-    for part in ["", *parts[:-1]]:
-        d = os.path.join(d, part) if part else d
-        if os.path.lexists(os.path.join(d, RULE_FILE)):
-            raise Unusual("a rule file applies")
-        _no_patterns(os.path.join(d, GITIGNORE))
-    return rid, rpath, os.fsencode(rel)
+    if tree.rules.ignored(rel):
+        return None
+    if tree.capture_ignores(rel):
+        raise Unusual("a path the capture ignores")
+    return tree, os.fsencode(rel), tree.rules.effective(rel)
 
 
-def _no_patterns(path: str | bytes) -> None:
-    """Unusual unless the ignore file at ``path`` ignores nothing: absent or unreadable
-    (IgnoreMatcher skips it), or holding only blank lines and comments (its ``_compile``
-    makes no matcher of those; ``git init`` writes such a ``.git/info/exclude``)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # open() follows links
-    except OSError:
-        return
-    try:
-        st = os.fstat(fd)
-        if (st.st_mode & 0o170000) == 0o040000:
-            return  # open() of a directory fails: skipped
-        if (st.st_mode & 0o170000) != 0o100000 or st.st_size > 1024 * 1024:
-            raise Unusual("an odd ignore file")
-        raw = _read_all(fd)
-    except OSError:
-        return
-    finally:
-        os.close(fd)
-    text = raw.decode("utf-8", "surrogateescape")
-    if any(line.strip() and not line.startswith("#") for line in text.splitlines()):
-        raise Unusual("an ignore file with patterns applies")
-
-
-def _observe(rpath: str, rel: bytes) -> tuple[os.stat_result, bytes, bytes] | None:
+def _observe(rpath: str, rel: bytes, limit: int
+             ) -> tuple[os.stat_result, bytes, bytes] | None:
     """Recorder._observe of one path, where it sees a regular file (its stat, bytes and
     hash) or nothing (None); Unusual for anything else (a symlink, a directory, a file
-    over the size cap, one that changed while read, an error)."""
+    over ``limit``, the rules' max_file_size; one that changed while read, an error)."""
     parent, _, name = rel.rpartition(b"/")
     fd = -1
     try:
@@ -249,7 +250,7 @@ def _observe(rpath: str, rel: bytes) -> tuple[os.stat_result, bytes, bytes] | No
             return None
         except OSError:
             raise Unusual("cannot stat") from None
-        if (st.st_mode & 0o170000) != 0o100000 or st.st_size > MAX_FILE_SIZE:
+        if (st.st_mode & 0o170000) != 0o100000 or st.st_size > limit:
             raise Unusual("not a regular file under the size cap")
         try:
             ffd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
@@ -284,7 +285,7 @@ LEAN_MAX_NEW_BYTES = 64 * 1024
 #: A plan entry's "new content" of a file that is gone: a tombstone to record.
 DELETED = b"deleted"
 
-def _plan_capture(store: LeanStore, watched: dict[str, tuple[int, str, bytes]]) -> list[Any]:
+def _plan_capture(store: LeanStore, watched: dict[str, Target]) -> list[Any]:
     """What Recorder.capture(confirm_missing=True) would do with each watched path, one
     entry each: [path, root id, relpath, file id, head, stat (None: absent), new content
     (data, hash) or None]: confirm
@@ -293,8 +294,9 @@ def _plan_capture(store: LeanStore, watched: dict[str, tuple[int, str, bytes]]) 
     path stores. A file gone that was live is a deletion to record (:data:`DELETED`)."""
     plan: list[Any] = []
     new = 0
-    for path, (rid, rpath, rel) in watched.items():
-        seen = _observe(rpath, rel)
+    for path, (tree, rel, eff) in watched.items():
+        rid = tree.id
+        seen = _observe(tree.path, rel, int(eff["max_file_size"]))
         fid, head = store.file_and_head(rid, rel)
         live = head is not None and head[3]
         if seen is None:
@@ -385,14 +387,13 @@ def _capture(store: LeanStore, plan: list[Any], session: str | None) -> list[int
     return recorded
 
 
-def _watched(p: dict[str, Any], paths: list[str], roots: list[tuple[int, str]]
-             ) -> dict[str, tuple[int, str, bytes]]:
+def _watched(p: dict[str, Any], paths: list[str], roots: list[Tree]) -> dict[str, Target]:
     return {path: w for path in paths if (w := _where(path, roots)) is not None}
 
 
 def _pre_write(store: LeanStore, p: dict[str, Any], now: int,
-               roots: list[tuple[int, str]]) -> dict[str, Any]:
-    """Handler.pre_write under the default rules (which never refuse)."""
+               roots: list[Tree]) -> dict[str, Any]:
+    """Handler.pre_write, where the rules let the call through (:func:`_rules_allow`)."""
     paths = _paths(p)
     watched = _watched(p, paths, roots)
     plan = _plan_capture(store, watched)
@@ -406,6 +407,7 @@ def _pre_write(store: LeanStore, p: dict[str, Any], now: int,
     except edits.TooBig as e:
         notes.append(f"not validated before the write: {e}")
         results = []
+    _rules_allow(watched, results, roots)
     # Every write below; nothing above wrote anything.
     _session_seen(store, p, now)
     prompt = store.prompt_of(p["session"], p["prompt_id"])
@@ -424,8 +426,48 @@ def _pre_write(store: LeanStore, p: dict[str, Any], now: int,
     return allow(notes=notes, fail_closed=False)
 
 
+#: Validators a rule file may name that the full path runs in process (not a command, not a
+#: schema), and the size up to which it runs them inline (validators.INLINE_MAX).
+BUILTIN_VALIDATORS = ("auto", "python", "json", "yaml", "toml", "ini", "markdown", "text")
+LEAN_VALIDATE_MAX = 256 * 1024
+
+
+def _rules_allow(watched: dict[str, Target], results: list[tuple[str, bytes | None]],
+                 roots: list[Tree]) -> None:
+    """Unusual unless Handler.pre_write's rules let this call through, by a verdict the lean
+    path reaches itself: no path protected, no ``fail = "closed"``, only built-in validators,
+    and where a rule reverts invalid writes, JSON the JSON validator finds clean (anything
+    else it would judge, or refuse, is the full path's: it words the refusal)."""
+    for _t, _rel, eff in watched.values():
+        if eff.get("protect"):
+            raise Unusual("a protected path")
+    for path, content in results:
+        w = watched.get(path) or _where(path, roots)
+        if w is None:
+            continue
+        eff = w[2]
+        if eff.get("protect") or eff.get("fail") == "closed":
+            raise Unusual("a protected path, or fail closed")
+        specs = eff.get("validators") or []
+        if content is None or not specs:
+            continue
+        if any(name not in BUILTIN_VALIDATORS for name, _o in specs):
+            raise Unusual("a command or schema validator")
+        if eff.get("on_invalid") != "revert":
+            continue  # the verdict changes nothing
+        for name, options in specs:
+            if name == "auto" and os.path.splitext(path)[1].lower() == ".json":
+                name = "json"  # validators.for_path
+            if name != "json" or options or (eff.get("options") or {}).get("json"):
+                raise Unusual("a verdict the lean path does not reach")
+        from guardian.validation import json_fast  # only where a rule reverts
+
+        if len(content) > LEAN_VALIDATE_MAX or not json_fast.clean(content):
+            raise Unusual("content the full path must judge")
+
+
 def _post_write(store: LeanStore, p: dict[str, Any], now: int,
-                roots: list[tuple[int, str]]) -> dict[str, Any]:
+                roots: list[Tree]) -> dict[str, Any]:
     """Handler.post_write, where the file on disk is one the store holds already."""
     session = p["session"]
     call = store.call(session, p["tool_use_id"]) if p["tool_use_id"] else None
@@ -474,68 +516,86 @@ def _post_write(store: LeanStore, p: dict[str, Any], now: int,
 
 
 # ----------------------------------------------------------------------------- Bash windows
-def _changed(store: LeanStore, rid: int, rpath: str) -> tuple[list[bytes], list[bytes]]:
+def _changed(store: LeanStore, tree: Tree) -> tuple[list[bytes], list[bytes]]:
     """What a reconcile of the root would look at again: every regular file and symlink the
     scan cache does not say is as it is, in the order its walk finds them (guardian.capture.
-    scan.walk: the same stack, the same directory order), and the live files it did not
-    find, in the order of the scan state's query (the same SQL). Unusual where it would do
-    more: a rule file, an ignore file with patterns (their effect is the full path's to
-    work out), more changes than the lean path records."""
-    _no_patterns(os.path.join(rpath, ".git", "info", "exclude"))
-    state = store.scan_state(rid)
-    stack = [b""]
-    base = os.fsencode(rpath)
+    scan.walk: the same stack, the same directory order, the same names, directories and
+    files ignored), and the live files it did not find, in the order of the scan state's
+    query (the same SQL). Unusual where it would do more than the lean path records, or
+    where the lean path cannot tell what is ignored."""
+    state = store.scan_state(tree.id)
+    # Each directory to walk, with the directories at or above it whose ignore files hold
+    # patterns.
+    stack: list[tuple[bytes, tuple[str, ...]]] = [(b"", ())]
+    base = os.fsencode(tree.path)
     changed: list[bytes] = []
     while stack:
-        d = stack.pop()
+        d, parents = stack.pop()
+        ds = os.fsdecode(d)
         try:
             it = os.scandir(base + b"/" + d if d else base)
         except OSError:
             raise Unusual("a directory cannot be read") from None
         with it:
-            for entry in it:
-                name = entry.name
-                if name == b".guardian.toml":
-                    raise Unusual("a rule file")
-                if name == b".git" or name.startswith(b".~guardian."):
+            entries = list(it)
+        try:
+            if tree.ignore.any_in(ds):
+                parents = (*parents, ds)
+        except NotPlain:
+            raise Unusual("an ignore file the lean path does not read") from None
+        rules = tree.rules.chain(ds)  # Unusual for a rule file it has no form of
+        for entry in entries:
+            name = entry.name
+            if name == b".git" or name.startswith(b".~guardian."):
+                continue
+            rel = d + b"/" + name if d else name
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                raise Unusual("cannot stat") from None
+            if parents or rules:
+                rs = os.fsdecode(rel)
+                if (rules and tree.rules.ignored(rs)) or (parents and tree.ignore.child_ignored(
+                        parents, rs, is_dir=is_dir)):
                     continue
-                rel = d + b"/" + name if d else name
-                if name == b".gitignore":
-                    _no_patterns(base + b"/" + rel)
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(rel)
-                        continue
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    raise Unusual("cannot stat") from None
-                kind = st.st_mode & 0o170000
-                if kind not in (0o100000, 0o120000):
-                    continue  # fifos, sockets, devices: not content (scan.walk skips them)
-                sig = state.pop(rel, None)
-                if sig is None or tuple(sig) != (st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                                                 st.st_ino, st.st_dev, st.st_mode):
-                    changed.append(rel)
-                    if len(changed) > LEAN_MAX_NEW_FILES:
-                        raise Unusual("more changes than the lean path records")
+            if is_dir:
+                stack.append((rel, parents))
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                raise Unusual("cannot stat") from None
+            kind = st.st_mode & 0o170000
+            if kind not in (0o100000, 0o120000):
+                continue  # fifos, sockets, devices: not content (scan.walk skips them)
+            sig = state.pop(rel, None)
+            if sig is None or tuple(sig) != (st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                             st.st_ino, st.st_dev, st.st_mode):
+                changed.append(rel)
+                if len(changed) > LEAN_MAX_NEW_FILES:
+                    raise Unusual("more changes than the lean path records")
     if len(changed) + len(state) > LEAN_MAX_NEW_FILES:
         raise Unusual("more changes than the lean path records")
     return changed, list(state)
 
 
-def _scan_all(store: LeanStore, roots: list[tuple[int, str]]) -> list[list[Any]]:
+def _scan_all(store: LeanStore, roots: list[Tree]) -> list[list[Any]]:
     """Handler._scan_all's plan, before anything is written: per root with changes, what
     its reconcile would record (:func:`_plan_capture`), commit by commit."""
     plans = []
-    for rid, rpath in roots:
-        rels, gone = _changed(store, rid, rpath)
+    for tree in roots:
+        rels, gone = _changed(store, tree)
         if rels and not store.has_files():
             raise Unusual("a first scan")  # the Recorder's bulk path
+        for rel in gone:  # not found: absent, or now ignored (the full path's to record)
+            if tree.capture_ignores(os.fsdecode(rel)):
+                raise Unusual("a recorded file now ignored")
         # Reconcile's two commits: what the walk found changed, then what it did not find.
         for part in (rels, gone):
             if part:
                 plans.append(_plan_capture(store, {
-                    os.path.join(rpath, os.fsdecode(rel)): (rid, rpath, rel) for rel in part}))
+                    os.path.join(tree.path, os.fsdecode(rel)):
+                        (tree, rel, tree.rules.effective(os.fsdecode(rel))) for rel in part}))
     if sum(len(p) for p in plans) > LEAN_MAX_NEW_FILES:  # over every root
         raise Unusual("more changes than the lean path records")
     return plans
@@ -557,7 +617,7 @@ def _record_windows(store: LeanStore, plans: list[list[Any]]) -> None:
 
 
 def _window(store: LeanStore, p: dict[str, Any], now: int,
-            roots: list[tuple[int, str]]) -> dict[str, Any]:
+            roots: list[Tree]) -> dict[str, Any]:
     """Handler.pre_window / close_window without a daemon: the roots reconciled (a few
     small files recorded, or nothing), the window opened or closed."""
     session = p["session"]

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from guardian.errors import RuleError
 from guardian.paths import Root
-from guardian.rules.rulefiles import RULE_FILE, Effective, RuleSet
+from guardian.rules.rulefiles import RULE_FILE, Effective, RuleFile, RuleSet
 
 A = TypeVar("A")
 
@@ -56,6 +56,10 @@ class Policy:
         if self.strict and rs.errors:
             raise RuleError(next(iter(rs.errors.values())))
         return answer
+
+    def loaded(self) -> list[RuleFile]:
+        """Every rule file loaded so far, in every root."""
+        return [rf for rs in self.rulesets.values() for rf in rs.loaded()]
 
     def discover(self, skip_dir: Any = None) -> list[str]:
         """Load every rule file now; their errors (start-up refuses to run with any)."""

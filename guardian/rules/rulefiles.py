@@ -672,6 +672,10 @@ class RuleSet:
         self._files[d] = rf
         return rf
 
+    def loaded(self) -> list[RuleFile]:
+        """The rule files loaded so far (those that failed to load are not)."""
+        return [rf for rf in self._files.values() if rf is not None]
+
     def reload(self, d: str) -> str | None:
         """Re-read the rule file of directory ``d``; return its error, if any (the last good
         version of the file then stays in force)."""

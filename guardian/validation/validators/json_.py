@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from guardian.validation import json_fast
 from guardian.validation.validators.base import (
     ERROR,
     MAX_DEPTH,
@@ -39,8 +40,6 @@ from guardian.validation.validators.base import (
 _WS = re.compile(r"[ \t\n\r]*")
 _SCALAR = re.compile(r"-?Infinity|NaN|-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?|true|false|null")
 _CONSTANTS = ("NaN", "Infinity", "-Infinity")
-#: A \\uD800-\\uDFFF escape: only then can a string hold an unpaired surrogate.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 _LONE = re.compile("[\ud800-\udfff]")
 _ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
 _POSITION = re.compile(r": line \d+ column \d+ \(char \d+\)$")
@@ -77,35 +76,14 @@ class JsonValidator(BaseValidator):
 def check_syntax(text: str, depth_limit: int = MAX_DEPTH) -> tuple[Problem | None, bool]:
     """The syntax error ``json.loads`` finds, located, or None and whether the fast pass saw
     something :func:`strict_problems` must locate (duplicates, NaN, surrogate escapes)."""
-    trouble = _Trouble()
     try:
-        try:
-            json.loads(text, object_pairs_hook=trouble.pairs, parse_constant=trouble.constant)
-        except json.JSONDecodeError:
-            raise
-        except ValueError:  # an integer over Python's digit limit: valid JSON all the same
-            json.loads(text, object_pairs_hook=trouble.pairs, parse_constant=trouble.constant,
-                       parse_int=len)
+        suspect = json_fast.first_pass(text)
     except json.JSONDecodeError as e:
         message = _POSITION.sub("", e.msg).removesuffix(" at")
         return Problem(lower_first(message), e.lineno, e.colno), False
     except RecursionError:
         return _too_deep(text, depth_limit), False
-    return None, trouble.found or _SURROGATE_ESCAPE.search(text) is not None
-
-
-class _Trouble:
-    """Hooks for the C parser that build nothing and only notice what needs locating."""
-
-    def __init__(self) -> None:
-        self.found = False
-
-    def pairs(self, pairs: list[tuple[str, Any]]) -> None:
-        if not self.found and len({k for k, _ in pairs}) != len(pairs):
-            self.found = True
-
-    def constant(self, name: str) -> None:
-        self.found = True
+    return None, suspect
 
 
 def strict_problems(text: str, duplicates: str = "error",
