@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import os
 
-#: One character a segment glob matches: itself, ``"?"`` (any), or a set (ranges).
-Token = str | tuple[tuple[str, str], ...]
+#: One character a segment glob matches: itself, ``"?"`` (any), or one of a set.
+Token = str | frozenset[str]
 #: A segment glob: its tokens, ``"*"`` among them for any run of characters; a glob that is
 #: exactly ``*`` is :data:`_SOME` (pathspec makes it ``[^/]+``: one character at least).
 Glob = tuple[Token, ...]
@@ -99,18 +99,19 @@ def _tokens(seg: str, line: str) -> Glob:
         if not body or not _SET_CHARS.issuperset(body.replace("-", "")) \
                 or body.startswith("-") or body.endswith("-") or "--" in body:
             raise NotPlain(line)  # unclosed, negated, empty or unusual: the full path's
-        ranges: list[tuple[str, str]] = []
+        chars: set[str] = set()
         k = 0
         while k < len(body):
             if k + 2 < len(body) and body[k + 1] == "-":
-                if body[k] > body[k + 2]:
+                lo, hi = ord(body[k]), ord(body[k + 2])
+                if lo > hi:
                     raise NotPlain(line)  # a reversed range: pathspec fails on the file
-                ranges.append((body[k], body[k + 2]))
+                chars.update(map(chr, range(lo, hi + 1)))  # within ASCII: at most 128
                 k += 3
             else:
-                ranges.append((body[k], body[k]))
+                chars.add(body[k])
                 k += 1
-        out.append(tuple(ranges))
+        out.append(frozenset(chars))
         i = j + 1
     return tuple(out)
 
@@ -118,12 +119,17 @@ def _tokens(seg: str, line: str) -> Glob:
 def _one(tok: Token, ch: str) -> bool:
     if isinstance(tok, str):
         return tok == "?" or tok == ch
-    return any(lo <= ch <= hi for lo, hi in tok)
+    return ch in tok
 
 
 def _glob(glob: Glob, name: str) -> bool:
     """Whether one segment glob matches all of ``name`` (each token but ``*`` matches one
     character; ``*`` any run: the last one met is moved on, never a backtrack tree)."""
+    if name and glob:  # most names fail on their first or last character: say so at once
+        if glob[0] != "*" and not _one(glob[0], name[0]):
+            return False
+        if glob[-1] != "*" and not _one(glob[-1], name[-1]):
+            return False
     g = n = 0
     star = mark = -1
     while n < len(name):
@@ -218,16 +224,20 @@ class _Children:
         names: tuple[set[str], set[str]] = (set(), set())
         suffixes: tuple[list[str], list[str]] = ([], [])
         self.globs: tuple[list[Glob], list[Glob]] = ([], [])
-        self.full: list[Pattern] = []
+        #: The rest, each with the literal first segment a path must start with, if any.
+        self.full: list[tuple[str | None, Pattern]] = []
         for p in patterns:
             dirs = len(p) == 3 and p[2] == "**"
             if isinstance(p, str) or p[0] != "**" or len(p) not in (2, 3) \
                     or (len(p) == 3 and not dirs) or isinstance(p[1], str) or _glob(p[1], ""):
-                self.full.append(p)  # anchored, several segments, or matching "" itself
+                # Anchored, several segments, or matching "" itself.
+                first = None if isinstance(p, str) or p[0] == "**" else _literal(p[0])
+                self.full.append((first, p))
                 continue
             g = p[1]
-            if all(isinstance(t, str) and t not in "*?" for t in g):
-                names[dirs].add("".join(str(t) for t in g))
+            name = _literal(g)
+            if name is not None:
+                names[dirs].add(name)
             elif g[0] == "*" and all(isinstance(t, str) and t not in "*?" for t in g[1:]):
                 suffixes[dirs].append("".join(str(t) for t in g[1:]))
             else:
@@ -240,12 +250,24 @@ class _Children:
         ignore file's directory)."""
         for dirs in (0, 1) if is_dir else (0,):
             if name in self.names[dirs] or (self.suffixes[dirs] and name.endswith(
-                    self.suffixes[dirs])) or any(_glob(g, name) for g in self.globs[dirs]):
+                    self.suffixes[dirs])):
                 return True
-        if self.full:
-            text = sub + "/" if is_dir else sub
-            return any(matches(p, text) for p in self.full)
+            for g in self.globs[dirs]:
+                if _glob(g, name):
+                    return True
+        for first, p in self.full:
+            if first is not None and not (sub == first or sub.startswith(first + "/")):
+                continue  # "docs/_build/" is nothing outside docs
+            if matches(p, sub + "/" if is_dir else sub):
+                return True
         return False
+
+
+def _literal(seg: Glob | str) -> str | None:
+    """The name a segment glob matches, if it matches only one."""
+    if isinstance(seg, str) or not all(isinstance(t, str) and t not in "*?" for t in seg):
+        return None
+    return "".join(str(t) for t in seg)
 
 
 class PlainIgnore:
