@@ -94,3 +94,25 @@ def test_snapshot_of_a_file_through_the_daemon(cli: Cli, root: Path, tmp_path: P
     assert p.returncode == 2 and "no such file" in p.stderr.decode()
     assert len(p.stderr.decode().splitlines()) == 1
     assert json.loads(cli.run("status", "--json", check=True).stdout)["running"] is True
+
+
+def test_snapshot_of_every_root_through_the_daemon_skips_the_cli(cli: Cli, root: Path,
+                                                                  watch) -> None:
+    """`guardian snapshot` with no path, a daemon watching: the quick path asks the daemon
+    (no argparse, no Store import) and prints what the full path prints."""
+    (root / "a.txt").write_text("one")
+    (root / "sub").mkdir()
+    (root / "sub" / "b.txt").write_text("two")
+    cli.run("snapshot", str(root), check=True)
+    watch(root)
+    (root / "sub" / "b.txt").write_text("three")
+    p = cli.run("snapshot", check=True, cwd=root / "sub",
+                env={**cli.env, "PYTHONPROFILEIMPORTTIME": "1"})
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.decode().splitlines()
+              if line.startswith("import time:")}
+    assert "argparse" not in loaded and "guardian.store.db" not in loaded
+    assert re.fullmatch(rb"(modified +\S*sub/b.txt\n)?\d+ recorded, \d+ unchanged\n",
+                        p.stdout), p.stdout
+    # Recorded before the command returned (by the watcher, or the snapshot it asked for).
+    versions = cli.json("log", str(root / "sub" / "b.txt"))["versions"]
+    assert sha256(b"three") in [v["sha256"] for v in versions]

@@ -1,4 +1,4 @@
-"""``guardian status`` and ``guardian snapshot PATH…`` without the CLI's imports.
+"""``guardian status`` and ``guardian snapshot [PATH…]`` without the CLI's imports.
 
 Scripts, prompts and agent hooks run these two on every step, so each call's start-up is
 most of its cost. Here they are parsed without argparse and run with os, json, sqlite3 and
@@ -91,7 +91,7 @@ def run(words: list[str]) -> int | None:
     try:
         if (args := status_args(words)) is not None and not args.json:
             return status(args)
-        if (args := snapshot_args(words)) is not None and args.paths:
+        if (args := snapshot_args(words)) is not None:
             return snapshot(args)
     except (quick.NoFast, OSError, ValueError, KeyError, TypeError):
         return None
@@ -122,9 +122,11 @@ def _absolute(p: str) -> str:
 
 def snapshot(args: Any) -> int | None:
     """A snapshot a running daemon records; None when none runs (the full path records it
-    itself) or the paths need the full path's checks."""
+    itself) or the paths need the full path's checks. No paths: every root of the store
+    that covers the current directory (a re-scan, which the daemon answers from its
+    watcher)."""
     paths = [_absolute(p) for p in args.paths]
-    store = _store(args, paths[0])
+    store = _store(args, paths[0] if paths else _absolute(os.getcwd()))
     if store is None:
         return None
     roots = quick.store_roots(store)
