@@ -13,6 +13,7 @@ import os
 
 from guardian.rules import leanform
 from guardian.rules.globs import Glob, compile_glob
+from guardian.rules.under import under as _under
 from guardian.store.lean_write import Unusual
 
 TYPE_CHECKING = False
@@ -37,15 +38,6 @@ DEFAULT_GLOBS = 1  # its one rule's "**"
 _Rule = tuple["tuple[Glob, ...] | None", "dict[str, Any]"]
 #: One rule file: its directory, rules, ignore globs, how many globs it counts.
 _File = tuple[str, "list[_Rule]", "list[Glob]", int]
-
-
-def _under(base: str, relpath: str) -> str | None:
-    """rulefiles._under: ``relpath`` relative to directory ``base``, or None."""
-    if not base:
-        return relpath
-    if relpath.startswith(base) and relpath[len(base):len(base) + 1] == "/":
-        return relpath[len(base) + 1:]
-    return None
 
 
 def _read(path: str) -> bytes | None:

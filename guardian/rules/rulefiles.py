@@ -31,6 +31,7 @@ from typing import Any
 from guardian.errors import AlertsError, GlobError, RuleError, UsageError
 from guardian.rules.globs import Glob, compile_glob
 from guardian.rules.settings import parse_size, presets_dir
+from guardian.rules.under import under as _under
 
 RULE_FILE = ".guardian.toml"
 ON_INVALID = ("record", "alert", "revert")
@@ -102,15 +103,6 @@ class ValidatorSpec:
         if self.name == "schema":
             return f"schema {self.options.get('schema')}"
         return self.name
-
-
-def _under(base: str, relpath: str) -> str | None:
-    """``relpath`` relative to directory ``base`` ("" = the root), or None if outside it."""
-    if not base:
-        return relpath
-    if relpath.startswith(base) and relpath[len(base):len(base) + 1] == "/":
-        return relpath[len(base) + 1:]
-    return None
 
 
 @dataclass(frozen=True)
