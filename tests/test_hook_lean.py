@@ -689,3 +689,28 @@ def test_more_changes_than_the_lean_path_records_take_the_full_path(
     assert log[0]["kind"] == "moved"
     assert c.json("log", str(root / "notes.txt"))["versions"][0]["kind"] == "deleted"
     assert c.json("verify", "--full")["ok"] is True
+
+
+def test_rule_forms_are_private_and_a_damaged_one_is_a_miss(tmp_path: Path, env: dict[str, str],
+                                                            cli: Cli) -> None:
+    root, store = _setup(tmp_path, env, cli, "forms", {
+        ".guardian.toml": '[[rule]]\npaths = ["**/*.json"]\non_invalid = "revert"\n'})
+    cache = store / leanform.CACHE_DIR
+    (form,) = cache.iterdir()  # saved by the snapshot that read the rule file
+    assert cache.stat().st_mode & 0o777 == 0o700 and form.stat().st_mode & 0o777 == 0o600
+    a = Agent(env, store, root)
+    m1 = root / "src" / "m1.json"
+    a.tool("PreToolUse", "Edit", "t1", file_path=str(m1), old_string='"n": 1', new_string='"n": 2')
+    assert a.paths == ["lean"]
+    # A form that is not whole (a crash before the rename cannot leave one, a bad disk can).
+    form.write_bytes(form.read_bytes()[:20])
+    reply = a.tool("PreToolUse", "Edit", "t2", file_path=str(m1), old_string='"n": 1}',
+                   new_string='"n": }')
+    assert a.paths[-1] == "full" and reply["hookSpecificOutput"]["permissionDecision"] == "deny"
+    # An edit of the rule file to the same size and time is a new digest all the same.
+    text = (root / ".guardian.toml").read_bytes()
+    st = (root / ".guardian.toml").stat()
+    (root / ".guardian.toml").write_bytes(text.replace(b"*.json", b"*.jsox"))
+    os.utime(root / ".guardian.toml", ns=(st.st_atime_ns, st.st_mtime_ns))
+    a.tool("PreToolUse", "Edit", "t3", file_path=str(m1), old_string='"n": 1', new_string='"n": 3')
+    assert a.paths[-1] == "full"
