@@ -83,7 +83,10 @@ def save(store_dir: str, files: Iterable[RuleFile]) -> None:
         path = path_of(store_dir, rf.digest)
         if os.path.exists(path):
             continue
-        form = form_of(rf)
+        try:
+            form = form_of(rf)
+        except Exception:  # noqa: S112 (a preset unreadable now: no form, the full path reads it)
+            continue
         if form is None:
             continue
         tmp = f"{path}.{os.getpid()}.tmp"
