@@ -52,9 +52,12 @@ class Applied:
 
 
 def apply(manifest: Manifest, base: Path, *, store: Path | None = None, dry_run: bool = False,
-          session: str | None = None, template_dir: str | None = None) -> dict[str, Any]:
+          session: str | None = None, template_dir: str | None = None,
+          one_shot: bool = False) -> dict[str, Any]:
     """Apply a manifest (blocking): through the daemon if one runs, else directly.
-    ``template_dir``: the manifest file's directory (template_path may point there)."""
+    ``template_dir``: the manifest file's directory (template_path may point there).
+    ``one_shot``: the caller's process ends with ``os._exit`` once this returns (``guardian
+    apply``): the store is left for it, not closed (see ``client.as_writer``)."""
     from guardian.client import as_writer
     from guardian.errors import BatchError, DaemonError
     from guardian.locations import find_store_for, read_store_roots, store_dir_for_roots
@@ -100,7 +103,8 @@ def apply(manifest: Manifest, base: Path, *, store: Path | None = None, dry_run:
                 return dict(as_writer(Path(scratch) / "store", "apply", params, direct,
                                       create=True, roots=new_roots))
         out: dict[str, Any] = as_writer(store_path, "apply", params, direct,
-                                        create=not dry_run, roots=new_roots)
+                                        create=not dry_run, roots=new_roots,
+                                        leave=one_shot and not dry_run)
     except DaemonError as e:
         if e.data:  # a refused or failed batch: the same error as without a daemon
             err = BatchError.from_json(e.data)

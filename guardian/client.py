@@ -66,7 +66,7 @@ def as_writer(store_path: Path, method: str,
               params: dict[str, Any] | Callable[[], dict[str, Any]],
               direct: Callable[[Writer], T], *, wait: float = 30.0,
               timeout: float | None = None, create: bool = False,
-              roots: list[Path] | None = None) -> T | Any:
+              roots: list[Path] | None = None, leave: bool = False) -> T | Any:
     """Run ``method`` on the daemon if one runs; else ``direct(writer)`` holding the writer lock.
 
     ``params`` may be a function making them, called only if a daemon answers (a 16 MB
@@ -74,6 +74,8 @@ def as_writer(store_path: Path, method: str,
     none yet (``snapshot`` and ``apply`` only; see
     ``Store.open``); without it a directory that is not a store is an error. ``roots`` are
     added to the store when this process opens it (a daemon already has its roots).
+    ``leave``: a process about to end with ``os._exit`` (``guardian apply``) leaves the store
+    when ``direct`` succeeded (see :meth:`Store.leave`), its WAL checkpointed after it exits.
     """
     deadline = time.monotonic() + wait
     while True:
@@ -94,8 +96,22 @@ def as_writer(store_path: Path, method: str,
                 ) from None
             time.sleep(0.05)
             continue
-        with store, writer_of(store, roots) as writer:
-            return direct(writer)
+        if not leave:
+            with store, writer_of(store, roots) as writer:
+                return direct(writer)
+        try:
+            with writer_of(store, roots) as writer:
+                out = direct(writer)
+        except BaseException:
+            store.close()
+            raise
+        LEFT.append(store.leave(checkpoint_later=True))
+        return out
+
+
+#: The connections of stores left (``as_writer(leave=True)``), kept open until the process
+#: ends (collected, one would close and checkpoint: safe, only slower).
+LEFT: list[object] = []
 
 
 class Subscription(Closing):

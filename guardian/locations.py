@@ -92,9 +92,20 @@ def _standard_runtime_dir(uid: int) -> Path:
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isdir(xdg):
         return Path(xdg) / "guardian"
+    return Path(_tempdir()) / f"guardian-{uid}"
+
+
+def _tempdir() -> str:
+    """``tempfile.gettempdir()`` without importing tempfile (and random, shutil...: 5-20 ms
+    of every command's start-up that asks for the daemon) in the usual case: no TMPDIR,
+    TEMP or TMP, and a writable ``/tmp``, which is what gettempdir answers then."""
+    tmp = "/tmp"  # noqa: S108 - what gettempdir answers here; the dir made in it is checked
+    if not any(os.environ.get(k) for k in ("TMPDIR", "TEMP", "TMP")) and os.path.isdir(
+            tmp) and os.access(tmp, os.W_OK | os.X_OK):
+        return tmp
     import tempfile
 
-    return Path(tempfile.gettempdir()) / f"guardian-{uid}"
+    return tempfile.gettempdir()
 
 
 def private_dir_problem(path: Path, uid: int, *, tighten: bool = False) -> str | None:

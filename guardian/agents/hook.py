@@ -26,6 +26,7 @@ import os
 import sys
 
 from guardian import quick
+from guardian.exiting import exit_now
 
 TYPE_CHECKING = False  # keeps `typing` off the hook's start-up path
 if TYPE_CHECKING:
@@ -93,21 +94,6 @@ def main() -> NoReturn:
                          "stdin; see `guardian hook --help`)\n")
         exit_now(2)
     exit_now(run(sys.argv[1]))
-
-
-def exit_now(code: int) -> NoReturn:
-    """End the hook process at once: the reply is out and the store closed (everything it
-    had to keep committed), so the interpreter's teardown of every module imported would
-    only make the agent wait longer. Exit handlers (the validation workers') still run."""
-    import atexit
-
-    for stream in (sys.stdout, sys.stderr):
-        try:  # noqa: SIM105 - contextlib is not on the hook's path
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    atexit._run_exitfuncs()
-    os._exit(code)
 
 
 def run(agent: str) -> int:

@@ -10,6 +10,7 @@ import fcntl
 import os
 import signal
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -247,67 +248,101 @@ def wait_released(timeout: float | None = None) -> None:
 
 
 def hand_off_releases() -> int:
-    """At the end of a one-shot command (``guardian apply``, ``restore``): hand the replaced
-    files not freed yet to a detached grandchild process, which frees them after this one
-    has exited, so the user does not wait for the kernel to free thousands of inodes (each a
-    TRIM on a ``discard`` mount) at exit. Returns how many were handed off.
+    """At the end of a one-shot command (``guardian apply``, ``restore``): hand what is left
+    to a detached process, which does it after this one has exited, so the user does not
+    wait for it: the replaced files not freed yet (the kernel frees thousands of inodes at
+    their last close, each a TRIM on a ``discard`` mount), and the WAL checkpoint of a store
+    this process left (``Store.leave(checkpoint_later=True)``). Returns how many files were
+    handed off.
 
-    Safe whatever becomes of the child: those files are unlinked already and their bytes
-    are in the store, durably; if it is killed, the kernel frees them as it would have at
-    our exit. The child closes every other descriptor first (the store, its lock, stdout),
-    so it holds no lock and nobody waits on a pipe for it, and it runs no Python beyond
-    closing descriptors.
+    Safe whatever becomes of the helper: those files are unlinked already and their bytes
+    are in the store, durably; if it is killed, the kernel frees them at its exit, and the
+    next writer of the store checkpoints its WAL (as after a crash: what was committed is in
+    the WAL). The helper is spawned (``posix_spawn``: no copy of this process's memory, and
+    none of its threads or locks), in its own session, with ``/dev/null`` for its standard
+    streams, so it holds no lock, no pipe anyone waits on, nothing but the replaced files
+    and the end of a pipe that tells it this process is gone. Its command line carries this
+    process's (whoever waits for "the command" sees it too).
     """
+    from guardian.store import db as storedb
+
     with _releasing_lock:
         fds, _pending[:] = list(_pending), []
-    if not fds:
+    wals, storedb.LEFT_TO_CHECKPOINT[:] = list(storedb.LEFT_TO_CHECKPOINT), []
+    _reap()
+    if not fds and not wals:
         return 0
-    # The grandchild frees them once our copies are closed (else our close would be the last
-    # and free them here): it waits for the end of this pipe.
-    gate_r, gate_w = os.pipe()
+    gate_r, gate_w = os.pipe()  # its read end sees EOF once this process is gone
+    started = False
     try:
-        pid = os.fork()
+        for fd in (*fds, gate_r):
+            os.set_inheritable(fd, True)
+        argv = [sys.executable, "-I", "-S", "-c", _DETACHED, str(gate_r),
+                *map(os.fspath, wals), "--", *sys.argv]
+        null = [(os.POSIX_SPAWN_OPEN, n, os.devnull, os.O_RDWR, 0) for n in (0, 1, 2)]
+        env = dict(os.environ, GUARDIAN_RELEASE_FDS=",".join(map(str, fds)))
+        _spawned.append(os.posix_spawn(sys.executable, argv, env, file_actions=null,
+                                       setsid=True))
+        started = True
     except OSError:
-        pid = -1
-    if pid == 0:  # the child: start the grandchild (reparented to init), and go
-        code = 0
-        try:
-            if os.fork() == 0:
-                _free_detached(fds, gate_r)
-        except BaseException:
-            code = 1
-        os._exit(code)
-    os.close(gate_r)
-    if pid > 0:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
-    for fd in fds:  # the grandchild holds them now (if it could not be started: freed here)
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    os.close(gate_w)
-    return len(fds)
-
-
-def _free_detached(fds: list[int], gate: int) -> None:
-    """The grandchild of :func:`hand_off_releases`: close everything but ``fds`` and
-    ``gate``; when the parent has closed its end of ``gate`` (its copies of ``fds`` are
-    closed), close ``fds``, freeing what they hold."""
-    try:
-        os.setsid()  # no terminal signals from the command's session
-        keep = {*fds, gate}
-        for name in os.listdir("/proc/self/fd"):
-            fd = int(name)
-            if fd not in keep:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        with contextlib.suppress(OSError):
-            while os.read(gate, 1):
-                pass
-        for fd in fds:
+        pass  # not started: the files are freed here, the WAL checkpointed by the next writer
+    finally:
+        os.close(gate_r)
+        for fd in fds:  # the helper holds them now (if it could not be started: freed here)
             with contextlib.suppress(OSError):
                 os.close(fd)
-    finally:
-        os._exit(0)
+    if wals and started:
+        _gates.append(gate_w)  # the store is left open by this process: closed at its exit
+    else:
+        os.close(gate_w)  # only files to free: at once
+    return len(fds) if started else 0
+
+
+#: The detached helper of :func:`hand_off_releases`: close every descriptor it inherited
+#: but the replaced files and the gate (one the caller of the command handed it, say), wait
+#: for the parent's exit, free the files, checkpoint the stores named (never creating one; a
+#: store busy with its next writer is left to it).
+_DETACHED = """\
+import os, sys
+gate = int(sys.argv[1])
+keep = {gate, *(int(fd) for fd in os.environ.pop("GUARDIAN_RELEASE_FDS").split(",") if fd)}
+for fd in [int(name) for name in os.listdir("/proc/self/fd")]:
+    if fd > 2 and fd not in keep:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+try:
+    while os.read(gate, 1):
+        pass
+except OSError:
+    pass
+os.closerange(3, 1 << 20)
+import sqlite3
+for path in sys.argv[2:sys.argv.index("--")]:
+    try:
+        db = sqlite3.connect("file:" + path + "?mode=rw", uri=True, timeout=1,
+                             isolation_level=None)
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            db.close()
+    except Exception:
+        pass
+"""
+
+_spawned: list[int] = []  # helpers started by this process, reaped when they are done
+_gates: list[int] = []  # gates' write ends held until this process exits
+
+
+def _reap() -> None:
+    """Collect helpers an earlier hand-off started that have ended (a process that runs
+    commands in itself, ``main(argv)``, would collect zombies otherwise)."""
+    for pid in list(_spawned):
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                continue
+        _spawned.remove(pid)
 
 
 def close_tmpfds(targets: list[Target]) -> None:

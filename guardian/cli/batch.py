@@ -44,7 +44,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         mf.check_session(session, "--session")
     try:
         out = apply(m, base, store=explicit_store(args), dry_run=args.dry_run,
-                    session=session, template_dir=template_dir)
+                    session=session, template_dir=template_dir,
+                    one_shot=getattr(args, "one_shot", False))
     except BatchError as e:
         if args.json:
             print_json({"ok": False, "error": e.to_json()})

@@ -745,7 +745,7 @@ class Store(PathTree, Closing):
             self._lock.release()
             self._lock = None
 
-    def leave(self) -> sqlite3.Connection:
+    def leave(self, *, checkpoint_later: bool = False) -> sqlite3.Connection:
         """Give the writer lock up but leave the database open, for a process that exits
         with ``os._exit`` right after (``guardian-hook``): closing would checkpoint the WAL
         into the database (two fsyncs, and two more to start the next WAL), while what this
@@ -753,10 +753,18 @@ class Store(PathTree, Closing):
         commits with synchronous=FULL). The next writer reads it from there, as after a
         crash, and checkpoints it; a WAL past ``WAL_KEEP_ON_LEAVE`` is checkpointed here.
         Returns the connection, which the caller keeps referenced until it exits (garbage
-        collected, it would close and checkpoint anyway, which is safe, only slower)."""
+        collected, it would close and checkpoint anyway, which is safe, only slower).
+
+        ``checkpoint_later`` (``guardian apply``, whose batch leaves tens of MB in the WAL):
+        whatever the WAL's size, its checkpoint is left to the detached process the command
+        hands its leftovers to as it ends (``guardian.batch.io.hand_off_releases``), which
+        checkpoints the stores in :data:`LEFT_TO_CHECKPOINT` once this process is gone."""
         db = self.db
+        if checkpoint_later:
+            LEFT_TO_CHECKPOINT.append(self.path / "guardian.db")
         with contextlib.suppress(OSError):
-            if os.stat(self.path / "guardian.db-wal").st_size > WAL_KEEP_ON_LEAVE:
+            if not checkpoint_later and os.stat(
+                    self.path / "guardian.db-wal").st_size > WAL_KEEP_ON_LEAVE:
                 self.close()
                 return db
         if self._lock is not None:
@@ -2034,6 +2042,9 @@ WAL_INLINE_CHECKPOINT = 64 * 1024 * 1024
 #: A process that leaves the store (:meth:`Store.leave`) checkpoints a WAL bigger than this
 #: (so hooks without a daemon, each leaving a few pages, keep it small).
 WAL_KEEP_ON_LEAVE = 4 * 1024 * 1024
+#: Databases left with ``Store.leave(checkpoint_later=True)``: checkpointed after this
+#: process exits, by the detached process ``guardian.batch.io.hand_off_releases`` starts.
+LEFT_TO_CHECKPOINT: list[Path] = []
 
 
 def _configure(db: sqlite3.Connection) -> None:
