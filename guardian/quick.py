@@ -1,4 +1,4 @@
-"""The daemon's socket and a store's location with json, os and the C socket module only:
+"""The daemon's socket and a store's location with os, the C socket and JSON modules only:
 what start-up-bound callers (``guardian-hook``, ``guardian status``, ``guardian snapshot
 FILE``) use before they know whether they need anything more.
 
@@ -42,11 +42,11 @@ def stores_dir() -> str | None:
 
 def store_roots(store: str) -> list[str] | None:
     """The roots a store's ``roots.json`` names (None: no readable file)."""
-    import json
+    from guardian import wirejson
 
     try:
         with open(os.path.join(store, ROOTS_FILE), encoding="utf-8") as f:
-            roots = json.load(f).get("roots", [])
+            roots = wirejson.loads(f.read()).get("roots", [])
     except (OSError, ValueError, AttributeError):
         return None
     return [r for r in roots if isinstance(r, str)] if isinstance(roots, list) else None
@@ -109,7 +109,8 @@ def call(store: str, method: str, params: dict[str, Any], timeout: float) -> Any
     if not os.path.lexists(path):  # no daemon, said without loading the socket module
         raise FileNotFoundError(path)
     import _socket
-    import json
+
+    from guardian import wirejson
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
@@ -120,15 +121,15 @@ def call(store: str, method: str, params: dict[str, Any], timeout: float) -> Any
         cred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, struct.calcsize("3i"))
         if struct.unpack("3i", cred)[1] != uid:
             raise NoFast  # the full path says what is wrong
-        sock.sendall(json.dumps({"v": 1, "id": 1, "method": method,
-                                 "params": params}).encode() + b"\n")
+        sock.sendall(wirejson.dumps({"v": 1, "id": 1, "method": method,
+                                     "params": params}).encode() + b"\n")
         buf = b""
         while b"\n" not in buf:
             chunk = sock.recv(1 << 16)
             if not chunk:
                 raise ConnectionError("the daemon closed the connection")
             buf += chunk
-        reply = json.loads(buf.partition(b"\n")[0])
+        reply = wirejson.loads(buf.partition(b"\n")[0])
     finally:
         sock.close()
     if not isinstance(reply, dict):

@@ -251,3 +251,43 @@ def test_install_refuses_a_broken_settings_file(tmp_path: Path) -> None:
         install.change("claude", "local", tmp_path, install=True, dry_run=False)
     with pytest.raises(UsageError, match="--local: codex has no such settings file"):
         install.change("codex", "local", tmp_path, install=True, dry_run=False)
+
+
+def test_the_installed_command_runs_the_real_hook_from_any_project(tmp_path: Path,
+                                                                   env: dict[str, str]) -> None:
+    """What `guardian hook install` writes runs this installation's hook, by absolute paths,
+    from a project that holds a `guardian` package of its own (the agent runs hooks in the
+    project): nothing there stands in for Guardian. It loads neither ``re`` nor the json
+    package (pip's console script imports re first)."""
+    import shlex
+    import subprocess
+
+    project = tmp_path / "project"
+    (project / "guardian" / "agents").mkdir(parents=True)
+    for init in ("guardian/__init__.py", "guardian/agents/__init__.py"):
+        (project / init).write_text("")
+    (project / "guardian" / "agents" / "hook.py").write_text(
+        "def main():\n    print('IMPOSTOR')\n")
+    command = install.hook_command("claude")
+    assert install.is_ours({"command": command})
+    # A project no store covers: the hook looks, finds none, and lets the call through.
+    payload = json.dumps({"session_id": "s", "cwd": str(project), "hook_event_name": "Stop"})
+    p = subprocess.run(shlex.split(command), input=payload.encode(), capture_output=True,
+                       cwd=project, env={**env, "PYTHONPROFILEIMPORTTIME": "1"},
+                       timeout=60, check=False)
+    assert p.returncode == 0 and b"IMPOSTOR" not in p.stdout
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.decode().splitlines()
+              if line.startswith("import time:")}
+    assert "guardian.agents.hook" in loaded and not {"re", "json"} & loaded
+
+
+def test_install_replaces_what_an_earlier_install_wrote(tmp_path: Path) -> None:
+    old = "/opt/venv/bin/guardian-hook claude"  # the console script earlier releases wrote
+    install.change("claude", "project", tmp_path, install=True, dry_run=False, command=old)
+    out = install.change("claude", "project", tmp_path, install=True, dry_run=False)
+    assert out["changed"]
+    data = json.loads((tmp_path / ".claude" / "settings.json").read_text())
+    commands = [h["command"] for groups in data["hooks"].values() for g in groups
+                for h in g["hooks"]]
+    assert commands and set(commands) == {install.hook_command("claude")}
+    assert " -P " in commands[0] and commands[0].endswith("guardian-hook claude")

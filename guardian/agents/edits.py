@@ -10,9 +10,7 @@ say, never reaches the store).
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import stat
 
 TYPE_CHECKING = False  # keeps `typing` off the no-daemon hook's start-up path
@@ -130,11 +128,15 @@ def multiedit(tool_input: dict[str, Any], current: bytes | None) -> bytes:
     return data
 
 
-_CELL_INDEX = re.compile(r"cell-(\d+)\Z")
+#: A cell id Claude Code makes for a cell that has none: its index (``cell-3``).
+_CELL_INDEX = r"cell-(\d+)\Z"
 
 
 def notebook(tool_input: dict[str, Any], current: bytes | None) -> bytes:
     """NotebookEdit: replace, insert (after ``cell_id``, or first) or delete one cell."""
+    import json  # only a notebook's edit needs json and re (the hook's start-up)
+    import re
+
     if current is None:
         raise EditFailed("Notebook file does not exist.")
     try:
@@ -153,7 +155,7 @@ def notebook(tool_input: dict[str, Any], current: bytes | None) -> bytes:
     if cell_id is not None:
         found = next((i for i, c in enumerate(cells)
                       if isinstance(c, dict) and c.get("id") == cell_id), None)
-        if found is None and isinstance(cell_id, str) and (m := _CELL_INDEX.match(cell_id)):
+        if found is None and isinstance(cell_id, str) and (m := re.match(_CELL_INDEX, cell_id)):
             found = int(m.group(1))
             if found >= len(cells):
                 raise EditFailed(f"Cell with index {found} does not exist in notebook.")

@@ -21,11 +21,10 @@ the reason, Gemini CLI's ``decision: "deny"``.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
-from guardian import quick
+from guardian import quick, wirejson
 from guardian.exiting import exit_now
 
 TYPE_CHECKING = False  # keeps `typing` off the hook's start-up path
@@ -107,7 +106,7 @@ def run(agent: str) -> int:
         _say(f"payload over {MAX_PAYLOAD:,} bytes; letting the call through unchecked")
         return 0
     try:
-        d = json.loads(raw)
+        d = wirejson.loads(raw)
     except ValueError as e:
         _say(f"malformed JSON on stdin ({e}); letting the call through")
         return 0
@@ -301,6 +300,6 @@ def answer(agent: str, d: dict[str, Any], reply: Any) -> int:
         out = {"hookSpecificOutput": {"hookEventName": d.get("hook_event_name", "PreToolUse"),
                                       "permissionDecision": "deny",
                                       "permissionDecisionReason": reason}}
-    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.write(wirejson.dumps(out) + "\n")
     sys.stdout.flush()
     return 0

@@ -60,10 +60,17 @@ def settings_path(agent: str, scope: str, project: Path) -> Path:
     return Path(os.path.expanduser(rel)) if rel.startswith("~") else project / rel
 
 
+#: The hook's launcher, run by path (see the file): beside the ``guardian`` package.
+LAUNCHER = Path(__file__).resolve().parent.parent / "guardian-hook"
+
+
 def hook_command(agent: str) -> str:
-    """How the agent runs us: this installation's ``guardian-hook`` (``guardian hook`` without
-    the CLI's imports), by absolute path so the agent's PATH does not matter; else
-    ``guardian hook``, else ``python -m guardian hook``."""
+    """How the agent runs us, by absolute paths so the agent's PATH does not matter: this
+    interpreter running the package's ``guardian-hook`` launcher with ``-P``; else this
+    installation's ``guardian-hook`` console script, ``guardian hook``, or ``python -m
+    guardian hook``."""
+    if LAUNCHER.is_file():
+        return f"{shlex.quote(sys.executable)} -P {shlex.quote(str(LAUNCHER))} {agent}"
     here = Path(sys.argv[0]).resolve().parent if sys.argv and sys.argv[0] else None
     for name, args in (("guardian-hook", agent), ("guardian", f"hook {agent}")):
         beside = here / name if here is not None else None

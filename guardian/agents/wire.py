@@ -8,8 +8,9 @@ so the two never differ in what a payload means or which one is refused.
 
 from __future__ import annotations
 
-import json
 import os
+
+from guardian import wirejson
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def fields(agent: str, d: Any) -> dict[str, Any]:
         # Gemini sends none: its Before and After events carry the same input.
         import hashlib
 
-        blob = json.dumps([tool_name, tool_input], sort_keys=True, default=str).encode()
+        blob = wirejson.dumps([tool_name, tool_input], sort_keys=True, default=str).encode()
         use_id = "input-" + hashlib.sha256(blob).hexdigest()[:20]
     error = d.get("error")
     detail = d.get("source") if event == "session_start" else d.get("reason")
@@ -97,7 +98,7 @@ def fields(agent: str, d: Any) -> dict[str, Any]:
         "prompt_id": _text(d, "prompt_id"), "agent_id": _text(d, "agent_id"),
         "transcript": _text(d, "transcript_path"), "tool_name": tool_name, "tool": tool,
         "tool_use_id": use_id, "input": tool_input, "response": d.get("tool_response"),
-        "error": error if isinstance(error, str) or error is None else json.dumps(error),
+        "error": error if isinstance(error, str) or error is None else wirejson.dumps(error),
         "prompt": prompt[:4000] if isinstance(prompt, str) else None,
         "detail": detail if isinstance(detail, str) else None}
 

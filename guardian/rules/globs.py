@@ -22,11 +22,9 @@ from __future__ import annotations
 from _thread import allocate_lock  # threading costs ~1 ms to import: agent hooks match globs
 from bisect import bisect_right
 
-from guardian.errors import GlobError
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~3 ms to import
-    from typing import Any
+    from typing import Any, NoReturn
 
 #: Longest glob, in characters (a path is at most 4,096 bytes on Linux).
 MAX_GLOB_LENGTH = 1024
@@ -45,6 +43,14 @@ _MATCH, _CHAR, _NOSLASH, _ANY, _CLASS, _EPS = range(6)
 _SLASH = ord("/")
 # What a DFA state settles (checked after every character).
 _OPEN, _ACCEPT_ALL, _DEAD = 0, 1, 2
+
+
+def _fail(message: str) -> NoReturn:
+    """Raise GlobError (imported here: guardian.errors loads enum, which an agent hook that
+    only matches good globs does without)."""
+    from guardian.errors import GlobError
+
+    raise GlobError(message)
 
 
 def compile_glob(glob: str) -> Glob:
@@ -332,9 +338,9 @@ def _parse(glob: str) -> tuple[_Nfa, str, str, str, bool]:
     g = glob.lstrip("/")
     off = len(glob) - len(g)  # columns are counted in the glob as written
     if not g:
-        raise GlobError("empty glob")
+        _fail("empty glob")
     if len(glob) > MAX_GLOB_LENGTH:
-        raise GlobError(f"too long: {len(glob)} characters (limit {MAX_GLOB_LENGTH})")
+        _fail(f"too long: {len(glob)} characters (limit {MAX_GLOB_LENGTH})")
     nfa = _Nfa()
 
     def new_seq() -> tuple[int, list[int]]:
@@ -380,7 +386,7 @@ def _parse(glob: str) -> tuple[_Nfa, str, str, str, bool]:
             special()
             wildcards += 1
             if wildcards > MAX_WILDCARDS:
-                raise GlobError(f"too many wildcards (limit {MAX_WILDCARDS}) (at column {col})")
+                _fail(f"too many wildcards (limit {MAX_WILDCARDS}) (at column {col})")
         if c == "*":
             if g.startswith("**", i):
                 before_ok = i == 0 or g[i - 1] == "/"
@@ -402,7 +408,7 @@ def _parse(glob: str) -> tuple[_Nfa, str, str, str, bool]:
                     loop(_ANY)
                     i += 2
                     continue
-                raise GlobError(f"'**' must be a whole path segment (at column {col})")
+                _fail(f"'**' must be a whole path segment (at column {col})")
             loop(_NOSLASH)
         elif c == "?":
             add(_NOSLASH)
@@ -415,7 +421,7 @@ def _parse(glob: str) -> tuple[_Nfa, str, str, str, bool]:
             while j < n and g[j] != "]":
                 j += 1
             if j >= n:
-                raise GlobError(f"unclosed '[' (at column {col})")
+                _fail(f"unclosed '[' (at column {col})")
             body_text = g[i + 1: j]
             negated = body_text[:1] in ("!", "^")
             if negated:
@@ -425,7 +431,7 @@ def _parse(glob: str) -> tuple[_Nfa, str, str, str, bool]:
         elif c == "{":
             special()
             if len(stack) >= MAX_BRACE_DEPTH:
-                raise GlobError(f"braces nested deeper than {MAX_BRACE_DEPTH} "
+                _fail(f"braces nested deeper than {MAX_BRACE_DEPTH} "
                                 f"(limit {MAX_BRACE_DEPTH}) (at column {col})")
             stack.append((start, tails, [], col))
             start, tails = new_seq()
@@ -435,14 +441,14 @@ def _parse(glob: str) -> tuple[_Nfa, str, str, str, bool]:
             alts.append((start, tails))
             alternatives += len(alts)
             if alternatives > MAX_ALTERNATIVES:
-                raise GlobError(f"too many brace alternatives (limit {MAX_ALTERNATIVES}) "
+                _fail(f"too many brace alternatives (limit {MAX_ALTERNATIVES}) "
                                 f"(at column {col})")
             fork = nfa.state(_EPS)
             nfa.eps[fork] += [s for s, _t in alts]
             nfa.patch(outer_tails, fork)
             start, tails = outer_start, [t for _s, ts in alts for t in ts]
         elif c == "}":
-            raise GlobError(f"unmatched '}}' (at column {col})")
+            _fail(f"unmatched '}}' (at column {col})")
         elif c == "," and stack:
             stack[-1][2].append((start, tails))
             start, tails = new_seq()
@@ -459,7 +465,7 @@ def _parse(glob: str) -> tuple[_Nfa, str, str, str, bool]:
             special()
         i += 1
     if stack:
-        raise GlobError(f"unclosed '{{' (at column {stack[-1][3]})")
+        _fail(f"unclosed '{{' (at column {stack[-1][3]})")
     nfa.patch(tails, nfa.state(_MATCH))
     nfa.entry = start
     return nfa, "".join(prefix), "".join(suffix), needle, literal
@@ -475,7 +481,7 @@ def _ranges(body: str, col: int) -> tuple[tuple[int, int], ...]:
         if k + 2 < n and body[k + 1] == "-":
             hi = body[k + 2]
             if lo > hi:
-                raise GlobError(f"bad range '{lo}-{hi}' in '[...]' (at column {col})")
+                _fail(f"bad range '{lo}-{hi}' in '[...]' (at column {col})")
             out.append((ord(lo), ord(hi)))
             k += 3
         else:

@@ -14,7 +14,6 @@ changes the preset is a miss too.
 
 from __future__ import annotations
 
-import json
 import os
 
 TYPE_CHECKING = False
@@ -68,6 +67,8 @@ def form_of(rf: RuleFile) -> dict[str, Any] | None:
         ignore.append(g.glob.text)
     form = {"v": FORMAT, "digest": rf.digest, "sources": sources, "ignore": ignore,
             "rules": rules}
+    import json
+
     try:
         json.dumps(form)
     except (TypeError, ValueError):
@@ -94,6 +95,8 @@ def save(store_dir: str, files: Iterable[RuleFile]) -> None:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
+                import json
+
                 os.write(fd, json.dumps(form, separators=(",", ":")).encode())
             finally:
                 os.close(fd)
@@ -117,8 +120,10 @@ def load(store_dir: str, digest: str) -> dict[str, Any] | None:
         return None
     finally:
         os.close(fd)
+    from guardian import wirejson  # the lean hook's path: no json package
+
     try:
-        form = json.loads(raw)
+        form = wirejson.loads(raw)
     except ValueError:
         return None
     if not isinstance(form, dict) or form.get("v") != FORMAT or form.get("digest") != digest:

@@ -147,11 +147,11 @@ _CALL_KEYS = tuple(k.strip() for k in CALL_COLS.split(","))
 def call_dict(r: tuple[Any, ...]) -> dict[str, Any]:
     """An ``agent_calls`` row (``CALL_COLS``) as the dict both the Store and this module
     hand out."""
-    import json
+    from guardian import wirejson
 
     d = dict(zip(_CALL_KEYS, r, strict=True))
-    d["paths"] = json.loads(d["paths"] or "[]")
-    d["expect"] = json.loads(d["expect"]) if d["expect"] else {}
+    d["paths"] = wirejson.loads(d["paths"] or "[]")
+    d["expect"] = wirejson.loads(d["expect"]) if d["expect"] else {}
     return d
 
 
@@ -425,14 +425,14 @@ class LeanStore:
                  command: str | None = None, outcome: str, reason: str | None = None,
                  expect: dict[str, Any] | None = None, agent_id: str | None = None) -> int:
         """Store.agent_call_add."""
-        import json
+        from guardian import wirejson
 
         cur = self.db.execute(
             "INSERT INTO agent_calls(session, prompt, tool_use_id, tool, kind, paths, command,"
             " started_ns, ended_ns, outcome, reason, expect, agent_id)"
             " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (session, prompt, tool_use_id, tool, kind, json.dumps(list(paths)), command, now,
-             None, outcome, reason, None if expect is None else json.dumps(expect), agent_id))
+            (session, prompt, tool_use_id, tool, kind, wirejson.dumps(list(paths)), command, now,
+             None, outcome, reason, None if expect is None else wirejson.dumps(expect), agent_id))
         return int(cur.lastrowid or 0)
 
     def call_finish(self, call_id: int, now: int, outcome: str,
