@@ -14,6 +14,7 @@ Stop (SIGINT/SIGTERM): stop watching, capture everything still pending, commit, 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -390,11 +391,25 @@ class Daemon:
 
     # ----------------------------------------------------------------- events in
     async def _pump(self) -> None:
-        while not self.bridge.closed:
-            items, lost = await anyio.to_thread.run_sync(self.bridge.get_batch,
-                                                         abandon_on_cancel=True)
-            self._route_all(items, lost, time.monotonic())
-            self._wake.set()
+        """Route what the bridge holds; sleep until the watcher's thread says there is more
+        (no worker thread in between: see :meth:`Bridge.take`)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            arrived = asyncio.Event()
+
+            def wake(ev: asyncio.Event = arrived) -> None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                    loop.call_soon_threadsafe(ev.set)
+
+            items, lost = self.bridge.take(wake)
+            if items or lost:
+                self._route_all(items, lost, time.monotonic())
+                self._wake.set()
+                await anyio.lowlevel.checkpoint()  # let the loop's other tasks run between
+            elif self.bridge.closed:
+                return
+            else:
+                await arrived.wait()
 
     def _route_all(self, items: list[FsEvent], lost: set[str], now: float) -> None:
         for ev in items:

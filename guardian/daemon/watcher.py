@@ -83,6 +83,7 @@ class Bridge:
         self._maxsize = maxsize
         self._lost: set[str] = set()
         self._closed = False
+        self._waiter: Callable[[], None] | None = None  # see take()
 
     def put(self, item: FsEvent) -> None:
         with self._cond:
@@ -91,12 +92,33 @@ class Bridge:
             else:
                 self._items.append(item)
             self._cond.notify()
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter()
 
     def lost(self, reason: str) -> None:
         """Events were lost (overflow, unwatchable directory): the consumer must reconcile."""
         with self._cond:
             self._lost.add(reason)
             self._cond.notify()
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter()
+
+    def take(self, waiter: Callable[[], None]) -> tuple[list[FsEvent], set[str]]:
+        """All queued events and loss reasons, without blocking; when there are none,
+        ``waiter`` is called (once, from the producer's thread) when there are, or on close.
+
+        The event loop waits this way instead of in a worker thread: a thread hop per
+        batch of events cost the loop more than routing them, at 1,000 writes/s."""
+        with self._cond:
+            if not self._items and not self._lost and not self._closed:
+                self._waiter = waiter
+                return [], set()
+            items = list(self._items)
+            self._items.clear()
+            lost, self._lost = self._lost, set()
+            return items, lost
 
     def get_batch(self) -> tuple[list[FsEvent], set[str]]:
         """Block until there is something; return all queued events and loss reasons."""
@@ -112,6 +134,9 @@ class Bridge:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter()
 
     @property
     def closed(self) -> bool:
