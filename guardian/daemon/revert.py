@@ -109,12 +109,14 @@ class Reverter:
         store = self.store
         done: list[int] = []
         with store.transaction(durable=False):
+            live = store.set_verdicts([(vid, verdict.valid) for vid, verdict in items])
             for vid, verdict in items:
-                if store.version(vid) is None:
+                if vid not in live:
                     continue
-                store.set_verdict(vid, verdict.valid)
-                store.add_problems(vid, ((name, p.line, p.column, p.severity, p.message)
-                                         for name, p in verdict.problems()))
+                problems = [(name, p.line, p.column, p.severity, p.message)
+                            for name, p in verdict.problems()]
+                if problems:
+                    store.add_problems(vid, problems)
                 done.append(vid)
         return done
 

@@ -1248,6 +1248,20 @@ class Store(PathTree, Closing):
             self.db.execute("UPDATE versions SET valid=?, kind=? WHERE id=?",
                             (None if valid is None else int(valid), kind, version_id))
 
+    def set_verdicts(self, verdicts: Sequence[tuple[int, bool | None]]) -> set[int]:
+        """:meth:`set_verdict` of many versions (id, valid) at once; returns the ids that
+        exist (a version gc'd meanwhile has nothing to record)."""
+        ids = [vid for vid, _ in verdicts]
+        live: set[int] = set()
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            live.update(r[0] for r in self.db.execute(
+                f"SELECT id FROM versions WHERE id IN ({','.join('?' * len(part))})", part))
+        self.db.executemany("UPDATE versions SET valid=? WHERE id=?",
+                            [(None if valid is None else int(valid), vid)
+                             for vid, valid in verdicts if vid in live])
+        return live
+
     def add_problems(self, version_id: int,
                      rows: Iterable[tuple[str, int | None, int | None, str, str]]) -> None:
         """(validator, line, column, severity, message) of a version's problems."""
