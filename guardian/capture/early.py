@@ -82,16 +82,11 @@ class EarlyReads:
             self._reads += 1
             fut: Future[Seen] = Future()
             held = self._pending.setdefault(key, [])
-            last = held[-1] if held else None
+            last = held[-1] if held else self._now.get(key)
             held.append(fut)
-            now = self._now.get(key) if last is None else None
-            if now is not None and not now.done():
-                # Behind the read at record time, in its queue: read after it, never before.
-                self._queue(key).put((key, fut, None, True))
-                return
             if self._inline is None or (last is not None and not last.done()):
                 # Queued under the lock: a path's reads enter its queue in the order they
-                # are held.
+                # are held; one behind a read not done yet waits for it first.
                 self._queue(key).put((key, fut, last, True))
                 return
         self._read_inline(key, fut, last)
@@ -117,7 +112,10 @@ class EarlyReads:
         self._done(fut, s, prev)
 
     def _done(self, fut: Future[Seen], s: Seen, prev: Seen | None) -> None:
-        if s.data is not None and s is not prev:
+        """An early read is done: its bytes count against the budget until taken (a repeat of
+        the read before it, the same object, counts once)."""
+        if s.data is not None and s is not prev and not s.held:
+            s.held = True
             with self._lock:
                 self._bytes += len(s.data)
         fut.set_result(s)
@@ -132,49 +130,66 @@ class EarlyReads:
         with self._lock:
             return all(f.done() for held in self._pending.values() for f in held)
 
-    def take(self, keys: Sequence[PathKey]) -> list[list[Seen]]:
-        """For each key: its early reads not taken yet, then its state now (a read queued
-        behind them), oldest first. A read that found the file unchanged since the one before
-        is that same object (the caller drops the repeat)."""
-        waits: list[tuple[list[Future[Seen]], Future[Seen]]] = []
+    def take(self, keys: Sequence[PathKey], here: Observe | None = None) -> list[list[Seen]]:
+        """For each key: its early reads not taken yet, then its state now (a read behind
+        them), oldest first. A read that found the file unchanged since the one before is
+        that same object (the caller drops the repeat).
+
+        ``here``: read the state now on this thread with it, for each key whose early reads
+        are all done (no hop to a reading thread and back per batch); else it is queued
+        behind them."""
+        waits: list[tuple[PathKey, list[Future[Seen]], Future[Seen], bool]] = []
         with self._lock:
             for key in keys:
                 early = self._pending.pop(key, [])
                 now: Future[Seen] = Future()
-                self._queue(key).put((key, now, early[-1] if early else None, False))
+                local = here is not None and all(f.done() for f in early)
+                if not local:
+                    self._queue(key).put((key, now, early[-1] if early else None, False))
                 self._now[key] = now
-                waits.append((early, now))
+                waits.append((key, early, now, local))
         out: list[list[Seen]] = []
         freed = reads = 0
         try:
-            for early, now in waits:
+            # The reads here first, before waiting for any queued one: a reading thread may
+            # be waiting for one of these (a close heard since), with others queued behind it.
+            for key, early, now, local in waits:
+                if local:
+                    assert here is not None
+                    try:
+                        last = early[-1].result() if early else None
+                        now.set_result(here(key, last))
+                    except BaseException as e:
+                        now.set_exception(e)
+            for _key, early, now, _local in waits:
                 seen = [f.result() for f in early]
                 reads += len(early)
-                prev = None
-                for s in seen:  # a repeat is the same object, counted once when read
-                    if s is not prev and s.data is not None:
+                for s in seen:
+                    if s.held and s.data is not None:
+                        s.held = False
                         freed += len(s.data)
-                    prev = s
                 seen.append(now.result())
                 out.append(seen)
         finally:
             with self._lock:
-                for key, (_early, now) in zip(keys, waits, strict=False):
+                for key, _early, now, local in waits:
+                    if local and not now.done():  # an error above: nothing may wait on it
+                        now.set_exception(RuntimeError("not read"))
                     if self._now.get(key) is now:
                         del self._now[key]
                 # Every held read of these keys is released, also those not waited for (an
                 # error): their bytes are counted when they were read.
-                rest = sum(len(e) for e, _ in waits) - reads
+                rest = sum(len(w[1]) for w in waits) - reads
                 self._reads -= reads + rest
-                self._bytes -= freed
-                self._bytes = max(0, self._bytes)
+                self._bytes = max(0, self._bytes - freed)
         return out
 
     def _run(self, q: queue.SimpleQueue[_Item | None]) -> None:
         while (item := q.get()) is not None:
             key, fut, last, early = item
             try:
-                # ``last`` went into this same queue before, or was read inline: it is done.
+                # ``last`` went into this same queue before, was read inline, or is the read
+                # at record time: it is done or will be, in order.
                 prev = last.result() if last is not None else None
                 s = self._observe(key, prev)
             except BaseException as e:  # reported to whoever takes it
