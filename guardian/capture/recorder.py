@@ -49,6 +49,8 @@ FILE, LINK, DIR, MISSING, SPECIAL, UNREADABLE, UNSTABLE, OVERSIZE, IGNORED = (
 )
 
 _CHUNK_FILES = 1000
+#: Files smaller than this are read with one read(2).
+_ONE_READ = 1024 * 1024
 _CHUNK_BYTES = 64 * 1024 * 1024
 
 
@@ -661,8 +663,14 @@ def _read_regular(root_id: int, rel: bytes, dfd: int, name: bytes) -> Seen:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             return Seen(root_id, rel, UNSTABLE)
-        with open(fd, "rb", closefd=False) as f:
-            data = f.read()
+        if before.st_size < _ONE_READ:
+            # One read of a byte more than it holds (a file object's readall costs another
+            # fstat and a read to find the end): a file that grew meanwhile is unstable below,
+            # and so is a short read.
+            data = os.read(fd, before.st_size + 1)
+        else:
+            with open(fd, "rb", closefd=False) as f:
+                data = f.read()
         after = os.fstat(fd)
     except OSError as e:
         return Seen(root_id, rel, UNREADABLE, error=e.strerror or str(e))
