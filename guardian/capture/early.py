@@ -8,10 +8,10 @@ writes of a writer that does not close); this only makes sure what was seen is n
 
 A small file is read right where its close is heard (the inotify reader thread, before it
 reads the next event): handing it to another thread first cost a wake-up and a wait for the GIL
-behind the store and event-loop threads, and at 2,000 writes/s over 64 files (each version on
-disk for 32 ms) that wait lost versions. A file over ``INLINE_MAX`` bytes, or one whose earlier
-read is still queued, goes to the reading threads instead, so the reader thread never spends
-long on one file.
+behind the store and event-loop threads. A file over ``INLINE_MAX`` bytes, one whose earlier
+read is still queued, and every file while the reader has a backlog of events (at 2,000
+writes/s on a busy machine: reading inline then made it fall further behind, and lost more
+versions than the threads did) go to the reading threads instead.
 
 Reads of one path run in order (paths are spread over a few threads by hash, an inline read
 only runs once the path's queued ones are done), and the read at record time is queued behind
@@ -73,8 +73,9 @@ class EarlyReads:
     def _queue(self, key: PathKey) -> queue.SimpleQueue[_Item | None]:
         return self._queues[hash(key) % len(self._queues)]
 
-    def read_soon(self, key: PathKey) -> None:
-        """A writer closed ``key``: read it now (unless the budget is spent)."""
+    def read_soon(self, key: PathKey, *, inline: bool = True) -> None:
+        """A writer closed ``key``: read it now (unless the budget is spent). ``inline``
+        False: on a reading thread even if small (the caller has a backlog to get through)."""
         with self._lock:
             if self._bytes >= BUDGET_BYTES or self._reads >= BUDGET_READS:
                 self.skipped += 1
@@ -84,7 +85,7 @@ class EarlyReads:
             held = self._pending.setdefault(key, [])
             last = held[-1] if held else self._now.get(key)
             held.append(fut)
-            if self._inline is None or (last is not None and not last.done()):
+            if not inline or self._inline is None or (last is not None and not last.done()):
                 # Queued under the lock: a path's reads enter its queue in the order they
                 # are held; one behind a read not done yet waits for it first.
                 self._queue(key).put((key, fut, last, True))

@@ -489,7 +489,7 @@ class Daemon:
         except Exception:  # e.g. a rule that cannot be read: the settle path records it
             return
         if not own_window:  # a rule's own window folds closed writes too
-            self.early.read_soon(key)
+            self.early.read_soon(key, inline=not self.watcher.reader_behind)
 
     async def sync(self, timeout: float = 5.0) -> bool:
         """A barrier: every event that happened before this call has been routed.
