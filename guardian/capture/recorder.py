@@ -200,22 +200,8 @@ class Recorder:
             # The watcher's paths: a burst can make tens of thousands due at once; a commit
             # per chunk keeps what is held in memory (contents read, rows) bounded.
             result = CaptureResult()
-            share = MAX_KEPT // (len({k[0] for k in keys}) or 1)
-            dirs: dict[int, RootDirs] = {}
-
-            def here(key: PathKey, last: Seen | None) -> Seen:
-                d = dirs.get(key[0])
-                if d is None:
-                    d = dirs[key[0]] = RootDirs(self.roots[key[0]].bpath, share)
-                return self._observe(key, d, last)
-
             for i in range(0, len(keys), _CHUNK_FILES):
-                try:
-                    seen = _in_order(self.early.take(keys[i:i + _CHUNK_FILES], here))
-                finally:  # a chunk's fds, not kept across commits (renames meanwhile)
-                    for d in dirs.values():
-                        d.close()
-                    dirs.clear()
+                seen = _in_order(self.early.take(keys[i:i + _CHUNK_FILES]))
                 result.merge(self._record(seen, origin=origin, confirm_missing=confirm_missing,
                                           baseline=False, session=session, note=note))
             return result
