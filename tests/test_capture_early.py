@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from guardian.capture.early import INLINE_MAX
 from guardian.capture.recorder import Recorder
 from guardian.rules.settings import Settings
 from guardian.store.db import Store
@@ -92,3 +93,32 @@ def test_a_file_written_and_deleted_before_the_commit_is_kept(rec: Recorder) -> 
     res = rec.capture([(1, b"brief.txt")], origin="watcher", confirm_missing=True, early=True)
     assert [r.kind for r in res.recorded] == ["created", "deleted"]
     assert _contents(rec, b"brief.txt") == [b"here a moment\n", None]
+
+
+def test_a_small_file_is_read_by_the_thread_that_heard_it_closed(rec: Recorder) -> None:
+    """Read inline: done when read_soon returns, so the next rewrite cannot come first."""
+    root = next(iter(rec.roots.values())).path
+    early = rec.read_early()
+    key = (1, b"small.txt")
+    for i in range(3):
+        (root / "small.txt").write_bytes(b"small %d\n" % i)
+        early.read_soon(key)
+        assert early.done()  # no waiting: the read happened in read_soon itself
+    rec.capture([key], origin="watcher", confirm_missing=False, early=True)
+    assert _contents(rec, b"small.txt") == [b"small %d\n" % i for i in range(3)]
+
+
+def test_a_big_file_is_read_by_the_reading_threads_in_order(rec: Recorder) -> None:
+    """Over INLINE_MAX the read is left to the reading threads; versions still in order,
+    also when a small version of the same path is read inline in between."""
+    root = next(iter(rec.roots.values())).path
+    early = rec.read_early()
+    key = (1, b"big.bin")
+    contents = [bytes([65 + i]) * (INLINE_MAX + 1 + i) for i in range(3)]
+    contents.insert(2, b"small in between\n")
+    for data in contents:
+        (root / "big.bin").write_bytes(data)
+        early.read_soon(key)
+        wait_until(early.done, what="the early read")
+    rec.capture([key], origin="watcher", confirm_missing=False, early=True)
+    assert _contents(rec, b"big.bin") == contents

@@ -6,10 +6,18 @@ writes/s over 64 files each version stays on disk for 64 ms; waiting for the gro
 a third of them. The settle window still decides when a path is *recorded* (and still folds the
 writes of a writer that does not close); this only makes sure what was seen is not lost.
 
-Reads of one path run in order on one thread (paths are spread over a few threads by hash),
-and the read at record time is queued behind the early ones: what a commit records for a path is
-in the order it was on disk. Early reads are held in memory until they are recorded, within a
-byte budget: past it, closes are recorded as before (at the end of the settle window).
+A small file is read right where its close is heard (the inotify reader thread, before it
+reads the next event): handing it to another thread first cost a wake-up and a wait for the GIL
+behind the store and event-loop threads. A file over ``INLINE_MAX`` bytes, one whose earlier
+read is still queued, and every file while the reader has a backlog of events (at 2,000
+writes/s on a busy machine: reading inline then made it fall further behind, and lost more
+versions than the threads did) go to the reading threads instead.
+
+Reads of one path run in order (paths are spread over a few threads by hash, an inline read
+only runs once the path's queued ones are done), and the read at record time is queued behind
+the early ones: what a commit records for a path is in the order it was on disk. Early reads
+are held in memory until they are recorded, within a byte budget: past it, closes are recorded
+as before (at the end of the settle window).
 """
 
 from __future__ import annotations
@@ -27,8 +35,12 @@ if TYPE_CHECKING:
 BUDGET_BYTES = 32 * 1024 * 1024
 #: Early reads held at most (each costs more than its bytes: a Seen, a stat, a digest).
 BUDGET_READS = 5_000
+#: The largest file read inline, on the thread that heard it was closed.
+INLINE_MAX = 64 * 1024
 
 Observe = Callable[["PathKey", "Seen | None"], "Seen"]
+#: ``(key, last)`` -> the read, or None for a file over ``INLINE_MAX`` (left to the threads).
+ObserveInline = Callable[["PathKey", "Seen | None"], "Seen | None"]
 _Item = tuple["PathKey", "Future[Seen]", "Future[Seen] | None", bool]
 
 
@@ -39,11 +51,15 @@ class EarlyReads:
     may be returned as is when the file has not changed since).
     """
 
-    def __init__(self, observe: Observe, threads: int = 2) -> None:
+    def __init__(self, observe: Observe, threads: int = 2,
+                 inline: ObserveInline | None = None) -> None:
         self._observe = observe
+        self._inline = inline
         self._queues: list[queue.SimpleQueue[_Item | None]] = [
             queue.SimpleQueue() for _ in range(max(1, threads))]
         self._pending: dict[PathKey, list[Future[Seen]]] = {}
+        #: Reads at record time in flight (see take()): a close heard meanwhile is read after.
+        self._now: dict[PathKey, Future[Seen]] = {}
         self._lock = threading.Lock()
         self._bytes = 0
         self._reads = 0
@@ -57,8 +73,9 @@ class EarlyReads:
     def _queue(self, key: PathKey) -> queue.SimpleQueue[_Item | None]:
         return self._queues[hash(key) % len(self._queues)]
 
-    def read_soon(self, key: PathKey) -> None:
-        """A writer closed ``key``: read it now (unless the budget is spent)."""
+    def read_soon(self, key: PathKey, *, inline: bool = True) -> None:
+        """A writer closed ``key``: read it now (unless the budget is spent). ``inline``
+        False: on a reading thread even if small (the caller has a backlog to get through)."""
         with self._lock:
             if self._bytes >= BUDGET_BYTES or self._reads >= BUDGET_READS:
                 self.skipped += 1
@@ -66,10 +83,43 @@ class EarlyReads:
             self._reads += 1
             fut: Future[Seen] = Future()
             held = self._pending.setdefault(key, [])
-            last = held[-1] if held else None
+            last = held[-1] if held else self._now.get(key)
             held.append(fut)
-            # Queued under the lock: a path's reads enter its queue in the order they are held.
-            self._queue(key).put((key, fut, last, True))
+            if not inline or self._inline is None or (last is not None and not last.done()):
+                # Queued under the lock: a path's reads enter its queue in the order they
+                # are held; one behind a read not done yet waits for it first.
+                self._queue(key).put((key, fut, last, True))
+                return
+        self._read_inline(key, fut, last)
+
+    def _read_inline(self, key: PathKey, fut: Future[Seen], last: Future[Seen] | None) -> None:
+        """Read ``key`` on this thread (``last``, if any, is done: see :meth:`read_soon`)."""
+        assert self._inline is not None
+        prev = None
+        try:
+            prev = last.result() if last is not None else None
+            s = self._inline(key, prev)
+            if s is None:  # too big to read here
+                with self._lock:
+                    if fut in self._pending.get(key, ()):
+                        self._queue(key).put((key, fut, last, True))
+                        return
+                # Taken meanwhile: a read at record time waits for this one (queued behind
+                # it, it must not be queued after that read), so it is read here after all.
+                s = self._observe(key, prev)
+        except BaseException as e:  # reported to whoever takes it
+            fut.set_exception(e)
+            return
+        self._done(fut, s, prev)
+
+    def _done(self, fut: Future[Seen], s: Seen, prev: Seen | None) -> None:
+        """An early read is done: its bytes count against the budget until taken (a repeat of
+        the read before it, the same object, counts once)."""
+        if s.data is not None and s is not prev and not s.held:
+            s.held = True
+            with self._lock:
+                self._bytes += len(s.data)
+        fut.set_result(s)
 
     def pending(self) -> int:
         """Paths with early reads not yet taken."""
@@ -84,50 +134,57 @@ class EarlyReads:
     def take(self, keys: Sequence[PathKey]) -> list[list[Seen]]:
         """For each key: its early reads not taken yet, then its state now (a read queued
         behind them), oldest first. A read that found the file unchanged since the one before
-        is that same object (the caller drops the repeat)."""
-        waits: list[tuple[list[Future[Seen]], Future[Seen]]] = []
+        is that same object (the caller drops the repeat).
+
+        (Reading the state now here, on the store thread, instead of queueing it saved a hop
+        at 1,000 writes/s but made the store thread the bottleneck at 2,000.)"""
+        waits: list[tuple[PathKey, list[Future[Seen]], Future[Seen]]] = []
         with self._lock:
             for key in keys:
                 early = self._pending.pop(key, [])
                 now: Future[Seen] = Future()
                 self._queue(key).put((key, now, early[-1] if early else None, False))
-                waits.append((early, now))
+                self._now[key] = now
+                waits.append((key, early, now))
         out: list[list[Seen]] = []
         freed = reads = 0
         try:
-            for early, now in waits:
+            for _key, early, now in waits:
                 seen = [f.result() for f in early]
                 reads += len(early)
-                prev = None
-                for s in seen:  # a repeat is the same object, counted once when read
-                    if s is not prev and s.data is not None:
+                for s in seen:
+                    if s.held and s.data is not None:
+                        s.held = False
                         freed += len(s.data)
-                    prev = s
                 seen.append(now.result())
                 out.append(seen)
         finally:
             with self._lock:
+                for key, _early, now in waits:
+                    if self._now.get(key) is now:
+                        del self._now[key]
                 # Every held read of these keys is released, also those not waited for (an
                 # error): their bytes are counted when they were read.
-                rest = sum(len(e) for e, _ in waits) - reads
+                rest = sum(len(w[1]) for w in waits) - reads
                 self._reads -= reads + rest
-                self._bytes -= freed
-                self._bytes = max(0, self._bytes)
+                self._bytes = max(0, self._bytes - freed)
         return out
 
     def _run(self, q: queue.SimpleQueue[_Item | None]) -> None:
         while (item := q.get()) is not None:
             key, fut, last, early = item
             try:
-                # ``last`` went into this same queue before: it is done.
-                s = self._observe(key, last.result() if last is not None else None)
+                # ``last`` went into this same queue before, was read inline, or is the read
+                # at record time: it is done or will be, in order.
+                prev = last.result() if last is not None else None
+                s = self._observe(key, prev)
             except BaseException as e:  # reported to whoever takes it
                 fut.set_exception(e)
                 continue
-            if early and s.data is not None and (last is None or s is not last.result()):
-                with self._lock:
-                    self._bytes += len(s.data)
-            fut.set_result(s)
+            if early:
+                self._done(fut, s, prev)
+            else:
+                fut.set_result(s)
 
     def close(self) -> None:
         for q in self._queues:

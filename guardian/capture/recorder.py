@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 from guardian.capture import anchored
 from guardian.capture.anchored import MAX_KEPT, NOT_A_DIR, RootDirs
@@ -49,6 +49,8 @@ FILE, LINK, DIR, MISSING, SPECIAL, UNREADABLE, UNSTABLE, OVERSIZE, IGNORED = (
 )
 
 _CHUNK_FILES = 1000
+#: Files smaller than this are read with one read(2).
+_ONE_READ = 1024 * 1024
 _CHUNK_BYTES = 64 * 1024 * 1024
 
 
@@ -65,6 +67,8 @@ class Seen:
     error: str | None = None
     #: (codec, stored bytes), compressed in the worker that read the file.
     packed: tuple[str, bytes] | None = None
+    #: Its bytes count against the early reads' budget (see guardian.capture.early).
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,14 +163,28 @@ class Recorder:
         if self.early is None:
             from guardian.capture.early import EarlyReads
 
-            self.early = EarlyReads(self._observe_alone, threads=min(2, self._workers))
+            self.early = EarlyReads(self._observe_alone, threads=min(2, self._workers),
+                                    inline=self._observe_inline)
         return self.early
 
     def _observe_alone(self, key: PathKey, last: Seen | None) -> Seen:
         """One path, its own directory fds (an early read's thread keeps none between
         reads: a directory renamed meanwhile must not be read through an old fd)."""
+        s = self._observe_small(key, last, None)
+        assert s is not None
+        return s
+
+    def _observe_inline(self, key: PathKey, last: Seen | None) -> Seen | None:
+        """:meth:`_observe_alone`, or None for a file too big to read inline."""
+        from guardian.capture.early import INLINE_MAX
+
+        return self._observe_small(key, last, INLINE_MAX)
+
+    def _observe_small(self, key: PathKey, last: Seen | None, limit: int | None) -> Seen | None:
         with RootDirs(self.roots[key[0]].bpath, 8) as dirs:
-            s = self._observe(key, dirs, last)
+            s = self._observe(key, dirs, last, limit)
+        if s is None:
+            return None
         if s.data is not None and s is not last:
             s.packed = obj.compress(s.data)
         return s
@@ -325,9 +343,19 @@ class Recorder:
 
         return results
 
-    def _observe(self, key: PathKey, dirs: RootDirs, last: Seen | None = None) -> Seen:
+    @overload
+    def _observe(self, key: PathKey, dirs: RootDirs, last: Seen | None = None,
+                 limit: None = None) -> Seen: ...
+
+    @overload
+    def _observe(self, key: PathKey, dirs: RootDirs, last: Seen | None,
+                 limit: int) -> Seen | None: ...
+
+    def _observe(self, key: PathKey, dirs: RootDirs, last: Seen | None = None,
+                 limit: int | None = None) -> Seen | None:
         """``last``: an earlier read of this path, returned as is if the file has not changed
-        since (same size, mtime, ctime, inode, mode)."""
+        since (same size, mtime, ctime, inode, mode). ``limit``: None instead of reading a
+        regular file of more bytes."""
         root_id, rel = key
         if not rel or self.ignore[root_id].ignored(rel):
             return Seen(root_id, rel, IGNORED)
@@ -366,6 +394,8 @@ class Recorder:
             return Seen(root_id, rel, SPECIAL, st)
         if st.st_size > self.max_size(root_id, rel):
             return Seen(root_id, rel, OVERSIZE, st)
+        if limit is not None and st.st_size > limit:
+            return None
         return _read_regular(root_id, rel, dfd, name)
 
     def max_size(self, root_id: int, rel: bytes) -> int:
@@ -619,8 +649,14 @@ def _read_regular(root_id: int, rel: bytes, dfd: int, name: bytes) -> Seen:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             return Seen(root_id, rel, UNSTABLE)
-        with open(fd, "rb", closefd=False) as f:
-            data = f.read()
+        if before.st_size < _ONE_READ:
+            # One read of a byte more than it holds (a file object's readall costs another
+            # fstat and a read to find the end): a file that grew meanwhile is unstable below,
+            # and so is a short read.
+            data = os.read(fd, before.st_size + 1)
+        else:
+            with open(fd, "rb", closefd=False) as f:
+                data = f.read()
         after = os.fstat(fd)
     except OSError as e:
         return Seen(root_id, rel, UNREADABLE, error=e.strerror or str(e))

@@ -27,7 +27,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     faults.point("watch.start")
     import anyio
 
-    from guardian.daemon.loop import Daemon, emit_json_line
+    from guardian.daemon.loop import Daemon, emit_json_line, emit_json_lines
     from guardian.daemon.notify import Notifier
     from guardian.events import Stopped, Stopping
     from guardian.locations import store_dir_for_roots
@@ -66,7 +66,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 emit_json_line(Stopping(reason=stop or "signal"))
                 emit_json_line(Stopped(versions=store.counts()["versions"]))
                 return ExitCode.OK
-            daemon = Daemon(writer, emit=emit_json_line,
+            daemon = Daemon(writer, emit=emit_json_line, emit_many=emit_json_lines,
                             reconcile_interval=args.reconcile_interval,
                             poll_interval=args.poll_interval,
                             notifier=Notifier.from_environment())

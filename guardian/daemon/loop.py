@@ -14,6 +14,7 @@ Stop (SIGINT/SIGTERM): stop watching, capture everything still pending, commit, 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -23,7 +24,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -88,7 +89,8 @@ class Daemon:
 
     def __init__(self, writer: Writer, *, emit: Callable[[Event], None],
                  reconcile_interval: float = 600.0, poll_interval: float = 30.0,
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None,
+                 emit_many: Callable[[Sequence[Event]], None] | None = None) -> None:
         self.writer = writer
         self.store = writer.store
         self.settings = settings = writer.settings
@@ -121,6 +123,9 @@ class Daemon:
         self._restarting = False
         self.started = time.time()
         self._emit_sink = emit
+        #: A batch's events in one go (the headless log: one write for all of them, not a
+        #: write, and a wait for the GIL after it, per event).
+        self._emit_many_sink = emit_many
         self._reasons: dict[tuple[int, bytes], str] = {}
         self._wake = anyio.Event()
         self._stop = anyio.Event()
@@ -152,6 +157,17 @@ class Daemon:
         self._emit_sink(event)
         self.server.publish(event)
         self.notifier.on_event(event)
+
+    def emit_all(self, events: Sequence[Event]) -> None:
+        """:meth:`emit` of each event, in order."""
+        if self._emit_many_sink is None:
+            for event in events:
+                self.emit(event)
+            return
+        self._emit_many_sink(events)
+        for event in events:
+            self.server.publish(event)
+            self.notifier.on_event(event)
 
     @property
     def socket(self) -> Path | None:
@@ -390,11 +406,25 @@ class Daemon:
 
     # ----------------------------------------------------------------- events in
     async def _pump(self) -> None:
-        while not self.bridge.closed:
-            items, lost = await anyio.to_thread.run_sync(self.bridge.get_batch,
-                                                         abandon_on_cancel=True)
-            self._route_all(items, lost, time.monotonic())
-            self._wake.set()
+        """Route what the bridge holds; sleep until the watcher's thread says there is more
+        (no worker thread in between: see :meth:`Bridge.take`)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            arrived = asyncio.Event()
+
+            def wake(ev: asyncio.Event = arrived) -> None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                    loop.call_soon_threadsafe(ev.set)
+
+            items, lost = self.bridge.take(wake)
+            if items or lost:
+                self._route_all(items, lost, time.monotonic())
+                self._wake.set()
+                await anyio.lowlevel.checkpoint()  # let the loop's other tasks run between
+            elif self.bridge.closed:
+                return
+            else:
+                await arrived.wait()
 
     def _route_all(self, items: list[FsEvent], lost: set[str], now: float) -> None:
         for ev in items:
@@ -459,7 +489,7 @@ class Daemon:
         except Exception:  # e.g. a rule that cannot be read: the settle path records it
             return
         if not own_window:  # a rule's own window folds closed writes too
-            self.early.read_soon(key)
+            self.early.read_soon(key, inline=not self.watcher.reader_behind)
 
     async def sync(self, timeout: float = 5.0) -> bool:
         """A barrier: every event that happened before this call has been routed.
@@ -613,12 +643,11 @@ class Daemon:
 
     def _report(self, res: CaptureResult,
                 quiet_kinds: frozenset[str] | set[str] = frozenset()) -> None:
-        for r in res.recorded:
-            if r.kind not in quiet_kinds:
-                self.emit(VersionRecorded.of(r, self.roots))
-        for w in res.warnings:
-            self.emit(WarningEvent(message=w.message,
-                                   path=self.roots[w.root_id].display(w.relpath)))
+        events: list[Event] = [VersionRecorded.of(r, self.roots) for r in res.recorded
+                               if r.kind not in quiet_kinds]
+        events += [WarningEvent(message=w.message, path=self.roots[w.root_id].display(w.relpath))
+                   for w in res.warnings]
+        self.emit_all(events)
 
     # ----------------------------------------------------------------- rules and validation
     def _wants_validation(self, root_id: int, relpath: bytes) -> bool:
@@ -688,12 +717,19 @@ class Daemon:
             self.emit(ErrorEvent(message=f"cannot record {len(items)} verdicts: "
                                  f"{type(e).__name__}: {e}"))
             return
+        events = []
+        untrusted = []
         for r, verdict in items:
             path = self.roots[r.root_id].display(r.relpath)
             problems = [{"validator": name, "line": p.line, "column": p.column,
                          "severity": p.severity, "message": p.message}
                         for name, p in verdict.problems()]
-            await self._validated(r, path, verdict, problems)
+            events.append(self._validation(r, path, verdict, problems))
+            if verdict.untrusted:
+                untrusted.append((r, path, verdict))
+        self.emit_all(events)
+        for r, path, verdict in untrusted:
+            await self._untrusted(r, path, verdict)
 
     def _spawn(self, coro: Any) -> None:
         assert self.task_group is not None
@@ -784,8 +820,16 @@ class Daemon:
                          problems: list[dict[str, Any]]) -> None:
         """The Validation event of ``r``, and an alert the first time in this run that an
         untrusted command validator is skipped."""
-        self.emit(Validation(id=r.id, path=path, valid=verdict.valid, problems=problems,
-                             skipped=[*verdict.not_validated(), *verdict.untrusted]))
+        self.emit(self._validation(r, path, verdict, problems))
+        await self._untrusted(r, path, verdict)
+
+    @staticmethod
+    def _validation(r: Version, path: str, verdict: Check,
+                    problems: list[dict[str, Any]]) -> Validation:
+        return Validation(id=r.id, path=path, valid=verdict.valid, problems=problems,
+                          skipped=[*verdict.not_validated(), *verdict.untrusted])
+
+    async def _untrusted(self, r: Version, path: str, verdict: Check) -> None:
         for why in verdict.untrusted:
             if why not in self._untrusted_alerted:
                 self._untrusted_alerted.add(why)
@@ -904,8 +948,15 @@ def _skip_matcher(recorder: Recorder, root: Root) -> Callable[[bytes], bool]:
 
 def emit_json_line(event: Event) -> None:
     """The headless log: one JSON object per line on stderr."""
+    emit_json_lines((event,))
+
+
+def emit_json_lines(events: Sequence[Event]) -> None:
+    """:func:`emit_json_line` of each event, in one write."""
+    if not events:
+        return
     try:
-        sys.stderr.write(json.dumps(event.to_dict()) + "\n")
+        sys.stderr.write("".join(json.dumps(e.to_dict()) + "\n" for e in events))
         sys.stderr.flush()
     except (OSError, ValueError):
         pass

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 #: Seconds between rollup steps and between store-size samples.
 ROLLUP_EVERY_S = 300.0
 SAMPLE_EVERY_S = 3600.0
+#: Alert evaluation takes at most about 1/EVAL_SHARE of the daemon's time (see ``_loop``).
+EVAL_SHARE = 20
 _RECENT = 4096
 R = TypeVar("R")
 _UNTRUSTED_SOURCE = re.compile(r"\(from (.+?); run `guardian trust")
@@ -250,7 +252,7 @@ class Monitor:
                 await self.d.in_store(self.flush)
 
     async def _loop(self) -> None:
-        next_eval = next_rollup = 0.0
+        next_eval = next_rollup = last_eval = cost = 0.0
         next_sample = time.monotonic() + 30
         calibrated = False
         while True:
@@ -266,10 +268,18 @@ class Monitor:
                     if self.d.task_group is not None:
                         self.d.task_group.start_soon(self._calibrate)
                 every = self.thresholds.evaluate_every_s
-                if now >= next_eval or (self._dirty and now >= next_eval - every + 1.0):
+                # New measurements are evaluated a second later, unless evaluating costs more
+                # than 1/EVAL_SHARE of the time since: it reads every row of the window, and
+                # under sustained load (a row per version, 1,000 a second) it grows with the
+                # window and took the GIL from capture every second.
+                gap = max(1.0, EVAL_SHARE * cost)
+                if now >= next_eval or (self._dirty and now >= last_eval + gap):
                     self._dirty = False
-                    next_eval = now + every
+                    t = time.monotonic()
                     await self.evaluate()
+                    last_eval = time.monotonic()
+                    cost = last_eval - t
+                    next_eval = last_eval + max(every, EVAL_SHARE * cost)
                 if now >= next_rollup:
                     next_rollup = now + ROLLUP_EVERY_S
                     await self.d.in_store(self._rollup_step)

@@ -1256,6 +1256,20 @@ class Store(PathTree, Closing):
             self.db.execute("UPDATE versions SET valid=?, kind=? WHERE id=?",
                             (None if valid is None else int(valid), kind, version_id))
 
+    def set_verdicts(self, verdicts: Sequence[tuple[int, bool | None]]) -> set[int]:
+        """:meth:`set_verdict` of many versions (id, valid) at once; returns the ids that
+        exist (a version gc'd meanwhile has nothing to record)."""
+        ids = [vid for vid, _ in verdicts]
+        live: set[int] = set()
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            live.update(r[0] for r in self.db.execute(
+                f"SELECT id FROM versions WHERE id IN ({','.join('?' * len(part))})", part))
+        self.db.executemany("UPDATE versions SET valid=? WHERE id=?",
+                            [(None if valid is None else int(valid), vid)
+                             for vid, valid in verdicts if vid in live])
+        return live
+
     def add_problems(self, version_id: int,
                      rows: Iterable[tuple[str, int | None, int | None, str, str]]) -> None:
         """(validator, line, column, severity, message) of a version's problems."""
@@ -1675,15 +1689,24 @@ class Store(PathTree, Closing):
     def resolve_alerts(self, keys: Iterable[str]) -> list[dict[str, Any]]:
         """Resolve the unresolved alerts with these keys; return them as they are now."""
         now = time.time_ns()
+        wanted = list(dict.fromkeys(keys))
+        if len(wanted) > 8:
+            # The daemon asks for every path validated since it last asked (five keys each):
+            # the few unresolved alerts, one read of the partial index, not a query per key.
+            have = set(wanted)
+            ids = [aid for key, aid in self.db.execute(
+                "SELECT key, id FROM alerts WHERE state != 'resolved' ORDER BY id").fetchall()
+                if key in have]
+        else:
+            ids = [aid for key in wanted for (aid,) in self.db.execute(
+                "SELECT id FROM alerts WHERE key=? AND state != 'resolved'", (key,)).fetchall()]
         done = []
-        for key in keys:
-            for (aid,) in self.db.execute("SELECT id FROM alerts WHERE key=? AND state !="
-                                          " 'resolved'", (key,)).fetchall():
-                self.db.execute("UPDATE alerts SET state='resolved', resolved_ns=? WHERE id=?",
-                                (now, aid))
-                a = self.alert(aid)
-                if a is not None:
-                    done.append(a)
+        for aid in ids:
+            self.db.execute("UPDATE alerts SET state='resolved', resolved_ns=? WHERE id=?",
+                            (now, aid))
+            a = self.alert(aid)
+            if a is not None:
+                done.append(a)
         return done
 
     def ack_alerts(self, ids: Sequence[int] | None) -> dict[str, list[int]]:
