@@ -16,16 +16,16 @@ exactly the same without the rules engine, the recorder or the object store:
 - Bash's windows when every root is as the scan cache says, or a reconcile would record
   only new content of a few small files or their deletion (:data:`LEAN_MAX_NEW_FILES`);
 
-and only when the rules in force are the shipped default alone (no ``.guardian.toml`` from
-the root down to the path, the shipped ``default.toml`` the one this module knows by its
-digest): those never refuse a write, so validating it would change nothing. No ignore file
-with a pattern (``.gitignore``, ``.git/info/exclude``) may apply (working out what
-gitignore's rules match costs pathspec's ~30 ms import), no name Guardian ignores, no store
-inside a root, no fault injection. Everything else raises :class:`~guardian.store.lean_write.
-Unusual` before anything is written, and the caller takes the full path: more or bigger
-new content or deletions, a move (a known inode), a symlink, a store with no files yet, rule
-files, ignore files, Codex's ``apply_patch``, a payload that is not understood (the full
-path says why).
+and only where the rules in force are ones it can read exactly: the shipped default (known
+by its digest) and rule files whose form the full path saved (:mod:`guardian.agents.
+lean_rules`), allowing the call without a verdict it cannot reach itself (see
+:func:`_rules_allow`); ignore files whose patterns are plain (:mod:`guardian.rules.
+plainignore`). No name Guardian ignores, no store inside a root, no fault injection.
+Everything else raises :class:`~guardian.store.lean_write.Unusual` before anything is
+written, and the caller takes the full path: more or bigger new content or deletions, a move
+(a known inode), a symlink, a store with no files yet, a rule file with no saved form, an
+ignore pattern that is not plain, a path the capture ignores, Codex's ``apply_patch``, a
+payload that is not understood (the full path says why).
 """
 
 from __future__ import annotations

@@ -81,11 +81,6 @@ class LeanRules:
         self._files: dict[str, _File | None] = {}
         self._chains: dict[str, tuple[_File, ...]] = {}
 
-    @property
-    def any(self) -> bool:
-        """Whether a rule file was met so far."""
-        return any(f is not None for f in self._files.values())
-
     def _file(self, d: str) -> _File | None:
         if d in self._files:
             return self._files[d]
