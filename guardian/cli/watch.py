@@ -69,7 +69,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             daemon = Daemon(writer, emit=emit_json_line, emit_many=emit_json_lines,
                             reconcile_interval=args.reconcile_interval,
                             poll_interval=args.poll_interval,
-                            notifier=Notifier.from_environment())
+                            notifier=Notifier.from_environment(), owns_process=True)
             if args.metrics_addr:
                 daemon.monitor.serve_metrics(args.metrics_addr)
             anyio.run(daemon.run)  # it honours a signal recorded before its loop took them over

@@ -33,6 +33,7 @@ import anyio
 from guardian import faults, startsignals
 from guardian.agents.handler import label_windows
 from guardian.capture.recorder import CaptureResult, Recorder
+from guardian.daemon import pauses
 from guardian.daemon.notify import Notifier
 from guardian.daemon.revert import Reverter
 from guardian.daemon.server import ControlServer
@@ -73,8 +74,6 @@ DELETE_GRACE_S = 0.25
 MAX_BACKOFF_S = 60.0
 #: Causes of "not every write is being recorded" that polling rescans stand in for.
 POLLING_CAUSES = ("watcher", "watch-limit")
-#: The interpreter's thread switch interval while the daemon runs (default 5 ms).
-SWITCH_INTERVAL_S = 0.001
 #: Paths whose settle window is remembered at most.
 SETTLE_CACHE = 100_000
 #: Versions validated in one thread hop, their verdicts recorded in one commit.
@@ -90,8 +89,11 @@ class Daemon:
     def __init__(self, writer: Writer, *, emit: Callable[[Event], None],
                  reconcile_interval: float = 600.0, poll_interval: float = 30.0,
                  notifier: Notifier | None = None,
-                 emit_many: Callable[[Sequence[Event]], None] | None = None) -> None:
+                 emit_many: Callable[[Sequence[Event]], None] | None = None,
+                 owns_process: bool = False) -> None:
         self.writer = writer
+        #: The process is the daemon's own (``guardian watch``): its collector is tuned too.
+        self.owns_process = owns_process
         self.store = writer.store
         self.settings = settings = writer.settings
         self.policy = writer.policy
@@ -236,8 +238,8 @@ class Daemon:
     async def run(self) -> None:
         faults.point("daemon.start")
         # The inotify reader and the early reads wait for the GIL behind the store and event
-        # loop threads: hand it over sooner than every 5 ms (a closed file is read in time).
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        # loop threads, and for the collector: neither may hold them past a version's life.
+        pauses.tune(collector=self.owns_process)
         self._limiter = anyio.CapacityLimiter(1)
         self.read_limiter = anyio.CapacityLimiter(1)
         validatepool.keep_warm()  # costly checks, and batch after batch, in worker processes
@@ -370,6 +372,8 @@ class Daemon:
         if not complete:
             return  # stopping: the next start carries on from the stat cache
         await self.in_store(self._mark_baseline)
+        if self.owns_process:
+            pauses.freeze_start()
         self.ready = True
         counts = await self.in_store(self.store.counts)
         self.emit(Ready(store=str(self.store.path),
