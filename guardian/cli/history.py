@@ -16,6 +16,7 @@ from guardian.cli.common import (
     resolve_at,
     session_of,
 )
+from guardian.cli.quick import result_line
 from guardian.cli.rules import ignored_text, rule_set, why_ignored
 from guardian.errors import GuardianError, NotFoundError, UsageError
 from guardian.exitcodes import ExitCode
@@ -85,7 +86,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             print(f"warning: {w['path']}: {w['message']}", file=sys.stderr)
         labelled = len(out.get("labelled", []))
         also = f" ({labelled} labelled with session {session_of(args)})" if labelled else ""
-        print(f"{out['recorded']} recorded, {out['unchanged']} unchanged{also}")
+        print(result_line(out, also))
     return ExitCode.OK
 
 

@@ -154,9 +154,19 @@ def snapshot(args: Any) -> int | None:
         sys.stderr.write(f"warning: {w['path']}: {w['message']}\n")
     labelled = len(out.get("labelled", []))
     also = f" ({labelled} labelled with session {session})" if labelled else ""
-    lines.append(f"{out['recorded']} recorded, {out['unchanged']} unchanged{also}")
+    lines.append(result_line(out, also))
     _print(lines)
     return 0
+
+
+def result_line(out: dict[str, Any], also: str = "") -> str:
+    """The last line of ``guardian snapshot``. A daemon that answered from its watcher
+    (``method`` ``events``) scanned nothing, so "0 unchanged" would say nothing true: it says
+    instead that every other change was already recorded."""
+    if out.get("method") == "events" and not out.get("unchanged"):
+        return (f"{out['recorded']} recorded; the daemon watching had already recorded every "
+                f"other change{also}")
+    return f"{out['recorded']} recorded, {out['unchanged']} unchanged{also}"
 
 
 def status(args: Any) -> int | None:
