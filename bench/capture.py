@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from bench.common import (
     BenchError,
     Config,
@@ -329,6 +331,7 @@ def _rate(ws: Workspace, cfg: Config, name: str, rate: float, *, moves_out: int 
         g_start, p_start = len(g.lines), len(probe.lines)
         writes: list[Write] = []
         moved = 0
+        cpu0 = (_tree_cpu(g.pid), _tree_cpu(probe.pid), time.process_time())
         t0 = time.perf_counter()
         for i in range(n):
             delay = t0 + i / rate - time.perf_counter()
@@ -342,6 +345,9 @@ def _rate(ws: Workspace, cfg: Config, name: str, rate: float, *, moves_out: int 
             writes.append(_do_write(path, i))
         late = time.perf_counter() - (t0 + (n - 1) / rate)
         _wait_versions(g, {w.sha256 for w in writes}, g_start, 15)
+        span = time.perf_counter() - t0
+        cpu = [b - a for a, b in zip(cpu0, (_tree_cpu(g.pid), _tree_cpu(probe.pid),
+                                             time.process_time()), strict=True)]
         time.sleep(0.6)  # the probe's lines too (its move grouping holds events 0.5 s)
         g_rss, p_rss = vm_hwm(g.pid), vm_hwm(probe.pid)
     table.notes += g.anomalies() + probe.anomalies()
@@ -370,8 +376,13 @@ def _rate(ws: Workspace, cfg: Config, name: str, rate: float, *, moves_out: int 
         Row("versions seen", seen_pct, "%", 100 * len(p_lat) / total if total else None,
             Goal(">=", seen_goal) if seen_goal is not None else None),
         Row("peak RSS (VmHWM)", g_rss / 1e6, "MB", p_rss / 1e6),
+        Row("CPU per write (process and its workers)", 1000 * cpu[0] / total if total else None,
+            "ms", 1000 * cpu[1] / total if total else None),
     ]
     table.notes += [
+        f"CPU from the first write until the last version was seen ({span:.1f} s): guardian "
+        f"{cpu[0] / span:.2f} cores, the probe {cpu[1] / span:.2f}, this benchmark's writer "
+        f"{cpu[2] / span:.2f}, of {os.cpu_count()} CPUs",
         "latency: perf_counter just before open() of the write -> perf_counter when this "
         "process's reader thread got the 'version' event with that write's sha256 (a write "
         "folded into the next one, or lost, counts as not seen)",
@@ -379,6 +390,19 @@ def _rate(ws: Workspace, cfg: Config, name: str, rate: float, *, moves_out: int 
         + (f"; {moved} files moved out of the tree" if moves_out else ""),
     ]
     return table
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live children (the daemon's validation workers)."""
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
 
 
 def rate_1000(ws: Workspace, cfg: Config) -> Table:
