@@ -3,11 +3,12 @@
 At 2,000 writes/s over 64 files a version stays on disk for 32 ms: if the thread that reads it
 waits longer, it is overwritten unseen. Two waits were measured in the daemon at that rate:
 the GIL, handed between threads every 5 ms by default; and the cyclic collector's full passes,
-23-87 ms each (``gc.callbacks``), spent walking what the daemon made at start (its imports, the
-store, the baseline) over and over. So the switch interval is 1 ms; the young generation is
-collected every 10,000 allocations instead of 700 (a short pass, 20 times fewer of them) and the
-old ones rarely; and once the baseline is done, what exists then is collected once and frozen
-(``gc.freeze``): the collector never walks it again, reference counting still frees it.
+23-87 ms each (``gc.callbacks``), each walking every object the daemon holds, most of them made
+at start (its imports, the store, the baseline). So the switch interval is 1 ms; the young
+generation is collected every 10,000 allocations instead of 700 and the old ones rarely; and
+once the baseline is done, what exists then is collected once and frozen (``gc.freeze``): the
+collector never walks it again, reference counting still frees it. Measured after: the longest
+pass 9-20 ms at that rate (freezing alone left 23-53 ms ones).
 
 The collector is the process's, not the daemon's: only ``guardian watch``, which owns its
 process, tunes it (a daemon embedded in a test or another program leaves it alone).
