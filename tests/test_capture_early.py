@@ -122,3 +122,53 @@ def test_a_big_file_is_read_by_the_reading_threads_in_order(rec: Recorder) -> No
         wait_until(early.done, what="the early read")
     rec.capture([key], origin="watcher", confirm_missing=False, early=True)
     assert _contents(rec, b"big.bin") == contents
+
+
+def test_a_path_last_heard_as_a_close_read_early_is_recorded_from_that_read(
+        rec: Recorder) -> None:
+    """No second read at record time for it; an event heard after the close brings one."""
+    root = next(iter(rec.roots.values())).path
+    early = rec.read_early()
+    key = (1, b"hot.txt")
+    (root / "hot.txt").write_bytes(b"closed\n")
+    assert early.read_soon(key)
+    early.heard(key, last_read=True)
+    # Written again, its event not routed yet: this commit records what the close left.
+    (root / "hot.txt").write_bytes(b"written after, event not routed yet\n")
+    res = rec.capture([key], origin="watcher", confirm_missing=False, early=True)
+    assert [r.kind for r in res.recorded] == ["created"]
+    assert _contents(rec, b"hot.txt") == [b"closed\n"]
+    # Its event is routed: the next commit reads the file.
+    early.heard(key, last_read=False)
+    res = rec.capture([key], origin="watcher", confirm_missing=False, early=True)
+    assert [r.kind for r in res.recorded] == ["modified"]
+    assert _contents(rec, b"hot.txt") == [b"closed\n", b"written after, event not routed yet\n"]
+
+
+def test_a_write_heard_after_the_close_is_read_at_record_time(rec: Recorder) -> None:
+    root = next(iter(rec.roots.values())).path
+    early = rec.read_early()
+    key = (1, b"log.txt")
+    (root / "log.txt").write_bytes(b"line 1\n")
+    early.read_soon(key)
+    early.heard(key, last_read=True)
+    with open(root / "log.txt", "ab") as f:  # appended, the file still open
+        f.write(b"line 2\n")
+        f.flush()
+        early.heard(key, last_read=False)
+        rec.capture([key], origin="watcher", confirm_missing=False, early=True)
+    assert _contents(rec, b"log.txt") == [b"line 1\n", b"line 1\nline 2\n"]
+
+
+def test_a_close_read_early_that_found_nothing_is_read_again(rec: Recorder) -> None:
+    root = next(iter(rec.roots.values())).path
+    early = rec.read_early()
+    key = (1, b"quick.txt")
+    (root / "quick.txt").write_bytes(b"here\n")
+    (root / "quick.txt").rename(root / "aside.txt")
+    early.read_soon(key)  # the close is heard after the file had gone
+    early.heard(key, last_read=True)
+    (root / "aside.txt").rename(root / "quick.txt")  # back (its move's events not routed)
+    res = rec.capture([key], origin="watcher", confirm_missing=False, early=True)
+    assert [r.kind for r in res.recorded] == ["created"]
+    assert _contents(rec, b"quick.txt") == [b"here\n"]

@@ -57,6 +57,25 @@ def test_baseline_then_create_modify_delete(root: Path, cli: Cli, watch) -> None
     assert w.stop() == 0
 
 
+def test_a_file_appended_after_its_close_and_left_open_is_recorded(root: Path, cli: Cli,
+                                                                  watch) -> None:
+    """A log written, closed, then appended to by a writer that keeps it open: the close's
+    version and the appended content are both recorded, without another close."""
+    w = watch(root)
+    w.wait(lambda e: e["event"] == "ready")
+    m = w.mark()
+    log = root / "app.log"
+    log.write_bytes(b"started\n")
+    w.version(log, "created", start=m)
+    with open(log, "ab") as f:
+        f.write(b"working\n")
+        f.flush()
+        wait_until(lambda: contents(cli, log)[-1:] == [b"started\nworking\n"],
+                   what="the appended content recorded while the file is open")
+    assert contents(cli, log) == [b"started\n", b"started\nworking\n"]
+    assert w.stop() == 0
+
+
 def test_rename_records_both_paths(root: Path, cli: Cli, watch) -> None:
     (root / "old.txt").write_text("content")
     w = watch(root)

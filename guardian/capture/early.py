@@ -13,6 +13,13 @@ read is still queued, and every file while the reader has a backlog of events (a
 writes/s on a busy machine: reading inline then made it fall further behind, and lost more
 versions than the threads did) go to the reading threads instead.
 
+A path last heard of as a close read early is recorded from that read: nothing was heard of
+it since, so reading it again at record time would find the same. The event loop tells
+(:meth:`EarlyReads.heard`) as it routes each event, in the order they happened; any later
+event, routed before the commit or after it, means another read (now, or at the next commit).
+That second read was a hop to a reading thread per path per commit, with the commit waiting
+on it: a fifth of a capture's time at 1,000 writes/s, and most of it in the slowest ones.
+
 Reads of one path run in order (paths are spread over a few threads by hash, an inline read
 only runs once the path's queued ones are done), and the read at record time is queued behind
 the early ones: what a commit records for a path is in the order it was on disk. Early reads
@@ -42,6 +49,8 @@ Observe = Callable[["PathKey", "Seen | None"], "Seen"]
 #: ``(key, last)`` -> the read, or None for a file over ``INLINE_MAX`` (left to the threads).
 ObserveInline = Callable[["PathKey", "Seen | None"], "Seen | None"]
 _Item = tuple["PathKey", "Future[Seen]", "Future[Seen] | None", bool]
+#: ``recorder.FILE`` (the recorder imports this module).
+_FILE = "file"
 
 
 class EarlyReads:
@@ -60,6 +69,8 @@ class EarlyReads:
         self._pending: dict[PathKey, list[Future[Seen]]] = {}
         #: Reads at record time in flight (see take()): a close heard meanwhile is read after.
         self._now: dict[PathKey, Future[Seen]] = {}
+        #: Paths last heard of as a close read early (see :meth:`heard`).
+        self._clean: set[PathKey] = set()
         self._lock = threading.Lock()
         self._bytes = 0
         self._reads = 0
@@ -73,13 +84,13 @@ class EarlyReads:
     def _queue(self, key: PathKey) -> queue.SimpleQueue[_Item | None]:
         return self._queues[hash(key) % len(self._queues)]
 
-    def read_soon(self, key: PathKey, *, inline: bool = True) -> None:
-        """A writer closed ``key``: read it now (unless the budget is spent). ``inline``
+    def read_soon(self, key: PathKey, *, inline: bool = True) -> bool:
+        """A writer closed ``key``: read it now (unless the budget is spent: False). ``inline``
         False: on a reading thread even if small (the caller has a backlog to get through)."""
         with self._lock:
             if self._bytes >= BUDGET_BYTES or self._reads >= BUDGET_READS:
                 self.skipped += 1
-                return
+                return False
             self._reads += 1
             fut: Future[Seen] = Future()
             held = self._pending.setdefault(key, [])
@@ -89,8 +100,20 @@ class EarlyReads:
                 # Queued under the lock: a path's reads enter its queue in the order they
                 # are held; one behind a read not done yet waits for it first.
                 self._queue(key).put((key, fut, last, True))
-                return
+                return True
         self._read_inline(key, fut, last)
+        return True
+
+    def heard(self, key: PathKey, *, last_read: bool) -> None:
+        """The event loop routed an event of ``key`` (in the order they happened):
+        ``last_read``, a close that :meth:`read_soon` read; else anything else (a write, a
+        move, a close not read)."""
+        if last_read:
+            with self._lock:
+                self._clean.add(key)
+        elif key in self._clean:
+            with self._lock:
+                self._clean.discard(key)
 
     def _read_inline(self, key: PathKey, fut: Future[Seen], last: Future[Seen] | None) -> None:
         """Read ``key`` on this thread (``last``, if any, is done: see :meth:`read_soon`)."""
@@ -138,19 +161,35 @@ class EarlyReads:
 
         (Reading the state now here, on the store thread, instead of queueing it saved a hop
         at 1,000 writes/s but made the store thread the bottleneck at 2,000.)"""
-        waits: list[tuple[PathKey, list[Future[Seen]], Future[Seen]]] = []
+        waits: list[tuple[PathKey, list[Future[Seen]], Future[Seen] | None]] = []
         with self._lock:
             for key in keys:
                 early = self._pending.pop(key, [])
+                if key in self._clean:
+                    self._clean.discard(key)
+                    if early:  # its last early read is its state now (if it read a file)
+                        waits.append((key, early, None))
+                        continue
                 now: Future[Seen] = Future()
                 self._queue(key).put((key, now, early[-1] if early else None, False))
                 self._now[key] = now
                 waits.append((key, early, now))
         out: list[list[Seen]] = []
+        nows = [(key, now) for key, _early, now in waits if now is not None]
         freed = reads = 0
         try:
-            for _key, early, now in waits:
+            for key, early, maybe in waits:
                 seen = [f.result() for f in early]
+                if maybe is not None:
+                    now = maybe
+                elif seen[-1].state == _FILE:
+                    now = early[-1]  # taken as an early read and as the state now
+                else:  # gone, unstable, unreadable...: read it again, as any other path
+                    now = Future()
+                    with self._lock:
+                        self._queue(key).put((key, now, early[-1], False))
+                        self._now[key] = now
+                    nows.append((key, now))
                 reads += len(early)
                 for s in seen:
                     if s.held and s.data is not None:
@@ -160,7 +199,7 @@ class EarlyReads:
                 out.append(seen)
         finally:
             with self._lock:
-                for key, _early, now in waits:
+                for key, now in nows:
                     if self._now.get(key) is now:
                         del self._now[key]
                 # Every held read of these keys is released, also those not waited for (an

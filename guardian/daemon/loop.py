@@ -476,24 +476,27 @@ class Daemon:
                 self.settler.touch((RESCAN, rid, rel), now)
             else:
                 window, cap = self._settle_of(rid, rel)
+                # Last heard of, a close read early: that read is the path's state now.
+                self.early.heard(key, last_read=ev.early)
                 self.settler.touch((CAPTURE, rid, rel), now, done=ev.kind == "closed",
                                    window=window, cap=cap)
 
-    def _closed(self, path: bytes) -> None:
+    def _closed(self, path: bytes) -> bool:
         """A file was closed after a write (called from the inotify reader thread, as the
         event is read): read it now, so that what it holds is recorded even if it is rewritten
-        before the settle window ends (:mod:`guardian.capture.early`)."""
+        before the settle window ends (:mod:`guardian.capture.early`). True if it is read."""
         if path.rpartition(b"/")[2].startswith(TEMP_PREFIX):
-            return
+            return False
         key = self.recorder.locate_key(path)
         if key is None or not key[1]:
-            return
+            return False
         try:
             own_window = self._settle_of(*key)[0] is not None
         except Exception:  # e.g. a rule that cannot be read: the settle path records it
-            return
-        if not own_window:  # a rule's own window folds closed writes too
-            self.early.read_soon(key, inline=not self.watcher.reader_behind)
+            return False
+        if own_window:  # a rule's own window folds closed writes too
+            return False
+        return self.early.read_soon(key, inline=not self.watcher.reader_behind)
 
     async def sync(self, timeout: float = 5.0) -> bool:
         """A barrier: every event that happened before this call has been routed.

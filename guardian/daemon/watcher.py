@@ -75,6 +75,8 @@ class FsEvent:
     src: bytes
     dest: bytes | None
     is_dir: bool
+    #: A close whose file the daemon started reading as the event was read (capture.early).
+    early: bool = False
 
 
 class Bridge:
@@ -157,7 +159,7 @@ class PromptEvents:
     KEEP_MOVES = 4096  # sources of moves kept for pairing (halves arrive back to back)
 
     def __init__(self, bridge: Bridge, root: bytes,
-                 on_closed: Callable[[bytes], None] | None = None) -> None:
+                 on_closed: Callable[[bytes], bool] | None = None) -> None:
         self.bridge = bridge
         self.root = root
         self.on_closed = on_closed
@@ -186,9 +188,11 @@ class PromptEvents:
         elif ev.is_close_write:
             if is_dir:
                 return
-            if self.on_closed is not None:  # here, not after the bridge and the event loop
-                self.on_closed(path)
-            kind = "closed"
+            # Read here, not after the bridge and the event loop.
+            early = self.on_closed is not None and self.on_closed(path)
+            self._last = ("closed", path)
+            self.bridge.put(FsEvent("closed", path, None, False, early))
+            return
         elif ev.is_modify:
             kind = "modified"
         elif ev.is_attrib:
@@ -247,11 +251,12 @@ class Watcher:
 
     def __init__(self, roots: list[bytes], bridge: Bridge,
                  skip_dir: Callable[[bytes], bool],
-                 on_closed: Callable[[bytes], None] | None = None) -> None:
+                 on_closed: Callable[[bytes], bool] | None = None) -> None:
         self.roots = roots
         self.bridge = bridge
         #: Called from the inotify reader thread with the path of each file closed after a
-        #: write, as the event is read (the daemon reads the file at once: capture.early).
+        #: write, as the event is read (the daemon reads the file at once: capture.early);
+        #: True if it did (the event says so: :attr:`FsEvent.early`).
         self.on_closed = on_closed
         self.errors: list[str] = []
         #: The inotify reader's last read brought a backlog (see READER_BEHIND): closed files
@@ -350,7 +355,7 @@ class Watcher:
 def _make_inotify_observer(bridge: Bridge, skip_dir: Callable[[bytes], bool],
                            errors: list[str], failed: Callable[[str], None],
                            cancel: threading.Event,
-                           on_closed: Callable[[bytes], None] | None = None,
+                           on_closed: Callable[[bytes], bool] | None = None,
                            state: Watcher | None = None) -> Any:
     """watchdog's inotify observer, hooked where it must be.
 
