@@ -78,6 +78,9 @@ POLLING_CAUSES = ("watcher", "watch-limit")
 SETTLE_CACHE = 100_000
 #: Versions validated in one thread hop, their verdicts recorded in one commit.
 VALIDATE_BATCH = 256
+#: Commits of verdicts at most this often: under a burst, the versions of the next ones
+#: gather meanwhile (a commit of verdicts after every capture delayed the next capture).
+VERDICTS_EVERY_S = 0.05
 #: Writes must have paused this long before the WAL is checkpointed.
 IDLE_CHECKPOINT_S = 1.0
 
@@ -142,6 +145,7 @@ class Daemon:
         self._to_validate: list[tuple[Version, Effective, bytes]] = []
         self._settles: dict[tuple[int, bytes], tuple[float | None, float | None]] = {}
         self._validating = False
+        self._verdicts_at = 0.0  # monotonic time of the last commit of verdicts
         self._untrusted_alerted: set[str] = set()
         self._backoff = 0.0
         self._limiter: anyio.CapacityLimiter | None = None
@@ -686,6 +690,9 @@ class Daemon:
         task, a thread hop and a commit per version could not keep up."""
         try:
             while self._to_validate:
+                wait = self._verdicts_at + VERDICTS_EVERY_S - time.monotonic()
+                if wait > 0 and len(self._to_validate) < VALIDATE_BATCH:
+                    await anyio.sleep(wait)
                 batch = self._to_validate[:VALIDATE_BATCH]
                 del self._to_validate[:VALIDATE_BATCH]
                 verdicts = await anyio.to_thread.run_sync(self._check_batch, batch,
@@ -717,6 +724,7 @@ class Daemon:
         return out
 
     async def _record_verdicts(self, items: list[tuple[Version, Check]]) -> None:
+        self._verdicts_at = time.monotonic()
         try:
             await self.in_store(self.reverter.record_verdicts,
                                 [(r.id, verdict) for r, verdict in items])

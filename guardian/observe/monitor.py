@@ -5,10 +5,12 @@ store job: one ``capture`` row per group commit, with the write -> committed lat
 version from the first event the daemon saw for its path; one ``reconcile`` row per tree
 scan, labelled with its reason), validation (wrapping the check: one ``validate`` row per
 content), reverts (from the judgement's alert) and the requests it serves; it writes those
-rows with the next store job, without an fsync of its own. Every few seconds it evaluates
-the alert rules over the metrics and opens or resolves metric alerts; every few minutes it
-rolls old rows up; once, it measures the naive baseline of "time saved". Sinks are fed from
-here, off the event loop. Nothing here may stop the daemon: every failure is reported.
+rows every half second, or with a store job once ``FLUSH_ROWS`` wait, without an fsync of
+their own (a commit of them after every capture delayed the capture's version events).
+Every few seconds it evaluates the alert rules over the metrics and opens or resolves metric
+alerts; every few minutes it rolls old rows up; once, it measures the naive baseline of
+"time saved". Sinks are fed from here, off the event loop. Nothing here may stop the daemon:
+every failure is reported.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
 #: Seconds between rollup steps and between store-size samples.
 ROLLUP_EVERY_S = 300.0
 SAMPLE_EVERY_S = 3600.0
+#: Measurements waiting from which a store job writes them (else the loop does, every 0.5 s).
+FLUSH_ROWS = 512
 #: Alert evaluation takes at most about 1/EVAL_SHARE of the daemon's time (see ``_loop``).
 EVAL_SHARE = 20
 _RECENT = 4096
@@ -95,7 +99,8 @@ class Monitor:
     def observed(self, fn: Callable[[list[Any], bool], tuple[R, list[Any]]]
                  ) -> Callable[[list[Any], bool], tuple[R, list[Any]]]:
         """Wrap the daemon's store job ``(due, final) -> (result, trees)``: measure it, and
-        write the measurements waiting (this one's too) in a commit of their own."""
+        write the measurements waiting (this one's too) in a commit of their own if
+        ``FLUSH_ROWS`` are waiting (else the loop writes them within half a second)."""
 
         def run(due: list[Any], final: bool) -> tuple[R, list[Any]]:
             firsts = {k: self.firsts.pop(k) for k in due if k in self.firsts}
@@ -111,7 +116,8 @@ class Monitor:
                 raise
             done = time.monotonic()
             self._measure(due, firsts, result, trees, t0, done, wall)
-            self.flush()
+            if len(self._rows) >= FLUSH_ROWS:
+                self.flush()
             return result, trees
 
         return run
