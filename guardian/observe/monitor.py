@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import anyio.abc
 
     from guardian.events import Event
+    from guardian.observe.evaluator import Evaluator
     from guardian.paths import Root
     from guardian.rules.rulefiles import Effective
     from guardian.store.db import Store
@@ -94,6 +95,7 @@ class Monitor:
         self.events_lost = 0
         self.exporter: Any = None
         self.last_evaluation: list[Condition] = []
+        self._evaluator: Evaluator | None = None  # started on first evaluation
 
     # ----------------------------------------------------------------- capture (store thread)
     def observed(self, fn: Callable[[list[Any], bool], tuple[R, list[Any]]]
@@ -256,6 +258,8 @@ class Monitor:
         finally:  # what was measured last is written, even while the daemon stops
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await self.d.in_store(self.flush)
+            if self._evaluator is not None:
+                self._evaluator.close()
 
     async def _loop(self) -> None:
         next_eval = next_rollup = last_eval = cost = 0.0
@@ -379,17 +383,25 @@ class Monitor:
             self.config_errors = errors
 
     def _conditions(self) -> list[Condition]:
-        from guardian.observe.metrics import compute
-
+        """The alert conditions now; the windows' reads by the helper process
+        (:mod:`guardian.observe.evaluator`), or here if it cannot."""
         th = self.thresholds
         reader = self.d.reader or self.d.store
         now = time.time_ns()
-        window = compute(reader, since_ns=now - int(th.window_s * 1e9), until_ns=now,
-                         sections=frozenset())
-        errors = window if th.error_window_s == th.window_s else compute(
-            reader, since_ns=now - int(th.error_window_s * 1e9), until_ns=now,
-            sections=frozenset())
-        return evaluate(window, errors, th)
+        spans = [(now - int(th.window_s * 1e9), now)]
+        if th.error_window_s != th.window_s:
+            spans.append((now - int(th.error_window_s * 1e9), now))
+        if self._evaluator is None:
+            from guardian.observe.evaluator import Evaluator
+
+            self._evaluator = Evaluator(reader.path)
+        got = self._evaluator.windows(spans)
+        if got is None:
+            from guardian.observe.metrics import compute
+
+            got = [compute(reader, since_ns=a, until_ns=b, sections=frozenset())
+                   for a, b in spans]
+        return evaluate(got[0], got[-1], th)
 
     async def evaluate(self) -> list[Condition]:
         """Evaluate the alert rules now: open what crossed, resolve what cleared."""
