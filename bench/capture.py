@@ -370,7 +370,10 @@ def _rate(ws: Workspace, cfg: Config, name: str, rate: float, *, moves_out: int 
     seen_pct = 100 * len(g_lat) / total if total else None
     table.rows += [
         Row("latency p50", median(g_lat), "ms", median(p_lat)),
-        Row("latency p99", percentile(g_lat, 99), "ms", percentile(p_lat, 99), Goal("<=", 50)),
+        # Issue 10 asks for p99 <= 50 ms at 1,000 writes/s (with and without moves out);
+        # at 2,000 only for the versions seen (>= 99 %): its p99 is reported, not judged.
+        Row("latency p99", percentile(g_lat, 99), "ms", percentile(p_lat, 99),
+            Goal("<=", 50) if seen_goal is None else None),
         Row("latency max", max(g_lat, default=None), "ms", max(p_lat, default=None)),
         Row(f"versions seen of {total:,} written (own version / own event)", len(g_lat), "",
             len(p_lat), Goal(">=", total) if seen_goal is None else None),
