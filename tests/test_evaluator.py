@@ -23,7 +23,7 @@ from .conftest import wait_until
 
 
 @pytest.fixture
-def store(tmp_path: Path):
+def obs_store(tmp_path: Path):
     s = Store.open(tmp_path / "store", write=True, create=True)
     now = time.time_ns()
     lat = record.Latency()
@@ -43,13 +43,13 @@ def _spans() -> list[tuple[int, int]]:
     return [(now - 3600 * 10**9, now), (now - 86400 * 10**9, now)]
 
 
-def test_the_helper_computes_what_the_daemon_would(store: Store) -> None:
-    ev = Evaluator(store.path)
+def test_the_helper_computes_what_the_daemon_would(obs_store: Store) -> None:
+    ev = Evaluator(obs_store.path)
     try:
         spans = _spans()
         got = ev.windows(spans)
         assert got is not None
-        here = [json.loads(json.dumps(compute(store, since_ns=a, until_ns=b,
+        here = [json.loads(json.dumps(compute(obs_store, since_ns=a, until_ns=b,
                                               sections=frozenset()))) for a, b in spans]
         assert got == here
         th = Thresholds()
@@ -66,8 +66,8 @@ def _helper_pid(ev: Evaluator) -> int:
     return ev._proc.pid
 
 
-def test_a_helper_that_dies_is_a_fallback_then_started_again(store: Store) -> None:
-    ev = Evaluator(store.path)
+def test_a_helper_that_dies_is_a_fallback_then_started_again(obs_store: Store) -> None:
+    ev = Evaluator(obs_store.path)
     try:
         assert ev.windows(_spans()) is not None
         os.kill(_helper_pid(ev), signal.SIGKILL)
@@ -80,8 +80,8 @@ def test_a_helper_that_dies_is_a_fallback_then_started_again(store: Store) -> No
         ev.close()
 
 
-def test_a_helper_that_hangs_is_killed_past_the_timeout(store: Store) -> None:
-    ev = Evaluator(store.path)
+def test_a_helper_that_hangs_is_killed_past_the_timeout(obs_store: Store) -> None:
+    ev = Evaluator(obs_store.path)
     try:
         assert ev.windows(_spans()) is not None
         pid = _helper_pid(ev)
@@ -103,8 +103,8 @@ def test_a_store_it_cannot_read_is_an_error_answer_not_a_dead_helper(tmp_path: P
         ev.close()
 
 
-def test_closing_ends_the_helper(store: Store) -> None:
-    ev = Evaluator(store.path)
+def test_closing_ends_the_helper(obs_store: Store) -> None:
+    ev = Evaluator(obs_store.path)
     assert ev.windows(_spans()) is not None
     pid = _helper_pid(ev)
     ev.close()
