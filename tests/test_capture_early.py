@@ -172,3 +172,16 @@ def test_a_close_read_early_that_found_nothing_is_read_again(rec: Recorder) -> N
     res = rec.capture([key], origin="watcher", confirm_missing=False, early=True)
     assert [r.kind for r in res.recorded] == ["created"]
     assert _contents(rec, b"quick.txt") == [b"here\n"]
+
+
+def test_after_lost_events_a_path_is_read_again_at_record_time(rec: Recorder) -> None:
+    root = next(iter(rec.roots.values())).path
+    early = rec.read_early()
+    key = (1, b"lost.txt")
+    (root / "lost.txt").write_bytes(b"closed\n")
+    early.read_soon(key)
+    early.heard(key, last_read=True)
+    (root / "lost.txt").write_bytes(b"its events lost in an overflow\n")
+    early.heard_nothing()
+    rec.capture([key], origin="watcher", confirm_missing=False, early=True)
+    assert _contents(rec, b"lost.txt") == [b"closed\n", b"its events lost in an overflow\n"]

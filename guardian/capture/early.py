@@ -115,6 +115,12 @@ class EarlyReads:
             with self._lock:
                 self._clean.discard(key)
 
+    def heard_nothing(self) -> None:
+        """Events were lost (an overflow, a full bridge, a watcher restarted): no path's
+        last event is known, so every path is read again at record time."""
+        with self._lock:
+            self._clean.clear()
+
     def _read_inline(self, key: PathKey, fut: Future[Seen], last: Future[Seen] | None) -> None:
         """Read ``key`` on this thread (``last``, if any, is done: see :meth:`read_soon`)."""
         assert self._inline is not None

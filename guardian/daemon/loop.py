@@ -435,6 +435,8 @@ class Daemon:
                 await arrived.wait()
 
     def _route_all(self, items: list[FsEvent], lost: set[str], now: float) -> None:
+        if lost:  # a close's read may no longer be the last word on its path
+            self.early.heard_nothing()
         for ev in items:
             self._route(ev, now)
         for reason in sorted(lost):
