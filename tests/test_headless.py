@@ -47,3 +47,44 @@ def test_headless_in_a_container_writes_only_to_the_store_and_the_tree(box: Scra
     assert os.listdir(box.base / "tmp" / f"guardian-{os.getuid()}") == []
     assert sorted(os.listdir(box.root)) == ["a.txt", "b.txt"]
     assert (store / "guardian.db").is_file()
+
+
+_EMITTERS = """
+import threading
+from guardian.daemon.loop import emit_json_line, emit_json_lines
+from guardian.events import WarningEvent
+
+def batches():
+    for i in range(400):
+        emit_json_lines([WarningEvent(message="v" * 300 + str(i), source="loop")] * 50)
+
+def singles():
+    for i in range(8000):
+        emit_json_line(WarningEvent(message=f"w{i}", source="logging"))
+
+threads = [threading.Thread(target=batches), threading.Thread(target=singles)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+"""
+
+
+def test_json_lines_from_several_threads_never_interleave() -> None:
+    """The daemon's loop emits versions in batches while the logging handler emits warnings
+    from the watcher's threads (an inotify overflow during a burst): a consumer reading
+    stderr line by line must get whole JSON objects, never two spliced into one line."""
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _EMITTERS], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stderr.splitlines()
+    assert len(lines) == 400 * 50 + 8000
+    broken = []
+    for line in lines:
+        try:
+            json.loads(line)
+        except ValueError:
+            broken.append(line[:200])
+    assert not broken, f"{len(broken)} spliced lines, first: {broken[0]}"

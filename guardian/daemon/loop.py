@@ -968,12 +968,19 @@ def emit_json_line(event: Event) -> None:
     emit_json_lines((event,))
 
 
+#: One writer at a time: the loop, the watcher's threads and the logging handler all emit,
+#: and ``sys.stderr``'s text layer is not thread-safe (two writes interleaved mid-line).
+_EMIT_LOCK = threading.RLock()  # reentrant: a signal handler may emit mid-write
+
+
 def emit_json_lines(events: Sequence[Event]) -> None:
-    """:func:`emit_json_line` of each event, in one write."""
+    """:func:`emit_json_line` of each event, in one write, never interleaved with another."""
     if not events:
         return
-    try:
-        sys.stderr.write("".join(json.dumps(e.to_dict()) + "\n" for e in events))
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+    text = "".join(json.dumps(e.to_dict()) + "\n" for e in events)
+    with _EMIT_LOCK:
+        try:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
