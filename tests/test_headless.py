@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 
 from .conftest import Watch
 from .scratch import Scratch, box, no_stdin
@@ -74,8 +75,6 @@ def test_json_lines_from_several_threads_never_interleave() -> None:
     """The daemon's loop emits versions in batches while the logging handler emits warnings
     from the watcher's threads (an inotify overflow during a burst): a consumer reading
     stderr line by line must get whole JSON objects, never two spliced into one line."""
-    import sys
-
     out = subprocess.run([sys.executable, "-c", _EMITTERS], capture_output=True, text=True,
                          stdin=subprocess.DEVNULL, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
