@@ -31,6 +31,7 @@ from guardian.rules.ignore import GITIGNORE, IgnoreMatcher
 from guardian.rules.policy import Policy
 from guardian.rules.settings import Settings
 from guardian.store import objects as obj
+from guardian.store.commit_rows import CommitRows
 from guardian.store.db import NewVersion, Store, Version
 from guardian.store.objects import Objects
 
@@ -47,6 +48,9 @@ _BAD_NAMES = (b"", b".", b"..")
 FILE, LINK, DIR, MISSING, SPECIAL, UNREADABLE, UNSTABLE, OVERSIZE, IGNORED = (
     "file", "link", "dir", "missing", "special", "unreadable", "unstable", "oversize", "ignored"
 )
+
+#: States recorded without looking the file up (see Recorder._record_one).
+_NO_ROWS = (IGNORED, UNSTABLE, UNREADABLE)
 
 _CHUNK_FILES = 1000
 #: Files smaller than this are read with one read(2).
@@ -420,10 +424,17 @@ class Recorder:
             if fresh:
                 seen = self._record_fresh(seen, result, origin=origin, baseline=baseline,
                                           now=now, session=session, note=note)
+            content = [s for s in seen if s.state in (FILE, LINK)]
+            rows = CommitRows(
+                store,
+                () if fresh else [(s.root_id, s.relpath) for s in seen if s.state not in _NO_ROWS],
+                [s.hash for s in content if s.hash is not None],
+                () if fresh else [s.st.st_ino for s in content if s.st is not None])
             for s in seen:
-                self._record_one(s, result, origin=origin, confirm_missing=confirm_missing,
+                self._record_one(s, rows, result, origin=origin, confirm_missing=confirm_missing,
                                  baseline=baseline, now=now, session=session, note=note,
                                  fresh=fresh)
+            rows.flush()
             objects.sync()
             if self.before_commit is not None:
                 self.before_commit()
@@ -457,9 +468,9 @@ class Recorder:
             self._after_change(s)
         return rest
 
-    def _record_one(self, s: Seen, result: CaptureResult, *, origin: Origin, confirm_missing: bool,
-                    baseline: bool, now: int, session: str | None, note: str | None,
-                    fresh: bool) -> None:
+    def _record_one(self, s: Seen, rows: CommitRows, result: CaptureResult, *, origin: Origin,
+                    confirm_missing: bool, baseline: bool, now: int, session: str | None,
+                    note: str | None, fresh: bool) -> None:
         store = self.store
         key = (s.root_id, s.relpath)
         if s.state == IGNORED:
@@ -470,22 +481,22 @@ class Recorder:
         if s.state == UNREADABLE:
             self._warn(result, key, f"cannot read: {s.error}; keeping its last recorded version")
             return
-        fid, head = (None, None) if fresh else store.file_and_head(s.root_id, s.relpath)
+        fid, head = (None, None) if fresh else rows.file_and_head(key)
         live = head is not None and head.present
         if s.state in (MISSING, SPECIAL, DIR):
             if s.state == DIR:
                 result.subtrees.append(key)
             if not live or fid is None:
                 if fid is not None:
-                    store.cache_drop(fid)
+                    rows.cache_drop(fid)
                 return
             if s.state == MISSING and not confirm_missing:
                 result.missing.append(key)
                 return
             why = {MISSING: None, SPECIAL: "replaced by a special file",
                    DIR: "replaced by a directory"}[s.state]
-            self._add(result, NewVersion(fid, None, False, "deleted", origin, None, None,
-                                         note=why or note, session=session), s, now)
+            self._add(result, rows, NewVersion(fid, None, False, "deleted", origin, None, None,
+                                               note=why or note, session=session), s, now)
             self._after_change(s)
             return
         assert s.st is not None
@@ -495,14 +506,15 @@ class Recorder:
                     and head.mode == st.st_mode:
                 result.unchanged += 1
                 assert fid is not None
-                store.cache_put(fid, st, seen_ns=now)
+                rows.cache_put(fid, st, now)
             else:
-                fid = fid or store.new_file(s.root_id, s.relpath)
+                fid = fid or rows.new_file(key)
                 kind = self._kind(head, baseline)
                 msg = (f"{st.st_size} bytes is over the size cap "
                        f"({self.max_size(s.root_id, s.relpath)}); recorded metadata only")
-                self._add(result, NewVersion(fid, None, True, kind, origin, st.st_mode,
-                                             st.st_size, note=msg, session=session), s, now, st)
+                self._add(result, rows, NewVersion(fid, None, True, kind, origin, st.st_mode,
+                                                   st.st_size, note=msg, session=session),
+                          s, now, st)
                 self._warn(result, key, msg)
             return
         # A regular file or a symlink, with its content in hand.
@@ -511,42 +523,60 @@ class Recorder:
             result.unchanged += 1
             assert fid is not None
             if store.damaged and s.hash in store.damaged:  # intact bytes of a damaged object
+                rows.flush_objects()
                 self.objects.put(s.data, s.hash, s.packed)
-            store.cache_put(fid, st, seen_ns=now)
+            rows.cache_put(fid, st, now)
             self._warned.pop(key, None)
             return
-        fid = fid or store.new_file(s.root_id, s.relpath)
+        fid = fid or rows.new_file(key)
         kind = self._kind(head, baseline)
         vnote, peer = note, None
         # A store that was empty when this scan began has nothing to have moved from.
-        source = None if fresh else self._move_source(st, fid, s.hash)
+        source = None if fresh else self._move_source(rows, st, fid, s.hash)
         if source is not None:
             src_fid, src_root, src_rel = source
             src_show = self._rel_show(src_root, src_rel, s.root_id)
             kind = "moved" if not live else kind
             vnote, peer = f"from {src_show}", src_fid
-            store.add_version(NewVersion(
+            result.recorded.append(rows.add_version(NewVersion(
                 src_fid, None, False, "moved", origin, None, None,
                 note=f"to {self._rel_show(s.root_id, s.relpath, src_root)}", peer_id=fid,
-                session=session), now)
-            src_v = store.head(src_fid)
-            assert src_v is not None
-            result.recorded.append(src_v)
+                session=session), now, None, None))
         # The previous version is the base a delta is tried against (guardian.store.objects).
-        object_id = self.objects.put(s.data, s.hash, s.packed,
-                                     base=head.object_id if head is not None else None)
-        self._add(result, NewVersion(fid, object_id, True, kind, origin, st.st_mode, len(s.data),
-                                     note=vnote, peer_id=peer, session=session), s, now, st)
+        object_id = self._put(rows, s.data, s.hash, s.packed,
+                              head.object_id if head is not None else None)
+        self._add(result, rows, NewVersion(fid, object_id, True, kind, origin, st.st_mode,
+                                           len(s.data), note=vnote, peer_id=peer,
+                                           session=session), s, now, st)
         self._warned.pop(key, None)
         self._after_change(s)
 
-    def _add(self, result: CaptureResult, nv: NewVersion, s: Seen, now: int,
+    def _add(self, result: CaptureResult, rows: CommitRows, nv: NewVersion, s: Seen, now: int,
              st: os.stat_result | None = None) -> None:
-        vid = self.store.add_version(nv, now, st)
+        v = rows.add_version(nv, now, st, s.hash)
         if nv.present and s.data is not None and self.keep_content is not None \
                 and self.keep_content(s.root_id, s.relpath):
-            result.contents[vid] = s.data
-        result.recorded.append(_version(vid, nv.file_id, s, nv, now))
+            result.contents[v.id] = s.data
+        result.recorded.append(v)
+
+    def _put(self, rows: CommitRows, data: bytes, h: bytes, packed: tuple[str, bytes] | None,
+             base: int | None) -> int:
+        """:meth:`Objects.put` of a version's content; a small whole copy goes in with the
+        commit's other rows (:mod:`guardian.store.commit_rows`)."""
+        damaged = bool(self.store.damaged) and h in self.store.damaged
+        oid = rows.object_id(h)
+        if not damaged:
+            if oid is not None:
+                return oid
+            if self.objects.plain(len(data), base):
+                codec, stored = packed if packed is not None else obj.compress(data)
+                oid = rows.add_object(h, len(data), codec, stored)
+                self.objects.remember(oid, h, data)
+                return oid
+        rows.flush_objects()  # put() reads the base's chain and lets SQLite pick the id
+        oid = self.objects.put(data, h, packed, base=base)
+        rows.added_object(h, oid)
+        return oid
 
     @staticmethod
     def _kind(head: Version | None, baseline: bool) -> VersionKind:
@@ -554,12 +584,16 @@ class Recorder:
             return "baseline" if baseline else "created"
         return "modified" if head.present else "created"
 
-    def _move_source(self, st: os.stat_result, fid: int, h: bytes) -> tuple[int, int, bytes] | None:
-        """A live file last seen with this inode whose path no longer holds it: a rename."""
-        for src_fid, src_root, src_rel, _entry in self.store.cache_by_inode(st.st_dev, st.st_ino):
+    def _move_source(self, rows: CommitRows, st: os.stat_result, fid: int,
+                     h: bytes) -> tuple[int, int, bytes] | None:
+        """A live file last seen with this inode whose path no longer holds it: a rename.
+        (A file last seen with the inode it has now was written in place: none.)"""
+        if rows.cached_inode(fid) == (st.st_dev, st.st_ino):
+            return None
+        for src_fid, src_root, src_rel in rows.files_with_inode(st.st_dev, st.st_ino):
             if src_fid == fid or src_root not in self.roots:
                 continue
-            head = self.store.head(src_fid)
+            head = rows.head(src_fid)
             if head is None or not head.present or head.hash != h:
                 continue
             try:

@@ -202,6 +202,19 @@ class Objects:
             self._remember(oid, h, data)
         return oid
 
+    def plain(self, size: int, base: int | None) -> bool:
+        """Whether :meth:`put` of new content of ``size`` bytes stores one whole copy in a
+        row of the table (not loose, not tried as a delta), which a caller may insert itself
+        (:mod:`guardian.store.commit_rows`) and then :meth:`remember`."""
+        return size < LOOSE_THRESHOLD and not (
+            base is not None and DELTA_MIN_SIZE <= size <= DELTA_MAX_SIZE and DELTA_ENABLED
+            and self.store.object_deltas)
+
+    def remember(self, oid: int, h: bytes, raw: bytes) -> None:
+        """Object ``oid`` was stored by the caller (see :meth:`plain`): keep its raw bytes
+        as the likely base of the file's next version, as :meth:`put` does."""
+        self._remember(oid, h, raw)
+
     def _delta_against(self, head_id: int, data: bytes, whole: int
                        ) -> tuple[bytes, tuple[int, int, int]] | None:
         """(stored delta, (base id, depth, chain position)) of ``data`` against the chain of
