@@ -185,3 +185,26 @@ def test_after_lost_events_a_path_is_read_again_at_record_time(rec: Recorder) ->
     early.heard_nothing()
     rec.capture([key], origin="watcher", confirm_missing=False, early=True)
     assert _contents(rec, b"lost.txt") == [b"closed\n", b"its events lost in an overflow\n"]
+
+
+def test_the_budget_is_released_by_the_commit_that_records_the_reads(
+        rec: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the budget a close is not read early (it is recorded when its settle window ends);
+    once a commit records what was held, closes are read early again. Reads on the reading
+    threads and inline, released on this thread: the per-thread counters must add up."""
+    from guardian.capture import early as early_mod
+
+    monkeypatch.setattr(early_mod, "BUDGET_READS", 4)
+    root = next(iter(rec.roots.values())).path
+    early = rec.read_early()
+    for rnd in range(3):
+        keys = [(1, b"f%d.txt" % i) for i in range(6)]
+        answers = []
+        for i, key in enumerate(keys):
+            (root / key[1].decode()).write_bytes(b"round %d file %d\n" % (rnd, i))
+            answers.append(early.read_soon(key, inline=i % 2 == 0))
+        assert answers == [True] * 4 + [False] * 2, rnd
+        wait_until(early.done, what="the early reads")
+        res = rec.capture(keys, origin="watcher", confirm_missing=False, early=True)
+        assert len(res.recorded) == 6  # the two not read early are read at record time
+        assert early.pending() == 0

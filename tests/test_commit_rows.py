@@ -113,5 +113,5 @@ def test_versions_of_one_path_in_one_commit_stay_in_order(rec: Recorder) -> None
     assert [r.kind for r in result.recorded] == ["modified"] * 3
     assert [k for k, _c, _n in _history(rec.store, "f.txt")] == ["baseline"] + ["modified"] * 3
     assert [c for _k, c, _n in _history(rec.store, "f.txt")][1:] == [b"v1\n", b"v2\n", b"v3\n"]
-    fid, head = rec.store.file_and_head(1, b"f.txt")
+    _fid, head = rec.store.file_and_head(1, b"f.txt")
     assert head is not None and head.id == result.recorded[-1].id
