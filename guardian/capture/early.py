@@ -26,6 +26,10 @@ the early ones: what a commit records for a path is in the order it was on disk.
 are held in memory until they are recorded, within a byte budget: past it, closes are recorded
 as before (at the end of the settle window).
 
+On Linux the daemon's inotify events come from a process of its own that has read each small
+closed file already (:mod:`guardian.daemon.reader_process`): ``read_soon(read=...)`` takes that
+read instead of reading (in the same order as any other early read of the path).
+
 One lock orders a path's reads against the commit that takes them, and nothing else takes it:
 four threads (the inotify reader, the event loop, the reading threads) once took it for every
 event, and a thread that lost the GIL while holding it stalled the others behind it (a third
@@ -56,7 +60,11 @@ INLINE_MAX = 64 * 1024
 Observe = Callable[["PathKey", "Seen | None"], "Seen"]
 #: ``(key, last)`` -> the read, or None for a file over ``INLINE_MAX`` (left to the threads).
 ObserveInline = Callable[["PathKey", "Seen | None"], "Seen | None"]
-_Item = tuple["PathKey", "Future[Seen]", "Future[Seen] | None", bool]
+#: What another process read of a file (guardian.daemon.reader_process.Read).
+Read = tuple[bytes, tuple[object, ...], bytes, bytes]
+#: ``(key, last, read)`` -> the Seen of a read made elsewhere.
+FromRead = Callable[["PathKey", "Seen | None", Read], "Seen"]
+_Item = tuple["PathKey", "Future[Seen]", "Future[Seen] | None", bool, "Read | None"]
 #: ``recorder.FILE`` (the recorder imports this module).
 _FILE = "file"
 
@@ -69,9 +77,11 @@ class EarlyReads:
     """
 
     def __init__(self, observe: Observe, threads: int = 2,
-                 inline: ObserveInline | None = None) -> None:
+                 inline: ObserveInline | None = None,
+                 from_read: FromRead | None = None) -> None:
         self._observe = observe
         self._inline = inline
+        self._from_read = from_read
         self._queues: list[queue.SimpleQueue[_Item | None]] = [
             queue.SimpleQueue() for _ in range(max(1, threads))]
         self._pending: dict[PathKey, list[Future[Seen]]] = {}
@@ -93,9 +103,12 @@ class EarlyReads:
     def _queue(self, key: PathKey) -> queue.SimpleQueue[_Item | None]:
         return self._queues[hash(key) % len(self._queues)]
 
-    def read_soon(self, key: PathKey, *, inline: bool = True) -> bool:
+    def read_soon(self, key: PathKey, *, inline: bool = True, read: Read | None = None) -> bool:
         """A writer closed ``key``: read it now (unless the budget is spent: False). ``inline``
-        False: on a reading thread even if small (the caller has a backlog to get through)."""
+        False: on a reading thread even if small (the caller has a backlog to get through).
+        ``read``: it was read already, by the reader process; that read is taken instead."""
+        if self._from_read is None:
+            read = None
         held_bytes, held_reads = self._held()
         if held_bytes >= BUDGET_BYTES or held_reads >= BUDGET_READS:
             self.skipped += 1
@@ -106,12 +119,16 @@ class EarlyReads:
             held = self._pending.setdefault(key, [])
             last = held[-1] if held else self._now.get(key)
             held.append(fut)
-            if not inline or self._inline is None or (last is not None and not last.done()):
+            if (last is not None and not last.done()) or (
+                    read is None and (not inline or self._inline is None)):
                 # Queued under the lock: a path's reads enter its queue in the order they
                 # are held; one behind a read not done yet waits for it first.
-                self._queue(key).put((key, fut, last, True))
+                self._queue(key).put((key, fut, last, True, read))
                 return True
-        self._read_inline(key, fut, last)
+        if read is not None:
+            self._take_read(key, fut, last, read)
+        else:
+            self._read_inline(key, fut, last)
         return True
 
     def heard(self, key: PathKey, *, last_read: bool) -> None:
@@ -141,6 +158,19 @@ class EarlyReads:
         counts = list(self._counts.values())
         return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
+    def _take_read(self, key: PathKey, fut: Future[Seen], last: Future[Seen] | None,
+                   read: Read) -> None:
+        """Take the reader process's ``read`` as this close's early read (``last`` is done)."""
+        assert self._from_read is not None
+        prev = None
+        try:
+            prev = last.result() if last is not None else None
+            s = self._from_read(key, prev, read)
+        except BaseException as e:  # reported to whoever takes it
+            fut.set_exception(e)
+            return
+        self._done(fut, s, prev)
+
     def _read_inline(self, key: PathKey, fut: Future[Seen], last: Future[Seen] | None) -> None:
         """Read ``key`` on this thread (``last``, if any, is done: see :meth:`read_soon`)."""
         assert self._inline is not None
@@ -151,7 +181,7 @@ class EarlyReads:
             if s is None:  # too big to read here
                 with self._lock:
                     if fut in self._pending.get(key, ()):
-                        self._queue(key).put((key, fut, last, True))
+                        self._queue(key).put((key, fut, last, True, None))
                         return
                 # Taken meanwhile: a read at record time waits for this one (queued behind
                 # it, it must not be queued after that read), so it is read here after all.
@@ -196,7 +226,7 @@ class EarlyReads:
                         waits.append((key, early, None))
                         continue
                 now: Future[Seen] = Future()
-                self._queue(key).put((key, now, early[-1] if early else None, False))
+                self._queue(key).put((key, now, early[-1] if early else None, False, None))
                 self._now[key] = now
                 waits.append((key, early, now))
         out: list[list[Seen]] = []
@@ -212,7 +242,7 @@ class EarlyReads:
                 else:  # gone, unstable, unreadable...: read it again, as any other path
                     now = Future()
                     with self._lock:
-                        self._queue(key).put((key, now, early[-1], False))
+                        self._queue(key).put((key, now, early[-1], False, None))
                         self._now[key] = now
                     nows.append((key, now))
                 reads += len(early)
@@ -235,12 +265,15 @@ class EarlyReads:
 
     def _run(self, q: queue.SimpleQueue[_Item | None]) -> None:
         while (item := q.get()) is not None:
-            key, fut, last, early = item
+            key, fut, last, early, read = item
             try:
                 # ``last`` went into this same queue before, was read inline, or is the read
                 # at record time: it is done or will be, in order.
                 prev = last.result() if last is not None else None
-                s = self._observe(key, prev)
+                if read is not None and self._from_read is not None:
+                    s = self._from_read(key, prev, read)
+                else:
+                    s = self._observe(key, prev)
             except BaseException as e:  # reported to whoever takes it
                 fut.set_exception(e)
                 continue

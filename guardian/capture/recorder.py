@@ -38,7 +38,7 @@ from guardian.store.objects import Objects
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-    from guardian.capture.early import EarlyReads
+    from guardian.capture.early import EarlyReads, Read
 
 PathKey = tuple[int, bytes]  # (root id, relpath)
 _ABSENT: tuple[int, ...] = ()
@@ -168,7 +168,7 @@ class Recorder:
             from guardian.capture.early import EarlyReads
 
             self.early = EarlyReads(self._observe_alone, threads=min(2, self._workers),
-                                    inline=self._observe_inline)
+                                    inline=self._observe_inline, from_read=self._observe_read)
         return self.early
 
     def _observe_alone(self, key: PathKey, last: Seen | None) -> Seen:
@@ -183,6 +183,24 @@ class Recorder:
         from guardian.capture.early import INLINE_MAX
 
         return self._observe_small(key, last, INLINE_MAX)
+
+    def _observe_read(self, key: PathKey, last: Seen | None, read: Read) -> Seen:
+        """What the reader process read of a regular file (guardian.daemon.reader_process:
+        opened as :meth:`_observe` opens it, found stable), with :meth:`_observe`'s checks of
+        the path and its size."""
+        root_id, rel = key
+        if not rel or self.ignore[root_id].ignored(rel):
+            return Seen(root_id, rel, IGNORED)
+        if rel.rpartition(SEP)[2] in _BAD_NAMES:
+            return Seen(root_id, rel, MISSING)
+        _path, st_args, sha, data = read
+        st = os.stat_result(*st_args)  # type: ignore[arg-type]
+        if last is not None and last.state == FILE and last.st is not None \
+                and _same_stat(st, last.st):
+            return last
+        if st.st_size > self.max_size(root_id, rel):
+            return Seen(root_id, rel, OVERSIZE, st)
+        return Seen(root_id, rel, FILE, st, data, sha, packed=obj.compress(data))
 
     def _observe_small(self, key: PathKey, last: Seen | None, limit: int | None) -> Seen | None:
         with RootDirs(self.roots[key[0]].bpath, 8) as dirs:

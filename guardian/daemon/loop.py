@@ -35,6 +35,7 @@ from guardian.agents.handler import label_windows
 from guardian.capture.recorder import CaptureResult, Recorder
 from guardian.daemon import pauses
 from guardian.daemon.notify import Notifier
+from guardian.daemon.reader_process import Read
 from guardian.daemon.revert import Reverter
 from guardian.daemon.server import ControlServer
 from guardian.daemon.settle import Settler
@@ -487,10 +488,12 @@ class Daemon:
                 self.settler.touch((CAPTURE, rid, rel), now, done=ev.kind == "closed",
                                    window=window, cap=cap)
 
-    def _closed(self, path: bytes) -> bool:
+    def _closed(self, path: bytes, read: Read | None = None) -> bool:
         """A file was closed after a write (called from the inotify reader thread, as the
         event is read): read it now, so that what it holds is recorded even if it is rewritten
-        before the settle window ends (:mod:`guardian.capture.early`). True if it is read."""
+        before the settle window ends (:mod:`guardian.capture.early`); or take ``read``, what
+        the reader process read of it (:mod:`guardian.daemon.reader_process`). True if it is
+        read."""
         if path.rpartition(b"/")[2].startswith(TEMP_PREFIX):
             return False
         key = self.recorder.locate_key(path)
@@ -502,7 +505,7 @@ class Daemon:
             return False
         if own_window:  # a rule's own window folds closed writes too
             return False
-        return self.early.read_soon(key, inline=not self.watcher.reader_behind)
+        return self.early.read_soon(key, inline=not self.watcher.reader_behind, read=read)
 
     async def sync(self, timeout: float = 5.0) -> bool:
         """A barrier: every event that happened before this call has been routed.

@@ -54,6 +54,12 @@ from watchdog.events import (
 )
 
 from guardian import faults
+from guardian.daemon.reader_process import Read, ReaderProcess, parse
+
+#: ``on_closed(path, read)``: a file was closed after a write; ``read`` is what the reader
+#: process read of it (:mod:`guardian.daemon.reader_process`), if anything. True if the daemon
+#: took it as an early read (the event says so: :attr:`FsEvent.early`).
+OnClosed = Callable[[bytes, "Read | None"], bool]
 
 EVENT_FILTER: list[type[FileSystemEvent]] = [
     FileCreatedEvent, FileModifiedEvent, FileDeletedEvent, FileMovedEvent, FileClosedEvent,
@@ -159,7 +165,7 @@ class PromptEvents:
     KEEP_MOVES = 4096  # sources of moves kept for pairing (halves arrive back to back)
 
     def __init__(self, bridge: Bridge, root: bytes,
-                 on_closed: Callable[[bytes], bool] | None = None) -> None:
+                 on_closed: OnClosed | None = None) -> None:
         self.bridge = bridge
         self.root = root
         self.on_closed = on_closed
@@ -188,8 +194,12 @@ class PromptEvents:
         elif ev.is_close_write:
             if is_dir:
                 return
-            # Read here, not after the bridge and the event loop.
-            early = self.on_closed is not None and self.on_closed(path)
+            # Read here, not after the bridge and the event loop; or read already, by the
+            # reader process, if it found this event's file where the daemon does.
+            read = getattr(ev, "read", None)
+            if read is not None and read[0] != path:
+                read = None
+            early = self.on_closed is not None and self.on_closed(path, read)
             self._last = ("closed", path)
             self.bridge.put(FsEvent("closed", path, None, False, early))
             return
@@ -251,7 +261,7 @@ class Watcher:
 
     def __init__(self, roots: list[bytes], bridge: Bridge,
                  skip_dir: Callable[[bytes], bool],
-                 on_closed: Callable[[bytes], bool] | None = None) -> None:
+                 on_closed: OnClosed | None = None) -> None:
         self.roots = roots
         self.bridge = bridge
         #: Called from the inotify reader thread with the path of each file closed after a
@@ -355,7 +365,7 @@ class Watcher:
 def _make_inotify_observer(bridge: Bridge, skip_dir: Callable[[bytes], bool],
                            errors: list[str], failed: Callable[[str], None],
                            cancel: threading.Event,
-                           on_closed: Callable[[bytes], bool] | None = None,
+                           on_closed: OnClosed | None = None,
                            state: Watcher | None = None) -> Any:
     """watchdog's inotify observer, hooked where it must be.
 
@@ -367,16 +377,98 @@ def _make_inotify_observer(bridge: Bridge, skip_dir: Callable[[bytes], bool],
     ``_move_event_grouper`` (whose interface :class:`PromptEvents` implements), and
     ``InotifyFD.read_events``.
     """
+    import select
+    from dataclasses import field
+
     from watchdog.observers.api import BaseObserver
     from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
-    from watchdog.observers.inotify_c import InotifyFD
+    from watchdog.observers.inotify_c import InotifyEvent, InotifyFD, Mask, WatchDescriptor
+
+    from guardian.capture.early import INLINE_MAX
+    from guardian.paths import TEMP_PREFIX
 
     limit_env = os.environ.get(TEST_MAX_WATCHES_ENV)
     limit = int(limit_env) if limit_env else None
 
+    @dataclass(unsafe_hash=True, frozen=True)
+    class ReadEvent(InotifyEvent):
+        """A close-write event with what the reader process read of its file."""
+
+        read: Read | None = field(default=None, compare=False, hash=False)
+
+    class WatchedDirs(dict[Any, bytes]):
+        """A watch group's paths by watch descriptor, each change told to the reader
+        process (which reads files by these paths)."""
+
+        def __init__(self, pump: ReaderProcess) -> None:
+            super().__init__()
+            self.pump = pump
+
+        def __setitem__(self, wd: Any, path: bytes) -> None:
+            super().__setitem__(wd, path)
+            self.pump.send(("wd", int(wd), path))
+
+        def pop(self, wd: Any, *default: Any) -> Any:
+            path = super().pop(wd, *default)
+            self.pump.send(("rm", int(wd)))
+            return path
+
     class GuardedFD(InotifyFD):
         watches = 0
         roots: ClassVar[set[bytes]] = set()
+
+        def __init__(self) -> None:
+            super().__init__()
+            #: Reads the inotify descriptor and closed files in a process of its own (None:
+            #: this thread reads both, as watchdog does).
+            self.pump = ReaderProcess.start(self._inotify_fd, TEMP_PREFIX, INLINE_MAX)
+            if self.pump is not None:
+                self._pump_poller = select.poll()
+                self._pump_poller.register(self.pump.out, select.POLLIN)
+                self._pump_poller.register(self._kill_r, select.POLLIN)
+
+        def _read_from_pump(self) -> list[Any]:
+            """watchdog's ``_read_event_buffer`` and its close protocol, from the reader
+            process's pipe instead of the inotify descriptor."""
+            pump = self.pump
+            assert pump is not None
+            while True:
+                with self._lock:
+                    if self._closed:
+                        return []
+                    self._is_reading = True
+                chunk: bytes | None = None
+                if any(fd == pump.out for fd, _ in self._pump_poller.poll()):
+                    chunk = os.read(pump.out, 1 << 20)
+                with self._lock:
+                    self._is_reading = False
+                    if self._closed_meanwhile():
+                        self._close_resources()
+                        return []
+                if chunk is None:
+                    continue
+                if not chunk:
+                    raise OSError(errno.EPIPE, pump.exited())
+                events: list[Any] = []
+                for buf, reads in pump.take(chunk):
+                    for wd, mask, cookie, name, read in parse(buf, reads):
+                        if read is None:
+                            events.append(InotifyEvent(WatchDescriptor(wd), Mask(mask),
+                                                       cookie, name))
+                        else:
+                            events.append(ReadEvent(WatchDescriptor(wd), Mask(mask),
+                                                    cookie, name, read))
+                if events:
+                    return events
+
+        def _closed_meanwhile(self) -> bool:
+            """Whether :meth:`close` ran while this thread polled (under ``_lock``)."""
+            return self._closed
+
+        def _close_resources(self) -> None:
+            super()._close_resources()
+            if self.pump is not None:
+                self.pump.close()
 
         def run(self) -> None:
             try:
@@ -387,7 +479,8 @@ def _make_inotify_observer(bridge: Bridge, skip_dir: Callable[[bytes], bool],
                 failed(f"inotify reader died: {type(e).__name__}: {e}")
 
         def read_events(self, *args: Any, **kwargs: Any) -> list[Any]:
-            events: list[Any] = super().read_events(*args, **kwargs)
+            events: list[Any] = (self._read_from_pump() if self.pump is not None
+                                 else super().read_events(*args, **kwargs))
             if state is not None:
                 state.reader_behind = len(events) >= READER_BEHIND
             return events
@@ -417,6 +510,10 @@ def _make_inotify_observer(bridge: Bridge, skip_dir: Callable[[bytes], bool],
         def __post_init__(self) -> None:
             self._move_event_grouper = PromptEvents(  # type: ignore[assignment]
                 bridge, self.path, on_closed)
+            pump = getattr(self._inotify_fd, "pump", None)
+            if pump is not None:
+                pump.send(("root", self.path))
+                self._active_callbacks_by_watch = WatchedDirs(pump)
             super().__post_init__()
 
         def _add_all_callbacks(self, path: bytes) -> None:
