@@ -37,6 +37,24 @@ def wait_until(cond: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT, what: 
         delay = min(delay * 2, 0.05)
 
 
+def reader_processes(pid: int) -> list[int]:
+    """The inotify reader processes of daemon ``pid`` (guardian.daemon.reader_process)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"reader_process.py" in cmdline:
+                out.append(child)
+    return out
+
+
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """An environment that keeps every Guardian location inside this test's temp dir."""

@@ -6,7 +6,7 @@ import os
 import signal
 from pathlib import Path
 
-from .conftest import Cli, sha256, wait_until
+from .conftest import Cli, reader_processes, sha256, wait_until
 
 
 def _max_queued_events() -> int:
@@ -26,7 +26,11 @@ def test_queue_overflow_while_daemon_is_stopped_records_every_final_state(
     (root / "flood").mkdir()
     (root / "flood" / "first.txt").write_text("watched")
     w.version(root / "flood" / "first.txt")  # the directory's watch is in place
-    os.kill(w.proc.pid, signal.SIGSTOP)
+    # The daemon and the process that reads inotify for it (which would otherwise keep
+    # reading, and hold the events for the daemon: nothing would overflow).
+    stopped = [w.proc.pid, *reader_processes(w.proc.pid)]
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
     try:
         for i in range(n):
             (root / "flood" / f"f{i}.txt").write_text(f"flood {i}")
@@ -35,7 +39,8 @@ def test_queue_overflow_while_daemon_is_stopped_records_every_final_state(
         for i in range(1, 100, 2):
             (root / f"pre{i}.txt").unlink()
     finally:
-        os.kill(w.proc.pid, signal.SIGCONT)
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
     w.wait(lambda e: e["event"] == "warning" and "overflow" in e["message"], timeout=60,
            what="an overflow warning")
     w.wait(lambda e: e["event"] == "reconcile" and e["reason"] == "overflow", timeout=120)
