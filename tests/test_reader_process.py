@@ -18,6 +18,9 @@ from guardian.daemon.reader_process import ENV
 from guardian.daemon.watcher import Bridge, PromptEvents
 
 from .conftest import Cli, reader_processes, sha256, wait_until
+from .test_capture_symlinks import INSIDE, assert_nothing_from_outside, outside, settle
+
+__all__ = ["outside"]  # a fixture, used by name
 
 IN_CLOSE_NOWRITE = 0x10
 
@@ -92,6 +95,48 @@ def test_the_daemon_goes_on_when_its_reader_process_dies(root: Path, cli: Cli, w
     (root / "after.txt").write_text("after\n")
     w.version(root / "after.txt", sha256=sha256(b"after\n"))
     assert w.proc.poll() is None
+    assert w.stop() == 0
+
+
+def test_a_directory_swapped_for_a_symlink_before_the_reader_gets_to_it_is_not_read_through(
+        root: Path, outside: Path, cli: Cli, watch) -> None:
+    """The reader process stopped between a write and a swap of its directory for a link to
+    outside the root: when it reads the event, the path it knows leads through the link, and
+    it must not follow it (each component opened with O_NOFOLLOW)."""
+    conf = root / "conf"
+    conf.mkdir()
+    (conf / "app.json").write_bytes(INSIDE)
+    w = watch(root)
+    [child] = reader_processes(w.proc.pid)
+    os.kill(child, signal.SIGSTOP)
+    try:
+        (conf / "app.json").write_bytes(b'{"app": "inside", "n": 2}\n')
+        os.rename(conf, root / "conf.bak")
+        os.symlink("../outside", conf)
+    finally:
+        os.kill(child, signal.SIGCONT)
+    settle(cli)
+    versions = cli.log()
+    assert_nothing_from_outside(versions)
+    assert cli.log(root / "conf.bak" / "app.json")[0]["sha256"] == sha256(
+        b'{"app": "inside", "n": 2}\n')
+    assert w.proc.poll() is None
+    assert w.stop() == 0
+
+
+def test_a_fifo_closed_after_a_write_is_never_opened(root: Path, cli: Cli, watch) -> None:
+    """A FIFO opened for writing and closed raises the same close-write event as a file; a
+    blocking open of it for reading would hang the reader process (nobody writes to it)."""
+    w = watch(root)
+    fifo = root / "pipe"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # a writer that opens without a reader
+    os.write(fd, b"through the pipe\n")
+    os.close(fd)
+    (root / "after.txt").write_text("after\n")
+    w.version(root / "after.txt", sha256=sha256(b"after\n"))
+    assert not [v for v in cli.log() if v["relpath"] == "pipe"]
+    assert reader_processes(w.proc.pid) and w.proc.poll() is None
     assert w.stop() == 0
 
 
