@@ -75,11 +75,13 @@ class Settler(Generic[K]):
             return due
         return None
 
-    def pop_due(self, now: float, firsts: dict[K, float] | None = None) -> list[K]:
-        """Keys whose window has passed; ``firsts`` gets when each was first touched (the
-        daemon measures write -> committed from there)."""
+    def pop_due(self, now: float, firsts: dict[K, float] | None = None,
+                limit: int | None = None) -> list[K]:
+        """Keys whose window has passed (at most ``limit``, the earliest due first; the rest
+        stay due); ``firsts`` gets when each was first touched (the daemon measures write ->
+        committed from there)."""
         out: list[K] = []
-        while self._heap:
+        while self._heap and (limit is None or len(out) < limit):
             due, _, key = self._heap[0]
             p = self._pending.get(key)
             if p is None or self._due(p) != due:

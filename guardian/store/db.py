@@ -1121,6 +1121,17 @@ class Store(PathTree, Closing):
         ).fetchone()
         return Version.from_row(row) if row else None
 
+    def versions(self, version_ids: Sequence[int]) -> list[Version]:
+        """The versions of these ids that exist, in no particular order (ids in parts of
+        500, under SQLite's limit of bound parameters)."""
+        out: list[Version] = []
+        for at in range(0, len(version_ids), 500):
+            part = version_ids[at:at + 500]
+            out += [Version.from_row(r) for r in self.db.execute(
+                f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM} WHERE v.id IN "
+                f"({','.join('?' * len(part))})", tuple(part))]
+        return out
+
     def versions_of(self, file_id: int, *, limit: int | None = None) -> list[Version]:
         sql = f"SELECT {_VERSION_COLS} FROM {_VERSION_FROM} WHERE v.file_id=? ORDER BY v.id DESC"
         if limit is not None:
