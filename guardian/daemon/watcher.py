@@ -462,7 +462,8 @@ def _make_inotify_observer(bridge: Bridge, skip_dir: Callable[[bytes], bool],
                     return events
 
         def _closed_meanwhile(self) -> bool:
-            """Whether :meth:`close` ran while this thread polled (under ``_lock``)."""
+            """Whether :meth:`close` ran while this thread polled (under ``_lock``); a
+            method, so the check above it in the loop does not narrow the attribute."""
             return self._closed
 
         def _close_resources(self) -> None:
