@@ -88,9 +88,9 @@ VALIDATE_BATCH = 256
 #: burst of 100,000 new files capture outran validation, and the queue held every version
 #: with its content and its rules: ~3.5 KB each, 444 MB of peak RSS.
 VALIDATE_HELD = 4096
+VALIDATE_HELD_BYTES = 16 * 1024 * 1024
 #: Sets VALIDATE_HELD (0: every version waits by its id; how the tests drive the read-back).
 VALIDATE_HELD_ENV = "GUARDIAN_VALIDATE_HELD"
-VALIDATE_HELD_BYTES = 16 * 1024 * 1024
 #: Commits of verdicts at most this often: under a burst, the versions of the next ones
 #: gather meanwhile (a commit of verdicts after every capture delayed the next capture).
 VERDICTS_EVERY_S = 0.05
@@ -102,6 +102,12 @@ IDLE_CHECKPOINT_S = 1.0
 Queued = tuple[Version, Effective, bytes] | int
 #: A version to validate, with its rules and content or why it could not be read back.
 ToCheck = tuple[Version, Effective, bytes | BaseException]
+
+
+def _validated(eff: Effective) -> bool:
+    """Whether a new version under these rules goes to the validators (a protected path is
+    judged as protected instead)."""
+    return bool(eff.validators) and not eff.protected
 
 
 class Daemon:
@@ -689,8 +695,7 @@ class Daemon:
     # ----------------------------------------------------------------- rules and validation
     def _wants_validation(self, root_id: int, relpath: bytes) -> bool:
         """Called by capture (store thread): keep this content for the validators?"""
-        eff = self.policy.effective(root_id, relpath)
-        return bool(eff.validators) and not eff.protected
+        return _validated(self.policy.effective(root_id, relpath))
 
     def _judge_all(self, result: CaptureResult) -> None:
         """Hand every new version to the rules: protected paths, validators, rule files."""
@@ -763,7 +768,7 @@ class Daemon:
         out: list[ToCheck] = []
         for r in sorted(reader.versions(version_ids), key=lambda v: v.id):
             eff = self.policy.effective(r.root_id, r.relpath)
-            if not eff.validators or eff.protected or not r.present:
+            if not r.present or not _validated(eff):
                 continue
             try:
                 if r.object_id is None:
