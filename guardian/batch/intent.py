@@ -43,8 +43,8 @@ def prepare(writer: Writer, targets: list[Target], session: str | None, *,
     # What is there now is in the store, durably, before anything is overwritten. With a
     # daemon keeping up, the newest versions already are what we read: nothing to capture.
     heads = current_heads(store, targets)
-    current = [hashlib.sha256(t.current).digest() if holds_content(t) and t.current is not None
-               else None for t in targets]
+    current = [(t.current_digest or hashlib.sha256(t.current).digest())
+               if holds_content(t) and t.current is not None else None for t in targets]
     stale = []
     for i, t in enumerate(targets):
         head = heads[i]
@@ -178,7 +178,7 @@ def store_new(store: Store, targets: list[Target]) -> dict[bytes, int]:
     for t in targets:
         if t.final is not None and t.digest is None:
             t.digest = hashlib.sha256(t.final).digest()
-    ids = objects.put_many([(t.digest, t.final, None) for t in targets
+    ids = objects.put_many([(t.digest, t.final, t.packed) for t in targets
                             if t.digest is not None and t.final is not None
                             and t.new_object_id is None])
     objects.sync()

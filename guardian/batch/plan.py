@@ -324,8 +324,10 @@ def check_writable(t: Target, seen: dict[tuple[int, bytes], Any]) -> None:
         if not seen[akey]:
             what = "create its directory in" if missing else "write in its directory"
             raise t.error(f"cannot {what} {show(directory)}: permission denied", "permission")
-        if t.kind == "file" and not os.access(t.root.join(t.relpath), os.W_OK):
-            raise t.error("is not writable: permission denied", "permission")
+        if t.kind == "file":
+            dfd, name = t.where()  # its parent's fd: no walk of the whole path per file
+            if not os.access(name, os.W_OK, dir_fd=dfd):
+                raise t.error("is not writable: permission denied", "permission")
     except OSError as e:
         raise t.error(f"{e.strerror or e}", "permission") from None
     except OutsideRootError as e:

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guardian import faults
-from guardian.batch import imports
+from guardian.batch import digests, imports
 from guardian.batch import io as batchio
 from guardian.batch import locks as targetlocks
 from guardian.batch import plan as batchplan
@@ -150,6 +150,16 @@ def _execute_locked(writer: Writer, manifest: Manifest, base: Path, targets: lis
         if t.unchanged and t.oldfd is not None:
             os.close(t.oldfd)
             t.oldfd = None
+    # Hashing and compressing the contents while the checks run (a dry run does neither).
+    with digests.Ahead([] if dry_run else targets) as ahead:
+        return _checked(writer, manifest, targets, fds, t0, ahead, dry_run=dry_run,
+                        session=session)
+
+
+def _checked(writer: Writer, manifest: Manifest, targets: list[Target], fds: batchio.Budget,
+             t0: int, ahead: digests.Ahead, *, dry_run: bool, session: str | None
+             ) -> BatchResult:
+    """Steps 2 (the checks) to 7 of targets read and folded."""
     access: dict[tuple[int, bytes], Any] = {}
     for t in targets:
         batchplan.check_writable(t, access)
@@ -170,6 +180,7 @@ def _execute_locked(writer: Writer, manifest: Manifest, base: Path, targets: lis
         result = BatchResult(None, False, _outcomes(targets, {}), _ms(t0), warnings=warned)
         _record_operations(writer.store, targets, None, "ok")
         return result
+    ahead.join()
     batch_id, versions = _write(writer, changing, fds, session, operations=targets)
     return BatchResult(batch_id, False, _outcomes(targets, versions), _ms(t0),
                        versions=sorted(versions.values()), warnings=warned)

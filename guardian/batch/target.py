@@ -49,6 +49,8 @@ class Target:
     oldfd: int | None = None        # the replaced file, held open: see release_later
     written: tuple[int, int] | None = None  # (st_dev, st_ino) of the temp written
     digest: bytes | None = None     # SHA-256 of final
+    packed: tuple[str, bytes] | None = None  # final as the store keeps it (codec, bytes)
+    current_digest: bytes | None = None  # SHA-256 of current (see guardian.batch.digests)
     read_sig: tuple[int, ...] | None = None  # the file as read (see signature)
     read_stat: os.stat_result | None = None  # the fstat of the file read (its bytes: current)
     valid: bool | None = None       # the validators' verdict on final (None: none ran)
