@@ -782,6 +782,10 @@ def test_guardian_bench_runs_the_seed_scenarios(cli: Cli, tmp_path: Path) -> Non
             "incremental_updates.data_integrity", "overall.net_performance_gain",
             "overall.zero_data_loss"} <= checks
     assert out["large_batch"]["files"] == 16 and out["large_rewrite"]["files"] == 16
+    for key in ("large_batch", "large_rewrite"):  # both floors, and the ratios to them
+        big = out[key]
+        assert big["io_rows_floor_s"] > 0 and big["protocol_floor_s"] > 0
+        assert f"{key}.vs_floor" in checks and f"{key}.vs_protocol_floor" in checks
     assert not list(scratch.iterdir())  # the scratch tree is removed
     text = cli.run("bench", "--files", "4", "--repeats", "1", "--large", "0", "--dir",
                    str(scratch), store=False, timeout=300)
