@@ -378,20 +378,10 @@ def _locked(targets: list[Target], timeout: float) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------- 3. prepare
+# The journal, durably, before anything is overwritten: intent.prepare.
 
 
-
-
-
-
-
-
-
-
-
-
-
-
+# ----------------------------------------------------------------------------- 7. verify, record
 def finish(writer: Writer, batch_id: int, targets: list[Target], session: str | None,
             *, verify: bool, operations: list[Target] | None = None) -> dict[bytes, int]:
     """Verify every target, record the new versions, mark the batch done (one commit)."""
