@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -52,9 +53,18 @@ def test_status_spellings_parsed_without_argparse_match_argparse(cli: Cli, root:
     assert b"--json" in cli.run("status", "--help", store=False, check=True).stdout
 
 
-def test_console_script_is_installed() -> None:
+def test_console_script_is_installed(tmp_path: Path) -> None:
+    """pip install puts a `guardian` command beside the interpreter; it runs from any
+    directory and loads no ``re`` before the CLI does (pip's console-script wrapper did)."""
     script = Path(sys.executable).parent / "guardian"
     assert script.exists(), "pip install should put a `guardian` script beside the interpreter"
+    p = subprocess.run([str(script), "--version"], capture_output=True, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}, timeout=60,
+                       check=False)
+    assert p.returncode == 0 and p.stdout.startswith(b"guardian "), p
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.decode().splitlines()
+              if line.startswith("import time:")}
+    assert "guardian.cli.main" in loaded and "re" not in loaded
 
 
 def test_usage_errors_are_one_line_exit_2(cli: Cli, root: Path) -> None:
