@@ -1,4 +1,4 @@
-"""A batch's compression and hashing, done on a thread while the checks run.
+"""A batch's compression, done on a thread while the checks run, and its hashing.
 
 Every new content is compressed (what the store keeps) and hashed (its object's name), and
 every current content is hashed (to see that the store holds it before it is replaced):
