@@ -13,7 +13,13 @@ from textual.widgets import Footer
 
 
 class Keys(Footer):
+    """Compact (one space between keys, not two): at 80 columns the restore browser's
+    footer then shows its actions and its navigation keys, not half of them."""
+
     _queued = False
+
+    def __init__(self) -> None:
+        super().__init__(compact=True)
 
     def bindings_changed(self, screen: Screen[object]) -> None:
         self._bindings_ready = True
