@@ -19,12 +19,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, DataTable, Footer, Header, Label, Static
+from textual.widgets import Button, DataTable, Header, Label, Static
 
 from guardian.agents.plan import render_plan
 from tui.screens.base import GuardianScreen
 from tui.screens.confirm import ConfirmRestore, Effect
 from tui.widgets import diffview
+from tui.widgets.footer import Keys
 
 if TYPE_CHECKING:
     from guardian.agents.touched import Touched
@@ -98,7 +99,7 @@ class Sessions(GuardianScreen):
                     yield Static("", id="sess-diff")
         yield Label("enter: next pane · esc: back · u: undo the selected prompt or session",
                     id="sess-status", markup=False)
-        yield Footer()
+        yield Keys()
 
     def on_mount(self) -> None:
         cols = {"sess-table": ("session", "agent", "time span", "prompts", "calls", "files",
